@@ -1,0 +1,341 @@
+"""Turns a design, a cohort and a reader list into every assignment, reproducibly from the study seed.
+
+The allocation is a pure function (no database), so its invariants can be checked over many random
+designs and seeds. What it guarantees, or refuses to produce:
+
+* each case of an arm is read by exactly ``readers_per_case`` readers of the arm's role;
+* with ``distinct_case_per_reader`` a reader never meets the same case twice, in any arm
+  (no carry-over from one read of a case to the next);
+* reads are balanced: within an arm every reader of the role has the same number of cases, within one;
+* in comparisons, the draft standing as A is randomized per assignment and balanced within each
+  reader: each source is A in half of the reader's comparisons, within one;
+* a draft that comes from another arm is bound to one submitted-to-be assignment of that arm for the
+  same case, spreading the source readers evenly;
+* each reader's worklist order is randomized;
+* the same seed and inputs give the same allocation, on any machine (``random.Random`` seeded from a
+  string is stable across CPython versions).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from study_app.designs import ArmSpec, StudyDesign
+
+# Greedy balancing almost always succeeds at once; a few retries make the rare tight corner pass.
+MAX_ATTEMPTS = 200
+
+
+class AllocationError(ValueError):
+    """The design cannot be satisfied with this cohort and these readers; the message says which constraint."""
+
+
+@dataclass(frozen=True)
+class CaseSlot:
+    case_key: str
+    has_mc_item: bool
+
+
+@dataclass(frozen=True)
+class ReaderSlot:
+    reader_key: str
+    role: str
+
+
+@dataclass
+class PlannedAssignment:
+    index: int
+    reader_key: str
+    case_key: str
+    arm_key: str
+    position: int = 0
+    # For drafts from another arm: the index of the planned assignment whose report is the draft.
+    source_index: int | None = None
+    source_b_index: int | None = None
+    # For compare: which of the arm's two draft sources stands as A (0 or 1).
+    a_source_index: int | None = None
+
+
+@dataclass
+class Allocation:
+    seed: int
+    assignments: list[PlannedAssignment]
+    arm_cases: dict[str, list[str]] = field(default_factory=dict)
+
+    def by_reader(self) -> dict[str, list[PlannedAssignment]]:
+        grouped: dict[str, list[PlannedAssignment]] = defaultdict(list)
+        for planned in self.assignments:
+            grouped[planned.reader_key].append(planned)
+        for rows in grouped.values():
+            rows.sort(key=lambda p: p.position)
+        return dict(grouped)
+
+
+def _rng(seed: int, *purpose: object) -> random.Random:
+    # One independent stream per purpose: adding a reader to one role does not reshuffle another.
+    return random.Random(":".join(str(p) for p in (seed, *purpose)))
+
+
+def _arm_order(design: StudyDesign) -> list[ArmSpec]:
+    """Arms with their source arms first, so a dependent arm can draw its cases from its source's."""
+    done: list[ArmSpec] = []
+    pending = list(design.arms)
+    while pending:
+        for arm in pending:
+            needs = {s.arm for s in arm.draft_sources if s.kind == "arm"}
+            if needs <= {a.key for a in done}:
+                done.append(arm)
+                pending.remove(arm)
+                break
+        else:  # pragma: no cover - the parser refuses chains, so there is no cycle to meet
+            raise AllocationError("arms depend on each other in a cycle")
+    return done
+
+
+def _choose_arm_cases(design: StudyDesign, cases: list[CaseSlot], seed: int) -> dict[str, list[str]]:
+    order = [c.case_key for c in cases]
+    with_mc = [c.case_key for c in cases if c.has_mc_item]
+    chosen: dict[str, list[str]] = {}
+    for arm in _arm_order(design):
+        if arm.task == "rate_reasoning":
+            eligible, why = with_mc, "cases with a multiple-choice item"
+        else:
+            eligible, why = order, "cases in the cohort"
+        for source in arm.draft_sources:
+            if source.kind == "arm":
+                source_cases = set(chosen[source.arm])
+                eligible = [c for c in eligible if c in source_cases]
+                why = f"cases that arm '{source.arm}' reads"
+        wanted = len(eligible) if arm.cases is None else arm.cases
+        if wanted == 0 or len(eligible) < wanted:
+            raise AllocationError(
+                f"arm '{arm.key}' needs {max(wanted, 1)} case(s) but there are only {len(eligible)} {why}"
+            )
+        picked = set(_rng(seed, "cases", arm.key).sample(eligible, wanted))
+        chosen[arm.key] = [c for c in order if c in picked]
+    return chosen
+
+
+def _check_capacity(design: StudyDesign, arm_cases: dict[str, list[str]], readers_of: dict[str, list[str]]) -> None:
+    for role in sorted({a.role for a in design.arms}):
+        n_readers = len(readers_of.get(role, []))
+        role_arms = [a for a in design.arms if a.role == role]
+        if n_readers == 0:
+            raise AllocationError(
+                f"role '{role}' has arms ({', '.join(a.key for a in role_arms)}) but no reader"
+            )
+        for arm in role_arms:
+            if arm.readers_per_case > n_readers:
+                raise AllocationError(
+                    f"arm '{arm.key}' asks {arm.readers_per_case} readers per case but role '{role}' "
+                    f"has only {n_readers} reader(s)"
+                )
+        if not design.distinct_case_per_reader:
+            continue
+        reads_per_case: Counter[str] = Counter()
+        for arm in role_arms:
+            for case in arm_cases[arm.key]:
+                reads_per_case[case] += arm.readers_per_case
+        case, most = max(reads_per_case.items(), key=lambda kv: (kv[1], kv[0]))
+        if most > n_readers:
+            raise AllocationError(
+                f"constraint distinct_case_per_reader cannot hold: case '{case}' needs {most} reads by "
+                f"role '{role}' across arms ({', '.join(a.key for a in role_arms)}) but the role has only "
+                f"{n_readers} reader(s)"
+            )
+
+
+def _assign_role(
+    role_arms: list[ArmSpec],
+    arm_cases: dict[str, list[str]],
+    readers: list[str],
+    distinct: bool,
+    rng: random.Random,
+) -> list[tuple[str, str, str]] | None:
+    """One greedy attempt: (reader, case, arm) triples, or None when some slot had no eligible reader."""
+    arm_load: dict[tuple[str, str], int] = Counter()
+    total_load: Counter[str] = Counter()
+    seen: dict[str, set[tuple[str, str]]] = defaultdict(set)  # case -> {(reader, arm)}
+    slots_by_case: dict[str, list[str]] = defaultdict(list)
+    for arm in role_arms:
+        for case in arm_cases[arm.key]:
+            slots_by_case[case].extend([arm.key] * arm.readers_per_case)
+    cases = sorted(slots_by_case)
+    rng.shuffle(cases)
+    # Cases with the most reads go first: they are the hardest to place without repeats.
+    cases.sort(key=lambda c: -len(slots_by_case[c]))
+    triples = []
+    for case in cases:
+        slots = slots_by_case[case]
+        rng.shuffle(slots)
+        for arm_key in slots:
+            taken = seen[case]
+            eligible = [
+                r for r in readers
+                if (r, arm_key) not in taken and not (distinct and any(r == t[0] for t in taken))
+            ]
+            if not eligible:
+                return None
+            reader = min(eligible, key=lambda r: (arm_load[(r, arm_key)], total_load[r], rng.random()))
+            arm_load[(reader, arm_key)] += 1
+            total_load[reader] += 1
+            taken.add((reader, arm_key))
+            triples.append((reader, case, arm_key))
+    return triples
+
+
+def _spread(triples: list[tuple[str, str, str]], readers: list[str], role_arms: list[ArmSpec]) -> int:
+    worst = 0
+    for arm in role_arms:
+        counts = Counter(r for r, _, a in triples if a == arm.key)
+        loads = [counts.get(r, 0) for r in readers]
+        worst = max(worst, max(loads) - min(loads))
+    return worst
+
+
+def allocate(
+    design: StudyDesign, cases: list[CaseSlot], readers: list[ReaderSlot], seed: int
+) -> Allocation:
+    """Generate every assignment of a study.
+
+    Parameters
+    ----------
+    design : StudyDesign
+    cases : list of CaseSlot, in cohort order.
+    readers : list of ReaderSlot, in registration order.
+    seed : int
+        The study seed; the allocation is a deterministic function of it and the inputs.
+
+    Raises
+    ------
+    AllocationError
+        Before anything is produced, naming the constraint that cannot hold.
+    """
+    case_keys = [c.case_key for c in cases]
+    if len(set(case_keys)) != len(case_keys):
+        raise AllocationError("the cohort has duplicate case ids")
+    reader_keys = [r.reader_key for r in readers]
+    if len(set(reader_keys)) != len(reader_keys):
+        raise AllocationError("the reader list has duplicate reader ids")
+    for reader in readers:
+        if reader.role not in design.roles:
+            raise AllocationError(
+                f"reader '{reader.reader_key}' has role '{reader.role}', which the design does not declare "
+                f"({', '.join(design.roles)})"
+            )
+    readers_of: dict[str, list[str]] = defaultdict(list)
+    for reader in readers:
+        readers_of[reader.role].append(reader.reader_key)
+
+    arm_cases = _choose_arm_cases(design, cases, seed)
+    _check_capacity(design, arm_cases, readers_of)
+
+    triples: list[tuple[str, str, str]] = []
+    for role in design.roles:
+        role_arms = [a for a in design.arms if a.role == role]
+        if not role_arms:
+            continue
+        best, best_spread = None, None
+        for attempt in range(MAX_ATTEMPTS):
+            candidate = _assign_role(
+                role_arms, arm_cases, readers_of[role], design.distinct_case_per_reader,
+                _rng(seed, "readers", role, attempt),
+            )
+            if candidate is None:
+                continue
+            spread = _spread(candidate, readers_of[role], role_arms)
+            if best_spread is None or spread < best_spread:
+                best, best_spread = candidate, spread
+            if spread <= 1:
+                break
+        if best is None:
+            raise AllocationError(
+                f"could not place every read of role '{role}' with no reader meeting a case twice; "
+                "add readers or lower readers_per_case"
+            )
+        if best_spread > 1:
+            raise AllocationError(
+                f"could not balance the reads of role '{role}' within one case per reader per arm; "
+                "add readers, or make the arms' case counts fit the number of readers"
+            )
+        triples.extend(best)
+
+    arm_index = {a.key: i for i, a in enumerate(design.arms)}
+    case_index = {c: i for i, c in enumerate(case_keys)}
+    reader_index = {r: i for i, r in enumerate(reader_keys)}
+    # A canonical order before any further randomness, so the result does not depend on dict order.
+    triples.sort(key=lambda t: (arm_index[t[2]], case_index[t[1]], reader_index[t[0]]))
+    planned = [PlannedAssignment(i, r, c, a) for i, (r, c, a) in enumerate(triples)]
+
+    _bind_sources(design, planned, seed)
+    _balance_ab(design, planned, seed)
+    _order_worklists(design, planned, seed)
+    return Allocation(seed=seed, assignments=planned, arm_cases=arm_cases)
+
+
+def _bind_sources(design: StudyDesign, planned: list[PlannedAssignment], seed: int) -> None:
+    by_arm_case: dict[tuple[str, str], list[PlannedAssignment]] = defaultdict(list)
+    for p in planned:
+        by_arm_case[(p.arm_key, p.case_key)].append(p)
+    used: Counter[int] = Counter()
+    authored: Counter[tuple[str, str]] = Counter()
+    for arm in design.arms:
+        rng = _rng(seed, "sources", arm.key)
+        for slot, source in enumerate(arm.draft_sources):
+            if source.kind != "arm":
+                continue
+            for p in [q for q in planned if q.arm_key == arm.key]:
+                candidates = [s for s in by_arm_case[(source.arm, p.case_key)] if s.reader_key != p.reader_key]
+                if not candidates:
+                    # Possible only without distinct_case_per_reader: never show readers their own report.
+                    raise AllocationError(
+                        f"arm '{arm.key}' cannot give reader '{p.reader_key}' a report of arm '{source.arm}' for "
+                        f"case '{p.case_key}' written by someone else; add readers to role '{arm.role}'"
+                    )
+                # Spread across source reports of the case, then across source readers for this reader.
+                chosen = min(
+                    candidates,
+                    key=lambda s: (used[s.index], authored[(p.reader_key, s.reader_key)], rng.random()),
+                )
+                used[chosen.index] += 1
+                authored[(p.reader_key, chosen.reader_key)] += 1
+                if slot == 0:
+                    p.source_index = chosen.index
+                else:
+                    p.source_b_index = chosen.index
+
+
+def _balance_ab(design: StudyDesign, planned: list[PlannedAssignment], seed: int) -> None:
+    for arm in design.arms:
+        if arm.task != "compare":
+            continue
+        by_reader: dict[str, list[PlannedAssignment]] = defaultdict(list)
+        for p in planned:
+            if p.arm_key == arm.key:
+                by_reader[p.reader_key].append(p)
+        for reader_key in sorted(by_reader):
+            rows = by_reader[reader_key]
+            rng = _rng(seed, "ab", arm.key, reader_key)
+            rng.shuffle(rows)
+            # With an odd count, which source gets the extra A is itself random.
+            first = rng.randrange(2)
+            half = len(rows) // 2 + (len(rows) % 2 if first == 0 else 0)
+            for i, p in enumerate(rows):
+                p.a_source_index = first if i < half else 1 - first
+
+
+def _order_worklists(design: StudyDesign, planned: list[PlannedAssignment], seed: int) -> None:
+    arm_index = {a.key: i for i, a in enumerate(design.arms)}
+    by_reader: dict[str, list[PlannedAssignment]] = defaultdict(list)
+    for p in planned:
+        by_reader[p.reader_key].append(p)
+    for reader_key in sorted(by_reader):
+        rows = by_reader[reader_key]
+        rng = _rng(seed, "order", reader_key)
+        rng.shuffle(rows)
+        if design.worklist_order == "blocked":
+            rows.sort(key=lambda p: arm_index[p.arm_key])  # stable: random within each arm
+        for position, p in enumerate(rows, 1):
+            p.position = position

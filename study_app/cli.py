@@ -1,0 +1,374 @@
+"""The `readerstudy` command: a thin layer that opens the database, calls one service, and prints the result.
+
+User errors print one line (or one line per problem) on stderr and exit non-zero; never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from study_app.services.actors import SYSTEM
+from study_app.services.database import Database, open_database
+from study_app.services.errors import ServiceError
+from study_app.store.engine import DEFAULT_DB_ENV
+
+DEFAULT_PORT = 8501
+
+
+class CleanErrors(click.Group):
+    """Turns expected failures into one clear message and an exit code, for every subcommand."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ServiceError as error:
+            _fail(str(error), error.exit_code)
+        except (ValueError, OSError) as error:
+            # Library-level input errors (design, manifest, image) carry their own clear messages.
+            from cohorts import ManifestError
+            from study_app.designs import DesignError
+
+            if isinstance(error, (ManifestError, DesignError, OSError)):
+                _fail(str(error), 1)
+            raise
+
+
+def _fail(message: str, code: int) -> None:
+    for line in message.splitlines() or [message]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(code)
+
+
+def db_option(function):
+    """--db URL, shared by every command that touches the database."""
+
+    @click.option(
+        "--db",
+        "db_url",
+        envvar=DEFAULT_DB_ENV,
+        default=None,
+        metavar="URL",
+        help=f"SQLAlchemy URL or SQLite file path (default: ${DEFAULT_DB_ENV}, else ./var/readerstudy.sqlite).",
+    )
+    @functools.wraps(function)
+    def wrapper(*args, db_url: str | None, **kwargs):
+        db = open_database(db_url)
+        try:
+            return function(*args, db=db, **kwargs)
+        finally:
+            db.dispose()
+
+    return wrapper
+
+
+@click.group(cls=CleanErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="readerstudy")
+def main() -> None:
+    """Reader studies of AI-drafted chest X-ray reports.
+
+    \b
+    Example:
+      readerstudy demo --no-serve
+    """
+
+
+# --- database -------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """The study database.
+
+    \b
+    Example:
+      readerstudy db upgrade --db var/study.sqlite
+    """
+
+
+@db.command("upgrade")
+@db_option
+def db_upgrade(db: Database) -> None:
+    """Create the database or bring it to the newest schema (migrations are recorded in it).
+
+    \b
+    Example:
+      readerstudy db upgrade --db postgresql+psycopg://study@localhost/study
+    """
+    from study_app.store import current_revision
+
+    click.echo(f"database at revision {current_revision(db.engine)}")
+
+
+# --- cohorts --------------------------------------------------------------------------------------
+
+
+@main.group()
+def cohort() -> None:
+    """Case cohorts (manifests of images, indications and drafts).
+
+    \b
+    Example:
+      readerstudy cohort validate cohorts/my_study/manifest.csv
+    """
+
+
+@cohort.command("validate")
+@click.argument("manifest", type=click.Path(path_type=Path))
+def cohort_validate(manifest: Path) -> None:
+    """List every problem of a manifest, with row and column; exit 1 if there is any.
+
+    \b
+    Example:
+      readerstudy cohort validate cohorts/demo/manifest.csv
+    """
+    from cohorts import load_manifest, validate_manifest
+
+    problems = validate_manifest(manifest)
+    if problems:
+        for problem in problems:
+            click.echo(f"{manifest}: {problem}", err=True)
+        click.echo(f"{len(problems)} problem(s); nothing can be imported until they are fixed", err=True)
+        sys.exit(1)
+    cohort_ = load_manifest(manifest)
+    n_images = sum(len(c.images) + len(c.priors) for c in cohort_.cases)
+    click.echo(f"{manifest}: valid, {len(cohort_.cases)} case(s), {n_images} image(s)")
+
+
+# --- studies --------------------------------------------------------------------------------------
+
+
+@main.group()
+def study() -> None:
+    """Create, inspect and launch studies.
+
+    \b
+    Example:
+      readerstudy study create pilot --design design.toml --cohort manifest.csv --readers readers.csv --seed 7
+    """
+
+
+@study.command("create")
+@click.argument("study_id")
+@click.option("--design", "design_path", required=True, type=click.Path(path_type=Path),
+              help="Design file (TOML), or 'chexone' for the shipped CheXOne design.")
+@click.option("--cohort", "manifest_path", required=True, type=click.Path(path_type=Path), help="Cohort manifest.")
+@click.option("--readers", "readers_path", required=True, type=click.Path(path_type=Path),
+              help="Reader list (CSV: reader_id, role, label, name, email).")
+@click.option("--seed", type=int, default=None, help="Allocation seed (default: a random one, printed and stored).")
+@click.option("--name", default=None, help="Study name (default: the design's).")
+@db_option
+def study_create(db: Database, study_id: str, design_path: Path, manifest_path: Path, readers_path: Path,
+                 seed: int | None, name: str | None) -> None:
+    """Create a study: import the cohort and readers and allocate every assignment, all or nothing.
+
+    \b
+    Example:
+      readerstudy study create pilot --design chexone --cohort cohort/manifest.csv \\
+          --readers readers.csv --seed 20240601
+    """
+    from study_app.designs import shipped_design_path
+    from study_app.services.studies import create_study
+
+    if not design_path.exists() and "/" not in str(design_path) and not design_path.suffix:
+        design_path = shipped_design_path(str(design_path))
+    if seed is None:
+        seed = secrets.randbelow(2**31)
+    summary = create_study(
+        db, SYSTEM, study_id=study_id, design_path=design_path, manifest_path=manifest_path,
+        readers_path=readers_path, seed=seed, name=name,
+    )
+    click.echo(
+        f"created study '{summary.study_id}' (seed {summary.seed}): {summary.n_cases} cases, "
+        f"{summary.n_readers} readers, {summary.n_assignments} assignments"
+    )
+
+
+@study.command("list")
+@db_option
+def study_list(db: Database) -> None:
+    """List the studies in the database.
+
+    \b
+    Example:
+      readerstudy study list
+    """
+    from study_app.services.studies import list_studies
+
+    studies = list_studies(db, SYSTEM)
+    if not studies:
+        click.echo("no studies yet (create one with `readerstudy study create` or `readerstudy demo`)")
+    for s in studies:
+        done = s.by_status.get("completed", 0)
+        click.echo(f"{s.study_id}\t{s.status}\t{s.name}\t{done}/{s.n_assignments} completed")
+
+
+@study.command("describe")
+@click.argument("study_id")
+@db_option
+def study_describe(db: Database, study_id: str) -> None:
+    """Print the allocation's balance: reads per case and per reader per arm, A/B balance, reader overlap.
+
+    \b
+    Example:
+      readerstudy study describe demo
+    """
+    from study_app.services.studies import describe_study
+
+    balance = describe_study(db, SYSTEM, study_id)
+    s = balance.summary
+    click.echo(f"study {s.study_id}: {s.name} [{s.status}], seed {s.seed}, design {s.design_sha256[:12]}")
+    click.echo(f"{s.n_cases} cases, {s.n_readers} readers, {s.n_assignments} assignments")
+    per_case = balance.reads_per_case
+    click.echo("\nreads per case, by arm (min / max over the arm's cases):")
+    for arm in per_case.columns:
+        values = per_case[arm][per_case[arm] > 0]
+        click.echo(f"  {arm:<28} {len(values):>4} cases  {values.min() if len(values) else 0} / {values.max() if len(values) else 0}")
+    click.echo("\ncases per reader, by arm:")
+    click.echo(_indent(balance.reads_per_reader.to_string()))
+    if len(balance.ab_balance):
+        click.echo("\nA/B position in comparisons (which draft stood as A):")
+        click.echo(_indent(balance.ab_balance.to_string(index=False)))
+    click.echo("\nreader x reader overlap (cases both read, any arm):")
+    click.echo(_indent(balance.overlap.to_string()))
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+@study.command("launch")
+@click.argument("study_id")
+@db_option
+def study_launch(db: Database, study_id: str) -> None:
+    """Freeze the design, cohort, drafts and allocation, and open the study to its readers.
+
+    \b
+    Example:
+      readerstudy study launch pilot
+    """
+    from study_app.services.studies import launch_study
+
+    summary = launch_study(db, SYSTEM, study_id)
+    ready = summary.by_status.get("ready", 0)
+    click.echo(f"launched '{study_id}': {ready} assignments ready, {summary.by_status.get('pending', 0)} waiting")
+
+
+# --- readers --------------------------------------------------------------------------------------
+
+
+@main.group()
+def readers() -> None:
+    """Readers and their personal links.
+
+    \b
+    Example:
+      readerstudy readers invite demo --reader att1
+    """
+
+
+@readers.command("invite")
+@click.argument("study_id")
+@click.option("--reader", "reader_keys", multiple=True, help="Reader id (repeatable; default: every reader).")
+@click.option("--base-url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
+              help="Where the app is reached.")
+@db_option
+def readers_invite(db: Database, study_id: str, reader_keys: tuple[str, ...], base_url: str) -> None:
+    """Issue a personal link per reader (shown once; earlier links of theirs stop working).
+
+    \b
+    Example:
+      readerstudy readers invite pilot --reader res1 --base-url https://study.example.org
+    """
+    from study_app.services.invites import issue_invites
+
+    for invite in issue_invites(db, SYSTEM, study_id, list(reader_keys) or None):
+        click.echo(f"{invite.reader_key}\t{invite.role}\t{invite.link(base_url)}")
+
+
+# --- drafts ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def drafts() -> None:
+    """Model and reader drafts.
+
+    \b
+    Example:
+      readerstudy drafts import demo
+    """
+
+
+@drafts.command("import")
+@click.argument("study_id")
+@db_option
+def drafts_import(db: Database, study_id: str) -> None:
+    """Store the model outputs recorded in the study's manifest (the replay backend), with provenance.
+
+    \b
+    Example:
+      readerstudy drafts import pilot
+    """
+    from study_app.services.drafting import import_recorded_drafts
+
+    summary = import_recorded_drafts(db, SYSTEM, study_id)
+    click.echo(f"{summary.succeeded} draft(s) stored, {summary.skipped} already present, {summary.failed} failed")
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+
+@main.command("export")
+@click.argument("study_id")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder to write into.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@db_option
+def export(db: Database, study_id: str, out_dir: Path, fmt: str) -> None:
+    """Write the tidy tables of the data dictionary and export_meta.json.
+
+    \b
+    Example:
+      readerstudy export demo --out exports/demo --format parquet
+    """
+    from study_app.services.export import write_export
+
+    out = write_export(db, SYSTEM, study_id, out_dir, fmt=fmt)
+    meta = json.loads((out / "export_meta.json").read_text())
+    counts = ", ".join(f"{n} {t}" for t, n in meta["tables"].items())
+    click.echo(f"exported '{study_id}' to {out}: {counts}")
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+
+@main.command("demo")
+@click.option("--no-serve", is_flag=True, help="Build the demo study and print the links, start nothing.")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--cohort-dir", type=click.Path(path_type=Path), default=Path("var/demo-cohort"), show_default=True)
+@db_option
+def demo(db: Database, no_serve: bool, port: int, host: str, cohort_dir: Path) -> None:
+    """Build the demo study (generated images and texts, no patient data) and print the readers' links.
+
+    \b
+    Example:
+      readerstudy demo --no-serve --port 8501
+    """
+    from study_app.demo import build_demo_study
+
+    result = build_demo_study(db, cohort_dir=cohort_dir)
+    click.echo(result.message)
+    base_url = f"http://{host}:{port}"
+    click.echo("personal links of the demo readers:")
+    for invite in result.invites:
+        click.echo(f"  {invite.reader_key:<8} {invite.role:<12} {invite.link(base_url)}")
+    if no_serve:
+        return
+    from study_app.serve import serve
+
+    serve(db.url, host=host, port=port)

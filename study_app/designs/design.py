@@ -1,0 +1,387 @@
+"""Reads a study design (TOML) into a checked, immutable description of roles, arms, questions and constraints."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS = ("write", "edit", "compare", "rate_reasoning")
+KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+LIKERT_OPTIONS = (
+    (10, "Strongly agree"),
+    (5, "Agree"),
+    (0, "Neutral"),
+    (-5, "Disagree"),
+    (-10, "Strongly disagree"),
+)
+# Which questions make sense after which task: a preference only where two drafts stand side by side.
+DRAFT_SOURCE_KINDS = ("model", "arm", "manifest")
+
+
+class DesignError(ValueError):
+    """A design file that cannot be used; the message names the file's key that is wrong."""
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class QuestionSpec:
+    key: str
+    kind: str  # "choice" or "likert"
+    label: str
+    options: tuple[Option, ...]
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class DraftSourceSpec:
+    """Where an arm's draft comes from: a model, another arm's submitted reports, or the manifest."""
+
+    kind: str  # "model" | "arm" | "manifest"
+    arm: str | None = None  # for kind == "arm"
+
+    @property
+    def origin(self) -> str:
+        """What the draft is, as the analysis sees it: written by a model or by a reader."""
+        return "model" if self.kind == "model" else "reader"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "arm": self.arm}
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    key: str
+    task: str
+    role: str
+    draft_sources: tuple[DraftSourceSpec, ...]
+    questions: tuple[str, ...]
+    readers_per_case: int
+    cases: int | None  # None: every eligible case of the cohort
+    timed: bool
+    instructions: str
+
+
+@dataclass(frozen=True)
+class StudyDesign:
+    name: str
+    description: str
+    roles: dict[str, str]  # role key -> label
+    arms: tuple[ArmSpec, ...]
+    questions: dict[str, QuestionSpec]
+    distinct_case_per_reader: bool
+    allow_going_back: bool
+    worklist_order: str  # "random" or "blocked"
+    idle_threshold_s: float
+    invite_valid_days: int
+    source_text: str = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source_text.encode("utf-8")).hexdigest()
+
+    def arm(self, key: str) -> ArmSpec:
+        for arm in self.arms:
+            if arm.key == key:
+                return arm
+        raise KeyError(key)
+
+
+def _require(table: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in table:
+        raise DesignError(f"{where}: missing required key '{key}'")
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise DesignError(f"{where}.{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _optional(table: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    if key not in table:
+        return default
+    return _require(table, key, where, kind)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "text", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+def _check_key(value: str, where: str) -> str:
+    if not KEY_PATTERN.match(value):
+        raise DesignError(
+            f"{where}: '{value}' is not a valid key (lower-case letters, digits and '_', starting with a letter)"
+        )
+    return value
+
+
+def _unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise DesignError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _parse_question(key: str, table: Any) -> QuestionSpec:
+    where = f"questions.{key}"
+    _check_key(key, where)
+    if not isinstance(table, dict):
+        raise DesignError(f"{where}: expected a table")
+    _unknown_keys(table, {"kind", "label", "options", "required"}, where)
+    kind = _require(table, "kind", where, str)
+    label = _require(table, "label", where, str).strip()
+    if not label:
+        raise DesignError(f"{where}.label: must not be empty")
+    required = _optional(table, "required", where, bool, True)
+    if kind == "likert":
+        if "options" in table:
+            raise DesignError(f"{where}.options: a likert question has the fixed 5-point scale; remove 'options'")
+        options = tuple(Option(str(score), text) for score, text in LIKERT_OPTIONS)
+    elif kind == "choice":
+        raw = _require(table, "options", where, list)
+        if len(raw) < 2:
+            raise DesignError(f"{where}.options: a choice question needs at least two options")
+        parsed = []
+        for i, item in enumerate(raw, 1):
+            item_where = f"{where}.options[{i}]"
+            if not isinstance(item, dict):
+                raise DesignError(f"{item_where}: expected a table with 'value' and 'label'")
+            _unknown_keys(item, {"value", "label"}, item_where)
+            value = _require(item, "value", item_where, str)
+            option_label = _require(item, "label", item_where, str)
+            if not value or not option_label.strip():
+                raise DesignError(f"{item_where}: value and label must not be empty")
+            parsed.append(Option(value, option_label))
+        values = [o.value for o in parsed]
+        if len(set(values)) != len(values):
+            raise DesignError(f"{where}.options: duplicate option values {values}")
+        options = tuple(parsed)
+    else:
+        raise DesignError(f"{where}.kind: '{kind}' is not one of likert, choice")
+    return QuestionSpec(key=key, kind=kind, label=label, options=options, required=required)
+
+
+def _parse_draft_source(raw: Any, where: str) -> DraftSourceSpec:
+    if isinstance(raw, str):
+        raw = {"kind": "arm", "arm": raw[4:]} if raw.startswith("arm:") else {"kind": raw}
+    if not isinstance(raw, dict):
+        raise DesignError(f"{where}: expected 'model', 'manifest', 'arm:<key>' or a table")
+    _unknown_keys(raw, {"kind", "arm"}, where)
+    kind = _require(raw, "kind", where, str)
+    if kind not in DRAFT_SOURCE_KINDS:
+        raise DesignError(f"{where}.kind: '{kind}' is not one of {', '.join(DRAFT_SOURCE_KINDS)}")
+    arm = raw.get("arm")
+    if kind == "arm":
+        if not isinstance(arm, str) or not arm:
+            raise DesignError(f"{where}: a draft from another arm must name it (arm = \"...\")")
+    elif arm is not None:
+        raise DesignError(f"{where}: 'arm' only goes with kind = \"arm\"")
+    return DraftSourceSpec(kind=kind, arm=arm)
+
+
+ARM_KEYS = {
+    "key", "task", "role", "draft", "drafts", "questions", "readers_per_case", "cases", "timed", "instructions",
+}
+
+
+def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[str, QuestionSpec]) -> ArmSpec:
+    where = f"arms[{index}]"
+    if not isinstance(table, dict):
+        raise DesignError(f"{where}: expected a table")
+    key = _check_key(_require(table, "key", where, str), f"{where}.key")
+    where = f"arms[{index}] ({key})"
+    _unknown_keys(table, ARM_KEYS, where)
+    task = _require(table, "task", where, str)
+    if task not in TASKS:
+        raise DesignError(f"{where}.task: '{task}' is not one of {', '.join(TASKS)}")
+    role = _require(table, "role", where, str)
+    if role not in roles:
+        raise DesignError(f"{where}.role: '{role}' is not a role of this design ({', '.join(roles)})")
+
+    if "draft" in table and "drafts" in table:
+        raise DesignError(f"{where}: give either 'draft' or 'drafts', not both")
+    raw_sources = table.get("drafts", [table["draft"]] if "draft" in table else [])
+    if not isinstance(raw_sources, list):
+        raise DesignError(f"{where}.drafts: expected a list")
+    sources = tuple(_parse_draft_source(s, f"{where}.drafts[{i}]") for i, s in enumerate(raw_sources, 1))
+    expected = {"write": 0, "edit": 1, "rate_reasoning": 1, "compare": 2}[task]
+    if len(sources) != expected:
+        raise DesignError(
+            f"{where}: a '{task}' arm takes {expected} draft source(s), the design gives {len(sources)}"
+        )
+    if task == "compare" and sources[0].origin == sources[1].origin:
+        raise DesignError(f"{where}.drafts: a comparison needs one model draft and one reader draft")
+    if task == "rate_reasoning" and sources[0].kind != "model":
+        raise DesignError(f"{where}.drafts: reasoning review rates the model's reasoning; its draft must be 'model'")
+
+    question_keys = tuple(_require_list_of_str(table.get("questions", []), f"{where}.questions"))
+    for q in question_keys:
+        if q not in questions:
+            raise DesignError(f"{where}.questions: '{q}' is not declared under [questions]")
+    if len(set(question_keys)) != len(question_keys):
+        raise DesignError(f"{where}.questions: a question is listed twice")
+    if task == "compare" and "preference" not in question_keys:
+        raise DesignError(f"{where}.questions: a compare arm must ask 'preference'")
+
+    readers_per_case = _optional(table, "readers_per_case", where, int, 1)
+    if readers_per_case < 1:
+        raise DesignError(f"{where}.readers_per_case: must be at least 1")
+    cases = table.get("cases", "all")
+    if cases == "all":
+        cases = None
+    elif not isinstance(cases, int) or isinstance(cases, bool) or cases < 1:
+        raise DesignError(f"{where}.cases: expected \"all\" or a positive number of cases")
+    return ArmSpec(
+        key=key,
+        task=task,
+        role=role,
+        draft_sources=sources,
+        questions=question_keys,
+        readers_per_case=readers_per_case,
+        cases=cases,
+        timed=_optional(table, "timed", where, bool, task != "rate_reasoning"),
+        instructions=_optional(table, "instructions", where, str, "").strip(),
+    )
+
+
+def _require_list_of_str(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DesignError(f"{where}: expected a list of keys")
+    return value
+
+
+def parse_design(text: str, *, source: str = "design") -> StudyDesign:
+    """Parse and check a design file's text.
+
+    Raises
+    ------
+    DesignError
+        With a message naming the key that is wrong, e.g. ``arms[2] (attending_edit).role: ...``.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise DesignError(f"{source}: not valid TOML: {error}") from None
+    _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints"}, source)
+
+    study = data.get("study", {})
+    if not isinstance(study, dict):
+        raise DesignError("study: expected a table")
+    _unknown_keys(study, {"name", "description", "worklist_order", "idle_threshold_s", "invite_valid_days"}, "study")
+    name = _require(study, "name", "study", str).strip()
+    if not name:
+        raise DesignError("study.name: must not be empty")
+    worklist_order = _optional(study, "worklist_order", "study", str, "random")
+    if worklist_order not in ("random", "blocked"):
+        raise DesignError("study.worklist_order: expected \"random\" or \"blocked\"")
+    idle = float(_optional(study, "idle_threshold_s", "study", (int, float), 60))
+    if not 5 <= idle <= 3600:
+        raise DesignError("study.idle_threshold_s: expected between 5 and 3600 seconds")
+    invite_days = _optional(study, "invite_valid_days", "study", int, 60)
+    if not 1 <= invite_days <= 366:
+        raise DesignError("study.invite_valid_days: expected between 1 and 366")
+
+    raw_roles = _require(data, "roles", "design", dict)
+    roles: dict[str, str] = {}
+    for role_key, role_table in raw_roles.items():
+        _check_key(role_key, f"roles.{role_key}")
+        if not isinstance(role_table, dict):
+            raise DesignError(f"roles.{role_key}: expected a table")
+        _unknown_keys(role_table, {"label"}, f"roles.{role_key}")
+        roles[role_key] = str(role_table.get("label", role_key.replace("_", " ").title()))
+    if not roles:
+        raise DesignError("roles: declare at least one role")
+
+    raw_questions = data.get("questions", {})
+    if not isinstance(raw_questions, dict):
+        raise DesignError("questions: expected a table of questions")
+    questions = {k: _parse_question(k, v) for k, v in raw_questions.items()}
+
+    raw_arms = _require(data, "arms", "design", list)
+    if not raw_arms:
+        raise DesignError("arms: declare at least one arm")
+    arms = tuple(_parse_arm(i, t, roles, questions) for i, t in enumerate(raw_arms, 1))
+    keys = [a.key for a in arms]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise DesignError(f"arms: duplicate arm key(s) {', '.join(duplicates)}")
+    by_key = {a.key: a for a in arms}
+    for arm in arms:
+        for source in arm.draft_sources:
+            if source.kind != "arm":
+                continue
+            other = by_key.get(source.arm)
+            if other is None:
+                raise DesignError(f"arms ({arm.key}): draft source arm '{source.arm}' does not exist")
+            if other.task not in ("write", "edit"):
+                raise DesignError(
+                    f"arms ({arm.key}): draft source arm '{source.arm}' is a '{other.task}' arm; "
+                    "only write and edit arms produce reports"
+                )
+            if other.key == arm.key:
+                raise DesignError(f"arms ({arm.key}): an arm cannot take drafts from itself")
+            if any(s.kind == "arm" for s in other.draft_sources):
+                raise DesignError(
+                    f"arms ({arm.key}): draft source arm '{source.arm}' itself waits on another arm; "
+                    "chains of more than one phase are not supported"
+                )
+            if arm.cases is not None and other.cases is not None and arm.cases > other.cases:
+                raise DesignError(
+                    f"arms ({arm.key}).cases: {arm.cases} cases, but arm '{other.key}' produces reports for only {other.cases}"
+                )
+
+    constraints = data.get("constraints", {})
+    if not isinstance(constraints, dict):
+        raise DesignError("constraints: expected a table")
+    _unknown_keys(constraints, {"distinct_case_per_reader", "allow_going_back"}, "constraints")
+    return StudyDesign(
+        name=name,
+        description=str(study.get("description", "")),
+        roles=roles,
+        arms=arms,
+        questions=questions,
+        distinct_case_per_reader=_optional(constraints, "distinct_case_per_reader", "constraints", bool, True),
+        allow_going_back=_optional(constraints, "allow_going_back", "constraints", bool, False),
+        worklist_order=worklist_order,
+        idle_threshold_s=idle,
+        invite_valid_days=invite_days,
+        source_text=text,
+    )
+
+
+def load_design(path: str | Path) -> StudyDesign:
+    """Read and parse a design file; errors name the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DesignError(f"{path}: cannot read the design file ({error.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DesignError(f"{path}: the design file is not UTF-8 text") from None
+    try:
+        return parse_design(text, source=str(path))
+    except DesignError as error:
+        raise DesignError(f"{path}: {error}") from None
+
+
+SHIPPED = Path(__file__).parent
+
+
+def shipped_design_path(name: str = "chexone") -> Path:
+    """Path of a design that ships with the package (`chexone`: the CheXOne reader study)."""
+    path = SHIPPED / f"{name}.toml"
+    if not path.is_file():
+        available = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.toml")))
+        raise DesignError(f"no shipped design named '{name}' (available: {available})")
+    return path

@@ -1,0 +1,31 @@
+"""The errors services raise: each carries one line a coordinator or reader can act on."""
+
+
+class ServiceError(Exception):
+    """Base of every expected failure; the CLI prints its message and exits non-zero, the web app shows it."""
+
+    exit_code = 1
+
+
+class NotFound(ServiceError):
+    exit_code = 2
+
+
+class PermissionDenied(ServiceError):
+    exit_code = 3
+
+
+class Conflict(ServiceError):
+    """The action clashes with the study's current state (already submitted, study launched, ...)."""
+
+    exit_code = 4
+
+
+class InvalidInput(ServiceError):
+    """Bad input from a file or a form; nothing was changed."""
+
+    exit_code = 5
+
+
+class AlreadySubmitted(Conflict):
+    """A second submit of the same case (double click, second tab): the first one stands."""

@@ -1,0 +1,40 @@
+"""Appends to the audit log; the log is never updated or deleted (the database refuses it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from study_app.services.actors import Actor
+from study_app.store.models import Event, utcnow
+
+# Kept small: the log must stay cheap enough to write on every autosave.
+MAX_PAYLOAD_KEYS = 32
+
+
+def record_event(
+    session: Session,
+    *,
+    study_id: str | None,
+    actor: Actor,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    reader_id: int | None = None,
+    assignment_id: int | None = None,
+    at=None,
+) -> Event:
+    payload = dict(payload or {})
+    if len(payload) > MAX_PAYLOAD_KEYS:
+        raise ValueError("event payload too large")
+    event = Event(
+        study_id=study_id,
+        at=at or utcnow(),
+        actor=actor.audit_name(),
+        reader_id=reader_id if reader_id is not None else actor.reader_id,
+        assignment_id=assignment_id,
+        kind=kind,
+        payload=payload,
+    )
+    session.add(event)
+    return event

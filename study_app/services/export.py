@@ -1,0 +1,317 @@
+"""Builds the tidy tables of the data dictionary from the store, and writes them with export_meta.json.
+
+The column names and vocabularies are a contract with `analysis` (shared/design/data-dictionary.md):
+columns may be added, never renamed or dropped without a bump of SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+from sqlalchemy import select
+
+from study_app.services.actors import Actor, require_coordinator
+from study_app.services.database import Database
+from study_app.services.errors import InvalidInput
+from study_app.services.studies import get_study
+from study_app.store.models import (
+    Answer,
+    Arm,
+    Assignment,
+    Case,
+    Draft,
+    Event,
+    Image,
+    MCItem,
+    Question,
+    Reader,
+    Response,
+)
+
+SCHEMA_VERSION = "1.0"
+TABLES = ("assignments", "answers", "drafts", "cases", "readers", "events")
+FORMATS = ("csv", "parquet")
+
+ASSIGNMENT_COLUMNS = [
+    "study_id", "assignment_id", "reader_id", "reader_role", "case_id", "arm", "task", "position", "status",
+    "draft_id", "draft_source", "draft_author_id", "a_draft_id", "b_draft_id", "a_source", "b_source",
+    "preferred", "preferred_source", "opened_at", "first_shown_at", "submitted_at", "completed_at",
+    "duration_s", "active_s", "hidden_s", "idle_s", "sessions", "shown_text", "final_text",
+    "edit_chars", "edit_words", "unchanged",
+]
+ANSWER_COLUMNS = ["assignment_id", "question_key", "label", "value", "answered_at"]
+DRAFT_COLUMNS = [
+    "draft_id", "case_id", "source_kind", "author_reader_id", "model_id", "model_revision", "backend", "mode",
+    "prompt", "sampling", "seed", "raw_output", "reasoning", "report", "parse_status", "finish_reason",
+    "prompt_tokens", "completion_tokens", "latency_s", "input_hash", "created_at",
+    # Additions to the dictionary's columns (allowed by the contract):
+    "origin", "task", "mc_item", "server_version", "choice_index",
+]
+CASE_COLUMNS = ["case_id", "n_images", "views", "has_prior", "indication", "comparison", "reference_findings"]
+READER_COLUMNS = ["reader_id", "role", "label"]
+EVENT_COLUMNS = ["event_id", "at", "reader_id", "assignment_id", "kind", "payload"]
+INT_COLUMNS = {
+    "assignments": ["assignment_id", "position", "draft_id", "a_draft_id", "b_draft_id", "sessions",
+                    "edit_chars", "edit_words"],
+    "answers": ["assignment_id"],
+    "drafts": ["draft_id", "seed", "prompt_tokens", "completion_tokens", "choice_index"],
+    "cases": ["n_images"],
+    "readers": [],
+    "events": ["event_id", "assignment_id"],
+}
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds, as the data dictionary fixes."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def normalise_whitespace(text: str) -> str:
+    return " ".join(text.split())
+
+
+def edit_metrics(shown: str, final: str) -> tuple[int, int, bool]:
+    """Character and word Levenshtein distances between shown and final text, and whether it is unchanged."""
+    chars = Levenshtein.distance(shown, final)
+    words = Levenshtein.distance(shown.split(), final.split())
+    return chars, words, normalise_whitespace(shown) == normalise_whitespace(final)
+
+
+def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.DataFrame]:
+    """The six tidy tables of a study as DataFrames, rows in a stable order."""
+    require_coordinator(actor, "export a study")
+    with db.read() as session:
+        study = get_study(session, study_id)
+        readers = {r.id: r for r in session.scalars(select(Reader).where(Reader.study_id == study_id))}
+        cases = {c.id: c for c in session.scalars(select(Case).where(Case.study_id == study_id))}
+        arms = {a.id: a for a in session.scalars(select(Arm).where(Arm.study_id == study_id))}
+        drafts = {d.id: d for d in session.scalars(select(Draft).where(Draft.study_id == study_id).order_by(Draft.id))}
+        assignments = list(
+            session.scalars(select(Assignment).where(Assignment.study_id == study_id).order_by(Assignment.id))
+        )
+        assignment_ids = {a.id for a in assignments}
+        responses = {
+            r.assignment_id: r
+            for r in session.scalars(
+                select(Response).join(Assignment, Response.assignment_id == Assignment.id)
+                .where(Assignment.study_id == study_id)
+            )
+        }
+        answer_rows = session.execute(
+            select(Answer, Question.key)
+            .join(Question, Answer.question_id == Question.id)
+            .join(Assignment, Answer.assignment_id == Assignment.id)
+            .where(Assignment.study_id == study_id)
+            .order_by(Answer.assignment_id, Question.ordinal)
+        ).all()
+        images = list(
+            session.scalars(
+                select(Image).join(Case, Image.case_id == Case.id).where(Case.study_id == study_id).order_by(Image.case_id, Image.ordinal)
+            )
+        )
+        events = list(session.scalars(select(Event).where(Event.study_id == study_id).order_by(Event.id)))
+        mc_keys = {
+            item.id: item.item_key
+            for item in session.scalars(select(MCItem).join(Case, MCItem.case_id == Case.id).where(Case.study_id == study_id))
+        }
+
+    def reader_key(reader_id: int | None) -> str | None:
+        return readers[reader_id].reader_key if reader_id is not None else None
+
+    def origin(draft_id: int | None) -> str | None:
+        return drafts[draft_id].origin if draft_id is not None else None
+
+    preference = {
+        row.Answer.assignment_id: row.Answer.value for row in answer_rows if row.key == "preference"
+    }
+    assignment_records = []
+    for a in assignments:
+        arm = arms[a.arm_id]
+        response = responses.get(a.id)
+        draft = drafts.get(a.draft_id) if a.draft_id else None
+        record = {
+            "study_id": study_id,
+            "assignment_id": a.id,
+            "reader_id": reader_key(a.reader_id),
+            "reader_role": readers[a.reader_id].role,
+            "case_id": cases[a.case_id].case_key,
+            "arm": arm.key,
+            "task": arm.task,
+            "position": a.position,
+            "status": a.status,
+            "draft_id": a.draft_id,
+            "draft_source": origin(a.draft_id),
+            "draft_author_id": reader_key(draft.author_reader_id) if draft else None,
+            "a_draft_id": a.a_draft_id,
+            "b_draft_id": a.b_draft_id,
+            "a_source": origin(a.a_draft_id),
+            "b_source": origin(a.b_draft_id),
+            "preferred": None,
+            "preferred_source": None,
+            "opened_at": iso(a.opened_at),
+            "first_shown_at": iso(a.first_shown_at),
+            "submitted_at": iso(a.submitted_at),
+            "completed_at": iso(a.completed_at),
+            "duration_s": response.duration_s if response else None,
+            "active_s": response.active_s if response else None,
+            "hidden_s": response.hidden_s if response else None,
+            "idle_s": response.idle_s if response else None,
+            "sessions": a.sessions,
+            "shown_text": response.shown_text if response else None,
+            "final_text": response.final_text if response else None,
+            "edit_chars": None,
+            "edit_words": None,
+            "unchanged": None,
+        }
+        if arm.task == "compare" and arm.draft_sources and a.a_source_index is not None:
+            # Known from the allocation even before the drafts are bound.
+            origins = ["model" if s["kind"] == "model" else "reader" for s in arm.draft_sources]
+            record["a_source"] = origins[a.a_source_index]
+            record["b_source"] = origins[1 - a.a_source_index]
+        if a.id in preference:
+            choice = preference[a.id]
+            record["preferred"] = choice
+            record["preferred_source"] = {"A": record["a_source"], "B": record["b_source"]}.get(choice, "equivalent")
+        if response is not None and arm.task in ("write", "edit"):
+            chars, words, unchanged = edit_metrics(response.shown_text, response.final_text)
+            record.update(edit_chars=chars, edit_words=words, unchanged=unchanged)
+        assignment_records.append(record)
+
+    answer_records = [
+        {
+            "assignment_id": row.Answer.assignment_id,
+            "question_key": row.key,
+            "label": row.Answer.label,
+            "value": row.Answer.value,
+            "answered_at": iso(row.Answer.answered_at),
+        }
+        for row in answer_rows
+    ]
+    draft_records = [
+        {
+            "draft_id": d.id,
+            "case_id": cases[d.case_id].case_key,
+            "source_kind": d.source_kind,
+            "author_reader_id": reader_key(d.author_reader_id),
+            "model_id": d.model_id,
+            "model_revision": d.model_revision,
+            "backend": d.backend,
+            "mode": d.mode,
+            "prompt": d.prompt,
+            "sampling": json.dumps(d.sampling, sort_keys=True) if d.sampling is not None else None,
+            "seed": d.seed,
+            "raw_output": d.raw_output,
+            "reasoning": d.reasoning,
+            "report": d.report,
+            "parse_status": d.parse_status,
+            "finish_reason": d.finish_reason,
+            "prompt_tokens": d.prompt_tokens,
+            "completion_tokens": d.completion_tokens,
+            "latency_s": d.latency_s,
+            "input_hash": d.input_hash,
+            "created_at": iso(d.created_at),
+            "origin": d.origin,
+            "task": d.task,
+            "mc_item": mc_keys.get(d.mc_item_id),
+            "server_version": d.server_version,
+            "choice_index": d.choice_index,
+        }
+        for d in drafts.values()
+    ]
+    case_records = []
+    for case in sorted(cases.values(), key=lambda c: c.id):
+        current = [i for i in images if i.case_id == case.id and not i.is_prior]
+        case_records.append(
+            {
+                "case_id": case.case_key,
+                "n_images": len(current),
+                "views": ";".join(i.view for i in current),
+                "has_prior": any(i.case_id == case.id and i.is_prior for i in images),
+                "indication": case.indication or None,
+                "comparison": case.comparison or None,
+                "reference_findings": case.reference_findings,
+            }
+        )
+    reader_records = [
+        {"reader_id": r.reader_key, "role": r.role, "label": r.label} for r in sorted(readers.values(), key=lambda r: r.id)
+    ]
+    event_records = [
+        {
+            "event_id": e.id,
+            "at": iso(e.at),
+            "reader_id": reader_key(e.reader_id),
+            "assignment_id": e.assignment_id if e.assignment_id in assignment_ids else None,
+            "kind": e.kind,
+            "payload": json.dumps(e.payload, sort_keys=True),
+        }
+        for e in events
+    ]
+    frames = {
+        "assignments": pd.DataFrame(assignment_records, columns=ASSIGNMENT_COLUMNS),
+        "answers": pd.DataFrame(answer_records, columns=ANSWER_COLUMNS),
+        "drafts": pd.DataFrame(draft_records, columns=DRAFT_COLUMNS),
+        "cases": pd.DataFrame(case_records, columns=CASE_COLUMNS),
+        "readers": pd.DataFrame(reader_records, columns=READER_COLUMNS),
+        "events": pd.DataFrame(event_records, columns=EVENT_COLUMNS),
+    }
+    for name, frame in frames.items():
+        for column in INT_COLUMNS[name]:
+            frames[name][column] = frame[column].astype("Int64")
+        for column in ("duration_s", "active_s", "hidden_s", "idle_s", "latency_s"):
+            if column in frame:
+                frames[name][column] = frame[column].astype("Float64")
+        for column in ("unchanged", "has_prior"):
+            if column in frame:
+                frames[name][column] = frame[column].astype("boolean")
+    return frames
+
+
+def export_meta(db: Database, actor: Actor, study_id: str, frames: dict[str, pd.DataFrame]) -> dict:
+    with db.read() as session:
+        study = get_study(session, study_id)
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "study_id": study.id,
+            "study_name": study.name,
+            "seed": study.seed,
+            "design_name": study.design_name,
+            "design_sha256": study.design_sha256,
+            "cohort_sha256": study.cohort_sha256,
+            "status": study.status,
+            "exported_at": iso(datetime.now(timezone.utc)),
+            "package_version": package_version(),
+            "tables": {name: len(frame) for name, frame in frames.items()},
+        }
+    return meta
+
+
+def package_version() -> str:
+    try:
+        return version("readerstudy")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"
+
+
+def write_export(db: Database, actor: Actor, study_id: str, out_dir: str | Path, *, fmt: str = "csv") -> Path:
+    """Write every table of the data dictionary and export_meta.json into `out_dir`."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown export format '{fmt}' (expected {' or '.join(FORMATS)})")
+    frames = build_tables(db, actor, study_id)
+    meta = export_meta(db, actor, study_id, frames)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frame in frames.items():
+        if fmt == "csv":
+            frame.to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
+        else:
+            frame.to_parquet(out / f"{name}.parquet", index=False)
+    meta["format"] = fmt
+    (out / "export_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,496 @@
+"""A reader's way through the study: worklist, open a case, the clock, autosave, submit, answers.
+
+The rules of a read live here and nowhere else; the web pages and the tests call these functions.
+Each call is one transaction and checks that the assignment belongs to the acting reader.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from study_app.services.actors import Actor
+from study_app.services.database import Database
+from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
+from study_app.services.events import record_event
+from study_app.services.studies import bind_available_drafts
+from study_app.store.models import (
+    Answer,
+    Arm,
+    Assignment,
+    Autosave,
+    Case,
+    Draft,
+    Image,
+    MCItem,
+    Question,
+    Reader,
+    Response,
+    Study,
+    utcnow,
+)
+
+MAX_REPORT_CHARS = 20_000
+CLIENT_EVENT_KINDS = ("hidden", "visible", "idle")
+# Client-measured durations above this are a broken clock, not a long read.
+MAX_CLIENT_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class WorklistItem:
+    assignment_id: int
+    position: int
+    arm_key: str
+    task: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Worklist:
+    reader_key: str
+    study_status: str
+    items: list[WorklistItem]
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    @property
+    def done(self) -> int:
+        return sum(1 for i in self.items if i.status == "completed")
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for i in self.items if i.status == "pending")
+
+    def next_item(self) -> WorklistItem | None:
+        """The case to work on: one already started (submitted awaiting answers first), else the next ready one."""
+        for status in ("submitted", "in_progress", "ready"):
+            for item in self.items:
+                if item.status == status:
+                    return item
+        return None
+
+
+@dataclass(frozen=True)
+class QuestionView:
+    key: str
+    kind: str
+    label: str
+    options: list[dict]
+    required: bool
+
+
+@dataclass(frozen=True)
+class ImageView:
+    image_id: int
+    view: str
+    is_prior: bool
+
+
+@dataclass
+class CaseView:
+    """Everything the case page shows; deliberately nothing that says where a draft came from."""
+
+    assignment_id: int
+    position: int
+    total: int
+    arm_key: str
+    task: str
+    status: str
+    timed: bool
+    instructions: str
+    indication: str
+    comparison: str
+    images: list[ImageView]
+    editor_text: str = ""
+    report_a: str | None = None
+    report_b: str | None = None
+    mc_question: str | None = None
+    mc_options: dict[str, str] | None = None
+    reasoning: str | None = None
+    model_answer: str | None = None
+    questions: list[QuestionView] = field(default_factory=list)
+    answers: dict[str, str] = field(default_factory=dict)
+    first_shown_at: datetime | None = None
+    submitted_at: datetime | None = None
+    idle_threshold_s: float = 60.0
+
+
+def _reader_assignment(session: Session, actor: Actor, assignment_id: int, *, for_update: bool = False) -> Assignment:
+    if actor.kind != "reader" or actor.reader_id is None:
+        raise PermissionDenied("only a signed-in reader can work on a case")
+    query = select(Assignment).where(Assignment.id == assignment_id)
+    if for_update:
+        query = query.with_for_update()
+    assignment = session.scalars(query).first()
+    # Someone else's assignment is reported exactly like a missing one: ids reveal nothing.
+    if assignment is None or assignment.reader_id != actor.reader_id:
+        raise NotFound(f"no case {assignment_id} in your worklist")
+    study = session.get(Study, assignment.study_id)
+    if study.status != "open":
+        raise Conflict(f"the study is {study.status}; reading is not open")
+    return assignment
+
+
+def worklist(db: Database, actor: Actor) -> Worklist:
+    if actor.kind != "reader" or actor.reader_id is None:
+        raise PermissionDenied("only a signed-in reader has a worklist")
+    with db.read() as session:
+        reader = session.get(Reader, actor.reader_id)
+        if reader is None:
+            raise NotFound("unknown reader")
+        study = session.get(Study, reader.study_id)
+        rows = session.execute(
+            select(Assignment.id, Assignment.position, Arm.key, Arm.task, Assignment.status)
+            .join(Arm, Assignment.arm_id == Arm.id)
+            .where(Assignment.reader_id == reader.id)
+            .order_by(Assignment.position)
+        ).all()
+    return Worklist(reader.reader_key, study.status, [WorklistItem(*row) for row in rows])
+
+
+def _draft_text(session: Session, draft_id: int | None) -> str | None:
+    if draft_id is None:
+        return None
+    return session.get(Draft, draft_id).report
+
+
+def _case_view(session: Session, assignment: Assignment) -> CaseView:
+    arm = session.get(Arm, assignment.arm_id)
+    case = session.get(Case, assignment.case_id)
+    study = session.get(Study, assignment.study_id)
+    total = len(session.scalars(select(Assignment.id).where(Assignment.reader_id == assignment.reader_id)).all())
+    images = [
+        ImageView(image.id, image.view, image.is_prior)
+        for image in session.scalars(select(Image).where(Image.case_id == case.id).order_by(Image.ordinal))
+    ]
+    questions = [
+        QuestionView(q.key, q.kind, q.label, list(q.options), q.required)
+        for q in session.scalars(select(Question).where(Question.arm_id == arm.id).order_by(Question.ordinal))
+    ]
+    answers = {
+        key: value
+        for key, value in session.execute(
+            select(Question.key, Answer.value)
+            .join(Question, Answer.question_id == Question.id)
+            .where(Answer.assignment_id == assignment.id)
+        )
+    }
+    view = CaseView(
+        assignment_id=assignment.id,
+        position=assignment.position,
+        total=total,
+        arm_key=arm.key,
+        task=arm.task,
+        status=assignment.status,
+        timed=arm.timed,
+        instructions=arm.instructions,
+        indication=case.indication,
+        comparison=case.comparison,
+        images=images,
+        questions=questions,
+        answers=answers,
+        first_shown_at=assignment.first_shown_at,
+        submitted_at=assignment.submitted_at,
+        idle_threshold_s=float(study.settings.get("idle_threshold_s", 60)),
+    )
+    response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).first()
+    if arm.task in ("write", "edit"):
+        if response is not None:
+            view.editor_text = response.final_text
+        else:
+            latest = session.scalars(
+                select(Autosave).where(Autosave.assignment_id == assignment.id).order_by(Autosave.id.desc()).limit(1)
+            ).first()
+            view.editor_text = latest.text if latest else (_draft_text(session, assignment.draft_id) or "")
+    elif arm.task == "compare":
+        view.report_a = _draft_text(session, assignment.a_draft_id)
+        view.report_b = _draft_text(session, assignment.b_draft_id)
+    elif arm.task == "rate_reasoning":
+        item = session.get(MCItem, assignment.mc_item_id)
+        draft = session.get(Draft, assignment.draft_id)
+        view.mc_question = item.question
+        view.mc_options = dict(item.options)
+        view.reasoning = draft.reasoning or ""
+        view.model_answer = draft.answer if draft.answer is not None else draft.report
+    return view
+
+
+def open_case(db: Database, actor: Actor, assignment_id: int, *, new_visit: bool = True) -> CaseView:
+    """Open a case page: the first time it becomes in progress; each new visit counts in `sessions`."""
+    with db.transaction() as session:
+        assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
+        study = session.get(Study, assignment.study_id)
+        if assignment.status == "pending":
+            raise Conflict("this case waits for another reader's report; it opens when that is submitted")
+        if assignment.status == "completed" and not study.settings.get("allow_going_back", False):
+            raise Conflict("this case is finished and cannot be reopened")
+        now = utcnow()
+        if assignment.status == "ready":
+            assignment.status = "in_progress"
+        if assignment.opened_at is None:
+            assignment.opened_at = now
+        if new_visit and assignment.status == "in_progress":
+            assignment.sessions += 1
+            record_event(
+                session, study_id=assignment.study_id, actor=actor, kind="opened",
+                assignment_id=assignment.id, payload={"visit": assignment.sessions}, at=now,
+            )
+        session.flush()
+        return _case_view(session, assignment)
+
+
+def case_view(db: Database, actor: Actor, assignment_id: int) -> CaseView:
+    """Read-only view of a case (a rerun of the page), with no state change."""
+    with db.read() as session:
+        assignment = _reader_assignment(session, actor, assignment_id)
+        return _case_view(session, assignment)
+
+
+def mark_image_shown(db: Database, actor: Actor, assignment_id: int) -> datetime:
+    """The browser reports the case's first image on screen: the clock starts, once, server side."""
+    with db.transaction() as session:
+        assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
+        if assignment.status != "in_progress":
+            if assignment.first_shown_at is not None:
+                return assignment.first_shown_at
+            raise Conflict("the case is not open")
+        if assignment.first_shown_at is None:
+            assignment.first_shown_at = utcnow()
+            record_event(
+                session, study_id=assignment.study_id, actor=actor, kind="image_shown",
+                assignment_id=assignment.id, at=assignment.first_shown_at,
+            )
+        return assignment.first_shown_at
+
+
+def validate_report_text(text: object) -> str:
+    """Check a report's text: a string of printable text within the size limit. Returns it unchanged."""
+    if not isinstance(text, str):
+        raise InvalidInput("the report must be text")
+    if len(text) > MAX_REPORT_CHARS:
+        raise InvalidInput(f"the report is {len(text):,} characters long; the limit is {MAX_REPORT_CHARS:,}")
+    bad = sorted({c for c in text if unicodedata.category(c) in ("Cc", "Cs") and c not in "\n\r\t"})
+    if bad:
+        raise InvalidInput(
+            "the report contains control characters (" + ", ".join(f"U+{ord(c):04X}" for c in bad[:5]) + ")"
+        )
+    return text
+
+
+def autosave(db: Database, actor: Actor, assignment_id: int, text: str) -> datetime:
+    """Keep a snapshot of the editor; only while the case is in progress (after SUBMIT the text is locked)."""
+    text = validate_report_text(text)
+    with db.transaction() as session:
+        assignment = _reader_assignment(session, actor, assignment_id)
+        if assignment.status != "in_progress":
+            raise AlreadySubmitted("this case is already submitted; its text is locked")
+        snapshot = Autosave(assignment_id=assignment.id, text=text, saved_at=utcnow())
+        session.add(snapshot)
+        record_event(
+            session, study_id=assignment.study_id, actor=actor, kind="autosave",
+            assignment_id=assignment.id, payload={"chars": len(text)}, at=snapshot.saved_at,
+        )
+        return snapshot.saved_at
+
+
+def record_client_event(
+    db: Database, actor: Actor, assignment_id: int, kind: str, *, duration_s: float | None = None,
+    client_at: str | None = None,
+) -> None:
+    """Log a page-visibility or idle event measured in the browser."""
+    if kind not in CLIENT_EVENT_KINDS:
+        raise InvalidInput(f"unknown client event '{kind}' (expected {', '.join(CLIENT_EVENT_KINDS)})")
+    payload: dict = {}
+    if duration_s is not None:
+        payload["duration_s"] = _client_seconds(duration_s, kind)
+    if client_at is not None:
+        payload["client_at"] = str(client_at)[:40]
+    with db.transaction() as session:
+        assignment = _reader_assignment(session, actor, assignment_id)
+        record_event(
+            session, study_id=assignment.study_id, actor=actor, kind=kind,
+            assignment_id=assignment.id, payload=payload,
+        )
+
+
+def _client_seconds(value: object, name: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a number of seconds") from None
+    if not 0 <= seconds <= MAX_CLIENT_SECONDS or seconds != seconds:
+        raise InvalidInput(f"{name} = {value!r} is not a plausible number of seconds")
+    return seconds
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    assignment_id: int
+    submitted_at: datetime
+    duration_s: float | None
+    status: str
+
+
+def submit(
+    db: Database,
+    actor: Actor,
+    assignment_id: int,
+    text: str | None = None,
+    *,
+    active_s: float | None = None,
+    hidden_s: float | None = None,
+    idle_s: float | None = None,
+) -> SubmitResult:
+    """SUBMIT: lock the text, stop the clock, and release the reports other arms wait for.
+
+    A second submit of the same case (double click, second tab, retry after a lost reply) raises
+    :class:`AlreadySubmitted`; the first submission stands. The database's one-response-per-assignment
+    constraint backs this up when two requests race.
+    """
+    client = {
+        name: (_client_seconds(value, name) if value is not None else None)
+        for name, value in (("active_s", active_s), ("hidden_s", hidden_s), ("idle_s", idle_s))
+    }
+    try:
+        with db.transaction() as session:
+            assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
+            if assignment.status in ("submitted", "completed"):
+                raise AlreadySubmitted("this case is already submitted")
+            if assignment.status != "in_progress":
+                raise Conflict("open the case before submitting it")
+            if assignment.first_shown_at is None:
+                raise Conflict("the image has not been shown yet; the clock has not started")
+            arm = session.get(Arm, assignment.arm_id)
+            shown = ""
+            final = ""
+            if arm.task in ("write", "edit"):
+                final = validate_report_text(text if text is not None else "")
+                if not final.strip():
+                    raise InvalidInput("the report is empty; write the findings before submitting")
+                shown = (_draft_text(session, assignment.draft_id) or "") if arm.task == "edit" else ""
+            now = utcnow()
+            duration = (now - assignment.first_shown_at).total_seconds()
+            session.add(
+                Response(
+                    assignment_id=assignment.id,
+                    shown_text=shown,
+                    final_text=final,
+                    submitted_at=now,
+                    duration_s=duration,
+                    **client,
+                )
+            )
+            assignment.status = "submitted"
+            assignment.submitted_at = now
+            record_event(
+                session, study_id=assignment.study_id, actor=actor, kind="submitted",
+                assignment_id=assignment.id, at=now,
+                payload={"duration_s": round(duration, 3), **{k: v for k, v in client.items() if v is not None}},
+            )
+            session.flush()
+            if arm.task in ("write", "edit"):
+                _release_report(session, assignment, final)
+            questions = session.scalars(select(Question.id).where(Question.arm_id == arm.id)).all()
+            if not questions:
+                _complete(session, actor, assignment, now)
+            return SubmitResult(assignment.id, now, duration, assignment.status)
+    except IntegrityError:
+        # Another request submitted the same case between our read and our write.
+        raise AlreadySubmitted("this case is already submitted") from None
+
+
+def _release_report(session: Session, assignment: Assignment, final_text: str) -> None:
+    """A submitted report becomes a reader draft; assignments waiting on it may become ready."""
+    waiting = session.scalars(
+        select(Assignment).where(
+            (Assignment.source_assignment_id == assignment.id) | (Assignment.source_b_assignment_id == assignment.id)
+        )
+    ).all()
+    if not waiting:
+        return
+    from model_runtime import clean_report_text
+
+    draft = Draft(
+        study_id=assignment.study_id,
+        case_id=assignment.case_id,
+        source_kind="reader",
+        origin="reader",
+        author_reader_id=assignment.reader_id,
+        source_assignment_id=assignment.id,
+        raw_output=final_text,
+        report=clean_report_text(final_text),
+    )
+    session.add(draft)
+    session.flush()
+    for dependent in waiting:
+        bind_available_drafts(session, dependent, session.get(Arm, dependent.arm_id))
+
+
+def _complete(session: Session, actor: Actor, assignment: Assignment, now: datetime) -> None:
+    assignment.status = "completed"
+    assignment.completed_at = now
+    record_event(session, study_id=assignment.study_id, actor=actor, kind="completed", assignment_id=assignment.id, at=now)
+
+
+def validate_answers(questions: list[Question], answers: dict[str, object]) -> dict[str, tuple[Question, str, str]]:
+    """Check answers against the arm's questions; returns key -> (question, value, label shown)."""
+    by_key = {q.key: q for q in questions}
+    problems = []
+    unknown = sorted(set(answers) - set(by_key))
+    if unknown:
+        problems.append(f"unknown question(s): {', '.join(map(str, unknown))}")
+    accepted: dict[str, tuple[Question, str, str]] = {}
+    for question in questions:
+        raw = answers.get(question.key)
+        if raw is None or raw == "":
+            if question.required:
+                problems.append(f"please answer: {question.label}")
+            continue
+        value = str(raw)
+        labels = {o["value"]: o["label"] for o in question.options}
+        if value not in labels:
+            problems.append(f"'{value[:40]}' is not an option of: {question.label}")
+            continue
+        accepted[question.key] = (question, value, labels[value])
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    return accepted
+
+
+def save_answers(db: Database, actor: Actor, assignment_id: int, answers: dict[str, object]) -> datetime:
+    """Save the feedback after SUBMIT (all at once; required ones enforced) and complete the case."""
+    try:
+        with db.transaction() as session:
+            assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
+            if assignment.status == "completed":
+                raise AlreadySubmitted("the answers of this case are already saved")
+            if assignment.status != "submitted":
+                raise Conflict("submit the case before answering its questions")
+            questions = list(
+                session.scalars(select(Question).where(Question.arm_id == assignment.arm_id).order_by(Question.ordinal))
+            )
+            accepted = validate_answers(questions, answers)
+            now = utcnow()
+            for question, value, label in accepted.values():
+                session.add(
+                    Answer(assignment_id=assignment.id, question_id=question.id, label=label, value=value, answered_at=now)
+                )
+            record_event(
+                session, study_id=assignment.study_id, actor=actor, kind="answers_saved",
+                assignment_id=assignment.id, at=now, payload={k: v[1] for k, v in accepted.items()},
+            )
+            _complete(session, actor, assignment, now)
+            return now
+    except IntegrityError:
+        raise AlreadySubmitted("the answers of this case are already saved") from None

@@ -1,0 +1,96 @@
+"""Reads the coordinator's reader list (CSV): pseudonymous ids and roles, contact details kept private."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from study_app.services.errors import InvalidInput
+
+READER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+COLUMNS = ("reader_id", "role", "label", "name", "email")
+REQUIRED = ("reader_id", "role")
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    row: int
+    reader_key: str
+    role: str
+    label: str
+    name: str | None
+    email: str | None
+
+
+def parse_roster(text: str, *, roles: dict[str, str] | None = None, source: str = "readers") -> list[RosterEntry]:
+    """Parse a readers CSV (columns reader_id, role, and optional label, name, email).
+
+    Every problem is collected and reported together, each with its row and column
+    (rows count from 2: the header is row 1, as in a spreadsheet).
+    """
+    problems: list[str] = []
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise InvalidInput(f"{source}: missing column(s) {', '.join(missing)} (expected {', '.join(COLUMNS)})")
+    unknown = [c for c in header if c not in COLUMNS]
+    if unknown:
+        problems.append(f"{source}: unknown column(s) {', '.join(unknown)} (expected {', '.join(COLUMNS)})")
+    entries: list[RosterEntry] = []
+    seen: dict[str, int] = {}
+    for row_number, row in enumerate(reader, start=2):
+        if None in row:
+            problems.append(f"{source} row {row_number}: more cells than columns")
+            continue
+        key = (row.get("reader_id") or "").strip()
+        role = (row.get("role") or "").strip()
+        if not key:
+            problems.append(f"{source} row {row_number}, column reader_id: empty")
+        elif not READER_KEY.match(key):
+            problems.append(
+                f"{source} row {row_number}, column reader_id: '{key}' must be letters, digits, '.', '_' or '-' "
+                "(at most 64)"
+            )
+        elif key in seen:
+            problems.append(f"{source} row {row_number}, column reader_id: '{key}' already on row {seen[key]}")
+        else:
+            seen[key] = row_number
+        if not role:
+            problems.append(f"{source} row {row_number}, column role: empty")
+        elif roles is not None and role not in roles:
+            problems.append(
+                f"{source} row {row_number}, column role: '{role}' is not a role of the design ({', '.join(roles)})"
+            )
+        email = (row.get("email") or "").strip() or None
+        if email and "@" not in email:
+            problems.append(f"{source} row {row_number}, column email: '{email}' is not an e-mail address")
+        entries.append(
+            RosterEntry(
+                row=row_number,
+                reader_key=key,
+                role=role,
+                label=(row.get("label") or "").strip() or key,
+                name=(row.get("name") or "").strip() or None,
+                email=email,
+            )
+        )
+    if not entries and not problems:
+        problems.append(f"{source}: no readers listed")
+    if problems:
+        raise InvalidInput("\n".join(problems))
+    return entries
+
+
+def load_roster(path: str | Path, *, roles: dict[str, str] | None = None) -> list[RosterEntry]:
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as error:
+        raise InvalidInput(f"{path}: cannot read the reader list ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: the reader list is not UTF-8 text") from None
+    return parse_roster(text, roles=roles, source=str(path))

@@ -1,0 +1,489 @@
+"""Creating, describing and launching studies: design + cohort + readers -> every assignment, in one transaction."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cohorts import Cohort, ManifestError, load_manifest
+from study_app.allocation import Allocation, AllocationError, CaseSlot, ReaderSlot, allocate
+from study_app.designs import DesignError, StudyDesign, load_design, parse_design
+from study_app.services.actors import Actor, require_coordinator
+from study_app.services.database import Database
+from study_app.services.errors import Conflict, InvalidInput, NotFound
+from study_app.services.events import record_event
+from study_app.services.roster import RosterEntry, load_roster
+from study_app.store.models import (
+    Arm,
+    Assignment,
+    Case,
+    Draft,
+    Image,
+    MCItem,
+    Question,
+    Reader,
+    Study,
+    utcnow,
+)
+
+STUDY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study_id: str
+    name: str
+    status: str
+    seed: int
+    design_sha256: str
+    n_cases: int
+    n_readers: int
+    n_assignments: int
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def get_study(session: Session, study_id: str) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        known = ", ".join(session.scalars(select(Study.id).order_by(Study.id))) or "none yet"
+        raise NotFound(f"no study '{study_id}' (studies: {known})")
+    return study
+
+
+def study_design(study: Study) -> StudyDesign:
+    return parse_design(study.design_toml, source=f"study {study.id} design")
+
+
+def _summary(session: Session, study: Study) -> StudySummary:
+    counts = dict(
+        session.execute(
+            select(Assignment.status, func.count()).where(Assignment.study_id == study.id).group_by(Assignment.status)
+        ).all()
+    )
+    return StudySummary(
+        study_id=study.id,
+        name=study.name,
+        status=study.status,
+        seed=study.seed,
+        design_sha256=study.design_sha256,
+        n_cases=session.scalar(select(func.count()).select_from(Case).where(Case.study_id == study.id)) or 0,
+        n_readers=session.scalar(select(func.count()).select_from(Reader).where(Reader.study_id == study.id)) or 0,
+        n_assignments=sum(counts.values()),
+        by_status=counts,
+    )
+
+
+def list_studies(db: Database, actor: Actor) -> list[StudySummary]:
+    require_coordinator(actor, "list studies")
+    with db.read() as session:
+        return [_summary(session, s) for s in session.scalars(select(Study).order_by(Study.created_at, Study.id))]
+
+
+def study_summary(db: Database, actor: Actor, study_id: str) -> StudySummary:
+    require_coordinator(actor, "see a study")
+    with db.read() as session:
+        return _summary(session, get_study(session, study_id))
+
+
+def create_study(
+    db: Database,
+    actor: Actor,
+    *,
+    study_id: str,
+    design_path: str | Path,
+    manifest_path: str | Path,
+    readers_path: str | Path,
+    seed: int,
+    name: str | None = None,
+) -> StudySummary:
+    """Validate the design, the cohort and the reader list, allocate, and store it all at once.
+
+    Nothing is written unless everything is valid and the design can be satisfied: a bad
+    manifest, design or reader list, or an unsatisfiable constraint, raises with every problem
+    named, and the database is untouched.
+    """
+    require_coordinator(actor, "create a study")
+    if not STUDY_ID.match(study_id):
+        raise InvalidInput(
+            f"study id '{study_id}' must be lower-case letters, digits, '-' or '_' (at most 32), starting with a "
+            "letter or digit"
+        )
+    try:
+        design = load_design(design_path)
+    except DesignError as error:
+        raise InvalidInput(str(error)) from None
+    try:
+        cohort = load_manifest(manifest_path)
+    except ManifestError as error:
+        raise InvalidInput(str(error)) from None
+    roster = load_roster(readers_path, roles=design.roles)
+    if not 0 <= seed < 2**31:
+        raise InvalidInput(f"seed {seed} must be between 0 and 2147483647")
+    try:
+        allocation = allocate(
+            design,
+            [CaseSlot(c.case_id, bool(c.mc_items)) for c in cohort.cases],
+            [ReaderSlot(r.reader_key, r.role) for r in roster],
+            seed,
+        )
+    except AllocationError as error:
+        raise InvalidInput(f"the design cannot be satisfied: {error}") from None
+
+    with db.transaction() as session:
+        if session.get(Study, study_id) is not None:
+            raise Conflict(f"a study '{study_id}' already exists; choose another id")
+        study = Study(
+            id=study_id,
+            name=name or design.name,
+            seed=seed,
+            status="draft",
+            design_name=design.name,
+            design_toml=design.source_text,
+            design_sha256=design.sha256,
+            cohort_manifest=str(cohort.manifest_path),
+            cohort_root=str(cohort.root),
+            cohort_sha256=cohort.manifest_sha256,
+            settings={
+                "idle_threshold_s": design.idle_threshold_s,
+                "invite_valid_days": design.invite_valid_days,
+                "allow_going_back": design.allow_going_back,
+            },
+        )
+        session.add(study)
+        session.flush()
+        cases = _store_cohort(session, study, cohort)
+        readers = _store_readers(session, study, roster)
+        arms = _store_arms(session, study, design)
+        _store_allocation(session, study, design, allocation, cases, readers, arms)
+        _store_manifest_drafts(session, study, cohort, cases, readers)
+        record_event(
+            session,
+            study_id=study.id,
+            actor=actor,
+            kind="study_created",
+            payload={
+                "seed": seed,
+                "design_sha256": design.sha256,
+                "cohort_sha256": cohort.manifest_sha256,
+                "n_cases": len(cases),
+                "n_readers": len(readers),
+                "n_assignments": len(allocation.assignments),
+            },
+        )
+        session.flush()
+        return _summary(session, study)
+
+
+def _store_cohort(session: Session, study: Study, cohort: Cohort) -> dict[str, Case]:
+    cases: dict[str, Case] = {}
+    for record in cohort.cases:
+        case = Case(
+            study_id=study.id,
+            case_key=record.case_id,
+            manifest_row=record.row,
+            indication=record.indication or "",
+            comparison=record.comparison or "",
+            reference_findings=record.reference_findings,
+        )
+        session.add(case)
+        session.flush()
+        for ordinal, image in enumerate([*record.images, *record.priors]):
+            session.add(
+                Image(
+                    case_id=case.id,
+                    ordinal=ordinal,
+                    path=str(image.path),
+                    relpath=image.relpath,
+                    sha256=image.sha256,
+                    view=image.view,
+                    is_prior=image.is_prior,
+                    width=image.width,
+                    height=image.height,
+                    format=image.format,
+                    bits_stored=image.bits_stored,
+                )
+            )
+        for ordinal, item in enumerate(record.mc_items):
+            session.add(
+                MCItem(
+                    case_id=case.id,
+                    ordinal=ordinal,
+                    item_key=item.item_id,
+                    question=item.question,
+                    options=dict(item.options),
+                    answer=item.answer,
+                )
+            )
+        cases[record.case_id] = case
+    session.flush()
+    return cases
+
+
+def _store_readers(session: Session, study: Study, roster: list[RosterEntry]) -> dict[str, Reader]:
+    readers: dict[str, Reader] = {}
+    for entry in roster:
+        reader = Reader(
+            study_id=study.id,
+            reader_key=entry.reader_key,
+            role=entry.role,
+            label=entry.label,
+            name=entry.name,
+            email=entry.email,
+        )
+        session.add(reader)
+        readers[entry.reader_key] = reader
+    session.flush()
+    return readers
+
+
+def _store_arms(session: Session, study: Study, design: StudyDesign) -> dict[str, Arm]:
+    arms: dict[str, Arm] = {}
+    for ordinal, spec in enumerate(design.arms):
+        arm = Arm(
+            study_id=study.id,
+            key=spec.key,
+            ordinal=ordinal,
+            task=spec.task,
+            role=spec.role,
+            draft_sources=[s.to_json() for s in spec.draft_sources],
+            timed=spec.timed,
+            readers_per_case=spec.readers_per_case,
+            instructions=spec.instructions,
+        )
+        session.add(arm)
+        session.flush()
+        for q_ordinal, key in enumerate(spec.questions):
+            question = design.questions[key]
+            session.add(
+                Question(
+                    arm_id=arm.id,
+                    ordinal=q_ordinal,
+                    key=key,
+                    kind=question.kind,
+                    label=question.label,
+                    options=[{"value": o.value, "label": o.label} for o in question.options],
+                    required=question.required,
+                )
+            )
+        arms[spec.key] = arm
+    session.flush()
+    return arms
+
+
+def _store_allocation(
+    session: Session,
+    study: Study,
+    design: StudyDesign,
+    allocation: Allocation,
+    cases: dict[str, Case],
+    readers: dict[str, Reader],
+    arms: dict[str, Arm],
+) -> None:
+    rows: dict[int, Assignment] = {}
+    for planned in allocation.assignments:
+        spec = design.arm(planned.arm_key)
+        case = cases[planned.case_key]
+        assignment = Assignment(
+            study_id=study.id,
+            reader_id=readers[planned.reader_key].id,
+            case_id=case.id,
+            arm_id=arms[planned.arm_key].id,
+            mc_item_id=case.mc_items[0].id if spec.task == "rate_reasoning" else None,
+            position=planned.position,
+            # Every assignment waits for its drafts; a write arm needs none and is ready at once.
+            status="ready" if not spec.draft_sources else "pending",
+            a_source_index=planned.a_source_index,
+            sessions=0,
+        )
+        session.add(assignment)
+        rows[planned.index] = assignment
+    session.flush()
+    for planned in allocation.assignments:
+        if planned.source_index is not None:
+            rows[planned.index].source_assignment_id = rows[planned.source_index].id
+        if planned.source_b_index is not None:
+            rows[planned.index].source_b_assignment_id = rows[planned.source_b_index].id
+    session.flush()
+
+
+def _store_manifest_drafts(
+    session: Session, study: Study, cohort: Cohort, cases: dict[str, Case], readers: dict[str, Reader]
+) -> None:
+    """Pre-existing reader drafts from the manifest are stored as they are; model outputs go through drafting."""
+    from model_runtime import clean_report_text
+
+    for record in cohort.cases:
+        for draft in record.drafts:
+            if draft.source != "reader" or not draft.text:
+                continue
+            author = readers.get(draft.author_label or "")
+            session.add(
+                Draft(
+                    study_id=study.id,
+                    case_id=cases[record.case_id].id,
+                    source_kind="manifest",
+                    origin="reader",
+                    author_reader_id=author.id if author else None,
+                    raw_output=draft.text,
+                    report=clean_report_text(draft.text),
+                )
+            )
+    session.flush()
+
+
+# --- describe -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StudyBalance:
+    """The allocation's balance, as `study describe` prints it."""
+
+    summary: StudySummary
+    reads_per_case: pd.DataFrame  # index case, columns arms: number of readers
+    reads_per_reader: pd.DataFrame  # index reader, columns arms: number of cases
+    ab_balance: pd.DataFrame  # per compare arm and reader: model as A, reader as A
+    overlap: pd.DataFrame  # reader x reader: cases both read (any arm)
+
+
+def describe_study(db: Database, actor: Actor, study_id: str) -> StudyBalance:
+    require_coordinator(actor, "describe a study")
+    with db.read() as session:
+        study = get_study(session, study_id)
+        rows = session.execute(
+            select(Reader.reader_key, Reader.role, Case.case_key, Arm.key, Arm.task, Arm.draft_sources,
+                   Assignment.a_source_index)
+            .join(Reader, Assignment.reader_id == Reader.id)
+            .join(Case, Assignment.case_id == Case.id)
+            .join(Arm, Assignment.arm_id == Arm.id)
+            .where(Assignment.study_id == study_id)
+            .order_by(Arm.ordinal, Case.id, Reader.id)
+        ).all()
+        arm_keys = [a.key for a in study.arms]
+        reader_keys = list(session.scalars(select(Reader.reader_key).where(Reader.study_id == study_id).order_by(Reader.id)))
+        summary = _summary(session, study)
+    frame = pd.DataFrame(rows, columns=["reader", "role", "case", "arm", "task", "sources", "a_source_index"])
+    per_case = pd.crosstab(frame["case"], frame["arm"]).reindex(columns=arm_keys, fill_value=0)
+    per_reader = pd.crosstab(frame["reader"], frame["arm"]).reindex(index=reader_keys, columns=arm_keys, fill_value=0)
+    ab_rows = []
+    for (arm, reader), group in frame[frame["task"] == "compare"].groupby(["arm", "reader"], sort=False):
+        sources = group["sources"].iloc[0]
+        origins = ["model" if s["kind"] == "model" else "reader" for s in sources]
+        a_origin = group["a_source_index"].map(lambda i: origins[int(i)])
+        ab_rows.append({
+            "arm": arm, "reader": reader,
+            "model_as_a": int((a_origin == "model").sum()),
+            "reader_as_a": int((a_origin == "reader").sum()),
+        })
+    ab = pd.DataFrame(ab_rows, columns=["arm", "reader", "model_as_a", "reader_as_a"])
+    cases_of: dict[str, set[str]] = defaultdict(set)
+    for reader, case in zip(frame["reader"], frame["case"]):
+        cases_of[reader].add(case)
+    overlap = pd.DataFrame(
+        [[len(cases_of[a] & cases_of[b]) for b in reader_keys] for a in reader_keys],
+        index=reader_keys,
+        columns=reader_keys,
+    )
+    return StudyBalance(summary, per_case, per_reader, ab, overlap)
+
+
+# --- launch -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LaunchCheck:
+    ok: bool
+    problems: list[str]
+
+
+def launch_checklist(session: Session, study: Study) -> LaunchCheck:
+    problems = []
+    missing: Counter[str] = Counter()
+    for assignment, arm in session.execute(
+        select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.study_id == study.id)
+    ):
+        for source in arm.draft_sources:
+            if source["kind"] == "model" and _model_draft(session, assignment) is None:
+                missing[arm.key] += 1
+            if source["kind"] == "manifest" and _manifest_draft(session, assignment.case_id) is None:
+                missing[arm.key] += 1
+    for arm_key, n in sorted(missing.items()):
+        problems.append(f"arm '{arm_key}': {n} assignment(s) have no draft yet (run `readerstudy drafts generate`)")
+    return LaunchCheck(ok=not problems, problems=problems)
+
+
+def _model_draft(session: Session, assignment: Assignment) -> Draft | None:
+    query = select(Draft).where(
+        Draft.case_id == assignment.case_id,
+        Draft.origin == "model",
+        Draft.source_kind == "model",
+        Draft.choice_index == 0,
+    )
+    if assignment.mc_item_id is not None:
+        query = query.where(Draft.mc_item_id == assignment.mc_item_id)
+    else:
+        query = query.where(Draft.mc_item_id.is_(None), Draft.task == "findings")
+    # The oldest successful draft is the one every reader sees; later runs never replace it.
+    return session.scalars(query.order_by(Draft.id).limit(1)).first()
+
+
+def _manifest_draft(session: Session, case_id: int) -> Draft | None:
+    return session.scalars(
+        select(Draft).where(Draft.case_id == case_id, Draft.source_kind == "manifest").order_by(Draft.id).limit(1)
+    ).first()
+
+
+def launch_study(db: Database, actor: Actor, study_id: str) -> StudySummary:
+    """Freeze the study: bind every model and manifest draft to its assignments and open it to readers."""
+    require_coordinator(actor, "launch a study")
+    with db.transaction() as session:
+        study = get_study(session, study_id)
+        if study.status != "draft":
+            raise Conflict(f"study '{study_id}' is already {study.status}; it can be launched once")
+        check = launch_checklist(session, study)
+        if not check.ok:
+            raise Conflict("the study cannot be launched yet:\n" + "\n".join(check.problems))
+        for assignment, arm in session.execute(
+            select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.study_id == study.id)
+        ):
+            bind_available_drafts(session, assignment, arm)
+        study.status = "open"
+        study.launched_at = utcnow()
+        record_event(session, study_id=study.id, actor=actor, kind="launched", payload={})
+        session.flush()
+        return _summary(session, study)
+
+
+def _draft_for_source(session: Session, assignment: Assignment, source: dict, slot: int) -> Draft | None:
+    if source["kind"] == "model":
+        return _model_draft(session, assignment)
+    if source["kind"] == "manifest":
+        return _manifest_draft(session, assignment.case_id)
+    supplier = assignment.source_assignment_id if slot == 0 else assignment.source_b_assignment_id
+    if supplier is None:
+        return None
+    return session.scalars(select(Draft).where(Draft.source_assignment_id == supplier)).first()
+
+
+def bind_available_drafts(session: Session, assignment: Assignment, arm: Arm) -> bool:
+    """Bind the assignment's drafts that exist; a pending assignment with all its drafts becomes ready."""
+    if assignment.status != "pending":
+        return False
+    drafts = [_draft_for_source(session, assignment, s, i) for i, s in enumerate(arm.draft_sources)]
+    if arm.task == "compare":
+        a_index = assignment.a_source_index or 0
+        if drafts[a_index] is not None:
+            assignment.a_draft_id = drafts[a_index].id
+        if drafts[1 - a_index] is not None:
+            assignment.b_draft_id = drafts[1 - a_index].id
+    elif drafts and drafts[0] is not None:
+        assignment.draft_id = drafts[0].id
+    if all(d is not None for d in drafts):
+        assignment.status = "ready"
+        return True
+    return False

@@ -1,0 +1,103 @@
+"""The design parser: the shipped CheXOne design, and every kind of bad design file refused by name."""
+
+import pytest
+
+from study_app.designs import DesignError, load_design, parse_design, shipped_design_path
+
+MINIMAL = """
+[study]
+name = "Tiny"
+[roles.resident]
+[[arms]]
+key = "scratch"
+task = "write"
+role = "resident"
+"""
+
+
+def test_shipped_chexone_design_has_the_protocol_arms():
+    design = load_design(shipped_design_path("chexone"))
+    assert [a.key for a in design.arms] == [
+        "resident_scratch", "resident_edit_model", "attending_edit_resident",
+        "attending_edit_model", "attending_compare", "reasoning_review",
+    ]
+    compare = design.arm("attending_compare")
+    assert compare.task == "compare"
+    assert [s.origin for s in compare.draft_sources] == ["model", "reader"]
+    assert design.arm("attending_edit_resident").draft_sources[0].arm == "resident_scratch"
+    assert design.distinct_case_per_reader and not design.allow_going_back
+    edit_reason = design.questions["edit_reason"]
+    assert [o.value for o in edit_reason.options] == ["none", "content", "style", "both"]
+    likert = design.questions["writing_efficiency"]
+    assert [int(o.value) for o in likert.options] == [10, 5, 0, -5, -10]
+    assert [o.label for o in likert.options][0] == "Strongly agree"
+    assert design.questions["preference"].options[2].value == "equivalent"
+
+
+def test_design_hash_is_of_the_file_text():
+    a = parse_design(MINIMAL)
+    b = parse_design(MINIMAL + "\n# comment\n")
+    assert a.sha256 != b.sha256 and len(a.sha256) == 64
+
+
+def test_defaults_of_a_minimal_design():
+    design = parse_design(MINIMAL)
+    arm = design.arm("scratch")
+    assert arm.readers_per_case == 1 and arm.cases is None and arm.timed
+    assert design.idle_threshold_s == 60 and design.worklist_order == "random"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t.replace('task = "write"', 'task = "dictate"'), "arms[1] (scratch).task: 'dictate' is not one of"),
+        (lambda t: t.replace('role = "resident"', 'role = "fellow"'), "role: 'fellow' is not a role"),
+        (lambda t: t.replace('key = "scratch"', 'key = "Scratch Arm"'), "is not a valid key"),
+        (lambda t: t + 'readers_per_case = 0\n', "readers_per_case: must be at least 1"),
+        (lambda t: t + 'cases = "some"\n', 'cases: expected "all" or a positive number'),
+        (lambda t: t + 'draft = "model"\n', "a 'write' arm takes 0 draft source(s)"),
+        (lambda t: t + 'questions = ["nope"]\n', "'nope' is not declared under [questions]"),
+        (lambda t: t + 'colour = "red"\n', "unknown key(s) colour"),
+        (lambda t: t.replace('name = "Tiny"', 'name = ""'), "study.name: must not be empty"),
+        (lambda t: t + "[[arms]]\nkey = \"scratch\"\ntask = \"write\"\nrole = \"resident\"\n", "duplicate arm key(s) scratch"),
+        (lambda t: t + "[[arms]]\nkey = \"e\"\ntask = \"edit\"\nrole = \"resident\"\ndraft = \"arm:ghost\"\n",
+         "draft source arm 'ghost' does not exist"),
+        (lambda t: t + "[[arms]]\nkey = \"c\"\ntask = \"compare\"\nrole = \"resident\"\ndrafts = [\"model\", \"model\"]\n",
+         "one model draft and one reader draft"),
+        (lambda t: t.replace("[study]", "[studdy]"), "unknown key(s) studdy"),
+        (lambda t: t + "= broken", "not valid TOML"),
+        (lambda t: t.replace('name = "Tiny"', 'name = "Tiny"\nidle_threshold_s = 1'), "idle_threshold_s"),
+    ],
+)
+def test_bad_designs_are_refused_with_the_key_named(change, message):
+    with pytest.raises(DesignError) as error:
+        parse_design(change(MINIMAL))
+    assert message in str(error.value)
+
+
+def test_compare_arm_must_ask_preference():
+    text = MINIMAL + (
+        '[[arms]]\nkey = "c"\ntask = "compare"\nrole = "resident"\ndrafts = ["model", "arm:scratch"]\n'
+    )
+    with pytest.raises(DesignError, match="must ask 'preference'"):
+        parse_design(text)
+
+
+def test_likert_question_has_fixed_scale():
+    text = MINIMAL.replace("[roles.resident]", '[roles.resident]\n[questions.q]\nkind = "likert"\nlabel = "L"\noptions = []')
+    with pytest.raises(DesignError, match="fixed 5-point scale"):
+        parse_design(text)
+
+
+def test_unreadable_and_non_utf8_design_files(tmp_path):
+    with pytest.raises(DesignError, match="cannot read the design file"):
+        load_design(tmp_path / "missing.toml")
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes("name = 'Caf\xe9'".encode("latin-1"))
+    with pytest.raises(DesignError, match="not UTF-8"):
+        load_design(bad)
+
+
+def test_unknown_shipped_design_lists_the_available_ones():
+    with pytest.raises(DesignError, match="available: chexone"):
+        shipped_design_path("nope")
