@@ -1,0 +1,1 @@
+"""The reader-study hub: store, designs, allocation, services, web app and CLI."""

@@ -31,7 +31,7 @@ class CleanErrors(click.Group):
             _fail(str(error), error.exit_code)
         except (ValueError, OSError) as error:
             # Library-level input errors (design, manifest, image) carry their own clear messages.
-            from cohorts import ManifestError
+            from cohorts.manifest import ManifestError
             from study_app.designs import DesignError
 
             if isinstance(error, (ManifestError, DesignError, OSError)):
@@ -127,7 +127,7 @@ def cohort_validate(manifest: Path) -> None:
     Example:
       readerstudy cohort validate cohorts/demo/manifest.csv
     """
-    from cohorts import load_manifest, validate_manifest
+    from cohorts.manifest import load_manifest, validate_manifest
 
     problems = validate_manifest(manifest)
     if problems:

@@ -419,7 +419,7 @@ def _release_report(session: Session, assignment: Assignment, final_text: str) -
     ).all()
     if not waiting:
         return
-    from model_runtime import clean_report_text
+    from model_runtime.parsing import clean_report_text
 
     draft = Draft(
         study_id=assignment.study_id,

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cohorts import Cohort, ManifestError, load_manifest
+from cohorts.manifest import Cohort, ManifestError, load_manifest
 from study_app.allocation import Allocation, AllocationError, CaseSlot, ReaderSlot, allocate
 from study_app.designs import DesignError, StudyDesign, load_design, parse_design
 from study_app.services.actors import Actor, require_coordinator
@@ -316,7 +316,7 @@ def _store_manifest_drafts(
     session: Session, study: Study, cohort: Cohort, cases: dict[str, Case], readers: dict[str, Reader]
 ) -> None:
     """Pre-existing reader drafts from the manifest are stored as they are; model outputs go through drafting."""
-    from model_runtime import clean_report_text
+    from model_runtime.parsing import clean_report_text
 
     for record in cohort.cases:
         for draft in record.drafts:

@@ -1,0 +1,1 @@
+"""Benchmarks of the speed targets (shared/design/targets.md); run with `make bench`, figures in docs/benchmarks.md."""

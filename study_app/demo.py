@@ -1,0 +1,70 @@
+"""Builds the demo study: a generated cohort (no patient data), the CheXOne design, demo readers, launched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from study_app.designs import shipped_design_path
+from study_app.services.actors import SYSTEM
+from study_app.services.database import Database
+from study_app.services.drafting import import_recorded_drafts
+from study_app.services.errors import NotFound
+from study_app.services.invites import IssuedInvite, issue_invites
+from study_app.services.studies import create_study, launch_study, study_summary
+
+DEMO_STUDY_ID = "demo"
+DEMO_SEED = 20240601
+DEMO_CASES = 12
+DEMO_READERS = (
+    ("res1", "resident", "Resident 1"),
+    ("res2", "resident", "Resident 2"),
+    ("att1", "attending", "Attending 1"),
+    ("att2", "attending", "Attending 2"),
+    ("att3", "attending", "Attending 3"),
+    ("att4", "attending", "Attending 4"),
+    ("rad1", "radiologist", "Radiologist 1"),
+    ("rad2", "radiologist", "Radiologist 2"),
+)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    message: str
+    invites: list[IssuedInvite]
+    created: bool
+
+
+def write_demo_readers(path: Path) -> Path:
+    lines = ["reader_id,role,label"] + [",".join(row) for row in DEMO_READERS]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def build_demo_study(db: Database, *, cohort_dir: str | Path = Path("var/demo-cohort")) -> DemoResult:
+    """Create and launch the demo study if the database lacks it; issue fresh links for its readers either way."""
+    cohort_dir = Path(cohort_dir).resolve()
+    try:
+        summary = study_summary(db, SYSTEM, DEMO_STUDY_ID)
+        created = False
+    except NotFound:
+        from cohorts.demo import build_demo_cohort
+
+        manifest = cohort_dir / "manifest.csv"
+        if not manifest.is_file():
+            manifest = build_demo_cohort(cohort_dir, n_cases=DEMO_CASES, seed=0)
+        readers = write_demo_readers(cohort_dir / "readers.csv")
+        create_study(
+            db, SYSTEM, study_id=DEMO_STUDY_ID, design_path=shipped_design_path("chexone"),
+            manifest_path=manifest, readers_path=readers, seed=DEMO_SEED, name="CheXOne reader study (demo)",
+        )
+        import_recorded_drafts(db, SYSTEM, DEMO_STUDY_ID)
+        summary = launch_study(db, SYSTEM, DEMO_STUDY_ID)
+        created = True
+    invites = issue_invites(db, SYSTEM, DEMO_STUDY_ID)
+    verb = "built" if created else "found"
+    message = (
+        f"{verb} demo study '{DEMO_STUDY_ID}' [{summary.status}]: {summary.n_cases} cases, {summary.n_readers} readers, "
+        f"{summary.n_assignments} assignments (database {db.url})"
+    )
+    return DemoResult(message=message, invites=invites, created=created)

@@ -1,0 +1,194 @@
+"""Sign-in rules: invite links become browser sessions, coordinators use passwords; only hashes are stored."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select, update
+
+from study_app.services.actors import Actor, require_coordinator
+from study_app.services.database import Database
+from study_app.services.errors import Conflict, InvalidInput, PermissionDenied
+from study_app.services.events import record_event
+from study_app.services.invites import hash_token
+from study_app.store.models import Coordinator, Invite, Reader, WebSession, utcnow
+
+SESSION_COOKIE = "readerstudy_session"
+# A reader works through a study over weeks; a session outlives a browser restart but not the study.
+READER_SESSION_DAYS = 30
+# A coordinator session can change a study, so it lasts a working day.
+COORDINATOR_SESSION_HOURS = 12
+MIN_PASSWORD_CHARS = 12
+MAX_TOKEN_CHARS = 200
+
+_hasher = PasswordHasher()
+# Verifying against this when the user is unknown costs the same as a real check: timing reveals no usernames.
+_DUMMY_HASH = _hasher.hash("not a real password, only a timing equaliser")
+
+
+def _new_session(session, *, reader_id: int | None = None, coordinator_id: int | None = None,
+                 lifetime: timedelta) -> str:
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        WebSession(token_hash=hash_token(token), reader_id=reader_id, coordinator_id=coordinator_id,
+                   created_at=now, expires_at=now + lifetime)
+    )
+    return token
+
+
+def exchange_invite(db: Database, token: str) -> tuple[str, Actor]:
+    """Trade a reader's invite token for a new browser session; the invite cannot be used again.
+
+    Parameters
+    ----------
+    db : Database
+        The study database.
+    token : str
+        The ``token`` of the personal link ``{base}/signin?token=...``.
+
+    Returns
+    -------
+    session_token : str
+        The value of the session cookie (only its hash is stored).
+    actor : Actor
+        The signed-in reader.
+
+    Raises
+    ------
+    PermissionDenied
+        When the token is unknown, already used, revoked or expired; the message does not say which,
+        so a guessed token learns nothing.
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise PermissionDenied("this sign-in link is not valid; ask your study coordinator for a new one")
+    with db.transaction() as session:
+        invite = session.scalars(
+            select(Invite).where(Invite.token_hash == hash_token(token)).with_for_update()
+        ).first()
+        now = utcnow()
+        if invite is None or invite.used_at is not None or invite.revoked_at is not None or invite.expires_at <= now:
+            raise PermissionDenied(
+                "this sign-in link is not valid (already used, replaced or expired); ask your study coordinator "
+                "for a new one"
+            )
+        # Conditional update: two browsers racing on one link, only one gets a session.
+        claimed = session.execute(
+            update(Invite).where(Invite.id == invite.id, Invite.used_at.is_(None)).values(used_at=now)
+        ).rowcount
+        if claimed != 1:
+            raise PermissionDenied("this sign-in link has already been used; ask your study coordinator for a new one")
+        reader = session.get(Reader, invite.reader_id)
+        session_token = _new_session(session, reader_id=reader.id, lifetime=timedelta(days=READER_SESSION_DAYS))
+        actor = Actor(kind="reader", name=reader.reader_key, reader_id=reader.id)
+        record_event(session, study_id=reader.study_id, actor=actor, kind="signed_in", reader_id=reader.id)
+    return session_token, actor
+
+
+def actor_for_session(db: Database, session_token: str | None) -> Actor | None:
+    """The reader or coordinator a session cookie belongs to, or None when it is missing, revoked or expired.
+
+    Parameters
+    ----------
+    db : Database
+        The study database.
+    session_token : str or None
+        The cookie value.
+
+    Returns
+    -------
+    Actor or None
+    """
+    if not session_token or not isinstance(session_token, str) or len(session_token) > MAX_TOKEN_CHARS:
+        return None
+    with db.read() as session:
+        web = session.scalars(select(WebSession).where(WebSession.token_hash == hash_token(session_token))).first()
+        if web is None or web.revoked_at is not None or web.expires_at <= utcnow():
+            return None
+        if web.reader_id is not None:
+            reader = session.get(Reader, web.reader_id)
+            return Actor(kind="reader", name=reader.reader_key, reader_id=reader.id)
+        coordinator = session.get(Coordinator, web.coordinator_id)
+        return Actor(kind="coordinator", name=coordinator.username, coordinator_id=coordinator.id)
+
+
+def revoke_session(db: Database, session_token: str) -> bool:
+    """Sign a browser out: its session stops working at once. Returns False when there was nothing to revoke."""
+    if not session_token or len(session_token) > MAX_TOKEN_CHARS:
+        return False
+    with db.transaction() as session:
+        done = session.execute(
+            update(WebSession)
+            .where(WebSession.token_hash == hash_token(session_token), WebSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        ).rowcount
+    return done == 1
+
+
+def revoke_reader_sessions(db: Database, actor: Actor, reader_id: int) -> int:
+    """A coordinator signs a reader out everywhere (lost laptop, wrong person). Returns how many were revoked."""
+    require_coordinator(actor, "revoke a reader's sessions")
+    with db.transaction() as session:
+        return session.execute(
+            update(WebSession)
+            .where(WebSession.reader_id == reader_id, WebSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        ).rowcount
+
+
+def create_coordinator(db: Database, actor: Actor, username: str, password: str) -> int:
+    """Register a coordinator account with an argon2id password hash. Returns its id.
+
+    Raises
+    ------
+    InvalidInput
+        Empty username, or a password shorter than ``MIN_PASSWORD_CHARS``.
+    Conflict
+        The username is taken.
+    """
+    require_coordinator(actor, "create a coordinator account")
+    username = (username or "").strip()
+    if not username or len(username) > 64:
+        raise InvalidInput("the username must be 1 to 64 characters")
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidInput(f"the password must be at least {MIN_PASSWORD_CHARS} characters")
+    with db.transaction() as session:
+        if session.scalars(select(Coordinator.id).where(Coordinator.username == username)).first() is not None:
+            raise Conflict(f"a coordinator '{username}' already exists")
+        coordinator = Coordinator(username=username, password_hash=_hasher.hash(password))
+        session.add(coordinator)
+        session.flush()
+        return coordinator.id
+
+
+def verify_coordinator_password(db: Database, username: str, password: str) -> Actor | None:
+    """Check a coordinator's password; the Actor when it matches, else None (unknown user or wrong password)."""
+    with db.read() as session:
+        coordinator = session.scalars(select(Coordinator).where(Coordinator.username == (username or ""))).first()
+    stored = coordinator.password_hash if coordinator is not None else _DUMMY_HASH
+    try:
+        _hasher.verify(stored, password or "")
+    except (VerificationError, InvalidHashError):
+        return None
+    if coordinator is None:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        with db.transaction() as session:
+            session.get(Coordinator, coordinator.id).password_hash = _hasher.hash(password)
+    return Actor(kind="coordinator", name=coordinator.username, coordinator_id=coordinator.id)
+
+
+def coordinator_sign_in(db: Database, username: str, password: str) -> tuple[str, Actor]:
+    """Password sign-in for the console: a new session token, or PermissionDenied with one neutral message."""
+    actor = verify_coordinator_password(db, username, password)
+    if actor is None:
+        raise PermissionDenied("unknown username or wrong password")
+    with db.transaction() as session:
+        token = _new_session(
+            session, coordinator_id=actor.coordinator_id, lifetime=timedelta(hours=COORDINATOR_SESSION_HOURS)
+        )
+        record_event(session, study_id=None, actor=actor, kind="signed_in")
+    return token, actor

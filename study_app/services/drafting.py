@@ -1,0 +1,246 @@
+"""Fills a study with model drafts through `model_runtime`: resumable, one stored row per request, with provenance.
+
+Every backend goes through the same path, the replay of outputs recorded in the manifest included,
+so a recorded draft carries the same provenance fields as a freshly generated one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from study_app.services.actors import Actor, require_coordinator
+from study_app.services.database import Database
+from study_app.services.errors import Conflict, InvalidInput
+from study_app.services.events import record_event
+from study_app.services.studies import get_study
+from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Image, MCItem, utcnow
+
+DEFAULT_MODEL_ID = "StanfordAIMI/CheXOne"
+# Display size used for model input before Qwen's own smart resize: large enough that the resize
+# (max 262,144 pixels) only ever shrinks, so the input hash depends on the image alone.
+MODEL_INPUT_MAX_SIZE = (1024, 1024)
+
+
+@dataclass(frozen=True)
+class DraftingSummary:
+    total: int
+    skipped: int
+    succeeded: int
+    failed: int
+    elapsed_s: float
+    failures: list[str]
+
+
+@dataclass(frozen=True)
+class NeededDraft:
+    case_id: int
+    case_key: str
+    task: str  # "findings" or "mc"
+    mc_item_id: int | None
+    item_key: str | None
+    image_paths: tuple[str, ...]
+    prior_paths: tuple[str, ...]
+    indication: str
+    mc_question: str | None
+    mc_options: dict | None
+
+
+def needed_drafts(db: Database, study_id: str) -> list[NeededDraft]:
+    """The model drafts the study's arms need: findings for cases of model-drafted arms, answers for MC items."""
+    with db.read() as session:
+        get_study(session, study_id)
+        arms = list(session.scalars(select(Arm).where(Arm.study_id == study_id)))
+        findings_arms = [a.id for a in arms if a.task in ("edit", "compare") and any(s["kind"] == "model" for s in a.draft_sources)]
+        reasoning_arms = [a.id for a in arms if a.task == "rate_reasoning"]
+        findings_cases = set(
+            session.scalars(select(Assignment.case_id).where(Assignment.arm_id.in_(findings_arms)).distinct())
+        ) if findings_arms else set()
+        mc_items = set(
+            session.scalars(select(Assignment.mc_item_id).where(Assignment.arm_id.in_(reasoning_arms)).distinct())
+        ) if reasoning_arms else set()
+        needed: list[NeededDraft] = []
+        for case in session.scalars(select(Case).where(Case.study_id == study_id).order_by(Case.id)):
+            images = list(session.scalars(select(Image).where(Image.case_id == case.id).order_by(Image.ordinal)))
+            current = tuple(i.path for i in images if not i.is_prior)
+            prior = tuple(i.path for i in images if i.is_prior)
+            if case.id in findings_cases:
+                needed.append(NeededDraft(case.id, case.case_key, "findings", None, None, current, prior,
+                                          case.indication, None, None))
+            for item in session.scalars(select(MCItem).where(MCItem.case_id == case.id).order_by(MCItem.ordinal)):
+                if item.id in mc_items:
+                    needed.append(NeededDraft(case.id, case.case_key, "mc", item.id, item.item_key, current, prior,
+                                              case.indication, item.question, dict(item.options)))
+    return needed
+
+
+def _build_requests(needed: list[NeededDraft], *, backend, mode: str, sampling, template: str | None):
+    from cohorts.images import render_png
+    from model_runtime import build_request
+
+    cache: dict[str, bytes] = {}
+
+    def png(path: str) -> bytes:
+        if path not in cache:
+            cache[path] = render_png(path, max_size=MODEL_INPUT_MAX_SIZE)
+        return cache[path]
+
+    requests = {}
+    for need in needed:
+        request = build_request(
+            case_id=need.case_key,
+            task=need.task,
+            mode=mode,
+            images=[png(p) for p in need.image_paths],
+            indication=need.indication,
+            mc=(
+                {"item_id": need.item_key, "question": need.mc_question, "options": need.mc_options}
+                if need.task == "mc" else None
+            ),
+            template=template,
+            sampling=sampling,
+            model_id=backend.model_id,
+            model_revision=backend.model_revision,
+        )
+        requests[request.key] = (request, need)
+    return requests
+
+
+def generate_drafts(
+    db: Database,
+    actor: Actor,
+    study_id: str,
+    backend,
+    *,
+    mode: str = "reasoning",
+    sampling=None,
+    template: str | None = None,
+    concurrency: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> DraftingSummary:
+    """Generate every missing model draft of a study with `backend`; rerunnable, skips what is stored."""
+    from model_runtime import SamplingParams, generate_batch
+
+    require_coordinator(actor, "generate drafts")
+    with db.read() as session:
+        study = get_study(session, study_id)
+        if study.status != "draft":
+            raise Conflict(f"study '{study_id}' is {study.status}: drafts are frozen at launch")
+        seed = study.seed
+    if mode not in ("reasoning", "instruction"):
+        raise InvalidInput(f"mode must be reasoning or instruction, not '{mode}'")
+    sampling = sampling or SamplingParams(seed=seed)
+    requests = _build_requests(needed_drafts(db, study_id), backend=backend, mode=mode, sampling=sampling,
+                               template=template)
+    with db.read() as session:
+        done = set(
+            session.scalars(
+                select(Draft.request_key).where(Draft.study_id == study_id, Draft.request_key.is_not(None))
+            )
+        )
+    failures: list[str] = []
+
+    def on_result(result) -> None:
+        _request, need = requests[result.key]
+        _store_result(db, study_id, need, result)
+
+    def on_failure(request, error: str) -> None:
+        _request, need = requests[request.key]
+        failures.append(f"{need.case_key} ({need.task}{' ' + need.item_key if need.item_key else ''}): {error}")
+        with db.transaction() as session:
+            session.add(DraftFailure(study_id=study_id, case_id=need.case_id, request_key=request.key,
+                                     backend=backend.name, error=error[:2000]))
+
+    summary = generate_batch(
+        [r for r, _ in requests.values()], backend, done_keys=done, on_result=on_result, on_failure=on_failure,
+        concurrency=concurrency, progress=progress,
+    )
+    with db.transaction() as session:
+        record_event(
+            session, study_id=study_id, actor=actor, kind="drafts_generated",
+            payload={"backend": backend.name, "model_id": backend.model_id, "total": summary.total,
+                     "skipped": summary.skipped, "succeeded": summary.succeeded, "failed": summary.failed},
+        )
+    return DraftingSummary(summary.total, summary.skipped, summary.succeeded, summary.failed, summary.elapsed_s,
+                           failures)
+
+
+def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> None:
+    if result.error:
+        with db.transaction() as session:
+            session.add(DraftFailure(study_id=study_id, case_id=need.case_id, request_key=result.key,
+                                     backend=result.backend, error=str(result.error)[:2000]))
+        return
+    try:
+        with db.transaction() as session:
+            session.add(
+                Draft(
+                    study_id=study_id,
+                    case_id=need.case_id,
+                    mc_item_id=need.mc_item_id,
+                    source_kind="model",
+                    origin="model",
+                    task=need.task,
+                    model_id=result.model_id,
+                    model_revision=result.model_revision,
+                    backend=result.backend,
+                    server_version=result.server_version,
+                    mode=result.mode,
+                    prompt=result.prompt,
+                    sampling=result.sampling,
+                    seed=result.seed,
+                    raw_output=result.raw_output,
+                    reasoning=result.reasoning,
+                    report=result.report,
+                    answer=getattr(result, "answer", None),
+                    parse_status=result.parse_status,
+                    finish_reason=result.finish_reason,
+                    prompt_tokens=result.prompt_tokens,
+                    completion_tokens=result.completion_tokens,
+                    latency_s=result.latency_s,
+                    input_hash=result.input_hash,
+                    request_key=result.key,
+                    choice_index=getattr(result, "choice_index", 0) or 0,
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        # A concurrent or earlier run stored this request already: the first one stands.
+        pass
+
+
+def import_recorded_drafts(db: Database, actor: Actor, study_id: str) -> DraftingSummary:
+    """Store the model outputs recorded in the study's manifest, through the replay backend."""
+    from cohorts.manifest import load_manifest
+
+
+    require_coordinator(actor, "import drafts")
+    with db.read() as session:
+        study = get_study(session, study_id)
+        manifest = Path(study.cohort_manifest)
+    cohort = load_manifest(manifest)
+    recorded: dict[tuple[str, str, str | None], str] = {}
+    model_ids = set()
+    mode = "reasoning"
+    for case in cohort.cases:
+        for draft in case.drafts:
+            if draft.source == "model" and draft.raw_output:
+                recorded[(case.case_id, "findings", None)] = draft.raw_output
+                model_ids.add(draft.model_id or DEFAULT_MODEL_ID)
+                mode = draft.mode or mode
+        for item in case.mc_items:
+            if item.model_output:
+                recorded[(case.case_id, "mc", item.item_id)] = item.model_output
+    if len(model_ids) > 1:
+        raise InvalidInput(f"the manifest records outputs of several models ({', '.join(sorted(model_ids))}); "
+                           "import one model per study")
+    from model_runtime.backends.replay import ReplayBackend
+
+    backend = ReplayBackend(recorded, name="manifest")
+    # Provenance names the model that produced the recorded text; `backend` says it was replayed.
+    backend.model_id = next(iter(model_ids), DEFAULT_MODEL_ID)
+    return generate_drafts(db, actor, study_id, backend, mode=mode, concurrency=4)

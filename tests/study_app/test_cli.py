@@ -1,0 +1,97 @@
+"""The `readerstudy` CLI: every command, its error exits (one clear line, no traceback), and its docs."""
+
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from study_app.cli import main
+from study_app.demo import write_demo_readers
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.setenv("READERSTUDY_DB", f"sqlite:///{tmp_path / 'cli.sqlite'}")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args):
+        result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+        assert "Traceback" not in result.output
+        return result
+
+    return invoke
+
+
+def all_commands(group=main, prefix=("readerstudy",)):
+    for name, command in sorted(group.commands.items()):
+        path = (*prefix, name)
+        if isinstance(command, click.Group):
+            yield from all_commands(command, path)
+        else:
+            yield " ".join(path), command
+
+
+def test_every_command_has_an_example_and_is_documented():
+    docs = DOCS.read_text()
+    for path, command in all_commands():
+        assert "Example" in (command.help or ""), f"{path} has no example in its help"
+        assert f"## {path}" in docs, f"{path} is not in docs/cli.md"
+
+
+def test_a_study_from_start_to_export(run, demo_cohort_dir, tmp_path):
+    manifest = demo_cohort_dir / "manifest.csv"
+    readers = write_demo_readers(tmp_path / "readers.csv")
+    result = run("cohort", "validate", manifest)
+    assert result.exit_code == 0 and "valid, 12 case(s)" in result.output
+    assert run("db", "upgrade").output.startswith("database at revision 0001")
+    result = run("study", "create", "pilot", "--design", "chexone", "--cohort", manifest, "--readers", readers,
+                 "--seed", "9")
+    assert result.exit_code == 0, result.output
+    assert "created study 'pilot' (seed 9): 12 cases, 8 readers" in result.output
+    assert "pilot\tdraft" in run("study", "list").output
+    describe = run("study", "describe", "pilot").output
+    assert "reads per case" in describe and "A/B position" in describe and "overlap" in describe
+    launch = run("study", "launch", "pilot")
+    assert launch.exit_code == 4 and "error: the study cannot be launched yet" in launch.output
+    assert "error: arm 'resident_edit_model'" in launch.output
+    assert run("drafts", "import", "pilot").exit_code == 0
+    result = run("study", "launch", "pilot")
+    assert result.exit_code == 0 and "launched 'pilot'" in result.output
+    links = run("readers", "invite", "pilot", "--reader", "res1", "--base-url", "https://study.example.org")
+    assert links.output.startswith("res1\tresident\thttps://study.example.org/signin?token=")
+    result = run("export", "pilot", "--out", tmp_path / "out")
+    assert result.exit_code == 0 and (tmp_path / "out" / "assignments.csv").is_file()
+
+
+def test_demo_no_serve_builds_and_prints_links(run, demo_cohort_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(demo_cohort_dir, tmp_path / "cohort")
+    result = run("demo", "--no-serve", "--cohort-dir", tmp_path / "cohort", "--port", "8600")
+    assert result.exit_code == 0, result.output
+    assert "built demo study 'demo' [open]" in result.output
+    assert result.output.count("http://127.0.0.1:8600/signin?token=") == 8
+    again = run("demo", "--no-serve", "--cohort-dir", tmp_path / "cohort")
+    assert "found demo study 'demo'" in again.output
+
+
+def test_error_exits_are_one_clear_line(run, tmp_path, cohort_copy):
+    missing = run("study", "describe", "nope")
+    assert missing.exit_code == 2 and missing.output.strip() == "error: no study 'nope' (studies: none yet)"
+    manifest = cohort_copy / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("PA:", "OBLIQUE:", 1))
+    bad = run("cohort", "validate", manifest)
+    assert bad.exit_code == 1
+    assert "OBLIQUE" in bad.output and "problem(s)" in bad.output
+    readers = write_demo_readers(tmp_path / "readers.csv")
+    create = run("study", "create", "x", "--design", "chexone", "--cohort", manifest, "--readers", readers)
+    assert create.exit_code == 5 and create.output.startswith("error: ")
+    design = run("study", "create", "x", "--design", tmp_path / "nothing.toml", "--cohort", manifest,
+                 "--readers", readers)
+    assert design.exit_code == 5 and "cannot read the design file" in design.output
+    fmt = run("export", "nope", "--out", tmp_path, "--format", "xlsx")
+    assert fmt.exit_code == 2 and "Invalid value for '--format'" in fmt.output

@@ -1,0 +1,146 @@
+"""The export against the data dictionary (parsed from shared/design/data-dictionary.md), and its reproducibility."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from study_app.services import reading
+from study_app.services.actors import SYSTEM, reader_actor
+from study_app.services.errors import InvalidInput
+from study_app.services.export import TABLES, build_tables, edit_metrics, write_export
+from study_app.store.models import Reader
+from pathlib import Path
+
+SHARED_DESIGN = Path(__file__).resolve().parents[3] / "shared" / "design"
+
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def dictionary_columns() -> dict[str, list[str]]:
+    """Column names per table, as the data dictionary states them (tables and inline lists)."""
+    text = (SHARED_DESIGN / "data-dictionary.md").read_text()
+    columns: dict[str, list[str]] = {}
+    for block in re.split(r"^## ", text, flags=re.M)[1:]:
+        name = block.split()[0]
+        found: list[str] = []
+        for line in block.splitlines():
+            if line.startswith("| ") and not line.startswith("| column") and not line.startswith("|---"):
+                found += [c.strip() for c in line.split("|")[1].split(",")]
+        for inline in re.findall(r"`([^`]+)`", block):
+            if "," in inline and "=" not in inline:
+                found += [re.sub(r"\s*\(.*?\)", "", c).strip() for c in inline.split(",")]
+        columns[name] = [c for c in found if re.fullmatch(r"[a-z_]+", c)]
+    return columns
+
+
+def test_dictionary_parser_sees_every_table():
+    columns = dictionary_columns()
+    assert set(TABLES) <= set(columns)
+    assert "duration_s" in columns["assignments"] and "input_hash" in columns["drafts"]
+
+
+def test_every_dictionary_column_is_exported(demo_study):
+    db, _ = demo_study
+    frames = build_tables(db, SYSTEM, "demo")
+    for table, wanted in dictionary_columns().items():
+        if table not in frames:
+            continue
+        missing = [c for c in wanted if c not in frames[table].columns]
+        assert not missing, f"{table} lacks {missing}"
+
+
+def test_no_contact_details_leave_in_the_export(demo_study, tmp_path):
+    db, _ = demo_study
+    with db.transaction() as s:
+        reader = s.scalars(select(Reader).where(Reader.reader_key == "res1")).one()
+        reader.name, reader.email = "Dr Jane Secret", "jane@hospital.example"
+    out = write_export(db, SYSTEM, "demo", tmp_path / "x")
+    blob = "".join(p.read_text() for p in out.iterdir())
+    assert "Jane Secret" not in blob and "jane@hospital" not in blob
+
+
+def complete_some_reads(db):
+    with db.read() as s:
+        res1 = s.scalars(select(Reader).where(Reader.reader_key == "res1")).one()
+    actor = reader_actor(res1.id, "res1")
+    items = reading.worklist(db, actor).items
+    edit = next(i for i in items if i.task == "edit")
+    reading.open_case(db, actor, edit.assignment_id)
+    reading.mark_image_shown(db, actor, edit.assignment_id)
+    reading.submit(db, actor, edit.assignment_id, "Heart size normal.  Lungs clear.", active_s=3.0, hidden_s=0.5, idle_s=0.0)
+    reading.save_answers(db, actor, edit.assignment_id, {"edit_reason": "content", "indication_applicability": "0",
+                                                         "writing_efficiency": "-5", "interpretation_efficiency": "5"})
+    return edit.assignment_id
+
+
+def test_export_round_trip_values_and_formats(demo_study, tmp_path):
+    db, _ = demo_study
+    edited = complete_some_reads(db)
+    out = write_export(db, SYSTEM, "demo", tmp_path / "csv")
+    meta = json.loads((out / "export_meta.json").read_text())
+    assert meta["schema_version"] and meta["study_id"] == "demo" and meta["seed"] == 20240601
+    assert len(meta["design_sha256"]) == 64 and meta["package_version"] and ISO_MS.match(meta["exported_at"])
+    assignments = pd.read_csv(out / "assignments.csv")
+    row = assignments.set_index("assignment_id").loc[edited]
+    assert row.status == "completed" and row.task == "edit" and row.draft_source == "model"
+    assert row.final_text == "Heart size normal.  Lungs clear."
+    assert ISO_MS.match(row.first_shown_at) and ISO_MS.match(row.submitted_at)
+    assert row.duration_s >= 0 and row.active_s == 3.0 and row.sessions == 1
+    assert row.edit_chars > 0 and row.unchanged == False  # noqa: E712
+    # Missing is empty, never a sentinel string.
+    raw = (out / "assignments.csv").read_text()
+    assert "None" not in raw and "nan" not in raw.lower().replace("nanoseconds", "")
+    answers = pd.read_csv(out / "answers.csv")
+    mine = answers[answers.assignment_id == edited].set_index("question_key")
+    assert mine.loc["edit_reason", "value"] == "content"
+    assert str(mine.loc["writing_efficiency", "value"]) == "-5" and mine.loc["writing_efficiency", "label"] == "Disagree"
+    events = pd.read_csv(out / "events.csv")
+    assert {"opened", "image_shown", "submitted", "answers_saved", "completed"} <= set(events.kind)
+    json.loads(events.payload.iloc[0])
+    cases = pd.read_csv(out / "cases.csv")
+    assert len(cases) == 12 and cases.views.str.contains("PA|AP").all()
+    parquet = write_export(db, SYSTEM, "demo", tmp_path / "pq", fmt="parquet")
+    for table in TABLES:
+        frame = pd.read_parquet(parquet / f"{table}.parquet")
+        assert list(frame.columns) == list(pd.read_csv(out / f"{table}.csv", nrows=0).columns)
+    with pytest.raises(InvalidInput, match="unknown export format 'xlsx'"):
+        write_export(db, SYSTEM, "demo", tmp_path / "x", fmt="xlsx")
+
+
+def test_same_seed_reproduces_the_allocation_byte_for_byte(demo_cohort_dir, tmp_path):
+    import shutil
+
+    from study_app.demo import build_demo_study
+    from study_app.services.database import open_database
+
+    exports = []
+    for run in ("a", "b"):
+        cohort = tmp_path / f"cohort-{run}"
+        shutil.copytree(demo_cohort_dir, cohort)
+        db = open_database(f"sqlite:///{tmp_path / run}.sqlite")
+        build_demo_study(db, cohort_dir=cohort)
+        out = write_export(db, SYSTEM, "demo", tmp_path / f"export-{run}")
+        db.dispose()
+        exports.append(out)
+    allocation_columns = ["assignment_id", "reader_id", "case_id", "arm", "task", "position", "status", "a_source",
+                          "b_source"]
+    a, b = (pd.read_csv(e / "assignments.csv")[allocation_columns].to_csv(index=False) for e in exports)
+    assert a == b
+    assert (exports[0] / "readers.csv").read_bytes() == (exports[1] / "readers.csv").read_bytes()
+    assert (exports[0] / "cases.csv").read_bytes() == (exports[1] / "cases.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "shown, final, chars, words, unchanged",
+    [
+        ("No acute process.", "No acute process.", 0, 0, True),
+        ("No acute process.", "No  acute\nprocess. ", 3, 0, True),
+        ("Lungs clear.", "Lungs are clear.", 4, 1, False),
+        ("", "New report", 10, 2, False),
+    ],
+)
+def test_edit_metrics(shown, final, chars, words, unchanged):
+    assert edit_metrics(shown, final) == (chars, words, unchanged)

@@ -1,0 +1,140 @@
+"""The store on a real SQLite file: migrations from empty, pragmas, and the invariants the database enforces."""
+
+import sqlite3
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from study_app.services.database import open_database
+from study_app.store import current_revision, head_revision, make_engine, upgrade
+from study_app.store.models import (
+    Answer, Arm, Assignment, Case, Event, Question, Reader, Response, Study, utcnow,
+)
+
+
+@pytest.fixture
+def fresh_db(tmp_path):
+    db = open_database(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def one_assignment(fresh_db):
+    """A study with one reader, one case, one arm with one question, and one assignment."""
+    with fresh_db.transaction() as s:
+        s.add(Study(id="s1", name="S", seed=1, design_name="d", design_toml="", design_sha256="0" * 64,
+                    cohort_manifest="m.csv", cohort_root=".", cohort_sha256="0" * 64, settings={}))
+        s.flush()
+        reader = Reader(study_id="s1", reader_key="r1", role="resident", label="R1")
+        case = Case(study_id="s1", case_key="c1", manifest_row=2)
+        arm = Arm(study_id="s1", key="scratch", ordinal=0, task="write", role="resident", draft_sources=[],
+                  readers_per_case=1)
+        s.add_all([reader, case, arm])
+        s.flush()
+        question = Question(arm_id=arm.id, ordinal=0, key="q", kind="likert", label="Q", options=[])
+        assignment = Assignment(study_id="s1", reader_id=reader.id, case_id=case.id, arm_id=arm.id,
+                                position=1, status="ready", sessions=0)
+        s.add_all([question, assignment])
+        s.flush()
+        ids = {"reader": reader.id, "case": case.id, "arm": arm.id, "question": question.id,
+               "assignment": assignment.id}
+    return fresh_db, ids
+
+
+def test_migrations_from_empty_reach_head_and_match_the_models(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    upgrade(engine)  # idempotent
+    tables = set(inspect(engine).get_table_names())
+    from study_app.store.models import Base
+    assert set(Base.metadata.tables) <= tables
+    for name, table in Base.metadata.tables.items():
+        columns = {c["name"] for c in inspect(engine).get_columns(name)}
+        assert columns == {c.name for c in table.columns}, name
+    engine.dispose()
+
+
+def test_sqlite_runs_with_wal_foreign_keys_and_busy_timeout(fresh_db):
+    with fresh_db.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+
+
+def test_one_assignment_per_reader_case_arm(one_assignment):
+    db, ids = one_assignment
+    with pytest.raises(IntegrityError):
+        with db.transaction() as s:
+            s.add(Assignment(study_id="s1", reader_id=ids["reader"], case_id=ids["case"], arm_id=ids["arm"],
+                             position=2, status="ready", sessions=0))
+
+
+def test_one_response_per_assignment(one_assignment):
+    db, ids = one_assignment
+    with db.transaction() as s:
+        s.add(Response(assignment_id=ids["assignment"], final_text="a", submitted_at=utcnow()))
+    with pytest.raises(IntegrityError):
+        with db.transaction() as s:
+            s.add(Response(assignment_id=ids["assignment"], final_text="b", submitted_at=utcnow()))
+    with db.read() as s:
+        assert [r.final_text for r in s.query(Response).all()] == ["a"]
+
+
+def test_one_answer_per_assignment_and_question(one_assignment):
+    db, ids = one_assignment
+    with db.transaction() as s:
+        s.add(Answer(assignment_id=ids["assignment"], question_id=ids["question"], label="Agree", value="5"))
+    with pytest.raises(IntegrityError):
+        with db.transaction() as s:
+            s.add(Answer(assignment_id=ids["assignment"], question_id=ids["question"], label="Agree", value="10"))
+
+
+def test_orphans_are_refused_by_foreign_keys(one_assignment):
+    db, ids = one_assignment
+    with pytest.raises(IntegrityError):
+        with db.transaction() as s:
+            s.add(Response(assignment_id=99999, final_text="x", submitted_at=utcnow()))
+    with pytest.raises(IntegrityError):
+        with db.transaction() as s:
+            s.execute(text("DELETE FROM reader WHERE id = :id"), {"id": ids["reader"]})
+
+
+def test_status_vocabularies_are_checked(one_assignment):
+    db, ids = one_assignment
+    with pytest.raises(IntegrityError):
+        with db.transaction() as s:
+            s.execute(text("UPDATE assignment SET status = 'lost' WHERE id = :id"), {"id": ids["assignment"]})
+    with pytest.raises(IntegrityError):
+        with db.transaction() as s:
+            s.execute(text("UPDATE study SET status = 'whatever'"))
+
+
+def test_event_log_is_append_only(fresh_db, tmp_path):
+    with fresh_db.transaction() as s:
+        s.add(Event(actor="system:test", kind="login", payload={"a": 1}))
+    for statement in ("UPDATE event SET kind = 'x'", "DELETE FROM event"):
+        with pytest.raises((IntegrityError, OperationalError), match="append-only"):
+            with fresh_db.transaction() as s:
+                s.execute(text(statement))
+    # Even a raw connection outside SQLAlchemy cannot rewrite history.
+    raw = sqlite3.connect(tmp_path / "store.sqlite")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("DELETE FROM event")
+    raw.close()
+
+
+def test_times_come_back_as_aware_utc_and_naive_times_are_refused(one_assignment):
+    db, ids = one_assignment
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    with db.transaction() as s:
+        s.get(Assignment, ids["assignment"]).opened_at = moment
+    with db.read() as s:
+        assert s.get(Assignment, ids["assignment"]).opened_at == moment
+    with pytest.raises(Exception, match="naive datetime"):
+        with db.transaction() as s:
+            s.get(Assignment, ids["assignment"]).opened_at = datetime(2026, 1, 1)

@@ -1,0 +1,123 @@
+"""Creating, describing and launching studies through the services, on a real SQLite file."""
+
+import pytest
+from sqlalchemy import func, select
+
+from study_app.designs import shipped_design_path
+from study_app.demo import write_demo_readers
+from study_app.services.actors import SYSTEM, reader_actor
+from study_app.services.errors import Conflict, InvalidInput, PermissionDenied
+from study_app.services.studies import create_study, describe_study, launch_study, list_studies
+from study_app.store.models import Assignment, Case, Draft, Event, Reader, Study
+
+
+def count(db, model):
+    with db.read() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def create(db, cohort_dir, tmp_path, **overrides):
+    readers = write_demo_readers(tmp_path / "readers.csv")
+    args = dict(study_id="pilot", design_path=shipped_design_path(), manifest_path=cohort_dir / "manifest.csv",
+                readers_path=readers, seed=5)
+    args.update(overrides)
+    return create_study(db, SYSTEM, **args)
+
+
+def test_create_study_stores_cohort_readers_and_allocation(fresh_db, demo_cohort_dir, tmp_path):
+    summary = create(fresh_db, demo_cohort_dir, tmp_path)
+    assert summary.n_cases == 12 and summary.n_readers == 8
+    assert summary.status == "draft"
+    # Write arms are ready at once; every drafted arm waits for its drafts.
+    assert set(summary.by_status) == {"ready", "pending"}
+    with fresh_db.read() as s:
+        ready_arms = set(s.scalars(select(Assignment.arm_id).where(Assignment.status == "ready")))
+        assert len(ready_arms) == 1
+        assert s.scalar(select(func.count()).select_from(Event).where(Event.kind == "study_created")) == 1
+        study = s.get(Study, "pilot")
+        assert study.seed == 5 and len(study.design_sha256) == 64
+
+
+def test_bad_manifest_changes_nothing(fresh_db, cohort_copy, tmp_path):
+    (cohort_copy / "manifest.csv").write_text(
+        (cohort_copy / "manifest.csv").read_text().replace("PA:", "OBLIQUE:", 1)
+    )
+    with pytest.raises(InvalidInput, match="OBLIQUE"):
+        create(fresh_db, cohort_copy, tmp_path)
+    assert count(fresh_db, Study) == 0 and count(fresh_db, Case) == 0
+
+
+def test_bad_reader_list_names_row_and_column(fresh_db, demo_cohort_dir, tmp_path):
+    readers = tmp_path / "bad.csv"
+    readers.write_text("reader_id,role\nres1,resident\nres1,attending\n,fellow\n")
+    with pytest.raises(InvalidInput) as error:
+        create(fresh_db, demo_cohort_dir, tmp_path, readers_path=readers)
+    message = str(error.value)
+    assert "row 3, column reader_id: 'res1' already on row 2" in message
+    assert "row 4, column reader_id: empty" in message
+    assert "row 4, column role: 'fellow' is not a role of the design" in message
+    assert count(fresh_db, Study) == 0 and count(fresh_db, Reader) == 0
+
+
+def test_unsatisfiable_design_fails_before_writing(fresh_db, demo_cohort_dir, tmp_path):
+    readers = tmp_path / "few.csv"
+    readers.write_text("reader_id,role\nres1,resident\nres2,resident\natt1,attending\nrad1,radiologist\nrad2,radiologist\n")
+    with pytest.raises(InvalidInput, match="the design cannot be satisfied: constraint distinct_case_per_reader"):
+        create(fresh_db, demo_cohort_dir, tmp_path, readers_path=readers)
+    assert count(fresh_db, Study) == 0
+
+
+def test_duplicate_study_id_and_bad_ids_refused(fresh_db, demo_cohort_dir, tmp_path):
+    create(fresh_db, demo_cohort_dir, tmp_path)
+    with pytest.raises(Conflict, match="already exists"):
+        create(fresh_db, demo_cohort_dir, tmp_path)
+    with pytest.raises(InvalidInput, match="study id 'Bad Id'"):
+        create(fresh_db, demo_cohort_dir, tmp_path, study_id="Bad Id")
+
+
+def test_readers_cannot_create_or_list_studies(fresh_db, demo_cohort_dir, tmp_path):
+    with pytest.raises(PermissionDenied):
+        create_study(fresh_db, reader_actor(1), study_id="x", design_path="d", manifest_path="m",
+                     readers_path="r", seed=1)
+    with pytest.raises(PermissionDenied):
+        list_studies(fresh_db, reader_actor(1))
+
+
+def test_describe_reports_the_balance(fresh_db, demo_cohort_dir, tmp_path):
+    create(fresh_db, demo_cohort_dir, tmp_path)
+    balance = describe_study(fresh_db, SYSTEM, "pilot")
+    per_case = balance.reads_per_case
+    assert (per_case["resident_scratch"] == 1).all() and (per_case["attending_compare"] == 1).all()
+    assert set(per_case["reasoning_review"]) <= {0, 2}
+    per_reader = balance.reads_per_reader
+    assert per_reader.loc[["res1", "res2"], "resident_scratch"].sum() == 12
+    for _, row in balance.ab_balance.iterrows():
+        assert abs(row.model_as_a - row.reader_as_a) <= 1
+    # No reader meets a case twice, so the diagonal is each reader's case count.
+    assert balance.overlap.loc["res1", "res1"] == per_reader.loc["res1"].sum()
+
+
+def test_launch_waits_for_drafts_then_freezes(fresh_db, demo_cohort_dir, tmp_path):
+    from study_app.services.drafting import import_recorded_drafts
+
+    create(fresh_db, demo_cohort_dir, tmp_path)
+    with pytest.raises(Conflict, match="no draft yet"):
+        launch_study(fresh_db, SYSTEM, "pilot")
+    summary = import_recorded_drafts(fresh_db, SYSTEM, "pilot")
+    assert summary.failed == 0 and summary.succeeded > 0
+    again = import_recorded_drafts(fresh_db, SYSTEM, "pilot")
+    assert again.succeeded == 0 and again.skipped == summary.succeeded  # resumable, no duplicates
+    launched = launch_study(fresh_db, SYSTEM, "pilot")
+    assert launched.status == "open"
+    # Only the attendings' resident-draft arms still wait (on residents' reports).
+    with fresh_db.read() as s:
+        pending_arms = set(s.execute(
+            select(Assignment.arm_id).where(Assignment.status == "pending")
+        ).scalars())
+        drafts = s.scalars(select(Draft).where(Draft.source_kind == "model")).all()
+    assert len(pending_arms) == 2  # attending_edit_resident and attending_compare
+    assert all(d.model_id and d.input_hash and d.raw_output and d.prompt for d in drafts)
+    with pytest.raises(Conflict, match="already open"):
+        launch_study(fresh_db, SYSTEM, "pilot")
+    with pytest.raises(Conflict, match="drafts are frozen at launch"):
+        import_recorded_drafts(fresh_db, SYSTEM, "pilot")

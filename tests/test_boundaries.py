@@ -1,0 +1,80 @@
+"""The architecture's one-way dependencies, checked on the source: a test fails when an import crosses a line."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARIES = ("cohorts", "model_runtime", "analysis")
+GPU_PACKAGES = ("torch", "vllm", "transformers")
+
+
+def imports_of(path: Path) -> list[tuple[str, int, bool]]:
+    """(module, line, at_top_level) for every import in a file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno, id(node) in top_level) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.module, node.lineno, id(node) in top_level))
+    return found
+
+
+def python_files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_libraries_know_nothing_of_the_app_or_each_other(library):
+    others = {"study_app", "streamlit", *LIBRARIES} - {library}
+    offences = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in python_files(library)
+        for module, line, _ in imports_of(path)
+        if module.split(".")[0] in others
+    ]
+    assert not offences, "\n".join(offences)
+
+
+def test_only_the_web_package_imports_streamlit():
+    offences = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in ("study_app", *LIBRARIES)
+        for path in python_files(package)
+        if not str(path.relative_to(ROOT)).startswith("study_app/web/")
+        and path.name != "serve.py"
+        for module, line, _ in imports_of(path)
+        if module.split(".")[0] == "streamlit"
+    ]
+    assert not offences, "streamlit imported outside study_app/web/: " + ", ".join(offences)
+
+
+def test_gpu_packages_are_imported_lazily_only():
+    offences = [
+        f"{path.relative_to(ROOT)}:{line} imports {module} at module level"
+        for package in ("study_app", *LIBRARIES)
+        for path in python_files(package)
+        for module, line, top in imports_of(path)
+        if top and module.split(".")[0] in GPU_PACKAGES
+    ]
+    assert not offences, "\n".join(offences)
+
+
+def test_no_grab_bag_modules():
+    grab_bags = [p for package in ("study_app", *LIBRARIES) for p in python_files(package)
+                 if p.stem in ("utils", "helpers", "misc", "common")]
+    assert not grab_bags, grab_bags
+
+
+def test_pages_hold_no_sql():
+    web = ROOT / "study_app" / "web"
+    offences = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted(web.rglob("*.py"))
+        for module, line, _ in imports_of(path)
+        if module.split(".")[0] == "sqlalchemy" or module.startswith("study_app.store")
+    ]
+    assert not offences, "\n".join(offences)
