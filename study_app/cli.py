@@ -140,6 +140,23 @@ def cohort_validate(manifest: Path) -> None:
     click.echo(f"{manifest}: valid, {len(cohort_.cases)} case(s), {n_images} image(s)")
 
 
+@cohort.command("import")
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--study", "study_id", required=True, help="The study (not launched yet) to add the cases to.")
+@db_option
+def cohort_import(db: Database, manifest: Path, study_id: str) -> None:
+    """Add a manifest's cases to a study before launch, all or nothing, and allocate again from the seed.
+
+    \b
+    Example:
+      readerstudy cohort import cohort/second_batch.csv --study pilot
+    """
+    from study_app.services.studies import import_cohort
+
+    summary = import_cohort(db, SYSTEM, study_id, manifest)
+    click.echo(f"imported into '{study_id}': now {summary.n_cases} cases, {summary.n_assignments} assignments")
+
+
 # --- studies --------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,6 @@ so a recorded draft carries the same provenance fields as a freshly generated on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import select
@@ -17,7 +16,7 @@ from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.errors import Conflict, InvalidInput
 from study_app.services.events import record_event
-from study_app.services.studies import get_study
+from study_app.services.studies import get_study, study_manifests
 from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Image, MCItem, utcnow
 
 DEFAULT_MODEL_ID = "StanfordAIMI/CheXOne"
@@ -220,13 +219,11 @@ def import_recorded_drafts(db: Database, actor: Actor, study_id: str) -> Draftin
 
     require_coordinator(actor, "import drafts")
     with db.read() as session:
-        study = get_study(session, study_id)
-        manifest = Path(study.cohort_manifest)
-    cohort = load_manifest(manifest)
+        manifests = study_manifests(get_study(session, study_id))
     recorded: dict[tuple[str, str, str | None], str] = {}
     model_ids = set()
     mode = "reasoning"
-    for case in cohort.cases:
+    for case in (c for manifest in manifests for c in load_manifest(manifest).cases):
         for draft in case.drafts:
             if draft.source == "model" and draft.raw_output:
                 recorded[(case.case_id, "findings", None)] = draft.raw_output

@@ -28,8 +28,8 @@ class RosterEntry:
 def parse_roster(text: str, *, roles: dict[str, str] | None = None, source: str = "readers") -> list[RosterEntry]:
     """Parse a readers CSV (columns reader_id, role, and optional label, name, email).
 
-    Every problem is collected and reported together, each with its row and column
-    (rows count from 2: the header is row 1, as in a spreadsheet).
+    Every problem is collected and reported together, each with its row and column. Rows are
+    numbered as in case manifests: the header is row 0, the first reader row 1.
     """
     problems: list[str] = []
     reader = csv.DictReader(io.StringIO(text))
@@ -42,7 +42,7 @@ def parse_roster(text: str, *, roles: dict[str, str] | None = None, source: str 
         problems.append(f"{source}: unknown column(s) {', '.join(unknown)} (expected {', '.join(COLUMNS)})")
     entries: list[RosterEntry] = []
     seen: dict[str, int] = {}
-    for row_number, row in enumerate(reader, start=2):
+    for row_number, row in enumerate(reader, start=1):
         if None in row:
             problems.append(f"{source} row {row_number}: more cells than columns")
             continue

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cohorts.manifest import Cohort, ManifestError, load_manifest
@@ -150,6 +150,7 @@ def create_study(
             cohort_root=str(cohort.root),
             cohort_sha256=cohort.manifest_sha256,
             settings={
+                "manifests": [{"path": str(cohort.manifest_path), "sha256": cohort.manifest_sha256}],
                 "idle_threshold_s": design.idle_threshold_s,
                 "invite_valid_days": design.invite_valid_days,
                 "allow_going_back": design.allow_going_back,
@@ -335,6 +336,68 @@ def _store_manifest_drafts(
                 )
             )
     session.flush()
+
+
+def import_cohort(db: Database, actor: Actor, study_id: str, manifest_path: str | Path) -> StudySummary:
+    """Add a manifest's cases to a study that is not launched yet, and allocate again over the whole cohort.
+
+    All or nothing: a manifest with any problem, a case id the study already has, or a design that
+    the larger cohort cannot satisfy changes nothing. The allocation is regenerated from the study
+    seed, so it equals what `study create` would give with every manifest at once.
+    """
+    require_coordinator(actor, "import a cohort")
+    try:
+        cohort = load_manifest(manifest_path)
+    except ManifestError as error:
+        raise InvalidInput(str(error)) from None
+    with db.transaction() as session:
+        study = get_study(session, study_id)
+        if study.status != "draft":
+            raise Conflict(f"study '{study_id}' is {study.status}: its cohort was frozen at launch")
+        existing = {c.case_key: c.manifest_row for c in session.scalars(select(Case).where(Case.study_id == study_id))}
+        clashes = [f"row {c.row}, column case_id: '{c.case_id}' is already in the study" for c in cohort.cases
+                   if c.case_id in existing]
+        if clashes:
+            raise InvalidInput(f"{cohort.manifest_path}: " + f"\n{cohort.manifest_path}: ".join(clashes))
+        design = study_design(study)
+        readers = list(session.scalars(select(Reader).where(Reader.study_id == study_id).order_by(Reader.id)))
+        new_cases = _store_cohort(session, study, cohort)
+        cases = list(session.scalars(select(Case).where(Case.study_id == study_id).order_by(Case.id)))
+        with_mc = set(session.scalars(select(MCItem.case_id).distinct()))
+        try:
+            allocation = allocate(
+                design,
+                [CaseSlot(c.case_key, c.id in with_mc) for c in cases],
+                [ReaderSlot(r.reader_key, r.role) for r in readers],
+                study.seed,
+            )
+        except AllocationError as error:
+            raise InvalidInput(f"the design cannot be satisfied: {error}") from None
+        # Assignments refer to each other (drafts from another arm); unlink before the allocation is replaced.
+        session.execute(
+            update(Assignment).where(Assignment.study_id == study_id)
+            .values(source_assignment_id=None, source_b_assignment_id=None)
+        )
+        session.execute(delete(Assignment).where(Assignment.study_id == study_id))
+        arms = {a.key: a for a in session.scalars(select(Arm).where(Arm.study_id == study_id))}
+        _store_allocation(session, study, design, allocation, {c.case_key: c for c in cases},
+                          {r.reader_key: r for r in readers}, arms)
+        _store_manifest_drafts(session, study, cohort, new_cases, {r.reader_key: r for r in readers})
+        study.settings = {
+            **study.settings,
+            "manifests": [*study.settings.get("manifests", []),
+                          {"path": str(cohort.manifest_path), "sha256": cohort.manifest_sha256}],
+        }
+        record_event(session, study_id=study_id, actor=actor, kind="cohort_imported",
+                     payload={"manifest": str(cohort.manifest_path), "sha256": cohort.manifest_sha256,
+                              "n_cases": len(new_cases), "n_assignments": len(allocation.assignments)})
+        session.flush()
+        return _summary(session, study)
+
+
+def study_manifests(study: Study) -> list[Path]:
+    """Every manifest the study's cohort came from, in import order."""
+    return [Path(m["path"]) for m in study.settings.get("manifests", [])] or [Path(study.cohort_manifest)]
 
 
 # --- describe -----------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Creating, describing and launching studies through the services, on a real SQLite file."""
 
+import re
+
 import pytest
 from sqlalchemy import func, select
 
@@ -53,9 +55,9 @@ def test_bad_reader_list_names_row_and_column(fresh_db, demo_cohort_dir, tmp_pat
     with pytest.raises(InvalidInput) as error:
         create(fresh_db, demo_cohort_dir, tmp_path, readers_path=readers)
     message = str(error.value)
-    assert "row 3, column reader_id: 'res1' already on row 2" in message
-    assert "row 4, column reader_id: empty" in message
-    assert "row 4, column role: 'fellow' is not a role of the design" in message
+    assert "row 2, column reader_id: 'res1' already on row 1" in message
+    assert "row 3, column reader_id: empty" in message
+    assert "row 3, column role: 'fellow' is not a role of the design" in message
     assert count(fresh_db, Study) == 0 and count(fresh_db, Reader) == 0
 
 
@@ -121,3 +123,59 @@ def test_launch_waits_for_drafts_then_freezes(fresh_db, demo_cohort_dir, tmp_pat
         launch_study(fresh_db, SYSTEM, "pilot")
     with pytest.raises(Conflict, match="drafts are frozen at launch"):
         import_recorded_drafts(fresh_db, SYSTEM, "pilot")
+
+
+def split_manifest(cohort_dir, first: int):
+    import csv
+
+    with open(cohort_dir / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    paths = []
+    for name, part in (("first.csv", rows[:first]), ("second.csv", rows[first:])):
+        with open(cohort_dir / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(part)
+        paths.append(cohort_dir / name)
+    return paths
+
+
+def test_cohort_import_adds_cases_and_equals_creating_with_all_at_once(fresh_db, cohort_copy, tmp_path):
+    from study_app.services.database import open_database
+    from study_app.services.studies import import_cohort
+
+    first, second = split_manifest(cohort_copy, 8)
+    create(fresh_db, cohort_copy, tmp_path, manifest_path=first)
+    summary = import_cohort(fresh_db, SYSTEM, "pilot", second)
+    assert summary.n_cases == 12
+    # A second import of the same cases is refused, naming each clash, and changes nothing.
+    with pytest.raises(InvalidInput, match="row 1, column case_id: 'demo-009' is already in the study"):
+        import_cohort(fresh_db, SYSTEM, "pilot", second)
+    assert study_count(fresh_db) == (12, summary.n_assignments)
+    # Same allocation as a study created with the whole cohort at once.
+    whole = open_database(f"sqlite:///{tmp_path / 'whole.sqlite'}")
+    create(whole, cohort_copy, tmp_path)
+    a = describe_study(fresh_db, SYSTEM, "pilot").reads_per_reader
+    b = describe_study(whole, SYSTEM, "pilot").reads_per_reader
+    assert a.equals(b)
+    whole.dispose()
+
+
+def study_count(db):
+    with db.read() as s:
+        return (s.scalar(select(func.count()).select_from(Case)), s.scalar(select(func.count()).select_from(Assignment)))
+
+
+def test_cohort_import_refused_after_launch_and_for_a_bad_manifest(demo_study, cohort_copy):
+    from study_app.services.studies import import_cohort
+
+    db, _ = demo_study
+    before = study_count(db)
+    manifest = cohort_copy / "manifest.csv"
+    manifest.write_text(re.sub(r"^demo-001,", "extra-001,", manifest.read_text(), flags=re.M))
+    with pytest.raises(Conflict, match="frozen at launch"):
+        import_cohort(db, SYSTEM, "demo", manifest)
+    (cohort_copy / "images" / "demo-002_pa.png").write_bytes(b"")
+    with pytest.raises(InvalidInput, match="demo-002"):
+        import_cohort(db, SYSTEM, "demo", manifest)
+    assert study_count(db) == before

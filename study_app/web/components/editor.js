@@ -1,0 +1,95 @@
+// Report editor with autosave and the SUBMIT button (Streamlit components v2 module).
+// The text is autosaved every few seconds and when the page is left, straight to the server; SUBMIT sends
+// the text together with the client's reading-clock totals as one trigger, so nothing typed in the last
+// instant is lost between an autosave and the submit.
+
+const HEADERS = { "Content-Type": "application/json", "X-Readerstudy-Client": "1" };
+
+class Editor {
+  constructor(root, data, setTriggerValue) {
+    this.root = root;
+    this.data = data;
+    this.setTriggerValue = setTriggerValue;
+    this.text = root.querySelector(".rs-text");
+    this.saved = root.querySelector(".rs-saved");
+    this.button = root.querySelector(".rs-submit");
+    this.withText = data.mode !== "none";
+    root.classList.toggle("no-text", !this.withText);
+    this.text.value = data.text || "";
+    this.text.placeholder = data.placeholder || "";
+    this.lastSaved = this.text.value;
+    this.locked = false;
+    this.button.disabled = false;
+    this.button.textContent = data.submit_label || "Submit";
+    this.onInput = () => { this.saved.textContent = "Not saved yet…"; };
+    this.onBlur = () => this.save();
+    this.onHide = () => { if (document.hidden) this.save(); };
+    this.onPageHide = () => this.save();
+    this.onSubmit = () => this.submit();
+    this.text.addEventListener("input", this.onInput);
+    this.text.addEventListener("blur", this.onBlur);
+    document.addEventListener("visibilitychange", this.onHide);
+    window.addEventListener("pagehide", this.onPageHide);
+    this.button.addEventListener("click", this.onSubmit);
+    this.timer = setInterval(() => this.save(), Math.max(1, data.autosave_s || 3) * 1000);
+  }
+  async save() {
+    if (!this.withText || this.locked) return;
+    const value = this.text.value;
+    if (value === this.lastSaved) return;
+    this.lastSaved = value;
+    try {
+      const response = await fetch(`/api/reading/${this.data.assignment_id}/autosave`, {
+        method: "POST", headers: HEADERS, credentials: "same-origin", keepalive: true,
+        body: JSON.stringify({ text: value }),
+      });
+      if (response.ok) {
+        this.saved.textContent = `Saved ${new Date().toLocaleTimeString()}`;
+      } else {
+        const problem = await response.json().catch(() => ({}));
+        this.saved.textContent = `Not saved: ${problem.error || response.status}`;
+        if (response.status !== 409) this.lastSaved = null;  // try again on the next tick
+      }
+    } catch (error) {
+      this.lastSaved = null;
+      this.saved.textContent = "Not saved (connection lost); retrying…";
+    }
+  }
+  submit() {
+    if (this.locked) return;
+    if (this.withText && !this.text.value.trim()) {
+      this.saved.textContent = "The report is empty; write the findings before submitting.";
+      return;
+    }
+    this.locked = true;           // a double click sends one submit
+    this.button.disabled = true;
+    this.button.textContent = "Submitting…";
+    this.text.readOnly = true;
+    const clock = window.__readerstudyClock && window.__readerstudyClock.id === this.data.assignment_id
+      ? window.__readerstudyClock.snapshot() : {};
+    this.setTriggerValue("submit", { text: this.withText ? this.text.value : null, ...clock, nonce: Date.now() });
+  }
+  destroy() {
+    clearInterval(this.timer);
+    document.removeEventListener("visibilitychange", this.onHide);
+    window.removeEventListener("pagehide", this.onPageHide);
+    this.text.removeEventListener("input", this.onInput);
+    this.text.removeEventListener("blur", this.onBlur);
+    this.button.removeEventListener("click", this.onSubmit);
+  }
+}
+
+export default function (component) {
+  const { data, parentElement, setTriggerValue } = component;
+  const root = parentElement.querySelector(".rs-editor");
+  if (!root || !data) return;
+  // A rerun hands the same case again: keep what the reader is typing.
+  if (root.__editor && root.__editor.data.assignment_id === data.assignment_id && root.__editor.data.mode === data.mode &&
+      root.__editor.data.attempt === data.attempt) {
+    root.__editor.setTriggerValue = setTriggerValue;
+    return;
+  }
+  if (root.__editor) root.__editor.destroy();
+  root.__editor = new Editor(root, data, setTriggerValue);
+  root.dataset.assignment = String(data.assignment_id);
+}

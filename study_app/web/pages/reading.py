@@ -1,0 +1,248 @@
+"""The case page: instructions, images on the left, the task on the right, SUBMIT, then the questions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from study_app.services import images as image_service
+from study_app.services import reading as reading_service
+from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, ServiceError
+from study_app.web.components import image_viewer, report_editor
+from study_app.web.database import shared_database
+
+TASK_LABELS = {"write": "Write", "edit": "Edit", "compare": "Compare", "rate_reasoning": "Rate reasoning"}
+STATUS_LABELS = {
+    "pending": "waiting for another reader's report",
+    "ready": "to do",
+    "in_progress": "in progress",
+    "submitted": "submitted, questions open",
+    "completed": "done",
+}
+VIEW_LABELS = {"PA": "PA", "AP": "AP", "LATERAL": "Lateral", "LL": "Lateral"}
+
+
+def _state() -> dict:
+    # Per browser tab: which cases this visit has opened, which arms' instructions were read.
+    return st.session_state.setdefault("reading", {"visited": set(), "instructed": set(), "attempts": {},
+                                                   "prefetched": set(), "just_done": None, "notice": None})
+
+
+def _needs_instructions(worklist: reading_service.Worklist, item: reading_service.WorklistItem, state: dict) -> bool:
+    """Instructions come before the first case of an arm, until the reader has started it."""
+    if item.status != "ready" or item.arm_key in state["instructed"]:
+        return False
+    return all(i.status in ("pending", "ready") for i in worklist.items if i.arm_key == item.arm_key)
+
+
+def _image_label(image: image_service.CaseImage) -> str:
+    label = VIEW_LABELS.get(image.view.upper(), image.view)
+    return f"Prior {label}" if image.is_prior else label
+
+
+def _plain(text: str | None) -> None:
+    """Report text is shown as text, never interpreted as markdown or HTML."""
+    st.text(text if text else "(empty)")
+
+
+def _end_screen(worklist: reading_service.Worklist) -> None:
+    if worklist.waiting:
+        st.info(
+            f"You have done every case that is ready. {worklist.waiting} case(s) wait for other readers' reports; "
+            "come back later, your place is kept."
+        )
+    else:
+        st.success(f"All {worklist.total} cases are done. Thank you; you can close this tab.")
+        st.balloons() if False else None
+
+
+def render() -> None:
+    actor = st.session_state["actor"]
+    db = shared_database()
+    state = _state()
+    worklist = reading_service.worklist(db, actor)
+    head, signout = st.columns([6, 1])
+    head.progress(worklist.done / worklist.total if worklist.total else 1.0,
+                  text=f"{worklist.done} of {worklist.total} cases done · {worklist.remaining} remaining")
+    signout.link_button("Sign out", "/signout")
+    if worklist.study_status != "open":
+        st.info(f"Reading is not open at the moment (the study is {worklist.study_status}). Your work is saved.")
+        return
+    if state["notice"]:
+        st.success(state["notice"])
+        state["notice"] = None
+    if state["just_done"] is not None:
+        st.success("Saved. This case is finished.")
+        if st.button("Next case", type="primary", key=f"next-{state['just_done']}"):
+            state["just_done"] = None
+            st.rerun()
+        return
+
+    requested = st.query_params.get("case")
+    if requested is not None:
+        try:
+            assignment_id = int(requested)
+        except ValueError:
+            st.error(f"'{requested[:20]}' is not a case number.")
+            return
+        item = next((i for i in worklist.items if i.assignment_id == assignment_id), None)
+    else:
+        item = worklist.next_item()
+        if item is None:
+            _end_screen(worklist)
+            return
+        assignment_id = item.assignment_id
+
+    if item is not None and _needs_instructions(worklist, item, state):
+        instructions = next(
+            (reading_service.case_view(db, actor, item.assignment_id).instructions,), ""
+        )
+        with st.container(border=True):
+            st.markdown(instructions)  # the design's arm instructions: the only markdown this app renders
+        if st.button("Start", type="primary", key=f"start-{item.arm_key}"):
+            state["instructed"].add(item.arm_key)
+            st.rerun()
+        return
+
+    try:
+        if assignment_id not in state["visited"]:
+            view = reading_service.open_case(db, actor, assignment_id, new_visit=True)
+            state["visited"].add(assignment_id)
+        else:
+            view = reading_service.case_view(db, actor, assignment_id)
+    except (Conflict, NotFound) as error:
+        st.error(str(error))
+        return
+    if view.status == "completed":
+        st.error("This case is finished and cannot be reopened.")
+        return
+    _case(db, actor, view, state)
+
+
+def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
+    if view.assignment_id not in state["prefetched"]:
+        state["prefetched"].add(view.assignment_id)
+        image_service.prefetch_next_case(db, actor, view.assignment_id)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        try:
+            shown = image_service.case_display_images(db, actor, view.assignment_id)
+        except (ServiceError, ValueError, OSError) as error:
+            shown = []
+            st.error(f"The images of this case cannot be shown: {error}")
+        image_viewer(
+            view.assignment_id,
+            [
+                {"id": image.image_id, "label": _image_label(image),
+                 "url": f"/api/image/{view.assignment_id}/{image.image_id}", **display.meta()}
+                for image, display in shown
+            ],
+            idle_threshold_s=view.idle_threshold_s,
+        )
+    with right:
+        st.subheader(f"Case {view.position} of {view.total} · {TASK_LABELS.get(view.task, view.task)}")
+        with st.expander("Instructions"):
+            st.markdown(view.instructions)
+        st.markdown("**Indication**")
+        _plain(view.indication)
+        st.markdown("**Comparison**")
+        _plain(view.comparison or "None")
+        if view.status == "in_progress":
+            _task(db, actor, view, state)
+        else:
+            _after_submit(db, actor, view, state)
+
+
+def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
+    if view.task == "compare":
+        a, b = st.columns(2)
+        with a:
+            st.markdown("**Report A**")
+            _plain(view.report_a)
+        with b:
+            st.markdown("**Report B**")
+            _plain(view.report_b)
+    elif view.task == "rate_reasoning":
+        st.markdown("**Question**")
+        _plain(view.mc_question)
+        _plain("\n".join(f"{key}. {text}" for key, text in (view.mc_options or {}).items()))
+        st.markdown("**Model's reasoning**")
+        _plain(view.reasoning)
+        st.markdown("**Model's answer**")
+        _plain(view.model_answer)
+    else:
+        st.markdown("**Findings**" + (" (draft: edit until you would sign it)" if view.task == "edit" else ""))
+    attempt = state["attempts"].get(view.assignment_id, 0)
+    payload = report_editor(
+        view.assignment_id, view.editor_text, mode=view.task if view.task in ("write", "edit") else "none",
+        attempt=attempt, placeholder="Write the findings…" if view.task == "write" else "",
+    )
+    if payload:
+        _submit(db, actor, view, state, payload)
+
+
+def _submit(db, actor, view: reading_service.CaseView, state: dict, payload: dict) -> None:
+    def seconds(name: str) -> float | None:
+        value = payload.get(name)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    try:
+        result = reading_service.submit(
+            db, actor, view.assignment_id, payload.get("text"),
+            active_s=seconds("active_s"), hidden_s=seconds("hidden_s"), idle_s=seconds("idle_s"),
+        )
+    except AlreadySubmitted:
+        state["notice"] = "This case was already submitted (in another tab or by a double click); the first submission stands."
+    except ServiceError as error:
+        state["attempts"][view.assignment_id] = state["attempts"].get(view.assignment_id, 0) + 1
+        st.error(str(error))
+        return
+    else:
+        if result.status == "completed":
+            state["just_done"] = view.assignment_id
+    st.rerun()
+
+
+def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> None:
+    """Submitted: the text is locked and the (untimed) questions appear."""
+    if view.task in ("write", "edit"):
+        st.markdown("**Your submitted findings** (locked)")
+        _plain(view.editor_text)
+    elif view.task == "compare":
+        a, b = st.columns(2)
+        with a:
+            st.markdown("**Report A**")
+            _plain(view.report_a)
+        with b:
+            st.markdown("**Report B**")
+            _plain(view.report_b)
+    elif view.task == "rate_reasoning":
+        st.markdown("**Model's reasoning**")
+        _plain(view.reasoning)
+        st.markdown("**Model's answer**")
+        _plain(view.model_answer)
+    st.info("Submitted; the clock has stopped. Please answer the questions below.")
+    with st.form(f"answers-{view.assignment_id}"):
+        for question in view.questions:
+            labels = {o["value"]: o["label"] for o in question.options}
+            st.radio(
+                question.label + ("" if question.required else " (optional)"),
+                options=list(labels), format_func=labels.get, index=None,
+                horizontal=question.kind == "likert", key=f"answer-{view.assignment_id}-{question.key}",
+            )
+        saved = st.form_submit_button("Save answers", type="primary")
+    if saved:
+        answers = {}
+        for question in view.questions:
+            value = st.session_state.get(f"answer-{view.assignment_id}-{question.key}")
+            if value is not None:
+                answers[question.key] = value
+        try:
+            reading_service.save_answers(db, actor, view.assignment_id, answers)
+        except AlreadySubmitted:
+            state["notice"] = "The answers of this case were already saved (in another tab); they stand."
+            st.rerun()
+        except InvalidInput as error:
+            st.error(str(error))
+            return
+        state["just_done"] = view.assignment_id
+        st.rerun()
