@@ -337,6 +337,112 @@ def drafts_import(db: Database, study_id: str) -> None:
     click.echo(f"{summary.succeeded} draft(s) stored, {summary.skipped} already present, {summary.failed} failed")
 
 
+@drafts.command("generate")
+@click.argument("study_id")
+@click.option("--backend", "backend_name", default="vllm-server", show_default=True,
+              type=click.Choice(["vllm-server", "vllm-offline", "transformers"]))
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="vllm-server: the server's root URL.")
+@click.option("--model", "served_name", default=None, help="vllm-server: the served model name (--served-model-name).")
+@click.option("--model-id", default=None, help="Hugging Face id recorded as provenance (default: CheXOne).")
+@click.option("--revision", default=None, help="Model revision (commit) the server runs; recorded as provenance.")
+@click.option("--mode", type=click.Choice(["reasoning", "instruction"]), default="reasoning", show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=16, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(16, 32768), default=1024, show_default=True)
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
+@db_option
+def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, served_name: str | None,
+                    model_id: str | None, revision: str | None, mode: str, concurrency: int, max_tokens: int,
+                    temperature: float) -> None:
+    """Generate the study's missing model drafts; rerun it after a failure or a kill, it skips what is stored.
+
+    \b
+    Example:
+      readerstudy drafts generate pilot --backend vllm-server --url http://gpu-host:8000 \\
+          --model chexone --revision <commit> --concurrency 64
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, SamplingParams, get_backend
+    from study_app.services.drafting import generate_drafts
+    from study_app.services.studies import study_summary
+
+    seed = study_summary(db, SYSTEM, study_id).seed
+    options: dict = {"model_id": model_id or DEFAULT_MODEL_ID, "model_revision": revision or DEFAULT_MODEL_REVISION}
+    if backend_name == "vllm-server":
+        options.update(base_url=url, served_model_name=served_name, max_in_flight=concurrency)
+    backend = get_backend(backend_name, **options)
+    sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=False) as bar:
+        task = bar.add_task("drafting", total=None)
+        summary = generate_drafts(
+            db, SYSTEM, study_id, backend, mode=mode, sampling=sampling, concurrency=concurrency,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    click.echo(f"{summary.succeeded} generated, {summary.skipped} already stored, {summary.failed} failed "
+               f"in {summary.elapsed_s:.1f} s")
+    for failure in summary.failures:
+        click.echo(f"failed: {failure}", err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+@drafts.command("status")
+@click.argument("study_id")
+@db_option
+def drafts_status_command(db: Database, study_id: str) -> None:
+    """Which drafts the study needs, which are stored with their provenance, and which failed.
+
+    \b
+    Example:
+      readerstudy drafts status pilot
+    """
+    from study_app.services.drafting import drafts_status
+
+    rows = drafts_status(db, SYSTEM, study_id)
+    for row in rows:
+        what = f"{row.case_key} {row.task}{' ' + row.item_key if row.item_key else ''}"
+        if row.stored:
+            click.echo(f"{what}\tstored\t{row.model_id}@{row.model_revision or '-'}\t{row.backend}\t{row.mode}"
+                       f"\t{row.parse_status}\t{row.finish_reason or '-'}")
+        else:
+            click.echo(f"{what}\tmissing\t{row.failures} failure(s)\t{(row.last_error or '')[:80]}")
+    stored = sum(r.stored for r in rows)
+    click.echo(f"{stored}/{len(rows)} drafts stored")
+
+
+# --- model ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def model() -> None:
+    """Serving the drafting model.
+
+    \b
+    Example:
+      readerstudy model serve-command --port 8000
+    """
+
+
+@model.command("serve-command")
+@click.option("--revision", default=None, help="Model revision (commit hash) to pin (default: the study's pinned one).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--served-model-name", default=None)
+def model_serve_command(revision: str | None, port: int, served_model_name: str | None) -> None:
+    """Print the recommended `vllm serve` command line for CheXOne (see docs/model-serving.md).
+
+    \b
+    Example:
+      readerstudy model serve-command --revision <commit> --port 8000
+    """
+    from model_runtime import serve_command
+
+    kwargs = {"port": port, "served_model_name": served_model_name}
+    if revision:
+        kwargs["revision"] = revision
+    click.echo(serve_command(**kwargs))
+
+
 # --- export ---------------------------------------------------------------------------------------
 
 

@@ -241,3 +241,45 @@ def import_recorded_drafts(db: Database, actor: Actor, study_id: str) -> Draftin
     # Provenance names the model that produced the recorded text; `backend` says it was replayed.
     backend.model_id = next(iter(model_ids), DEFAULT_MODEL_ID)
     return generate_drafts(db, actor, study_id, backend, mode=mode, concurrency=4)
+
+
+@dataclass(frozen=True)
+class DraftStatusRow:
+    case_key: str
+    task: str
+    item_key: str | None
+    stored: bool
+    model_id: str | None
+    model_revision: str | None
+    backend: str | None
+    mode: str | None
+    parse_status: str | None
+    finish_reason: str | None
+    failures: int
+    last_error: str | None
+
+
+def drafts_status(db: Database, actor: Actor, study_id: str) -> list[DraftStatusRow]:
+    """Which model drafts the study needs, which are stored (with their provenance), and which failed."""
+    require_coordinator(actor, "see the drafts")
+    needed = needed_drafts(db, study_id)
+    rows = []
+    with db.read() as session:
+        for need in needed:
+            query = select(Draft).where(Draft.case_id == need.case_id, Draft.source_kind == "model",
+                                        Draft.choice_index == 0)
+            query = query.where(Draft.mc_item_id == need.mc_item_id) if need.mc_item_id else query.where(
+                Draft.mc_item_id.is_(None), Draft.task == "findings")
+            draft = session.scalars(query.order_by(Draft.id).limit(1)).first()
+            failures = list(session.scalars(
+                select(DraftFailure).where(DraftFailure.case_id == need.case_id).order_by(DraftFailure.id)
+            ))
+            rows.append(DraftStatusRow(
+                case_key=need.case_key, task=need.task, item_key=need.item_key, stored=draft is not None,
+                model_id=draft.model_id if draft else None, model_revision=draft.model_revision if draft else None,
+                backend=draft.backend if draft else None, mode=draft.mode if draft else None,
+                parse_status=draft.parse_status if draft else None,
+                finish_reason=draft.finish_reason if draft else None,
+                failures=len(failures), last_error=failures[-1].error if failures else None,
+            ))
+    return rows

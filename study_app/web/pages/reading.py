@@ -52,7 +52,6 @@ def _end_screen(worklist: reading_service.Worklist) -> None:
         )
     else:
         st.success(f"All {worklist.total} cases are done. Thank you; you can close this tab.")
-        st.balloons() if False else None
 
 
 def render() -> None:
@@ -68,7 +67,7 @@ def render() -> None:
         st.info(f"Reading is not open at the moment (the study is {worklist.study_status}). Your work is saved.")
         return
     if state["notice"]:
-        st.success(state["notice"])
+        st.warning(state["notice"])
         state["notice"] = None
     if state["just_done"] is not None:
         st.success("Saved. This case is finished.")
@@ -93,9 +92,7 @@ def render() -> None:
         assignment_id = item.assignment_id
 
     if item is not None and _needs_instructions(worklist, item, state):
-        instructions = next(
-            (reading_service.case_view(db, actor, item.assignment_id).instructions,), ""
-        )
+        instructions = reading_service.case_view(db, actor, item.assignment_id).instructions
         with st.container(border=True):
             st.markdown(instructions)  # the design's arm instructions: the only markdown this app renders
         if st.button("Start", type="primary", key=f"start-{item.arm_key}"):
@@ -193,9 +190,9 @@ def _submit(db, actor, view: reading_service.CaseView, state: dict, payload: dic
     except AlreadySubmitted:
         state["notice"] = "This case was already submitted (in another tab or by a double click); the first submission stands."
     except ServiceError as error:
+        # A refused submit unlocks the editor (new attempt) and says why; nothing was stored.
         state["attempts"][view.assignment_id] = state["attempts"].get(view.assignment_id, 0) + 1
-        st.error(str(error))
-        return
+        state["notice"] = f"Not submitted: {error}"
     else:
         if result.status == "completed":
             state["just_done"] = view.assignment_id

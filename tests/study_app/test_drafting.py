@@ -1,0 +1,76 @@
+"""Drafting a study through the CLI against a real loopback OpenAI-compatible server standing in for vLLM."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from study_app.cli import main
+from study_app.demo import write_demo_readers
+from study_app.designs import shipped_design_path
+from study_app.services.actors import SYSTEM
+from study_app.services.drafting import drafts_status, needed_drafts
+from study_app.services.studies import create_study
+from study_app.store.models import Draft, DraftFailure
+from tests.fakes.openai_server import serve_openai
+
+
+@pytest.fixture
+def draft_study(fresh_db, demo_cohort_dir, tmp_path, monkeypatch):
+    create_study(fresh_db, SYSTEM, study_id="pilot", design_path=shipped_design_path(),
+                 manifest_path=demo_cohort_dir / "manifest.csv",
+                 readers_path=write_demo_readers(tmp_path / "readers.csv"), seed=3)
+    monkeypatch.setenv("READERSTUDY_DB", fresh_db.url)
+    return fresh_db
+
+
+def generate(server, *extra):
+    result = CliRunner().invoke(
+        main, ["drafts", "generate", "pilot", "--url", server.url, "--revision", "abc123", "--concurrency", "4",
+               *extra], catch_exceptions=False)
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_generate_records_failures_then_resumes_without_duplicates(draft_study):
+    db = draft_study
+    needed = len(needed_drafts(db, "pilot"))
+    assert needed > 0
+    with serve_openai(script=[400]) as server:
+        first = generate(server)
+        assert first.exit_code == 1
+        assert f"{needed - 1} generated, 0 already stored, 1 failed" in first.output
+        assert "failed: " in first.output
+        second = generate(server)
+        assert second.exit_code == 0, second.output
+        assert f"1 generated, {needed - 1} already stored, 0 failed" in second.output
+        calls = server.chat_calls
+        third = generate(server)
+        assert f"0 generated, {needed} already stored" in third.output
+        assert server.chat_calls == calls  # a rerun sends nothing
+    with db.read() as s:
+        drafts = s.scalars(select(Draft).where(Draft.source_kind == "model")).all()
+        assert s.scalar(select(func.count()).select_from(DraftFailure)) == 1
+    assert len(drafts) == needed
+    for draft in drafts:
+        assert draft.backend == "vllm-server" and draft.model_id == "StanfordAIMI/CheXOne"
+        assert draft.model_revision == "abc123" and draft.server_version.endswith("0.11.0-fake")
+        assert draft.mode == "reasoning" and draft.parse_status == "ok"
+        assert {"temperature", "top_p", "top_k", "repetition_penalty", "max_tokens", "seed"} <= set(draft.sampling)
+        assert draft.seed == 3 and draft.prompt_tokens and draft.completion_tokens and draft.latency_s is not None
+        assert len(draft.input_hash) == 64 and "boxed" in draft.raw_output and "boxed" not in draft.report
+    rows = drafts_status(db, SYSTEM, "pilot")
+    assert all(r.stored for r in rows) and sum(r.failures for r in rows) == 1
+
+
+def test_drafts_status_command_lists_missing_and_stored(draft_study):
+    result = CliRunner().invoke(main, ["drafts", "status", "pilot"], catch_exceptions=False)
+    assert result.exit_code == 0 and "missing" in result.output and "0/" in result.output
+
+
+def test_generate_refuses_an_unserved_model_with_a_clear_line(draft_study):
+    with serve_openai(models=["someone/else"]) as server:
+        result = generate(server)
+    assert result.exit_code != 0
+    assert result.output.startswith("error: ") and "someone/else" in result.output
