@@ -276,6 +276,99 @@ def study_launch(db: Database, study_id: str) -> None:
     click.echo(f"launched '{study_id}': {ready} assignments ready, {summary.by_status.get('pending', 0)} waiting")
 
 
+def _status_command(action: str, summary_line: str):
+    @click.argument("study_id")
+    @click.option("--reason", default="", help="Why (recorded in the audit log).")
+    @db_option
+    def command(db: Database, study_id: str, reason: str) -> None:
+        from study_app.services.lifecycle import change_status
+
+        summary = change_status(db, SYSTEM, study_id, action, reason=reason)
+        click.echo(summary_line.format(study=study_id, status=summary.status))
+
+    return command
+
+
+study.command("pause", help="""Pause a launched study: readers cannot work until it is resumed.
+
+    \b
+    Example:
+      readerstudy study pause pilot --reason "PACS maintenance"
+    """)(_status_command("pause", "study '{study}' is now {status}"))
+study.command("resume", help="""Resume a paused study.
+
+    \b
+    Example:
+      readerstudy study resume pilot
+    """)(_status_command("resume", "study '{study}' is now {status}"))
+study.command("close", help="""Close a study for good: no more reading; the data stays for export.
+
+    \b
+    Example:
+      readerstudy study close pilot --reason "all reads done"
+    """)(_status_command("close", "study '{study}' is now {status}"))
+
+
+@main.command("progress")
+@click.argument("study_id")
+@click.option("--stalled-hours", type=click.FloatRange(0), default=48, show_default=True,
+              help="A reader with cases left and no activity for this long is stalled.")
+@db_option
+def progress(db: Database, study_id: str, stalled_hours: float) -> None:
+    """Where the study stands: per arm and per reader (done, in progress, waiting, not started), stalled readers.
+
+    \b
+    Example:
+      readerstudy progress pilot --stalled-hours 24
+    """
+    from datetime import timedelta
+
+    from study_app.services.progress import study_progress
+
+    p = study_progress(db, SYSTEM, study_id, stalled_after=timedelta(hours=stalled_hours))
+    click.echo(f"{p.completed}/{p.total} assignments completed")
+    click.echo("\nby arm:")
+    click.echo(_indent(p.by_arm.to_string(index=False)))
+    click.echo("\nby reader:")
+    click.echo(_indent(p.by_reader.to_string(index=False)))
+    if len(p.durations):
+        stats = p.durations.groupby("arm")["duration_s"].describe()[["count", "mean", "50%", "max"]]
+        click.echo("\ntime per case (s):")
+        click.echo(_indent(stats.round(1).to_string()))
+    if len(p.stalled):
+        click.echo("\nstalled readers:")
+        click.echo(_indent(p.stalled.to_string(index=False)))
+
+
+@main.group()
+def assignment() -> None:
+    """Corrections to single assignments.
+
+    \b
+    Example:
+      readerstudy assignment reset pilot att2 7 --reason "reader reported a browser crash before typing"
+    """
+
+
+@assignment.command("reset")
+@click.argument("study_id")
+@click.argument("reader_key")
+@click.argument("position", type=int)
+@click.option("--reason", required=True, help="Why; recorded with the original data in the audit log.")
+@db_option
+def assignment_reset(db: Database, study_id: str, reader_key: str, position: int, reason: str) -> None:
+    """Send a reader's case (by worklist position) back to the start; the original stays in the event log.
+
+    \b
+    Example:
+      readerstudy assignment reset pilot res1 3 --reason "opened the wrong patient's prior in PACS"
+    """
+    from study_app.services.interventions import reset_assignment
+
+    assignment_id = reset_assignment(db, SYSTEM, study_id, reader_key, position, reason=reason)
+    click.echo(f"reset assignment {assignment_id} (case {position} of {reader_key}); the original is in the event log")
+
+
 # --- readers --------------------------------------------------------------------------------------
 
 
@@ -306,6 +399,59 @@ def readers_invite(db: Database, study_id: str, reader_keys: tuple[str, ...], ba
 
     for invite in issue_invites(db, SYSTEM, study_id, list(reader_keys) or None):
         click.echo(f"{invite.reader_key}\t{invite.role}\t{invite.link(base_url)}")
+
+
+@readers.command("add")
+@click.argument("study_id")
+@click.option("--reader", "reader_key", required=True, help="Pseudonymous reader id.")
+@click.option("--role", required=True, help="A role of the study's design.")
+@click.option("--label", default="", help="Display label.")
+@db_option
+def readers_add(db: Database, study_id: str, reader_key: str, role: str, label: str) -> None:
+    """Add a reader to a study before launch (the allocation is generated again from the seed).
+
+    \b
+    Example:
+      readerstudy readers add pilot --reader att5 --role attending
+    """
+    from study_app.services.readers import add_reader
+
+    summary = add_reader(db, SYSTEM, study_id, reader_key, role, label)
+    click.echo(f"added {reader_key}: now {summary.n_readers} readers, {summary.n_assignments} assignments")
+
+
+@readers.command("import")
+@click.argument("study_id")
+@click.argument("csv_path", type=click.Path(path_type=Path))
+@db_option
+def readers_import(db: Database, study_id: str, csv_path: Path) -> None:
+    """Add the readers of a CSV (reader_id, role, label, name, email) to a study before launch, all or nothing.
+
+    \b
+    Example:
+      readerstudy readers import pilot more_readers.csv
+    """
+    from study_app.services.readers import import_readers
+
+    summary = import_readers(db, SYSTEM, study_id, csv_path)
+    click.echo(f"now {summary.n_readers} readers, {summary.n_assignments} assignments")
+
+
+@readers.command("revoke")
+@click.argument("study_id")
+@click.argument("reader_key")
+@db_option
+def readers_revoke(db: Database, study_id: str, reader_key: str) -> None:
+    """Cut a reader's links and signed-in sessions (their data stays); `readers invite` issues a new link.
+
+    \b
+    Example:
+      readerstudy readers revoke pilot res2
+    """
+    from study_app.services.readers import revoke_reader
+
+    n = revoke_reader(db, SYSTEM, study_id, reader_key)
+    click.echo(f"revoked {n} link(s) and session(s) of {reader_key}")
 
 
 # --- drafts ---------------------------------------------------------------------------------------
@@ -464,6 +610,22 @@ def export(db: Database, study_id: str, out_dir: Path, fmt: str) -> None:
     meta = json.loads((out / "export_meta.json").read_text())
     counts = ", ".join(f"{n} {t}" for t, n in meta["tables"].items())
     click.echo(f"exported '{study_id}' to {out}: {counts}")
+
+
+@main.command("backup")
+@click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="The copy to write.")
+@db_option
+def backup(db: Database, out_file: Path) -> None:
+    """Take a consistent copy of a live SQLite database while readers work (SQLite's online backup API).
+
+    \b
+    Example:
+      readerstudy backup --db var/readerstudy.sqlite --out backups/study-2026-11-23.sqlite
+    """
+    from study_app.services.backup import backup_database
+
+    result = backup_database(db, SYSTEM, out_file)
+    click.echo(f"backed up to {result.path} ({result.size_bytes / 1e6:.1f} MB, integrity {result.integrity})")
 
 
 # --- demo -----------------------------------------------------------------------------------------

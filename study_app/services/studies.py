@@ -359,29 +359,9 @@ def import_cohort(db: Database, actor: Actor, study_id: str, manifest_path: str 
                    if c.case_id in existing]
         if clashes:
             raise InvalidInput(f"{cohort.manifest_path}: " + f"\n{cohort.manifest_path}: ".join(clashes))
-        design = study_design(study)
-        readers = list(session.scalars(select(Reader).where(Reader.study_id == study_id).order_by(Reader.id)))
         new_cases = _store_cohort(session, study, cohort)
-        cases = list(session.scalars(select(Case).where(Case.study_id == study_id).order_by(Case.id)))
-        with_mc = set(session.scalars(select(MCItem.case_id).distinct()))
-        try:
-            allocation = allocate(
-                design,
-                [CaseSlot(c.case_key, c.id in with_mc) for c in cases],
-                [ReaderSlot(r.reader_key, r.role) for r in readers],
-                study.seed,
-            )
-        except AllocationError as error:
-            raise InvalidInput(f"the design cannot be satisfied: {error}") from None
-        # Assignments refer to each other (drafts from another arm); unlink before the allocation is replaced.
-        session.execute(
-            update(Assignment).where(Assignment.study_id == study_id)
-            .values(source_assignment_id=None, source_b_assignment_id=None)
-        )
-        session.execute(delete(Assignment).where(Assignment.study_id == study_id))
-        arms = {a.key: a for a in session.scalars(select(Arm).where(Arm.study_id == study_id))}
-        _store_allocation(session, study, design, allocation, {c.case_key: c for c in cases},
-                          {r.reader_key: r for r in readers}, arms)
+        allocation = reallocate(session, study)
+        readers = list(session.scalars(select(Reader).where(Reader.study_id == study_id)))
         _store_manifest_drafts(session, study, cohort, new_cases, {r.reader_key: r for r in readers})
         study.settings = {
             **study.settings,
@@ -393,6 +373,35 @@ def import_cohort(db: Database, actor: Actor, study_id: str, manifest_path: str 
                               "n_cases": len(new_cases), "n_assignments": len(allocation.assignments)})
         session.flush()
         return _summary(session, study)
+
+
+def reallocate(session: Session, study: Study) -> Allocation:
+    """Replace a draft study's allocation with the one its seed gives for its current cases and readers."""
+    if study.status != "draft":
+        raise Conflict(f"study '{study.id}' is {study.status}: its allocation was frozen at launch")
+    design = study_design(study)
+    readers = list(session.scalars(select(Reader).where(Reader.study_id == study.id).order_by(Reader.id)))
+    cases = list(session.scalars(select(Case).where(Case.study_id == study.id).order_by(Case.id)))
+    with_mc = set(session.scalars(select(MCItem.case_id).where(MCItem.case_id.in_([c.id for c in cases]))))
+    try:
+        allocation = allocate(
+            design,
+            [CaseSlot(c.case_key, c.id in with_mc) for c in cases],
+            [ReaderSlot(r.reader_key, r.role) for r in readers],
+            study.seed,
+        )
+    except AllocationError as error:
+        raise InvalidInput(f"the design cannot be satisfied: {error}") from None
+    # Assignments refer to each other (drafts from another arm); unlink before the allocation is replaced.
+    session.execute(
+        update(Assignment).where(Assignment.study_id == study.id)
+        .values(source_assignment_id=None, source_b_assignment_id=None)
+    )
+    session.execute(delete(Assignment).where(Assignment.study_id == study.id))
+    arms = {a.key: a for a in session.scalars(select(Arm).where(Arm.study_id == study.id))}
+    _store_allocation(session, study, design, allocation, {c.case_key: c for c in cases},
+                      {r.reader_key: r for r in readers}, arms)
+    return allocation
 
 
 def study_manifests(study: Study) -> list[Path]:

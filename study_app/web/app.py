@@ -9,13 +9,13 @@ st.set_page_config(page_title="Reader study", page_icon=":material/radiology:", 
 
 actor = current_actor()
 if actor is None:
-    pages = [st.Page(signed_out.render, title="Sign in", url_path="signed-out", icon=":material/login:")]
+    pages = [st.Page(signed_out.render, title="Sign in", url_path="signed-out")]
 elif actor.kind == "reader":
     pages = [
-        st.Page(reading.render, title="Reading", url_path="reading", default=True, icon=":material/radiology:"),
-        st.Page(worklist.render, title="Worklist", url_path="worklist", icon=":material/list:"),
+        st.Page(reading.render, title="Reading", url_path="reading", default=True),
+        st.Page(worklist.render, title="Worklist", url_path="worklist"),
     ]
 else:
-    pages = [st.Page(console.render, title="Progress", url_path="progress", icon=":material/monitoring:")]
+    pages = [st.Page(console.render, title="Progress", url_path="progress")]
 st.session_state["actor"] = actor
 st.navigation(pages, position="sidebar" if actor is not None and actor.kind != "reader" else "top").run()

@@ -26,3 +26,11 @@ def shared_database() -> Database:
         if db is None:
             db = _databases[url] = open_database(url or None)
         return db
+
+
+def close_shared_databases() -> None:
+    """Dispose every opened database (tests, shutdown)."""
+    with _lock:
+        for db in _databases.values():
+            db.dispose()
+        _databases.clear()

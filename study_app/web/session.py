@@ -19,6 +19,8 @@ def session_token() -> str | None:
         token = st.context.cookies.get(auth.SESSION_COOKIE)
     except Exception:  # no browser context (bare script run)
         token = None
+    if not isinstance(token, str):  # AppTest's stand-in client has no real cookies
+        token = None
     return token or st.session_state.get(SESSION_TOKEN_KEY)
 
 

@@ -73,6 +73,7 @@ def render() -> None:
         st.success("Saved. This case is finished.")
         if st.button("Next case", type="primary", key=f"next-{state['just_done']}"):
             state["just_done"] = None
+            st.query_params.clear()  # a ?case= link must not point back at the finished case
             st.rerun()
         return
 
@@ -95,7 +96,7 @@ def render() -> None:
         instructions = reading_service.case_view(db, actor, item.assignment_id).instructions
         with st.container(border=True):
             st.markdown(instructions)  # the design's arm instructions: the only markdown this app renders
-        if st.button("Start", type="primary", key=f"start-{item.arm_key}"):
+        if st.button("Start", type="primary", key=f"start-{item.assignment_id}"):
             state["instructed"].add(item.arm_key)
             st.rerun()
         return

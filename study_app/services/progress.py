@@ -1,0 +1,74 @@
+"""Where a running study stands: per reader and arm, time per case, and readers who have stalled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from study_app.services.actors import Actor, require_coordinator
+from study_app.services.database import Database
+from study_app.services.studies import get_study
+from study_app.store.models import Arm, Assignment, Event, Reader, Response, utcnow
+
+STATES = ("completed", "submitted", "in_progress", "ready", "pending")
+
+
+@dataclass
+class StudyProgress:
+    by_reader: pd.DataFrame  # reader, role, arm, and one column per assignment status
+    by_arm: pd.DataFrame  # arm, and one column per status
+    durations: pd.DataFrame  # reader, arm, duration_s of each submitted case
+    stalled: pd.DataFrame  # reader, remaining, last_activity, idle_hours
+    total: int
+    completed: int
+
+
+def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: timedelta = timedelta(hours=48)) -> StudyProgress:
+    require_coordinator(actor, "see a study's progress")
+    with db.read() as session:
+        get_study(session, study_id)
+        counts = session.execute(
+            select(Reader.reader_key, Reader.role, Arm.key, Assignment.status, func.count())
+            .join(Reader, Assignment.reader_id == Reader.id)
+            .join(Arm, Assignment.arm_id == Arm.id)
+            .where(Assignment.study_id == study_id)
+            .group_by(Reader.reader_key, Reader.role, Arm.key, Assignment.status)
+        ).all()
+        durations = session.execute(
+            select(Reader.reader_key, Arm.key, Response.duration_s)
+            .join(Assignment, Response.assignment_id == Assignment.id)
+            .join(Reader, Assignment.reader_id == Reader.id)
+            .join(Arm, Assignment.arm_id == Arm.id)
+            .where(Assignment.study_id == study_id)
+        ).all()
+        last_seen = dict(session.execute(
+            select(Reader.reader_key, func.max(Event.at))
+            .join(Reader, Event.reader_id == Reader.id)
+            .where(Event.study_id == study_id, Event.actor.like("reader:%"))
+            .group_by(Reader.reader_key)
+        ).all())
+    frame = pd.DataFrame(counts, columns=["reader", "role", "arm", "status", "n"])
+    by_reader = (frame.pivot_table(index=["reader", "role", "arm"], columns="status", values="n", fill_value=0)
+                 .reindex(columns=list(STATES), fill_value=0).reset_index())
+    by_arm = (frame.pivot_table(index="arm", columns="status", values="n", aggfunc="sum", fill_value=0)
+              .reindex(columns=list(STATES), fill_value=0).reset_index())
+    remaining = (frame[frame.status.isin(["ready", "in_progress", "submitted"])].groupby("reader")["n"].sum())
+    now = utcnow()
+    stalled_rows = []
+    for reader, left in remaining.items():
+        seen = last_seen.get(reader)
+        seen = seen.replace(tzinfo=now.tzinfo) if seen is not None and seen.tzinfo is None else seen
+        if seen is None or now - seen > stalled_after:
+            stalled_rows.append({"reader": reader, "remaining": int(left), "last_activity": seen,
+                                 "idle_hours": None if seen is None else round((now - seen).total_seconds() / 3600, 1)})
+    return StudyProgress(
+        by_reader=by_reader,
+        by_arm=by_arm,
+        durations=pd.DataFrame(durations, columns=["reader", "arm", "duration_s"]),
+        stalled=pd.DataFrame(stalled_rows, columns=["reader", "remaining", "last_activity", "idle_hours"]),
+        total=int(frame.n.sum()),
+        completed=int(frame[frame.status == "completed"].n.sum()),
+    )
