@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -28,9 +29,45 @@ def cohort_copy(demo_cohort_dir, tmp_path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server on loopback, one per test worker.
+
+    Skips when no server can be started here, unless CI is set: on CI the PostgreSQL tests must run.
+    """
+    from tests.postgres_server import PostgresUnavailable, start_postgres
+
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but PostgreSQL cannot be started: {error}")
+        pytest.skip(f"PostgreSQL tests skipped (CI unset): {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    """A URL of an empty database: a SQLite file, or a new database on the test PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.sqlite'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
 @pytest.fixture
-def fresh_db(tmp_path):
-    """An empty, migrated SQLite database file."""
+def fresh_db(database_url):
+    """An empty, migrated database (SQLite file or PostgreSQL database)."""
+    from study_app.services.database import open_database
+
+    db = open_database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path):
+    """An empty, migrated SQLite database file, for what only SQLite has (pragmas, online backup)."""
     from study_app.services.database import open_database
 
     db = open_database(f"sqlite:///{tmp_path / 'study.sqlite'}")
@@ -38,12 +75,21 @@ def fresh_db(tmp_path):
     db.dispose()
 
 
-@pytest.fixture
-def demo_study(fresh_db, demo_cohort_dir, tmp_path):
-    """The launched demo study (CheXOne design, recorded model drafts) in a fresh database."""
+def _demo_study(db, demo_cohort_dir, tmp_path):
     from study_app.demo import build_demo_study
 
     cohort = tmp_path / "demo-cohort"
     shutil.copytree(demo_cohort_dir, cohort)
-    result = build_demo_study(fresh_db, cohort_dir=cohort)
-    return fresh_db, result
+    return db, build_demo_study(db, cohort_dir=cohort)
+
+
+@pytest.fixture
+def demo_study(fresh_db, demo_cohort_dir, tmp_path):
+    """The launched demo study (CheXOne design, recorded model drafts), on SQLite and on PostgreSQL."""
+    return _demo_study(fresh_db, demo_cohort_dir, tmp_path)
+
+
+@pytest.fixture
+def sqlite_demo_study(sqlite_db, demo_cohort_dir, tmp_path):
+    """The launched demo study on a SQLite file only."""
+    return _demo_study(sqlite_db, demo_cohort_dir, tmp_path)

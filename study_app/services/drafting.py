@@ -6,6 +6,7 @@ so a recorded draft carries the same provenance fields as a freshly generated on
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -35,6 +36,27 @@ class DraftingSummary:
     failures: list[str]
 
 
+# Rendering a 16-bit DICOM for model input takes a good fraction of a second; the same image is
+# needed by several requests (findings and multiple-choice items) and by reruns of a batch.
+_MODEL_INPUT_CACHE: OrderedDict[str, bytes] = OrderedDict()
+_MODEL_INPUT_CACHE_SIZE = 64
+
+
+def model_input_png(path: str, sha256: str) -> bytes:
+    """The image rendered for model input (lossless PNG), cached by content hash."""
+    from cohorts.images import render_png
+
+    cached = _MODEL_INPUT_CACHE.get(sha256)
+    if cached is None:
+        cached = render_png(path, max_size=MODEL_INPUT_MAX_SIZE)
+        _MODEL_INPUT_CACHE[sha256] = cached
+        while len(_MODEL_INPUT_CACHE) > _MODEL_INPUT_CACHE_SIZE:
+            _MODEL_INPUT_CACHE.popitem(last=False)
+    else:
+        _MODEL_INPUT_CACHE.move_to_end(sha256)
+    return cached
+
+
 @dataclass(frozen=True)
 class NeededDraft:
     case_id: int
@@ -42,8 +64,8 @@ class NeededDraft:
     task: str  # "findings" or "mc"
     mc_item_id: int | None
     item_key: str | None
-    image_paths: tuple[str, ...]
-    prior_paths: tuple[str, ...]
+    image_paths: tuple[tuple[str, str], ...]  # (path, sha256)
+    prior_paths: tuple[tuple[str, str], ...]
     indication: str
     mc_question: str | None
     mc_options: dict | None
@@ -65,8 +87,8 @@ def needed_drafts(db: Database, study_id: str) -> list[NeededDraft]:
         needed: list[NeededDraft] = []
         for case in session.scalars(select(Case).where(Case.study_id == study_id).order_by(Case.id)):
             images = list(session.scalars(select(Image).where(Image.case_id == case.id).order_by(Image.ordinal)))
-            current = tuple(i.path for i in images if not i.is_prior)
-            prior = tuple(i.path for i in images if i.is_prior)
+            current = tuple((i.path, i.sha256) for i in images if not i.is_prior)
+            prior = tuple((i.path, i.sha256) for i in images if i.is_prior)
             if case.id in findings_cases:
                 needed.append(NeededDraft(case.id, case.case_key, "findings", None, None, current, prior,
                                           case.indication, None, None))
@@ -78,15 +100,7 @@ def needed_drafts(db: Database, study_id: str) -> list[NeededDraft]:
 
 
 def _build_requests(needed: list[NeededDraft], *, backend, mode: str, sampling, template: str | None):
-    from cohorts.images import render_png
     from model_runtime import build_request
-
-    cache: dict[str, bytes] = {}
-
-    def png(path: str) -> bytes:
-        if path not in cache:
-            cache[path] = render_png(path, max_size=MODEL_INPUT_MAX_SIZE)
-        return cache[path]
 
     requests = {}
     for need in needed:
@@ -94,7 +108,7 @@ def _build_requests(needed: list[NeededDraft], *, backend, mode: str, sampling, 
             case_id=need.case_key,
             task=need.task,
             mode=mode,
-            images=[png(p) for p in need.image_paths],
+            images=[model_input_png(p, h) for p, h in need.image_paths],
             indication=need.indication,
             mc=(
                 {"item_id": need.item_key, "question": need.mc_question, "options": need.mc_options}
@@ -150,9 +164,7 @@ def generate_drafts(
     def on_failure(request, error: str) -> None:
         _request, need = requests[request.key]
         failures.append(f"{need.case_key} ({need.task}{' ' + need.item_key if need.item_key else ''}): {error}")
-        with db.transaction() as session:
-            session.add(DraftFailure(study_id=study_id, case_id=need.case_id, request_key=request.key,
-                                     backend=backend.name, error=error[:2000]))
+        _store_failure(db, study_id, need, request.key, backend.name, error)
 
     summary = generate_batch(
         [r for r, _ in requests.values()], backend, done_keys=done, on_result=on_result, on_failure=on_failure,
@@ -168,11 +180,15 @@ def generate_drafts(
                            failures)
 
 
+def _store_failure(db: Database, study_id: str, need: NeededDraft, key: str, backend: str, error: str) -> None:
+    with db.transaction() as session:
+        session.add(DraftFailure(study_id=study_id, case_id=need.case_id, task=need.task, mc_item_id=need.mc_item_id,
+                                 request_key=key, backend=backend, error=str(error)[:2000]))
+
+
 def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> None:
     if result.error:
-        with db.transaction() as session:
-            session.add(DraftFailure(study_id=study_id, case_id=need.case_id, request_key=result.key,
-                                     backend=result.backend, error=str(result.error)[:2000]))
+        _store_failure(db, study_id, need, result.key, result.backend, result.error)
         return
     try:
         with db.transaction() as session:
@@ -272,7 +288,11 @@ def drafts_status(db: Database, actor: Actor, study_id: str) -> list[DraftStatus
                 Draft.mc_item_id.is_(None), Draft.task == "findings")
             draft = session.scalars(query.order_by(Draft.id).limit(1)).first()
             failures = list(session.scalars(
-                select(DraftFailure).where(DraftFailure.case_id == need.case_id).order_by(DraftFailure.id)
+                select(DraftFailure).where(
+                    DraftFailure.case_id == need.case_id, DraftFailure.task == need.task,
+                    DraftFailure.mc_item_id.is_(None) if need.mc_item_id is None
+                    else DraftFailure.mc_item_id == need.mc_item_id,
+                ).order_by(DraftFailure.id)
             ))
             rows.append(DraftStatusRow(
                 case_key=need.case_key, task=need.task, item_key=need.item_key, stored=draft is not None,

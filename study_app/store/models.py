@@ -257,6 +257,8 @@ class DraftFailure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_id: Mapped[str] = mapped_column(ForeignKey("study.id", ondelete="RESTRICT"), index=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="RESTRICT"))
+    task: Mapped[str] = mapped_column(String(16))
+    mc_item_id: Mapped[int | None] = mapped_column(ForeignKey("mc_item.id", ondelete="RESTRICT"))
     request_key: Mapped[str] = mapped_column(String(64))
     backend: Mapped[str] = mapped_column(String(32))
     error: Mapped[str] = mapped_column(Text)

@@ -2,14 +2,18 @@
 
 import streamlit as st
 
-from study_app.web.pages import console, reading, signed_out, worklist
+from study_app.web.views import console, reading, signed_out, worklist
 from study_app.web.session import current_actor
 
-st.set_page_config(page_title="Reader study", page_icon=":material/radiology:", layout="wide")
+st.set_page_config(page_title="Reader study", layout="wide")
 
 actor = current_actor()
 if actor is None:
-    pages = [st.Page(signed_out.render, title="Sign in", url_path="signed-out")]
+    # The reader's own addresses stay valid, so a signed-out bookmark or refresh lands on the sign-in help.
+    pages = [
+        st.Page(signed_out.render, title="Sign in", url_path="reading", default=True),
+        st.Page(signed_out.render, title="Sign in ", url_path="worklist"),
+    ]
 elif actor.kind == "reader":
     pages = [
         st.Page(reading.render, title="Reading", url_path="reading", default=True),
@@ -18,4 +22,5 @@ elif actor.kind == "reader":
 else:
     pages = [st.Page(console.render, title="Progress", url_path="progress")]
 st.session_state["actor"] = actor
-st.navigation(pages, position="sidebar" if actor is not None and actor.kind != "reader" else "top").run()
+position = "hidden" if actor is None else "top" if actor.kind == "reader" else "sidebar"
+st.navigation(pages, position=position).run()

@@ -119,8 +119,8 @@ def test_reset_refused_when_the_report_is_already_read_as_a_draft(demo_study):
         reset_assignment(db, SYSTEM, "demo", "res1", item.position, reason="typo in the report")
 
 
-def test_backup_while_readers_write_restores_to_an_identical_export(demo_study, tmp_path):
-    db, _ = demo_study
+def test_backup_while_readers_write_restores_to_an_identical_export(sqlite_demo_study, tmp_path):
+    db, _ = sqlite_demo_study
     stop = threading.Event()
     actor = reader(db, "res2")
     items = [i for i in reading.worklist(db, actor).items if i.task == "write"]

@@ -112,21 +112,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_reader')),
     sa.UniqueConstraint('study_id', 'reader_key', name=op.f('uq_reader_study_id_reader_key'))
     )
-    op.create_table('draft_failure',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('study_id', sa.String(length=32), nullable=False),
-    sa.Column('case_id', sa.Integer(), nullable=False),
-    sa.Column('request_key', sa.String(length=64), nullable=False),
-    sa.Column('backend', sa.String(length=32), nullable=False),
-    sa.Column('error', sa.Text(), nullable=False),
-    sa.Column('at', study_app.store.models.UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['case_id'], ['case.id'], name=op.f('fk_draft_failure_case_id_case'), ondelete='RESTRICT'),
-    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_draft_failure_study_id_study'), ondelete='RESTRICT'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_draft_failure'))
-    )
-    with op.batch_alter_table('draft_failure', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_draft_failure_study_id'), ['study_id'], unique=False)
-
     op.create_table('image',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('case_id', sa.Integer(), nullable=False),
@@ -176,6 +161,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('mc_item', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_mc_item_case_id'), ['case_id'], unique=False)
+
+    op.create_table('draft_failure',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('study_id', sa.String(length=32), nullable=False),
+    sa.Column('case_id', sa.Integer(), nullable=False),
+    sa.Column('task', sa.String(length=16), nullable=False),
+    sa.Column('mc_item_id', sa.Integer(), nullable=True),
+    sa.Column('request_key', sa.String(length=64), nullable=False),
+    sa.Column('backend', sa.String(length=32), nullable=False),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('at', study_app.store.models.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['case_id'], ['case.id'], name=op.f('fk_draft_failure_case_id_case'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['mc_item_id'], ['mc_item.id'], name=op.f('fk_draft_failure_mc_item_id_mc_item'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_draft_failure_study_id_study'), ondelete='RESTRICT'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_draft_failure'))
+    )
+    with op.batch_alter_table('draft_failure', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_draft_failure_study_id'), ['study_id'], unique=False)
 
     op.create_table('question',
     sa.Column('id', sa.Integer(), nullable=False),

@@ -5,7 +5,7 @@ import streamlit as st
 
 from study_app.services import reading as reading_service
 from study_app.web.database import shared_database
-from study_app.web.pages.reading import STATUS_LABELS, TASK_LABELS
+from study_app.web.views.reading import STATUS_LABELS, TASK_LABELS
 
 
 def render() -> None:
