@@ -95,3 +95,11 @@ def test_error_exits_are_one_clear_line(run, tmp_path, cohort_copy):
     assert design.exit_code == 5 and "cannot read the design file" in design.output
     fmt = run("export", "nope", "--out", tmp_path, "--format", "xlsx")
     assert fmt.exit_code == 2 and "Invalid value for '--format'" in fmt.output
+
+
+def test_cli_reference_is_up_to_date():
+    from study_app.cli_reference import render_cli_reference
+
+    assert DOCS.read_text() == render_cli_reference(), (
+        "docs/cli.md is stale: run `python -m study_app.cli_reference > docs/cli.md`"
+    )
