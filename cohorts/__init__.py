@@ -1,0 +1,58 @@
+"""Case cohorts: manifest formats and validation, radiograph loading and rendering, and the demo cohort."""
+
+from cohorts.demo import build_demo_cohort, synthetic_radiograph, write_dicom, write_manifest_csv
+from cohorts.images import (
+    ImageError,
+    LoadedImage,
+    downscale,
+    image_fingerprint,
+    load_image,
+    probe_image,
+    render,
+    render_png,
+    sniff_format,
+)
+from cohorts.manifest import (
+    COLUMNS,
+    REQUIRED_COLUMNS,
+    VIEWS,
+    CaseRecord,
+    Cohort,
+    DraftRecord,
+    ImageRecord,
+    ManifestError,
+    MCItem,
+    Problem,
+    load_manifest,
+    normalise_view,
+    validate_manifest,
+)
+
+__all__ = [
+    "COLUMNS",
+    "REQUIRED_COLUMNS",
+    "VIEWS",
+    "CaseRecord",
+    "Cohort",
+    "DraftRecord",
+    "ImageError",
+    "ImageRecord",
+    "LoadedImage",
+    "MCItem",
+    "ManifestError",
+    "Problem",
+    "build_demo_cohort",
+    "downscale",
+    "image_fingerprint",
+    "load_image",
+    "load_manifest",
+    "normalise_view",
+    "probe_image",
+    "render",
+    "render_png",
+    "sniff_format",
+    "synthetic_radiograph",
+    "validate_manifest",
+    "write_dicom",
+    "write_manifest_csv",
+]

@@ -1,0 +1,863 @@
+"""Read and validate case manifests (CSV or JSONL, one row per case) into a checked cohort."""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cohorts.images import ImageError, image_fingerprint, load_image, probe_image
+
+__all__ = [
+    "Problem",
+    "ManifestError",
+    "ImageRecord",
+    "DraftRecord",
+    "MCItem",
+    "CaseRecord",
+    "Cohort",
+    "validate_manifest",
+    "load_manifest",
+    "normalise_view",
+    "VIEWS",
+    "COLUMNS",
+    "REQUIRED_COLUMNS",
+    "MANIFEST_EXTENSIONS",
+]
+
+VIEWS = ("PA", "AP", "LATERAL")
+
+# Spellings seen in PACS exports and hand-made spreadsheets; compared case-insensitively
+# after collapsing separators, so "Left-Lateral" and "left lateral" both match.
+_VIEW_ALIASES = {
+    "pa": "PA",
+    "posteroanterior": "PA",
+    "frontalpa": "PA",
+    "ap": "AP",
+    "anteroposterior": "AP",
+    "apsupine": "AP",
+    "apupright": "AP",
+    "frontalap": "AP",
+    "lateral": "LATERAL",
+    "lat": "LATERAL",
+    "ll": "LATERAL",
+    "rl": "LATERAL",
+    "leftlateral": "LATERAL",
+    "rightlateral": "LATERAL",
+    "lateralleft": "LATERAL",
+    "lateralright": "LATERAL",
+}
+
+REQUIRED_COLUMNS = ("case_id", "images", "indication")
+COLUMNS = (
+    "case_id",
+    "images",
+    "priors",
+    "indication",
+    "comparison",
+    "reference_findings",
+    "reader_draft",
+    "reader_draft_author",
+    "model_output",
+    "model_id",
+    "model_mode",
+    "mc_item_id",
+    "mc_question",
+    "mc_options",
+    "mc_answer",
+    "mc_model_output",
+    "mc_image_view",
+    "mc_items",
+)
+_MC_FLAT_COLUMNS = ("mc_item_id", "mc_question", "mc_options", "mc_answer", "mc_model_output", "mc_image_view")
+_MC_ITEM_KEYS = ("item_id", "question", "options", "answer", "model_output", "image_view")
+MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
+MODEL_MODES = ("reasoning", "instruction")
+
+MIN_IMAGE_SIDE = 16
+MAX_IMAGE_SIDE = 20000
+MAX_CASE_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest, located as precisely as possible.
+
+    Attributes
+    ----------
+    row : int or None
+        1-based case row: in a CSV the N-th line after the header (the header is row 0),
+        in a JSONL file the line number. None for a problem with the whole file.
+    column : str or None
+        The column (CSV) or key (JSONL) at fault, None when no single column is.
+    message : str
+        What is wrong, in words a coordinator can act on.
+    """
+
+    row: int | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be loaded; ``problems`` lists everything wrong with it."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        count = len(self.problems)
+        lines = [f"{count} problem{'s' if count != 1 else ''} in manifest:"]
+        lines += [f"  - {problem}" for problem in self.problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One checked image of a case: where it is, what view, and what it decodes to."""
+
+    path: Path
+    relpath: str
+    view: str
+    is_prior: bool
+    sha256: str
+    width: int
+    height: int
+    format: str
+    bits_stored: int
+
+
+@dataclass(frozen=True)
+class DraftRecord:
+    """A draft imported with the cohort: a reader's text or a recorded raw model output."""
+
+    source: str
+    text: str | None
+    raw_output: str | None
+    model_id: str | None
+    mode: str | None
+    author_label: str | None
+
+
+@dataclass(frozen=True)
+class MCItem:
+    """A multiple-choice question for reasoning review, with the model's recorded answer."""
+
+    item_id: str
+    question: str
+    options: dict[str, str]
+    answer: str | None
+    model_output: str | None
+    image_view: str | None
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One case of the cohort: its current images, priors, clinical text and imported drafts."""
+
+    case_id: str
+    row: int
+    images: tuple[ImageRecord, ...]
+    priors: tuple[ImageRecord, ...]
+    indication: str
+    comparison: str
+    reference_findings: str | None
+    drafts: tuple[DraftRecord, ...]
+    mc_items: tuple[MCItem, ...]
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A manifest that passed validation: the cases in file order and the manifest's hash."""
+
+    manifest_path: Path
+    root: Path
+    cases: tuple[CaseRecord, ...]
+    manifest_sha256: str
+
+    def case(self, case_id: str) -> CaseRecord:
+        """Return the case with this id; raise KeyError when there is none."""
+        for record in self.cases:
+            if record.case_id == case_id:
+                return record
+        raise KeyError(case_id)
+
+
+def normalise_view(text: str) -> str | None:
+    """Map a view label to ``"PA"``, ``"AP"`` or ``"LATERAL"``.
+
+    Parameters
+    ----------
+    text : str
+        A view as written by a coordinator: ``"pa"``, ``"Lat"``, ``"LL"``,
+        ``"left lateral"``, ``"AP supine"``...
+
+    Returns
+    -------
+    str or None
+        The canonical view, or None when the label is not recognised.
+
+    Examples
+    --------
+    >>> normalise_view("ll"), normalise_view(" Left-Lateral "), normalise_view("oblique")
+    ('LATERAL', 'LATERAL', None)
+    """
+    key = "".join(ch for ch in str(text).lower() if ch.isalnum())
+    return _VIEW_ALIASES.get(key)
+
+
+def validate_manifest(path: str | Path) -> list[Problem]:
+    """Check a manifest and every image it names; return all problems found.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.csv``, ``.jsonl`` or ``.ndjson`` manifest (format in ``docs/cohorts.md``).
+
+    Returns
+    -------
+    list of Problem
+        Empty when the manifest is valid. File-level problems come first, then row
+        problems in row order. Never raises for bad content: a missing file, bad
+        encoding or corrupt image is reported as a problem.
+
+    Examples
+    --------
+    >>> for problem in validate_manifest("cohort/manifest.csv"):  # doctest: +SKIP
+    ...     print(problem)
+    row 3, column images: file not found: img/x.png
+    """
+    problems, _ = _check(Path(path))
+    return problems
+
+
+def load_manifest(path: str | Path) -> Cohort:
+    """Load a manifest into a :class:`Cohort`, refusing it when anything is wrong.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.csv``, ``.jsonl`` or ``.ndjson`` manifest.
+
+    Returns
+    -------
+    Cohort
+        Cases in file order, each image decoded once to record its size, bit depth and
+        SHA-256.
+
+    Raises
+    ------
+    ManifestError
+        With every problem :func:`validate_manifest` finds (not only the first).
+    """
+    problems, cohort = _check(Path(path))
+    if problems or cohort is None:
+        raise ManifestError(problems or [Problem(None, None, "manifest could not be read")])
+    return cohort
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Checker:
+    """Collects problems for one validation pass; images are decoded once per file."""
+
+    root: Path
+    problems: list[Problem] = field(default_factory=list)
+    image_cache: dict[Path, tuple[str, str, int, int, int] | str] = field(default_factory=dict)
+
+    def add(self, row: int | None, column: str | None, message: str) -> None:
+        self.problems.append(Problem(row, column, message))
+
+
+def _check(path: Path) -> tuple[list[Problem], Cohort | None]:
+    try:
+        if not path.exists():
+            return [Problem(None, None, f"manifest not found: {path}")], None
+        if not path.is_file():
+            return [Problem(None, None, f"manifest is not a file: {path}")], None
+    except OSError as exc:
+        return [Problem(None, None, f"cannot read manifest: {exc}")], None
+    suffix = path.suffix.lower()
+    if suffix not in MANIFEST_EXTENSIONS:
+        return [
+            Problem(
+                None,
+                None,
+                f"unknown manifest extension {path.suffix or '(none)'!r}; use .csv, .jsonl or .ndjson",
+            )
+        ], None
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return [Problem(None, None, f"cannot read manifest: {exc}")], None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        return [
+            Problem(
+                None,
+                None,
+                f"manifest is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                f"(line {line}); save it as UTF-8",
+            )
+        ], None
+    if not text.strip():
+        return [Problem(None, None, "manifest is empty")], None
+
+    checker = _Checker(root=path.parent.resolve())
+    if suffix == ".csv":
+        records = _read_csv(text, checker)
+    else:
+        records = _read_jsonl(text, checker)
+    if not records and not checker.problems:
+        checker.add(None, None, "manifest has no cases (only a header or blank lines)")
+
+    cases: list[CaseRecord] = []
+    first_row_of: dict[str, int] = {}
+    # Images are decoded one after another: a thread pool measured no faster on the
+    # 2-core target machine (decoding is memory-bound) and held several films at once.
+    for row, values in records:
+        case = _build_case(row, values, checker)
+        case_id = _case_id_of(values)
+        if case_id:
+            if case_id in first_row_of:
+                checker.add(row, "case_id", f"duplicate case id {case_id!r} (first on row {first_row_of[case_id]})")
+            else:
+                first_row_of[case_id] = row
+        if case is not None:
+            cases.append(case)
+
+    problems = sorted(checker.problems, key=lambda p: (p.row is not None, p.row or 0))
+    if problems:
+        return problems, None
+    cohort = Cohort(
+        manifest_path=path.resolve(),
+        root=checker.root,
+        cases=tuple(cases),
+        manifest_sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return [], cohort
+
+
+def _read_csv(text: str, checker: _Checker) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except (csv.Error, StopIteration) as exc:
+        checker.add(None, None, f"cannot parse the CSV header: {exc}")
+        return []
+    columns = [name.strip().lower() for name in header]
+    if len(columns) == 1 and any(sep in columns[0] for sep in ";\t"):
+        # Spreadsheets in some locales save "CSV" with semicolons; say so instead of
+        # reporting one long unknown column.
+        separator = "';'" if ";" in columns[0] else "tabs"
+        checker.add(None, None, f"the header has a single column; the file seems separated by {separator}: "
+                    "save it as comma-separated CSV (UTF-8)")
+        return []
+    if not _check_columns(columns, None, checker, file_level=True):
+        return []
+    records: list[tuple[int, dict[str, Any]]] = []
+    row = 0
+    while True:
+        row += 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            checker.add(row, None, f"cannot parse the CSV row: {exc}")
+            break  # the reader cannot resynchronise after a parse error
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(columns):
+            checker.add(
+                row,
+                None,
+                f"row has {len(cells)} cells but the header has {len(columns)} columns "
+                "(a stray comma or an unquoted line break?)",
+            )
+            continue
+        records.append((row, dict(zip(columns, cells))))
+    return records
+
+
+def _read_jsonl(text: str, checker: _Checker) -> list[tuple[int, dict[str, Any]]]:
+    records: list[tuple[int, dict[str, Any]]] = []
+    # splitlines() would also break on U+2028 and friends, which JSON allows inside strings.
+    for row, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            checker.add(row, None, f"invalid JSON: {exc.msg} (character {exc.colno})")
+            continue
+        if not isinstance(value, dict):
+            checker.add(row, None, f"each line must be a JSON object, got {_type_name(value)}")
+            continue
+        keys = [str(key) for key in value]
+        if not _check_columns([key.strip().lower() for key in keys], row, checker, file_level=False):
+            continue
+        records.append((row, {str(k).strip().lower(): v for k, v in value.items()}))
+    return records
+
+
+def _check_columns(columns: list[str], row: int | None, checker: _Checker, *, file_level: bool) -> bool:
+    """Report unknown, duplicate, blank and missing columns; False when rows cannot be read."""
+    word = "column" if file_level else "key"
+    usable = True
+    seen: set[str] = set()
+    for position, name in enumerate(columns, start=1):
+        if not name:
+            checker.add(row, None, f"{word} {position} has no name")
+            continue
+        if name in seen:
+            checker.add(row, name, f"duplicate {word} {name!r}")
+            usable = False
+        seen.add(name)
+        if name not in COLUMNS:
+            # An unknown column is almost always a typo of a known one; ignoring it would
+            # silently drop data (e.g. "indicaton"), so it is an error, with a suggestion.
+            close = difflib.get_close_matches(name, COLUMNS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known {word}s: {', '.join(COLUMNS)}"
+            checker.add(row, name, f"unknown {word} {name!r}{hint}")
+    for name in REQUIRED_COLUMNS:
+        if name not in seen:
+            extra = " (it may be empty, but must be there)" if name == "indication" else ""
+            # Rows are still read: a missing column must not hide the other problems.
+            checker.add(row, name, f"missing required {word} {name!r}{extra}")
+    return usable
+
+
+# --------------------------------------------------------------------------- one case
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__
+    )
+
+
+def _text(
+    values: dict[str, Any], column: str, row: int, checker: _Checker, *, keep_whitespace: bool = False
+) -> str | None:
+    """A text cell: None when absent or blank; a problem when JSON gives a non-string."""
+    value = values.get(column)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        checker.add(row, column, f"must be text, got {_type_name(value)}")
+        return None
+    if not value.strip():
+        return None
+    return value if keep_whitespace else value.strip()
+
+
+def _case_id_of(values: dict[str, Any]) -> str | None:
+    value = values.get("case_id")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _build_case(row: int, values: dict[str, Any], checker: _Checker) -> CaseRecord | None:
+    before = len(checker.problems)
+
+    case_id = _check_case_id(row, values, checker)
+    images = _image_list(row, values, "images", checker, is_prior=False, required=True)
+    priors = _image_list(row, values, "priors", checker, is_prior=True, required=False)
+    indication = _text(values, "indication", row, checker) or ""
+    comparison = _text(values, "comparison", row, checker) or ""
+    reference = _text(values, "reference_findings", row, checker)
+    drafts = _drafts(row, values, checker)
+    views = {image.view for image in images}
+    mc_items = _mc_items(row, values, case_id or "case", views, checker)
+
+    if len(checker.problems) != before or case_id is None:
+        return None
+    return CaseRecord(
+        case_id=case_id,
+        row=row,
+        images=tuple(images),
+        priors=tuple(priors),
+        indication=indication,
+        comparison=comparison,
+        reference_findings=reference,
+        drafts=tuple(drafts),
+        mc_items=tuple(mc_items),
+    )
+
+
+def _check_case_id(row: int, values: dict[str, Any], checker: _Checker) -> str | None:
+    if "case_id" not in values:
+        return None  # reported once as a missing column
+    value = values.get("case_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        checker.add(row, "case_id", "case id is empty")
+        return None
+    if not isinstance(value, str):
+        checker.add(row, "case_id", f"case id must be text, got {_type_name(value)}")
+        return None
+    case_id = value.strip()
+    if len(case_id) > MAX_CASE_ID_LENGTH:
+        checker.add(row, "case_id", f"case id is {len(case_id)} characters long; at most {MAX_CASE_ID_LENGTH}")
+        return None
+    if not case_id.isprintable():
+        checker.add(row, "case_id", f"case id {case_id!r} contains non-printable characters")
+        return None
+    if "/" in case_id or "\\" in case_id or case_id in (".", ".."):
+        # Case ids end up in URLs, export file names and cache keys.
+        checker.add(row, "case_id", f"case id {case_id!r} must not contain '/' or '\\' or be '.' / '..'")
+        return None
+    return case_id
+
+
+def _image_entries(row: int, column: str, value: Any, checker: _Checker) -> list[tuple[str, str]] | None:
+    """Split an images/priors cell into (view text, path) pairs."""
+    raw: list[Any]
+    if isinstance(value, str):
+        raw = [part for part in value.split(";") if part.strip()]
+    elif isinstance(value, list):
+        raw = value
+    else:
+        checker.add(row, column, f"must be 'VIEW:path;VIEW:path' text or a list, got {_type_name(value)}")
+        return None
+    entries: list[tuple[str, str]] = []
+    for position, entry in enumerate(raw, start=1):
+        if isinstance(entry, dict):
+            view, path = entry.get("view"), entry.get("path")
+            unknown = set(entry) - {"view", "path"}
+            if unknown:
+                checker.add(row, column, f"image entry {position} has unknown keys {sorted(map(str, unknown))}; use 'view' and 'path'")
+                continue
+            if not isinstance(view, str) or not isinstance(path, str):
+                example = '{"view": "PA", "path": "img/c1.png"}'
+                checker.add(row, column, f"image entry {position} needs text 'view' and 'path', e.g. {example}")
+                continue
+            entries.append((view, path))
+        elif isinstance(entry, str):
+            view, sep, path = entry.strip().partition(":")
+            if not sep:
+                checker.add(row, column, f"image entry {position} ({entry.strip()!r}) has no view; write VIEW:path, e.g. PA:img/c1_pa.png")
+                continue
+            entries.append((view, path))
+        else:
+            checker.add(row, column, f"image entry {position} must be 'VIEW:path' or an object, got {_type_name(entry)}")
+    return entries
+
+
+def _image_list(
+    row: int, values: dict[str, Any], column: str, checker: _Checker, *, is_prior: bool, required: bool
+) -> list[ImageRecord]:
+    if column not in values:
+        return []  # a missing required column is reported once for the file
+    value = values.get(column)
+    if value is None or (isinstance(value, (str, list)) and not (value.strip() if isinstance(value, str) else value)):
+        if required:
+            checker.add(row, column, "no images: give at least one, e.g. PA:img/c1_pa.png")
+        return []
+    entries = _image_entries(row, column, value, checker)
+    if entries is None:
+        return []
+    if required and not entries and not any(p.row == row and p.column == column for p in checker.problems):
+        checker.add(row, column, "no images: give at least one, e.g. PA:img/c1_pa.png")
+    records: list[ImageRecord] = []
+    seen: set[str] = set()
+    for view_text, rel in entries:
+        rel = rel.strip()
+        if rel in seen:
+            checker.add(row, column, f"image {rel!r} is listed twice")
+            continue
+        seen.add(rel)
+        view = normalise_view(view_text)
+        if view is None:
+            checker.add(row, column, f"unknown view {view_text.strip()!r} for {rel}; use PA, AP or LATERAL (or lat, ll)")
+        checked = _check_image(row, column, rel, checker)
+        if checked is None or view is None:
+            continue
+        resolved, rel_posix, sha, width, height, kind, bits = checked
+        records.append(
+            ImageRecord(
+                path=resolved,
+                relpath=rel_posix,
+                view=view,
+                is_prior=is_prior,
+                sha256=sha,
+                width=width,
+                height=height,
+                format=kind,
+                bits_stored=bits,
+            )
+        )
+    return records
+
+
+def _locate(root: Path, rel: str) -> tuple[Path, str] | str:
+    """Resolve an image path inside ``root``: (resolved path, posix relpath) or what is wrong."""
+    if not rel:
+        return "image path is empty"
+    if "\x00" in rel:
+        return f"image path {rel!r} contains a NUL character"
+    # Manifests made on Windows use backslashes; the folder layout is what matters.
+    posix = rel.replace("\\", "/")
+    if posix.startswith("/") or (len(posix) >= 2 and posix[1] == ":" and posix[0] in string.ascii_letters):
+        return f"absolute path {rel!r} not allowed; give it relative to the manifest's folder"
+    parts = PurePosixPath(posix).parts
+    depth = 0
+    for part in parts:
+        depth += -1 if part == ".." else (0 if part == "." else 1)
+        if depth < 0:
+            return f"path {rel!r} escapes the manifest's folder"
+    try:
+        resolved = root.joinpath(*parts).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on older Pythons
+        return f"cannot resolve path {rel!r}: {exc}"
+    if not resolved.is_relative_to(root):
+        return f"path {rel!r} points outside the manifest's folder (symlink to {resolved})"
+    try:
+        if not resolved.exists():
+            return f"file not found: {rel}"
+        if not resolved.is_file():
+            return f"not a file: {rel}"
+        if resolved.stat().st_size == 0:
+            return f"file is empty (0 bytes): {rel}"
+    except OSError as exc:
+        return f"cannot read {rel}: {exc}"
+    return resolved, "/".join(parts)
+
+
+def _check_image(row: int, column: str, rel: str, checker: _Checker):
+    """Check one image path end to end; returns the record fields or None after a problem."""
+    located = _locate(checker.root, rel)
+    if isinstance(located, str):
+        checker.add(row, column, located)
+        return None
+    resolved, rel_posix = located
+    cached = checker.image_cache.get(resolved)
+    if cached is None:
+        cached = _inspect(resolved)
+        checker.image_cache[resolved] = cached
+    if isinstance(cached, str):
+        checker.add(row, column, f"{cached}: {rel}")
+        return None
+    sha, kind, width, height, bits = cached
+    return resolved, rel_posix, sha, width, height, kind, bits
+
+
+def _inspect(path: Path) -> tuple[str, str, int, int, int] | str:
+    """Decode one image fully; return its facts, or a message saying what is wrong."""
+    try:
+        kind, width, height = probe_image(path)
+        # Checked on the header first so that a 100000-px file is not decoded to find out.
+        if not (MIN_IMAGE_SIDE <= width <= MAX_IMAGE_SIDE and MIN_IMAGE_SIDE <= height <= MAX_IMAGE_SIDE):
+            return (
+                f"implausible image size {width} x {height} px "
+                f"(each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE})"
+            )
+        image = load_image(path)
+        sha = image_fingerprint(path)
+    except ImageError as exc:
+        return f"unreadable image ({exc})"
+    except OSError as exc:
+        return f"cannot read image ({exc})"
+    if (image.width, image.height) != (width, height):
+        return f"image header says {width} x {height} px but the pixels are {image.width} x {image.height}"
+    return sha, image.format, image.width, image.height, int(image.bits_stored)
+
+
+def _drafts(row: int, values: dict[str, Any], checker: _Checker) -> list[DraftRecord]:
+    drafts: list[DraftRecord] = []
+    reader_text = _text(values, "reader_draft", row, checker)
+    author = _text(values, "reader_draft_author", row, checker)
+    if reader_text is not None:
+        drafts.append(DraftRecord("reader", reader_text, None, None, None, author))
+    elif author is not None:
+        checker.add(row, "reader_draft_author", "reader_draft_author given without reader_draft")
+
+    # The raw output is kept byte for byte: it is provenance, and parsing it is the model
+    # runtime's job.
+    raw = _text(values, "model_output", row, checker, keep_whitespace=True)
+    model_id = _text(values, "model_id", row, checker)
+    mode_text = _text(values, "model_mode", row, checker)
+    mode = None
+    if mode_text is not None:
+        mode = mode_text.lower()
+        if mode not in MODEL_MODES:
+            checker.add(row, "model_mode", f"unknown model mode {mode_text!r}; use reasoning or instruction")
+    if raw is not None:
+        drafts.append(DraftRecord("model", None, raw, model_id, mode, None))
+    else:
+        for column, given in (("model_id", model_id), ("model_mode", mode_text)):
+            if given is not None:
+                checker.add(row, column, f"{column} given without model_output")
+    return drafts
+
+
+def _mc_items(row: int, values: dict[str, Any], case_id: str, views: set[str], checker: _Checker) -> list[MCItem]:
+    items: list[MCItem] = []
+    flat = {column: values.get(column) for column in _MC_FLAT_COLUMNS}
+    flat_given = any(v is not None and not (isinstance(v, str) and not v.strip()) for v in flat.values())
+    listed = values.get("mc_items")
+    if isinstance(listed, str):
+        if listed.strip():
+            try:
+                listed = json.loads(listed)
+            except json.JSONDecodeError as exc:
+                checker.add(row, "mc_items", f"invalid JSON list of items: {exc.msg}")
+                return []
+        else:
+            listed = None
+    if listed is not None and flat_given:
+        checker.add(row, "mc_items", "give multiple-choice items either in mc_items or in the mc_* columns, not both")
+        return []
+    if flat_given:
+        spec = {key: flat[f"mc_{key}"] for key in _MC_ITEM_KEYS}
+        item = _mc_item(row, spec, f"{case_id}-mc1", views, checker, prefix="mc_")
+        return [item] if item else []
+    if listed is None:
+        return []
+    if not isinstance(listed, list):
+        checker.add(row, "mc_items", f"must be a list of item objects, got {_type_name(listed)}")
+        return []
+    seen_ids: set[str] = set()
+    for position, spec in enumerate(listed, start=1):
+        if not isinstance(spec, dict):
+            checker.add(row, "mc_items", f"item {position} must be an object, got {_type_name(spec)}")
+            continue
+        unknown = set(map(str, spec)) - set(_MC_ITEM_KEYS)
+        if unknown:
+            checker.add(row, "mc_items", f"item {position} has unknown keys {sorted(unknown)}; known: {', '.join(_MC_ITEM_KEYS)}")
+            continue
+        item = _mc_item(row, spec, f"{case_id}-mc{position}", views, checker, prefix=f"mc_items[{position}].")
+        if item is None:
+            continue
+        if item.item_id in seen_ids:
+            checker.add(row, "mc_items", f"duplicate item id {item.item_id!r}")
+            continue
+        seen_ids.add(item.item_id)
+        items.append(item)
+    return items
+
+
+def _mc_item(
+    row: int, spec: dict[str, Any], default_id: str, views: set[str], checker: _Checker, *, prefix: str
+) -> MCItem | None:
+    # Problems name the column the coordinator typed: "mc_answer" for the flat columns,
+    # "mc_items" (with the item number in the message) for the list form.
+    def where(key: str) -> str:
+        return f"mc_{key}" if prefix == "mc_" else "mc_items"
+
+    def label(key: str) -> str:
+        return "" if prefix == "mc_" else f"{prefix}{key}: "
+
+    before = len(checker.problems)
+    texts: dict[str, str | None] = {}
+    for key in ("item_id", "question", "answer", "model_output", "image_view"):
+        value = spec.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            texts[key] = None
+        elif isinstance(value, str):
+            texts[key] = value if key == "model_output" else value.strip()
+        else:
+            checker.add(row, where(key), f"{label(key)}must be text, got {_type_name(value)}")
+            texts[key] = None
+    if texts["question"] is None:
+        checker.add(row, where("question"), f"{label('question')}a multiple-choice item needs a question")
+    options = _mc_options(row, spec.get("options"), where("options"), label("options"), checker)
+    answer = texts["answer"]
+    if answer is not None:
+        answer = answer.upper()
+        if options is not None and answer not in options:
+            checker.add(
+                row, where("answer"), f"{label('answer')}answer {texts['answer']!r} is not among the options {', '.join(options)}"
+            )
+    image_view = None
+    if texts["image_view"] is not None:
+        image_view = normalise_view(texts["image_view"])
+        if image_view is None:
+            checker.add(row, where("image_view"), f"{label('image_view')}unknown view {texts['image_view']!r}; use PA, AP or LATERAL")
+        elif views and image_view not in views:
+            checker.add(row, where("image_view"), f"{label('image_view')}the case has no {image_view} image")
+    item_id = texts["item_id"] or default_id
+    if len(item_id) > MAX_CASE_ID_LENGTH or not item_id.isprintable():
+        checker.add(row, where("item_id"), f"{label('item_id')}item id must be printable and at most {MAX_CASE_ID_LENGTH} characters")
+    if len(checker.problems) != before or options is None or texts["question"] is None:
+        return None
+    return MCItem(
+        item_id=item_id,
+        question=texts["question"],
+        options=options,
+        answer=answer,
+        model_output=texts["model_output"],
+        image_view=image_view,
+    )
+
+
+def _mc_options(row: int, value: Any, column: str, label: str, checker: _Checker) -> dict[str, str] | None:
+    """Parse options given as 'A=..|B=..', a JSON object, or a list of texts (lettered A, B, ...)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        checker.add(row, column, f"{label}a multiple-choice item needs options, e.g. A=Yes|B=No")
+        return None
+    pairs: list[tuple[Any, Any]]
+    if isinstance(value, str) and value.strip()[:1] in "{[":
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            checker.add(row, column, f"{label}options are not valid JSON: {exc.msg}")
+            return None
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, list):
+        if len(value) > 26:
+            checker.add(row, column, f"{label}at most 26 options (A to Z), got {len(value)}")
+            return None
+        pairs = [(string.ascii_uppercase[i], text) for i, text in enumerate(value)]
+    elif isinstance(value, str):
+        pairs = []
+        for part in value.split("|"):
+            letter, sep, text = part.partition("=")
+            if not sep:
+                checker.add(row, column, f"{label}malformed option {part.strip()!r}; write options as A=text|B=text")
+                return None
+            pairs.append((letter, text))
+    else:
+        checker.add(row, column, f"{label}options must be 'A=..|B=..', a JSON object or a list, got {_type_name(value)}")
+        return None
+    options: dict[str, str] = {}
+    for letter, text in pairs:
+        key = letter.strip().upper() if isinstance(letter, str) else None
+        if key is None or len(key) != 1 or key not in string.ascii_uppercase:
+            checker.add(row, column, f"{label}option label {letter!r} must be a single letter A to Z")
+            return None
+        if not isinstance(text, str) or not text.strip():
+            checker.add(row, column, f"{label}option {key} has no text")
+            return None
+        if key in options:
+            checker.add(row, column, f"{label}option {key} is given twice")
+            return None
+        options[key] = text.strip()
+    if len(options) < 2:
+        checker.add(row, column, f"{label}a multiple-choice item needs at least two options, got {len(options)} (separate options with |)")
+        return None
+    return options
