@@ -31,7 +31,7 @@ def reset_assignment(db: Database, actor: Actor, study_id: str, reader_key: str,
     if len(reason) < MIN_REASON_CHARS:
         raise InvalidInput("a reset needs a reason (a few words for the audit log)")
     with db.transaction() as session:
-        study = get_study(session, study_id)
+        study = get_study(session, study_id, for_update=True)
         if study.status == "draft":
             raise Conflict(f"study '{study_id}' is not launched; nothing to reset")
         assignment = session.scalars(

@@ -20,7 +20,7 @@ def change_status(db: Database, actor: Actor, study_id: str, action: str, *, rea
     """Pause (readers cannot work until resumed), resume, or close (for good) a launched study."""
     require_coordinator(actor, f"{action} a study")
     with db.transaction() as session:
-        study = get_study(session, study_id)
+        study = get_study(session, study_id, for_update=True)
         allowed = TRANSITIONS.get(study.status, {})
         if action not in allowed:
             can = ", ".join(allowed) or ("nothing until it is launched" if study.status == "draft" else "nothing")

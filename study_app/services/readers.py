@@ -19,7 +19,7 @@ def add_readers(db: Database, actor: Actor, study_id: str, entries: list[RosterE
     """Add readers to a study before launch and allocate again from the seed (all or nothing)."""
     require_coordinator(actor, "add readers")
     with db.transaction() as session:
-        study = get_study(session, study_id)
+        study = get_study(session, study_id, for_update=True)
         roles = study_design(study).roles
         existing = set(session.scalars(select(Reader.reader_key).where(Reader.study_id == study_id)))
         problems = [f"row {e.row}, column reader_id: '{e.reader_key}' is already a reader of the study"

@@ -48,8 +48,10 @@ class StudySummary:
     by_status: dict[str, int] = field(default_factory=dict)
 
 
-def get_study(session: Session, study_id: str) -> Study:
-    study = session.get(Study, study_id)
+def get_study(session: Session, study_id: str, *, for_update: bool = False) -> Study:
+    """The study, or NotFound listing the known ids. `for_update` locks its row until the transaction ends,
+    so two coordinators changing the same study's state one after the other never both succeed."""
+    study = session.get(Study, study_id, with_for_update=for_update)
     if study is None:
         known = ", ".join(session.scalars(select(Study.id).order_by(Study.id))) or "none yet"
         raise NotFound(f"no study '{study_id}' (studies: {known})")
@@ -351,7 +353,7 @@ def import_cohort(db: Database, actor: Actor, study_id: str, manifest_path: str 
     except ManifestError as error:
         raise InvalidInput(str(error)) from None
     with db.transaction() as session:
-        study = get_study(session, study_id)
+        study = get_study(session, study_id, for_update=True)
         if study.status != "draft":
             raise Conflict(f"study '{study_id}' is {study.status}: its cohort was frozen at launch")
         existing = {c.case_key: c.manifest_row for c in session.scalars(select(Case).where(Case.study_id == study_id))}
@@ -514,7 +516,7 @@ def launch_study(db: Database, actor: Actor, study_id: str) -> StudySummary:
     """Freeze the study: bind every model and manifest draft to its assignments and open it to readers."""
     require_coordinator(actor, "launch a study")
     with db.transaction() as session:
-        study = get_study(session, study_id)
+        study = get_study(session, study_id, for_update=True)
         if study.status != "draft":
             raise Conflict(f"study '{study_id}' is already {study.status}; it can be launched once")
         check = launch_checklist(session, study)

@@ -19,4 +19,4 @@ def render() -> None:
          for i in worklist.items]
     )
     st.dataframe(table, hide_index=True)
-    st.link_button("Continue reading", "/reading", type="primary")
+    st.link_button("Continue reading", "/", type="primary")
