@@ -42,7 +42,14 @@ def parse_roster(text: str, *, roles: dict[str, str] | None = None, source: str 
         problems.append(f"{source}: unknown column(s) {', '.join(unknown)} (expected {', '.join(COLUMNS)})")
     entries: list[RosterEntry] = []
     seen: dict[str, int] = {}
-    for row_number, row in enumerate(reader, start=1):
+    rows = []
+    try:
+        for row in reader:
+            rows.append(row)
+    except csv.Error as error:
+        # The csv module cannot resume after a broken line (a stray carriage return, a NUL byte).
+        problems.append(f"{source} row {len(rows) + 1}: cannot parse the CSV ({error}); rows after it were not read")
+    for row_number, row in enumerate(rows, start=1):
         if None in row:
             problems.append(f"{source} row {row_number}: more cells than columns")
             continue
