@@ -628,6 +628,46 @@ def backup(db: Database, out_file: Path) -> None:
     click.echo(f"backed up to {result.path} ({result.size_bytes / 1e6:.1f} MB, integrity {result.integrity})")
 
 
+@main.command("analyze")
+@click.argument("source")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for report.html and results.json.")
+@click.option("--study", "study_id", default=None, help="With a database SOURCE: the study to analyse.")
+@click.option("--seed", type=int, default=None, help="Bootstrap seed (default: the study's seed, so figures reproduce).")
+@click.option("--n-boot", type=click.IntRange(100, 100_000), default=1000, show_default=True,
+              help="Bootstrap resamples.")
+@click.option("--in-progress", is_flag=True, help="Analyse a study still running (arms without reads are left out).")
+def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, n_boot: int, in_progress: bool) -> None:
+    """Run the reader-study analysis on an export folder or straight from a database; write report.html and results.json.
+
+    \b
+    Example:
+      readerstudy analyze exports/pilot --out reports/pilot
+      readerstudy analyze sqlite:///var/readerstudy.sqlite --study pilot --out reports/pilot
+    """
+    from analysis import AnalysisInputError, load_tables, run_analysis, tables_from_frames, write_report
+
+    try:
+        if Path(source).is_dir():
+            tables = load_tables(source)
+        else:
+            if not study_id:
+                raise click.UsageError("SOURCE is not an export folder; name the study with --study to read a database")
+            from study_app.services.export import build_tables, export_meta
+
+            db = open_database(source)
+            try:
+                frames = build_tables(db, SYSTEM, study_id)
+                tables = tables_from_frames(frames, export_meta(db, SYSTEM, study_id, frames))
+            finally:
+                db.dispose()
+        result = run_analysis(tables, seed=seed if seed is not None else int(tables.meta.get("seed", 20240601)),
+                              n_boot=n_boot, require_all_arms=not in_progress)
+    except AnalysisInputError as error:
+        _fail(f"cannot analyse {source}: {error}", 5)
+    report = write_report(result, out_dir)
+    click.echo(f"wrote {report} and {Path(out_dir) / 'results.json'}")
+
+
 # --- demo -----------------------------------------------------------------------------------------
 
 
