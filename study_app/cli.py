@@ -668,6 +668,27 @@ def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, 
     click.echo(f"wrote {report} and {Path(out_dir) / 'results.json'}")
 
 
+@main.command("serve")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (put a TLS proxy in front).")
+@click.option("--image-cache", type=click.Path(path_type=Path), default=Path("var/image-cache"), show_default=True,
+              help="Folder for display copies of the images, kept across restarts.")
+@db_option
+def serve_command(db: Database, port: int, host: str, image_cache: Path) -> None:
+    """Start the web app (reader pages, coordinator console, sign-in links) with streamlit_config.toml's options.
+
+    \b
+    Example:
+      readerstudy serve --db var/readerstudy.sqlite --port 8501
+    """
+    from study_app.serve import serve
+
+    url = db.url
+    db.dispose()
+    click.echo(f"serving {url} on http://{host}:{port} (Ctrl-C stops)")
+    serve(url, host=host, port=port, image_cache=image_cache)
+
+
 # --- demo -----------------------------------------------------------------------------------------
 
 
@@ -696,4 +717,7 @@ def demo(db: Database, no_serve: bool, port: int, host: str, cohort_dir: Path) -
         return
     from study_app.serve import serve
 
-    serve(db.url, host=host, port=port)
+    url = db.url
+    db.dispose()
+    click.echo(f"serving on {base_url} (Ctrl-C stops)")
+    serve(url, host=host, port=port, image_cache=Path("var/image-cache"))
