@@ -29,7 +29,8 @@ from study_app.store.models import Assignment, Image, Study
 # Long side of the display copy: a 2500 x 3000 film becomes about 1700 x 2048, enough to zoom 2x on a
 # large monitor, and small enough to decode, window and send in well under a second.
 DISPLAY_MAX = (2048, 2048)
-MEMORY_CACHE_ENTRIES = 48
+# A 2500 x 3000 film packs to about 6 MB; 384 MB keeps the current and next cases of many readers.
+MEMORY_CACHE_BYTES = 384 * 2**20
 CACHE_DIR_ENV = "READERSTUDY_IMAGE_CACHE"
 # Statuses in which a reader may still look at a case's images.
 _VIEWABLE = ("ready", "in_progress", "submitted")
@@ -112,9 +113,10 @@ def unpack_display_png(png: bytes, offset: float, gain: float) -> np.ndarray:
 class DisplayCache:
     """Display copies kept in memory (LRU) and, when a folder is given, on disk across restarts."""
 
-    def __init__(self, directory: str | Path | None = None, entries: int = MEMORY_CACHE_ENTRIES) -> None:
+    def __init__(self, directory: str | Path | None = None, max_bytes: int = MEMORY_CACHE_BYTES) -> None:
         self.directory = Path(directory) if directory else None
-        self.entries = entries
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self._memory: OrderedDict[str, DisplayImage] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -137,10 +139,14 @@ class DisplayCache:
             if hit is None:
                 hit = self._from_disk(key) or self._prepare(path, sha256, max_size, key)
             with self._lock:
-                self._memory[key] = hit
+                if key not in self._memory:
+                    self._memory[key] = hit
+                    self._bytes += len(hit.png)
                 self._memory.move_to_end(key)
-                while len(self._memory) > self.entries:
-                    self._memory.popitem(last=False)
+                # Least recently used first; the entry just added always stays.
+                while self._bytes > self.max_bytes and len(self._memory) > 1:
+                    _, dropped = self._memory.popitem(last=False)
+                    self._bytes -= len(dropped.png)
                 self._key_locks.pop(key, None)
         return hit
 
@@ -176,10 +182,13 @@ class DisplayCache:
     def clear_memory(self) -> None:
         with self._lock:
             self._memory.clear()
+            self._bytes = 0
 
 
 _default_cache: DisplayCache | None = None
 _prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch-images")
+# The views of one case are prepared side by side: decoding, resampling and zlib release the GIL.
+_preparers = ThreadPoolExecutor(max_workers=max(2, min(4, os.cpu_count() or 2)), thread_name_prefix="prepare-image")
 
 
 def default_cache() -> DisplayCache:
@@ -240,7 +249,11 @@ def case_display_images(
         In the case's image order (current views first, priors as the manifest lists them).
     """
     cache = cache or default_cache()
-    return [(image, cache.get(image.path, image.sha256)) for image in _case_images(db, actor, assignment_id)]
+    case_images = _case_images(db, actor, assignment_id)
+    if len(case_images) == 1:
+        return [(case_images[0], cache.get(case_images[0].path, case_images[0].sha256))]
+    prepared = list(_preparers.map(lambda image: cache.get(image.path, image.sha256), case_images))
+    return list(zip(case_images, prepared))
 
 
 def case_image_png(

@@ -134,7 +134,11 @@ def _same_origin(request: Request) -> bool:
     if request.headers.get(CLIENT_HEADER) != "1":
         return False
     origin = request.headers.get("origin")
-    return origin is None or origin.split("://", 1)[-1] == request.headers.get("host")
+    if origin is None:
+        return True
+    # Behind a proxy the browser's host may arrive as X-Forwarded-Host instead of Host.
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}
+    return origin.split("://", 1)[-1] in hosts
 
 
 def _error(error: ServiceError) -> JSONResponse:

@@ -23,8 +23,8 @@ class Editor {
     this.button.textContent = data.submit_label || "Submit";
     this.onInput = () => { this.saved.textContent = "Not saved yet…"; };
     this.onBlur = () => this.save();
-    this.onHide = () => { if (document.hidden) this.save(); };
-    this.onPageHide = () => this.save();
+    this.onHide = () => { if (document.hidden) this.save(true); };
+    this.onPageHide = () => this.save(true);
     this.onSubmit = () => this.submit();
     this.text.addEventListener("input", this.onInput);
     this.text.addEventListener("blur", this.onBlur);
@@ -33,15 +33,20 @@ class Editor {
     this.button.addEventListener("click", this.onSubmit);
     this.timer = setInterval(() => this.save(), Math.max(1, data.autosave_s || 3) * 1000);
   }
-  async save() {
+  async save(leaving = false) {
     if (!this.withText || this.locked) return;
+    // One save at a time, so an older text can never land after a newer one.
+    if (this.inFlight && !leaving) { this.again = true; return; }
     const value = this.text.value;
     if (value === this.lastSaved) return;
     this.lastSaved = value;
+    const body = JSON.stringify({ text: value });
+    this.inFlight = true;
     try {
       const response = await fetch(`/api/reading/${this.data.assignment_id}/autosave`, {
-        method: "POST", headers: HEADERS, credentials: "same-origin", keepalive: true,
-        body: JSON.stringify({ text: value }),
+        method: "POST", headers: HEADERS, credentials: "same-origin", body,
+        // keepalive lets the request outlive a closing page, but browsers cap it at 64 kB in flight.
+        keepalive: leaving && body.length < 60000,
       });
       if (response.ok) {
         this.saved.textContent = `Saved ${new Date().toLocaleTimeString()}`;
@@ -53,6 +58,9 @@ class Editor {
     } catch (error) {
       this.lastSaved = null;
       this.saved.textContent = "Not saved (connection lost); retrying…";
+    } finally {
+      this.inFlight = false;
+      if (this.again) { this.again = false; this.save(); }
     }
   }
   submit() {
@@ -65,8 +73,9 @@ class Editor {
     this.button.disabled = true;
     this.button.textContent = "Submitting…";
     this.text.readOnly = true;
-    const clock = window.__readerstudyClock && window.__readerstudyClock.id === this.data.assignment_id
-      ? window.__readerstudyClock.snapshot() : {};
+    const own = window.__readerstudyClock && window.__readerstudyClock.id === this.data.assignment_id;
+    const clock = own ? window.__readerstudyClock.snapshot() : {};
+    if (own) window.__readerstudyClock.forget();
     this.setTriggerValue("submit", { text: this.withText ? this.text.value : null, ...clock, nonce: Date.now() });
   }
   destroy() {

@@ -13,89 +13,98 @@ function post(path, body) {
 }
 
 // ---- reading clock: one per page, keyed by case; its totals survive a refresh (localStorage) ----
+// Totals = what earlier visits stored + this visit's closed stretches + the stretch still open now.
+const ACTIVITY = ["keydown", "pointerdown", "pointermove", "wheel", "input", "scroll"];
+
 class ReadingClock {
   constructor(assignmentId, idleThresholdS) {
     this.id = assignmentId;
     this.idleMs = Math.max(5, idleThresholdS || 60) * 1000;
     this.storeKey = `readerstudy-clock-${assignmentId}`;
-    const saved = JSON.parse(localStorage.getItem(this.storeKey) || "{}");
-    this.totals = { visit_s: saved.visit_s || 0, hidden_s: saved.hidden_s || 0, idle_s: saved.idle_s || 0 };
-    this.started = null;          // performance.now() when this visit's clock started (first image drawn)
+    let saved = {};
+    try { saved = JSON.parse(localStorage.getItem(this.storeKey) || "{}"); } catch (e) { saved = {}; }
+    this.base = { visit_s: +saved.visit_s || 0, hidden_s: +saved.hidden_s || 0, idle_s: +saved.idle_s || 0 };
+    this.started = null;        // performance.now() when this visit's clock started (first image drawn)
+    this.hiddenClosed = 0;      // ms, this visit
+    this.idleClosed = 0;        // ms, this visit
+    this.hiddenSince = null;
     this.lastActivity = performance.now();
-    this.hiddenSince = document.hidden ? performance.now() : null;
     this.onActivity = () => this.activity();
     this.onVisibility = () => this.visibility();
     this.onPageHide = () => this.save();
-    for (const kind of ["keydown", "pointerdown", "pointermove", "wheel", "input", "scroll"]) {
-      document.addEventListener(kind, this.onActivity, { capture: true, passive: true });
-    }
+    for (const kind of ACTIVITY) document.addEventListener(kind, this.onActivity, { capture: true, passive: true });
     document.addEventListener("visibilitychange", this.onVisibility);
     window.addEventListener("pagehide", this.onPageHide);
     this.timer = setInterval(() => this.save(), 2000);
   }
   start() {
-    if (this.started === null) { this.started = performance.now(); this.lastActivity = this.started; }
+    if (this.started !== null) return;
+    this.started = performance.now();
+    this.lastActivity = this.started;
+    if (document.hidden) this.hiddenSince = this.started;
   }
   event(kind, durationS) {
     const body = { kind, client_at: new Date().toISOString() };
     if (durationS !== undefined) body.duration_s = Math.round(durationS * 1000) / 1000;
     post(`/api/reading/${this.id}/event`, body);
   }
-  closeIdle(now) {
-    // An idle stretch counts whole once it passes the threshold; hidden time is counted as hidden, not idle.
+  openIdle(now) {
+    // An idle stretch counts whole once it passes the threshold, and only while the page is visible.
     const gap = now - this.lastActivity;
-    if (this.started !== null && this.hiddenSince === null && gap > this.idleMs) {
-      this.totals.idle_s += gap / 1000;
-      this.event("idle", gap / 1000);
-    }
-    this.lastActivity = now;
+    return this.started !== null && this.hiddenSince === null && gap > this.idleMs ? gap : 0;
   }
   activity() {
     if (this.hiddenSince !== null) return;
     const now = performance.now();
-    if (now - this.lastActivity > this.idleMs) this.closeIdle(now); else this.lastActivity = now;
+    const idle = this.openIdle(now);
+    if (idle) { this.idleClosed += idle; this.event("idle", idle / 1000); }
+    this.lastActivity = now;
   }
   visibility() {
+    if (this.started === null) return;
     const now = performance.now();
-    if (document.hidden) {
-      if (this.hiddenSince === null) {
-        this.closeIdle(now);
-        this.hiddenSince = now;
-        this.event("hidden");
-        this.save();
-      }
-    } else if (this.hiddenSince !== null) {
-      const hidden = (now - this.hiddenSince) / 1000;
+    if (document.hidden && this.hiddenSince === null) {
+      const idle = this.openIdle(now);
+      if (idle) { this.idleClosed += idle; this.event("idle", idle / 1000); }
+      this.hiddenSince = now;
+      this.event("hidden");
+      this.save();
+    } else if (!document.hidden && this.hiddenSince !== null) {
+      const hidden = now - this.hiddenSince;
+      this.hiddenClosed += hidden;
       this.hiddenSince = null;
-      if (this.started !== null) this.totals.hidden_s += hidden;
-      this.event("visible", hidden);
-      this.lastActivity = now;
+      this.lastActivity = now;  // time away is hidden time, not idle time
+      this.event("visible", hidden / 1000);
     }
   }
-  snapshot() {
+  totals() {
     const now = performance.now();
-    const t = { ...this.totals };
-    if (this.started !== null) t.visit_s += (now - this.started) / 1000;
-    if (this.hiddenSince !== null && this.started !== null) t.hidden_s += (now - this.hiddenSince) / 1000;
-    else if (this.started !== null && now - this.lastActivity > this.idleMs) t.idle_s += (now - this.lastActivity) / 1000;
+    const on = this.started !== null;
+    return {
+      visit_s: this.base.visit_s + (on ? (now - this.started) / 1000 : 0),
+      hidden_s: this.base.hidden_s + (this.hiddenClosed + (this.hiddenSince !== null ? now - this.hiddenSince : 0)) / 1000,
+      idle_s: this.base.idle_s + (this.idleClosed + this.openIdle(now)) / 1000,
+    };
+  }
+  snapshot() {
+    const t = this.totals();
     const round = (x) => Math.round(Math.max(0, x) * 1000) / 1000;
     return { active_s: round(t.visit_s - t.hidden_s - t.idle_s), hidden_s: round(t.hidden_s), idle_s: round(t.idle_s) };
   }
   save() {
     if (this.started === null) return;
-    const now = performance.now();
-    this.totals.visit_s += (now - this.started) / 1000;
-    this.started = now;
-    if (this.hiddenSince !== null) { this.totals.hidden_s += (now - this.hiddenSince) / 1000; this.hiddenSince = now; }
-    try { localStorage.setItem(this.storeKey, JSON.stringify(this.totals)); } catch (e) { /* private mode */ }
+    try { localStorage.setItem(this.storeKey, JSON.stringify(this.totals())); } catch (e) { /* private mode */ }
   }
-  forget() { try { localStorage.removeItem(this.storeKey); } catch (e) { /* ignore */ } }
-  stop() {
-    this.save();
+  forget() {
+    // After SUBMIT the totals are in the database; stop keeping them in the browser.
+    this.stop(false);
+    this.started = null;
+    try { localStorage.removeItem(this.storeKey); } catch (e) { /* ignore */ }
+  }
+  stop(keep = true) {
+    if (keep) this.save();
     clearInterval(this.timer);
-    for (const kind of ["keydown", "pointerdown", "pointermove", "wheel", "input", "scroll"]) {
-      document.removeEventListener(kind, this.onActivity, { capture: true });
-    }
+    for (const kind of ACTIVITY) document.removeEventListener(kind, this.onActivity, { capture: true });
     document.removeEventListener("visibilitychange", this.onVisibility);
     window.removeEventListener("pagehide", this.onPageHide);
   }

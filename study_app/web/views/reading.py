@@ -27,11 +27,17 @@ def _state() -> dict:
                                                    "prefetched": set(), "just_done": None, "notice": None})
 
 
-def _needs_instructions(worklist: reading_service.Worklist, item: reading_service.WorklistItem, state: dict) -> bool:
-    """Instructions come before the first case of an arm, until the reader has started it."""
-    if item.status != "ready" or item.arm_key in state["instructed"]:
+def _needs_instructions(
+    worklist: reading_service.Worklist, item: reading_service.WorklistItem, instructions: str, state: dict
+) -> bool:
+    """Instructions come before the first case of a task, until the reader has started one.
+
+    Keyed by the task and the text, not the arm: two arms with the same instructions (edit a resident
+    draft, edit a model draft) must not announce themselves as different by showing them twice.
+    """
+    if item.status != "ready" or not instructions.strip() or instructions in state["instructed"]:
         return False
-    return all(i.status in ("pending", "ready") for i in worklist.items if i.arm_key == item.arm_key)
+    return all(i.status in ("pending", "ready") for i in worklist.items if i.task == item.task)
 
 
 def _image_label(image: image_service.CaseImage) -> str:
@@ -42,6 +48,13 @@ def _image_label(image: image_service.CaseImage) -> str:
 def _plain(text: str | None) -> None:
     """Report text is shown as text, never interpreted as markdown or HTML."""
     st.text(text if text else "(empty)")
+
+
+def _answer_text(view: reading_service.CaseView) -> str | None:
+    """The model's answer, with its option text when it names an option ("C" -> "C. Left effusion")."""
+    answer = (view.model_answer or "").strip()
+    options = view.mc_options or {}
+    return f"{answer}. {options[answer]}" if answer in options else view.model_answer
 
 
 def _end_screen(worklist: reading_service.Worklist) -> None:
@@ -92,14 +105,15 @@ def render() -> None:
             return
         assignment_id = item.assignment_id
 
-    if item is not None and _needs_instructions(worklist, item, state):
+    if item is not None and item.status == "ready":
         instructions = reading_service.case_view(db, actor, item.assignment_id).instructions
-        with st.container(border=True):
-            st.markdown(instructions)  # the design's arm instructions: the only markdown this app renders
-        if st.button("Start", type="primary", key=f"start-{item.assignment_id}"):
-            state["instructed"].add(item.arm_key)
-            st.rerun()
-        return
+        if _needs_instructions(worklist, item, instructions, state):
+            with st.container(border=True):
+                st.markdown(instructions)  # the design's arm instructions: the only markdown this app renders
+            if st.button("Start", type="primary", key=f"start-{item.assignment_id}"):
+                state["instructed"].add(instructions)
+                st.rerun()
+            return
 
     try:
         if assignment_id not in state["visited"]:
@@ -166,7 +180,7 @@ def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
         st.markdown("**Model's reasoning**")
         _plain(view.reasoning)
         st.markdown("**Model's answer**")
-        _plain(view.model_answer)
+        _plain(_answer_text(view))
     else:
         st.markdown("**Findings**" + (" (draft: edit until you would sign it)" if view.task == "edit" else ""))
     attempt = state["attempts"].get(view.assignment_id, 0)

@@ -1,0 +1,259 @@
+"""End to end in real headless Chromium: sign in by link, edit, refresh mid-case, compare; then check the database."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from study_app.services import reading
+from study_app.services.actors import reader_actor
+from study_app.store.models import Answer, Assignment, Event, Question, Reader, Response
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCRIPTED_WAIT_S = 3.0
+SCREENSHOTS = Path(os.environ.get("READERSTUDY_SCREENSHOTS", "")) if os.environ.get("READERSTUDY_SCREENSHOTS") else None
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def chromium():
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium found and CI is set: the CI image must install Debian's chromium")
+        pytest.skip("no Chromium found (CI unset); install Debian's chromium to run the browser tests")
+    pytest.importorskip("playwright.sync_api")
+    return path
+
+
+@pytest.fixture
+def live_server(residents_done, tmp_path):
+    """`readerstudy serve` on a free loopback port, against the study's SQLite file."""
+    port = free_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    code = f"from study_app.serve import serve; serve({residents_done.url!r}, port={port})"
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError((tmp_path / "server.log").read_text())
+            time.sleep(0.2)
+    yield base
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+
+
+def wait_clock(page, assignment_id: int) -> float:
+    """Wait until the viewer has drawn the case's first image and the server has started the clock."""
+    page.wait_for_selector(f".rs-viewer[data-assignment='{assignment_id}'][data-clock='started']", timeout=20_000)
+    return time.monotonic()
+
+
+def open_case(page, base: str, assignment_id: int) -> float:
+    page.goto(f"{base}/?case={assignment_id}")
+    start = page.get_by_role("button", name="Start")
+    viewer = page.locator(f".rs-viewer[data-assignment='{assignment_id}']")
+    start.or_(viewer).first.wait_for(timeout=20_000)
+    if start.count():
+        start.click()
+    return wait_clock(page, assignment_id)
+
+
+def answer(page, label: str, option: str) -> None:
+    page.get_by_role("radiogroup", name=label).get_by_text(option, exact=True).click()
+
+
+def save_and_next(page) -> None:
+    page.get_by_role("button", name="Save answers").click()
+    page.get_by_role("button", name="Next case").click()
+    page.get_by_role("button", name="Next case").wait_for(state="detached", timeout=20_000)
+
+
+def edit_answers(page) -> None:
+    page.get_by_role("radiogroup", name="Why did you edit the draft?").wait_for(timeout=20_000)
+    answer(page, "Why did you edit the draft?", "Content: false or missing finding, wrong severity")
+    for label in ("The draft helps answer the exam indication.", "The draft improves report-writing efficiency.",
+                  "The draft improves interpretation efficiency."):
+        answer(page, label, "Agree")
+
+
+def shoot(page, name: str) -> None:
+    if SCREENSHOTS is not None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+def test_reader_signs_in_edits_refreshes_and_compares(residents_done, live_server, chromium):
+    from playwright.sync_api import sync_playwright
+
+    study, base = residents_done, live_server
+    token = study.invites["att1"]  # the browser spends this link; the test looks at the same reader's worklist
+    with study.db.read() as session:
+        reader_id = session.scalars(select(Reader.id).where(Reader.reader_key == "att1")).one()
+    actor = reader_actor(reader_id, "att1")
+    edits = [i.assignment_id for i in study.items(actor, task="edit", status="ready")]
+    compare = study.items(actor, task="compare", status="ready")[0].assignment_id
+    first, second = edits[:2]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        page.goto(f"{base}/signin?token={token}")
+        page.click("#signin")
+        page.wait_for_url(f"{base}/**")
+        cookie = next(c for c in page.context.cookies() if c["name"] == "readerstudy_session")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+        # Case 1: edit, a scripted pause, submit, answers, next.
+        shown_at = open_case(page, base, first)
+        editor = page.locator("textarea.rs-text")
+        editor.fill("Edited in the browser: small left pleural effusion.")
+        page.wait_for_timeout(SCRIPTED_WAIT_S * 1000)
+        submitted_at = time.monotonic()
+        page.locator("button.rs-submit").click()
+        edit_answers(page)
+        shoot(page, "1-questions")
+        save_and_next(page)
+
+        # Case 2: type, let autosave run, refresh, check the text and the clock survived, finish.
+        open_case(page, base, second)
+        editor.fill("Typed before the refresh.")
+        page.wait_for_selector(".rs-saved:has-text('Saved')", timeout=15_000)
+        before = reading.case_view(study.db, actor, second).first_shown_at
+        page.reload()
+        wait_clock(page, second)
+        assert page.locator("textarea.rs-text").input_value() == "Typed before the refresh."
+        shoot(page, "2-after-refresh")
+        page.locator("button.rs-submit").click()
+        edit_answers(page)
+        save_and_next(page)
+
+        # Case 3: compare, prefer B.
+        open_case(page, base, compare)
+        shoot(page, "3-compare")
+        page.wait_for_timeout(500)
+        page.locator("button.rs-submit").click()
+        page.get_by_role("radiogroup", name="Which report do you prefer?").wait_for(timeout=20_000)
+        answer(page, "Which report do you prefer?", "Report B")
+        save_and_next(page)
+        browser.close()
+
+    with study.db.read() as session:
+        response = session.scalars(select(Response).where(Response.assignment_id == first)).one()
+        assert response.final_text == "Edited in the browser: small left pleural effusion."
+        assert abs(response.duration_s - (submitted_at - shown_at)) <= 1.0
+        assert response.duration_s >= SCRIPTED_WAIT_S
+        assert response.active_s is not None and 0 < response.active_s <= response.duration_s + 0.5
+        answers = dict(session.execute(
+            select(Question.key, Answer.value).join(Question, Answer.question_id == Question.id)
+            .where(Answer.assignment_id == first)
+        ).all())
+        assert answers == {"edit_reason": "content", "indication_applicability": "5",
+                           "writing_efficiency": "5", "interpretation_efficiency": "5"}
+        kinds = [k for k in session.scalars(select(Event.kind).where(Event.assignment_id == first).order_by(Event.id))
+                 if k not in ("autosave", "hidden", "visible", "idle")]
+        assert kinds == ["opened", "image_shown", "submitted", "answers_saved", "completed"]
+
+        second_row = session.get(Assignment, second)
+        assert second_row.first_shown_at == before, "a refresh does not restart the clock"
+        assert second_row.sessions == 2 and second_row.status == "completed"
+        assert session.scalars(select(Response.final_text).where(Response.assignment_id == second)).one() == (
+            "Typed before the refresh."
+        )
+        preference = session.scalars(
+            select(Answer.value).join(Question, Answer.question_id == Question.id)
+            .where(Answer.assignment_id == compare, Question.key == "preference")
+        ).one()
+        assert preference == "B"
+        assert session.get(Assignment, compare).status == "completed"
+
+
+def test_hidden_and_idle_time_reach_the_submission(residents_done, live_server, chromium):
+    """A reasoning case: the tab hides for a while, the reader idles past the threshold, then submits."""
+    from playwright.sync_api import sync_playwright
+
+    study, base = residents_done, live_server
+    idle_threshold = 5  # the browser's floor; the study's 60 s would make the test a minute long
+    with study.db.transaction() as session:
+        from study_app.store.models import Study
+
+        row = session.get(Study, "demo")
+        row.settings = {**row.settings, "idle_threshold_s": idle_threshold}
+    with study.db.read() as session:
+        reader_id = session.scalars(select(Reader.id).where(Reader.reader_key == "rad1")).one()
+    actor = reader_actor(reader_id, "rad1")
+    case = study.items(actor, task="rate_reasoning", status="ready")[0].assignment_id
+
+    hide = ("Object.defineProperty(document, 'hidden', {value: %s, configurable: true});"
+            "document.dispatchEvent(new Event('visibilitychange'));")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        page.goto(f"{base}/signin?token={study.invites['rad1']}")
+        page.click("#signin")
+        page.wait_for_url(f"{base}/**")
+        open_case(page, base, case)
+        shoot(page, "4-reasoning")
+        page.evaluate(hide % "true")
+        page.wait_for_timeout(1500)
+        page.evaluate(hide % "false")
+        page.mouse.move(200, 300)
+        page.wait_for_timeout((idle_threshold + 1.5) * 1000)
+        page.mouse.move(220, 320)  # ends the idle stretch
+        page.wait_for_timeout(300)
+        page.locator("button.rs-submit").click()
+        page.get_by_role("radiogroup", name="The reasoning is factually correct about the image.").wait_for(
+            timeout=20_000)
+        answer(page, "The reasoning is factually correct about the image.", "Agree")
+        answer(page, "The reasoning supports the final answer.", "Strongly agree")
+        save_and_next(page)
+        browser.close()
+
+    with study.db.read() as session:
+        response = session.scalars(select(Response).where(Response.assignment_id == case)).one()
+        events = session.execute(
+            select(Event.kind, Event.payload).where(Event.assignment_id == case).order_by(Event.id)
+        ).all()
+    assert response.hidden_s == pytest.approx(1.5, abs=0.5)
+    assert response.idle_s == pytest.approx(idle_threshold + 1.5, abs=1.0)
+    assert response.active_s == pytest.approx(response.duration_s - response.hidden_s - response.idle_s, abs=1.0)
+    kinds = [kind for kind, _ in events if kind != "autosave"]
+    assert kinds == ["opened", "image_shown", "hidden", "visible", "idle", "submitted", "answers_saved",
+                     "completed"]
+    payload = dict(events)
+    assert payload["visible"]["duration_s"] == pytest.approx(1.5, abs=0.5)
+    assert payload["idle"]["duration_s"] >= idle_threshold

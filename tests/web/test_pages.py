@@ -1,0 +1,352 @@
+"""AppTest smoke and state tests of the reader pages: every task type, every state, refresh in each state."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from study_app.services import auth, reading
+from study_app.services.errors import AlreadySubmitted
+from study_app.store.models import Assignment, Event
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def texts(at) -> list[str]:
+    return [t.value for t in at.text]
+
+
+def words(at) -> str:
+    """Everything a reader can read on the page, as one string."""
+    parts = [t.value for t in at.text] + [m.value for m in at.markdown] + [s.value for s in at.subheader]
+    parts += [e.value for kind in (at.error, at.info, at.success, at.warning) for e in kind]
+    parts += [b.label for b in at.button] + [r.label for r in at.radio]
+    return "\n".join(str(p) for p in parts)
+
+
+def start(at):
+    """Press Start on an arm's instructions when they are shown."""
+    starts = [b for b in at.button if b.label == "Start"]
+    return starts[0].click().run() if starts else at
+
+
+def sessions_of(study, assignment_id: int) -> int:
+    with study.db.read() as session:
+        return session.get(Assignment, assignment_id).sessions
+
+
+def test_signed_out_browser_sees_how_to_sign_in(web_study, open_page):
+    at = open_page(None)
+    assert not at.exception
+    assert "not signed in" in at.info[0].value
+    assert not at.text  # no case, no worklist
+
+
+def test_revoked_session_is_signed_out_on_next_rerun(web_study, open_page):
+    token, _ = web_study.sign_in("res1")
+    at = open_page(token)
+    assert at.progress, "a signed-in reader sees the progress bar"
+    auth.revoke_session(web_study.db, token)
+    at.run()
+    assert "not signed in" in at.info[0].value
+
+
+def test_instructions_come_before_an_arms_first_case_then_the_case_opens(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    at = open_page(token)
+    assert not at.exception
+    instructions = [m.value for m in at.markdown if m.value.lstrip().startswith("###")]
+    assert instructions, "the arm's instructions are rendered as markdown"
+    assert [b.label for b in at.button] == ["Start"]
+    first = reading.worklist(web_study.db, actor).next_item()
+    assert first.status == "ready", "reading the instructions does not open the case"
+    at = start(at)
+    assert not at.exception
+    assert reading.case_view(web_study.db, actor, first.assignment_id).status == "in_progress"
+    assert any(s.value.startswith(f"Case {first.position} of ") for s in at.subheader)
+    assert sessions_of(web_study, first.assignment_id) == 1
+    # A rerun of the same tab is not a new visit; a refresh (new tab) is, and skips the instructions.
+    at.run()
+    assert sessions_of(web_study, first.assignment_id) == 1
+    again = open_page(token)
+    assert "Start" not in [b.label for b in again.button]
+    assert sessions_of(web_study, first.assignment_id) == 2
+
+
+def test_write_case_shows_an_empty_editor_and_resumes_from_autosave(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="write")[0]
+    at = start(open_page(token, case=item.assignment_id))
+    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    assert view.editor_text == ""
+    reading.autosave(web_study.db, actor, item.assignment_id, "Heart size normal.")
+    refreshed = open_page(token, case=item.assignment_id)
+    assert not refreshed.exception
+    editor = _editor_data(refreshed)
+    assert editor["text"] == "Heart size normal." and editor["mode"] == "write"
+
+
+def _component_data(at, name: str) -> dict | None:
+    """The data the page handed to a browser component (None when it is not on the page)."""
+    import json
+
+    for node in _walk(at.main):
+        if getattr(node, "type", None) == "bidi_component" and node.proto.component_name == name:
+            return json.loads(node.proto.json or "null")
+    return None
+
+
+def _editor_data(at) -> dict:
+    data = _component_data(at, "readerstudy_editor")
+    assert data is not None, "no report editor on the page"
+    return data
+
+
+def _walk(block):
+    yield block
+    for child in getattr(block, "children", {}).values():
+        yield from _walk(child)
+
+
+def test_edit_case_prefills_the_draft_and_says_nothing_of_its_source(residents_done, open_page):
+    study = residents_done
+    token, actor = study.sign_in("att1")
+    edits = study.items(actor, task="edit", status="ready")
+    assert len(edits) >= 2, "att1 edits a resident draft and a model draft"
+    seen = []
+    for item in edits[:2]:
+        at = start(open_page(token, case=item.assignment_id))
+        assert not at.exception
+        view = reading.case_view(study.db, actor, item.assignment_id)
+        assert _editor_data(at)["text"] == view.editor_text != ""
+        page = words(at).lower()
+        for telltale in ("model", "resident", "ai ", "chexone", item.arm_key.lower()):
+            assert telltale not in page, f"'{telltale}' on an edit page"
+        # Same layout whatever the draft's source: only the texts differ.
+        seen.append([m.value for m in at.markdown if not m.value.lstrip().startswith("###")])
+    assert seen[0] == seen[1]
+
+
+def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    at = start(open_page(token, case=item.assignment_id))
+    reading.mark_image_shown(web_study.db, actor, item.assignment_id)  # what the viewer reports
+    reading.submit(web_study.db, actor, item.assignment_id, "Edited findings.")
+    at.run()
+    assert not at.exception
+    assert "Edited findings." in texts(at)
+    assert "locked" in words(at)
+    likert = [r for r in at.radio if len(r.options) == 5]
+    assert likert and all(r.value is None for r in at.radio)
+    save = next(b for b in at.button if b.label == "Save answers")
+    at = save.click().run()
+    assert "please answer" in at.error[0].value
+    assert reading.case_view(web_study.db, actor, item.assignment_id).status == "submitted"
+    # Refresh while the questions are open: still submitted, questions again, no editor.
+    at = open_page(token)
+    assert [r.label for r in at.radio][:1] == ["Why did you edit the draft?"]
+    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    for radio, question in zip(at.radio, view.questions):
+        radio.set_value(question.options[0]["value"])
+    at = next(b for b in at.button if b.label == "Save answers").click().run()
+    assert not at.exception and not at.error
+    assert "Saved" in at.success[0].value
+    with web_study.db.read() as session:
+        status = session.get(Assignment, item.assignment_id).status
+    assert status == "completed"
+    at = next(b for b in at.button if b.label == "Next case").click().run()
+    assert not at.exception
+
+
+def test_radio_labels_are_the_designs_and_likert_has_five_points(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    reading.open_case(web_study.db, actor, item.assignment_id)
+    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
+    reading.submit(web_study.db, actor, item.assignment_id, "x")
+    at = open_page(token)
+    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    for radio, question in zip(at.radio, view.questions):
+        assert radio.label == question.label
+        assert radio.options == [o["label"] for o in question.options]
+    assert sum(len(r.options) == 5 for r in at.radio) == 3
+
+
+def test_going_back_to_a_finished_case_is_refused(web_study, open_page, finish_case):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor)[0]
+    finish_case(web_study, actor, item.assignment_id)
+    at = open_page(token, case=item.assignment_id)
+    assert "cannot be reopened" in at.error[0].value
+    assert _no_editor(at)
+
+
+def _no_editor(at) -> bool:
+    return _component_data(at, "readerstudy_editor") is None
+
+
+@pytest.mark.parametrize("value, message", [("abc", "is not a case number"), ("999999", "no case 999999")])
+def test_bad_case_in_the_url_gets_a_clear_message(web_study, open_page, value, message):
+    token, _ = web_study.sign_in("res1")
+    at = open_page(token, case=value)
+    assert not at.exception
+    assert message in at.error[0].value
+
+
+def test_another_readers_case_is_not_reachable(web_study, open_page):
+    _, other = web_study.sign_in("res2")
+    theirs = web_study.items(other)[0].assignment_id
+    token, _ = web_study.sign_in("res1")
+    at = open_page(token, case=theirs)
+    assert f"no case {theirs} in your worklist" in at.error[0].value
+    assert _no_editor(at)
+
+
+def test_compare_case_shows_report_a_and_b_as_plain_text(residents_done, open_page):
+    study = residents_done
+    token, actor = study.sign_in("att1")
+    item = study.items(actor, task="compare", status="ready")[0]
+    at = start(open_page(token, case=item.assignment_id))
+    assert not at.exception
+    view = reading.case_view(study.db, actor, item.assignment_id)
+    assert view.report_a in texts(at) and view.report_b in texts(at)
+    labels = [m.value for m in at.markdown]
+    assert "**Report A**" in labels and "**Report B**" in labels
+    assert _editor_data(at)["mode"] == "none"
+    reading.mark_image_shown(study.db, actor, item.assignment_id)
+    reading.submit(study.db, actor, item.assignment_id)
+    at.run()
+    assert [r.label for r in at.radio] == ["Which report do you prefer?"]
+    at.radio[0].set_value("B")
+    at = next(b for b in at.button if b.label == "Save answers").click().run()
+    assert "Saved" in at.success[0].value
+
+
+def test_reasoning_case_shows_question_options_trace_and_answer(web_study, open_page):
+    token, actor = web_study.sign_in("rad1")
+    item = web_study.items(actor, task="rate_reasoning")[0]
+    at = start(open_page(token, case=item.assignment_id))
+    assert not at.exception
+    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    shown = texts(at)
+    assert view.mc_question in shown and view.reasoning in shown
+    assert f"{view.model_answer}. {view.mc_options[view.model_answer]}" in shown, "the answer with its option text"
+    assert any(all(f"{k}. {v}" in t for k, v in view.mc_options.items()) for t in shown)
+
+
+def test_write_case_without_questions_completes_at_submit(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="write")[0]
+    at = start(open_page(token, case=item.assignment_id))
+    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
+    result = reading.submit(web_study.db, actor, item.assignment_id, "Lungs clear.")
+    assert result.status == "completed"
+    at = open_page(token)
+    assert not at.exception
+    assert f"Case {item.position} of" not in words(at) or _no_editor(at)
+
+
+def test_double_submit_from_a_second_tab_keeps_the_first(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    first_tab = start(open_page(token, case=item.assignment_id))
+    second_tab = open_page(token, case=item.assignment_id)
+    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
+    reading.submit(web_study.db, actor, item.assignment_id, "First.")
+    with pytest.raises(AlreadySubmitted):
+        reading.submit(web_study.db, actor, item.assignment_id, "Second.")
+    for tab in (first_tab, second_tab):
+        tab.run()
+        assert "First." in texts(tab) and "Second." not in texts(tab)
+    with web_study.db.read() as session:
+        kinds = session.scalars(
+            select(Event.kind).where(Event.assignment_id == item.assignment_id, Event.kind == "submitted")
+        ).all()
+    assert kinds == ["submitted"]
+
+
+def test_end_screen_when_every_case_is_done(web_study, open_page, finish_case):
+    token, actor = web_study.sign_in("res2")
+    for item in web_study.items(actor):
+        finish_case(web_study, actor, item.assignment_id)
+    at = open_page(token)
+    assert not at.exception
+    worklist = reading.worklist(web_study.db, actor)
+    assert f"All {worklist.total} cases are done" in at.success[0].value
+    assert at.progress[0].value == 100
+
+
+def test_attending_waits_for_resident_reports(web_study, open_page, finish_case):
+    token, actor = web_study.sign_in("att1")
+    for item in web_study.items(actor, status="ready"):
+        finish_case(web_study, actor, item.assignment_id)
+    at = open_page(token)
+    assert "wait for other readers' reports" in at.info[0].value
+
+
+def test_worklist_page_lists_states_without_arm_names(web_study):
+    from streamlit.testing.v1 import AppTest
+
+    token, actor = web_study.sign_in("att1")
+
+    def worklist_tab(token):
+        import streamlit as st
+
+        from study_app.web.views import worklist
+        from study_app.web.session import current_actor
+
+        st.session_state["readerstudy_session_token"] = token
+        st.session_state["actor"] = current_actor()
+        worklist.render()
+
+    at = AppTest.from_function(worklist_tab, args=(token,), default_timeout=30).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    items = reading.worklist(web_study.db, actor).items
+    assert len(table) == len(items)
+    assert set(table["state"]) <= {"to do", "waiting for another reader's report", "in progress",
+                                   "submitted, questions open", "done"}
+    flat = table.to_string().lower()
+    assert "model" not in flat and "resident" not in flat
+
+
+def test_same_instructions_are_shown_once_across_arms(residents_done, open_page):
+    study = residents_done
+    token, actor = study.sign_in("att1")
+    edits = study.items(actor, task="edit", status="ready")
+    assert len({i.arm_key for i in edits}) == 2, "att1 has edit cases from two arms"
+    one = next(i for i in edits if i.arm_key == edits[0].arm_key)
+    other = next(i for i in edits if i.arm_key != edits[0].arm_key)
+    at = open_page(token, case=one.assignment_id)
+    assert [b.label for b in at.button] == ["Start"]
+    at = start(at)
+    at.query_params["case"] = str(other.assignment_id)
+    at.run()
+    assert "Start" not in [b.label for b in at.button], "a second arm with the same text would betray itself"
+    assert _editor_data(at)["assignment_id"] == other.assignment_id
+
+
+def test_refresh_on_the_instructions_keeps_the_case_unopened(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    first = reading.worklist(web_study.db, actor).next_item()
+    for _ in range(2):
+        at = open_page(token)
+        assert [b.label for b in at.button] == ["Start"]
+    assert reading.case_view(web_study.db, actor, first.assignment_id).status == "ready"
+    assert sessions_of(web_study, first.assignment_id) == 0
+
+
+def test_report_text_is_never_rendered_as_markdown_or_html(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    tricky = "**Bold?** <b>tag</b> [link](http://x.example) # not a heading"
+    reading.open_case(web_study.db, actor, item.assignment_id)
+    reading.autosave(web_study.db, actor, item.assignment_id, tricky)
+    at = open_page(token, case=item.assignment_id)
+    assert _editor_data(at)["text"] == tricky
+    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
+    reading.submit(web_study.db, actor, item.assignment_id, tricky)
+    at.run()
+    assert tricky in texts(at)
+    assert not [m.value for m in at.markdown if "Bold?" in m.value or "<b>" in m.value]

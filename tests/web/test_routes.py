@@ -1,0 +1,154 @@
+"""The HTTP routes beside Streamlit: sign-in cookie, images only for their reader, the viewer's beacons."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from study_app.services import reading
+from study_app.services.auth import SESSION_COOKIE
+from study_app.store.models import Event
+from study_app.web.server import CLIENT_HEADER, ROUTES
+
+BEACON = {CLIENT_HEADER: "1"}
+
+
+@pytest.fixture
+def client(web_study):
+    with TestClient(Starlette(routes=ROUTES), base_url="http://testserver", follow_redirects=False) as c:
+        yield c
+
+
+def signed_in(client, web_study, reader_key: str):
+    response = client.post("/signin", data={"token": web_study.invites[reader_key]})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+    return response
+
+
+def test_signin_link_shows_a_button_and_does_not_spend_the_invite(client, web_study):
+    page = client.get(f"/signin?token={web_study.invites['res1']}")
+    assert page.status_code == 200 and "Sign in and start reading" in page.text
+    assert SESSION_COOKIE not in page.cookies
+    assert page.headers["cache-control"] == "no-store"
+    signed_in(client, web_study, "res1")  # still usable after the GET
+
+
+def test_signin_sets_an_httponly_samesite_cookie_and_the_link_dies(client, web_study):
+    response = signed_in(client, web_study, "res1")
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "Path=/" in cookie and "Max-Age=" in cookie
+    again = client.post("/signin", data={"token": web_study.invites["res1"]})
+    assert again.status_code == 403 and "already used" in again.text
+
+
+def test_signin_without_token_or_with_markup_is_escaped(client):
+    assert client.get("/signin").status_code == 400
+    page = client.get("/signin?token=%22%3E%3Cscript%3Ealert(1)%3C/script%3E")
+    assert "<script>alert" not in page.text
+
+
+def test_signout_revokes_the_session(client, web_study):
+    signed_in(client, web_study, "res1")
+    token = client.cookies.get(SESSION_COOKIE)
+    from study_app.services.auth import actor_for_session
+
+    assert actor_for_session(web_study.db, token) is not None
+    out = client.get("/signout")
+    assert out.status_code == 200 and 'readerstudy_session=""' in out.headers["set-cookie"]
+    assert actor_for_session(web_study.db, token) is None
+
+
+def _first_case(web_study, client, reader_key: str):
+    signed_in(client, web_study, reader_key)
+    from study_app.services.auth import actor_for_session
+
+    actor = actor_for_session(web_study.db, client.cookies.get(SESSION_COOKIE))
+    item = web_study.items(actor)[0]
+    view = reading.open_case(web_study.db, actor, item.assignment_id)
+    return actor, view
+
+
+def test_images_only_for_their_reader(client, web_study):
+    actor, view = _first_case(web_study, client, "res1")
+    image = view.images[0]
+    response = client.get(f"/api/image/{view.assignment_id}/{image.image_id}")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert PILImage.open(io.BytesIO(response.content)).mode == "RGB"
+    assert "private" in response.headers["cache-control"]
+    assert client.get(f"/api/image/{view.assignment_id}/999999").status_code == 404
+    client.cookies.clear()
+    assert client.get(f"/api/image/{view.assignment_id}/{image.image_id}").status_code == 401
+    signed_in(client, web_study, "res2")
+    assert client.get(f"/api/image/{view.assignment_id}/{image.image_id}").status_code == 404
+
+
+def test_beacons_need_the_client_header_and_a_same_origin(client, web_study):
+    _, view = _first_case(web_study, client, "res1")
+    url = f"/api/reading/{view.assignment_id}/shown"
+    assert client.post(url).status_code == 403
+    assert client.post(url, headers={**BEACON, "Origin": "http://evil.example"}).status_code == 403
+    first = client.post(url, headers={**BEACON, "Origin": "http://testserver"})
+    assert first.status_code == 200
+    again = client.post(url, headers=BEACON)
+    assert again.json() == first.json(), "the clock starts once"
+
+
+def test_autosave_and_client_events_are_recorded_then_locked_after_submit(client, web_study):
+    actor, view = _first_case(web_study, client, "res1")
+    aid = view.assignment_id
+    client.post(f"/api/reading/{aid}/shown", headers=BEACON)
+    assert client.post(f"/api/reading/{aid}/autosave", headers=BEACON, json={"text": "Draft one."}).status_code == 200
+    assert reading.case_view(web_study.db, actor, aid).editor_text == "Draft one."
+    assert client.post(f"/api/reading/{aid}/autosave", headers=BEACON, json={"text": "a\x00b"}).status_code == 422
+    assert client.post(f"/api/reading/{aid}/autosave", headers=BEACON, content=b"not json").status_code == 422
+    ok = client.post(f"/api/reading/{aid}/event", headers=BEACON, json={"kind": "visible", "duration_s": 4.5})
+    assert ok.status_code == 200
+    assert client.post(f"/api/reading/{aid}/event", headers=BEACON, json={"kind": "nap"}).status_code == 422
+    assert client.post(f"/api/reading/{aid}/event", headers=BEACON,
+                       json={"kind": "idle", "duration_s": -3}).status_code == 422
+    reading.submit(web_study.db, actor, aid, "Final.")
+    locked = client.post(f"/api/reading/{aid}/autosave", headers=BEACON, json={"text": "late"})
+    assert locked.status_code == 409 and locked.json()["kind"] == "AlreadySubmitted"
+    with web_study.db.read() as session:
+        kinds = session.scalars(select(Event.kind).where(Event.assignment_id == aid).order_by(Event.id)).all()
+        payloads = session.scalars(select(Event.payload).where(Event.assignment_id == aid, Event.kind == "visible")).all()
+    assert kinds[:4] == ["opened", "image_shown", "autosave", "visible"]
+    assert payloads[0]["duration_s"] == 4.5
+
+
+def test_beacons_for_another_readers_case_are_not_found(client, web_study):
+    _, view = _first_case(web_study, client, "res1")
+    signed_in(client, web_study, "res2")
+    response = client.post(f"/api/reading/{view.assignment_id}/autosave", headers=BEACON, json={"text": "x"})
+    assert response.status_code == 404
+
+
+def test_coordinator_console_sign_in(client, web_study):
+    from study_app.services.actors import SYSTEM
+    from study_app.services.auth import create_coordinator
+
+    create_coordinator(web_study.db, SYSTEM, "alice", "correct horse battery")
+    assert client.get("/console/signin").status_code == 200
+    bad = client.post("/console/signin", data={"username": "alice", "password": "wrong"})
+    assert bad.status_code == 403 and "wrong password" in bad.text
+    good = client.post("/console/signin", data={"username": "alice", "password": "correct horse battery"})
+    assert good.status_code == 303 and "HttpOnly" in good.headers["set-cookie"]
+
+
+def test_packed_png_round_trips_the_displayed_values(client, web_study):
+    from study_app.services.images import unpack_display_png
+
+    actor, view = _first_case(web_study, client, "res1")
+    from study_app.services.images import case_display_images
+
+    for image, display in case_display_images(web_study.db, actor, view.assignment_id):
+        values = unpack_display_png(display.png, display.offset, display.gain)
+        assert values.shape == (display.height, display.width)
+        assert np.isfinite(values).all()

@@ -1,0 +1,50 @@
+"""`serve()` starts the app with the options of streamlit_config.toml and the given database."""
+
+from __future__ import annotations
+
+from study_app import serve as serve_module
+from study_app.web.database import DB_URL_ENV
+
+
+def test_config_file_has_the_required_options():
+    options = serve_module.streamlit_options()
+    assert options["server.headless"] is True
+    assert options["server.fileWatcherType"] == "none"
+    assert options["server.enableXsrfProtection"] is True
+    assert options["browser.gatherUsageStats"] is False
+    assert options["client.showErrorDetails"] == "none"
+
+
+def test_every_option_is_one_streamlit_knows():
+    from streamlit import config
+
+    unknown = [name for name in serve_module.streamlit_options() if name not in config._config_options_template]
+    assert not unknown
+
+
+def test_missing_config_file_means_streamlit_defaults(tmp_path):
+    assert serve_module.streamlit_options(tmp_path / "absent.toml") == {}
+
+
+def test_serve_opens_the_database_then_runs_the_app_with_host_and_port(tmp_path, monkeypatch):
+    ran = {}
+
+    class FakeApp:
+        def run(self, *, config):
+            ran.update(config)
+
+    import study_app.web.database as web_database
+    import study_app.web.server as web_server
+
+    monkeypatch.setattr(web_server, "build_app", lambda: FakeApp())
+    # serve() sets these for the app; recorded here so monkeypatch puts them back afterwards.
+    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    monkeypatch.delenv("READERSTUDY_IMAGE_CACHE", raising=False)
+    url = f"sqlite:///{tmp_path / 'served.sqlite'}"
+    try:
+        serve_module.serve(url, host="127.0.0.2", port=8999, image_cache=tmp_path / "cache")
+        assert (tmp_path / "served.sqlite").is_file(), "the database is opened and migrated before serving"
+    finally:
+        web_database.close_shared_databases()
+    assert ran["server.address"] == "127.0.0.2" and ran["server.port"] == 8999
+    assert ran["server.headless"] is True
