@@ -47,7 +47,7 @@ def render_cli_reference() -> str:
         "this file and the commands disagree. Every command that touches the database takes `--db URL`",
         "(default: `$READERSTUDY_DB`, else `./var/readerstudy.sqlite`). User errors print `error: ...` on",
         "stderr and exit non-zero: 1 bad input file, 2 not found, 3 not allowed, 4 conflicts with the",
-        "study's state, 5 invalid input.",
+        "study's state, 5 invalid input, 6 a needed service (model server) is unavailable.",
         "",
     ]
     for path, command in _commands(main, ("readerstudy",)):

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
-from study_app.services.errors import Conflict, InvalidInput
+from study_app.services.errors import Conflict, InvalidInput, Unavailable
 from study_app.services.events import record_event
 from study_app.services.studies import get_study, study_manifests
 from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Image, MCItem, utcnow
@@ -147,6 +147,7 @@ def generate_drafts(
     if mode not in ("reasoning", "instruction"):
         raise InvalidInput(f"mode must be reasoning or instruction, not '{mode}'")
     sampling = sampling or SamplingParams(seed=seed)
+    _preflight(backend)
     requests = _build_requests(needed_drafts(db, study_id), backend=backend, mode=mode, sampling=sampling,
                                template=template)
     with db.read() as session:
@@ -178,6 +179,29 @@ def generate_drafts(
         )
     return DraftingSummary(summary.total, summary.skipped, summary.succeeded, summary.failed, summary.elapsed_s,
                            failures)
+
+
+def _preflight(backend) -> None:
+    """Check once that the backend can serve (server healthy, model served) before a batch of requests,
+    so a wrong URL or model name is one clear error, not a failure recorded for every case."""
+    import asyncio
+
+    from model_runtime import BackendUnavailable
+
+    ensure_ready = getattr(backend, "ensure_ready", None)
+    if ensure_ready is None:
+        return
+
+    async def check() -> None:
+        try:
+            await ensure_ready()
+        finally:
+            await backend.aclose()
+
+    try:
+        asyncio.run(check())
+    except BackendUnavailable as error:
+        raise Unavailable(str(error)) from None
 
 
 def _store_failure(db: Database, study_id: str, need: NeededDraft, key: str, backend: str, error: str) -> None:

@@ -29,3 +29,9 @@ class InvalidInput(ServiceError):
 
 class AlreadySubmitted(Conflict):
     """A second submit of the same case (double click, second tab): the first one stands."""
+
+
+class Unavailable(ServiceError):
+    """Something the action needs is not there: a model server down, a model not served, a package missing."""
+
+    exit_code = 6
