@@ -105,6 +105,37 @@ def db_upgrade(db: Database) -> None:
     click.echo(f"database at revision {current_revision(db.engine)}")
 
 
+# --- coordinators --------------------------------------------------------------------------------
+
+
+@main.group()
+def coordinator() -> None:
+    """Coordinator accounts for the web console.
+
+    \b
+    Example:
+      readerstudy coordinator add alice
+    """
+
+
+@coordinator.command("add")
+@click.argument("username")
+@click.password_option("--password", envvar="READERSTUDY_COORDINATOR_PASSWORD",
+                       help="The password (prompted for when not given; or $READERSTUDY_COORDINATOR_PASSWORD).")
+@db_option
+def coordinator_add(db: Database, username: str, password: str) -> None:
+    """Create a coordinator account (argon2id password hash) who signs in to the console at /console/signin.
+
+    \b
+    Example:
+      readerstudy coordinator add alice
+    """
+    from study_app.services.auth import create_coordinator
+
+    create_coordinator(db, SYSTEM, username, password)
+    click.echo(f"coordinator '{username}' created; sign in at /console/signin")
+
+
 # --- cohorts --------------------------------------------------------------------------------------
 
 
@@ -713,6 +744,8 @@ def demo(db: Database, no_serve: bool, port: int, host: str, cohort_dir: Path) -
     click.echo("personal links of the demo readers:")
     for invite in result.invites:
         click.echo(f"  {invite.reader_key:<8} {invite.role:<12} {invite.link(base_url)}")
+    click.echo(f"coordinator console: {base_url}/console/signin  user '{result.coordinator}', "
+               f"password {result.coordinator_password}")
     if no_serve:
         return
     from study_app.serve import serve

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +29,16 @@ DEMO_READERS = (
 )
 
 
+DEMO_COORDINATOR = "demo"
+
+
 @dataclass(frozen=True)
 class DemoResult:
     message: str
     invites: list[IssuedInvite]
     created: bool
+    coordinator: str = DEMO_COORDINATOR
+    coordinator_password: str = ""
 
 
 def write_demo_readers(path: Path) -> Path:
@@ -62,9 +68,22 @@ def build_demo_study(db: Database, *, cohort_dir: str | Path = Path("var/demo-co
         summary = launch_study(db, SYSTEM, DEMO_STUDY_ID)
         created = True
     invites = issue_invites(db, SYSTEM, DEMO_STUDY_ID)
+    password = _demo_coordinator_password(db)
     verb = "built" if created else "found"
     message = (
         f"{verb} demo study '{DEMO_STUDY_ID}' [{summary.status}]: {summary.n_cases} cases, {summary.n_readers} readers, "
         f"{summary.n_assignments} assignments (database {db.url})"
     )
-    return DemoResult(message=message, invites=invites, created=created)
+    return DemoResult(message=message, invites=invites, created=created, coordinator_password=password)
+
+
+def _demo_coordinator_password(db: Database) -> str:
+    """A fresh password for the demo's coordinator account on every run (only its hash is stored)."""
+    from study_app.services.auth import create_coordinator, set_coordinator_password
+
+    password = secrets.token_urlsafe(12)
+    try:
+        set_coordinator_password(db, SYSTEM, DEMO_COORDINATOR, password)
+    except NotFound:
+        create_coordinator(db, SYSTEM, DEMO_COORDINATOR, password)
+    return password

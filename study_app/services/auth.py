@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
-from study_app.services.errors import Conflict, InvalidInput, PermissionDenied
+from study_app.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
 from study_app.services.invites import hash_token
 from study_app.store.models import Coordinator, Invite, Reader, WebSession, utcnow
@@ -162,6 +162,23 @@ def create_coordinator(db: Database, actor: Actor, username: str, password: str)
         session.add(coordinator)
         session.flush()
         return coordinator.id
+
+
+def set_coordinator_password(db: Database, actor: Actor, username: str, password: str) -> None:
+    """Replace a coordinator's password; their open console sessions are signed out."""
+    require_coordinator(actor, "set a coordinator's password")
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidInput(f"the password must be at least {MIN_PASSWORD_CHARS} characters")
+    with db.transaction() as session:
+        coordinator = session.scalars(select(Coordinator).where(Coordinator.username == username)).first()
+        if coordinator is None:
+            raise NotFound(f"no coordinator '{username}'")
+        coordinator.password_hash = _hasher.hash(password)
+        session.execute(
+            update(WebSession)
+            .where(WebSession.coordinator_id == coordinator.id, WebSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
 
 
 def verify_coordinator_password(db: Database, username: str, password: str) -> Actor | None:

@@ -103,3 +103,34 @@ def test_cli_reference_is_up_to_date():
     assert DOCS.read_text() == render_cli_reference(), (
         "docs/cli.md is stale: run `python -m study_app.cli_reference > docs/cli.md`"
     )
+
+
+def test_coordinator_add_stores_only_a_hash(run, tmp_path):
+    result = run("coordinator", "add", "alice", "--password", "correct horse battery")
+    assert result.exit_code == 0 and "coordinator 'alice' created" in result.output
+    again = run("coordinator", "add", "alice", "--password", "another long one")
+    assert again.exit_code == 4 and "already exists" in again.output
+    short = run("coordinator", "add", "bob", "--password", "x")
+    assert short.exit_code == 5 and "at least" in short.output
+    import sqlite3
+
+    row = sqlite3.connect(tmp_path / "cli.sqlite").execute("SELECT password_hash FROM coordinator").fetchone()
+    assert row[0].startswith("$argon2id$") and "correct horse" not in row[0]
+
+
+def test_demo_prints_a_working_coordinator_password(run, demo_cohort_dir, tmp_path):
+    import re
+    import shutil
+
+    from study_app.services.auth import verify_coordinator_password
+    from study_app.services.database import open_database
+
+    shutil.copytree(demo_cohort_dir, tmp_path / "cohort")
+    first = run("demo", "--no-serve", "--cohort-dir", tmp_path / "cohort").output
+    second = run("demo", "--no-serve", "--cohort-dir", tmp_path / "cohort").output
+    passwords = [re.search(r"password (\S+)", out).group(1) for out in (first, second)]
+    assert passwords[0] != passwords[1]
+    db = open_database(f"sqlite:///{tmp_path / 'cli.sqlite'}")
+    assert verify_coordinator_password(db, "demo", passwords[1]) is not None
+    assert verify_coordinator_password(db, "demo", passwords[0]) is None
+    db.dispose()

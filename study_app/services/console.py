@@ -1,0 +1,264 @@
+"""What the coordinator console shows that no other service gives: reader links, launch readiness, the audit log,
+in-memory export and report, and drafting runs in the background."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import select
+
+from study_app.services.actors import Actor, require_coordinator
+from study_app.services.database import Database
+from study_app.services.errors import ServiceError, Unavailable
+from study_app.services.export import iso, write_export
+from study_app.services.studies import StudyBalance, describe_study, get_study, launch_checklist
+from study_app.store.models import Event, Invite, Reader, utcnow
+
+READER_COLUMNS = ["reader", "role", "label", "link", "link_issued_at", "link_expires_at", "signed_in_at"]
+EVENT_COLUMNS = ["event_id", "at", "actor", "reader", "assignment_id", "kind", "payload"]
+
+
+def _aware(moment):
+    """SQLite gives naive UTC datetimes back; compare them as aware ones."""
+    now = utcnow()
+    return moment.replace(tzinfo=now.tzinfo) if moment is not None and moment.tzinfo is None else moment
+
+
+def _link_state(invite: Invite | None) -> str:
+    if invite is None:
+        return "none"
+    if invite.revoked_at is not None:
+        return "revoked"
+    if invite.used_at is not None:
+        return "used"
+    if _aware(invite.expires_at) <= utcnow():
+        return "expired"
+    return "issued"
+
+
+def reader_links(db: Database, actor: Actor, study_id: str) -> pd.DataFrame:
+    """The study's readers and the state of each one's newest invite link.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per reader, columns ``reader``, ``role``, ``label``, ``link`` (``none``, ``issued``:
+        not used yet, ``used``: the reader signed in with it, ``expired``, ``revoked``),
+        ``link_issued_at``, ``link_expires_at``, ``signed_in_at`` (ISO 8601 UTC or empty).
+    """
+    require_coordinator(actor, "see the readers")
+    rows = []
+    with db.read() as session:
+        get_study(session, study_id)
+        for reader in session.scalars(select(Reader).where(Reader.study_id == study_id).order_by(Reader.id)):
+            invite = session.scalars(
+                select(Invite).where(Invite.reader_id == reader.id).order_by(Invite.id.desc()).limit(1)
+            ).first()
+            rows.append({
+                "reader": reader.reader_key, "role": reader.role, "label": reader.label, "link": _link_state(invite),
+                "link_issued_at": iso(invite.created_at) if invite else None,
+                "link_expires_at": iso(invite.expires_at) if invite else None,
+                "signed_in_at": iso(invite.used_at) if invite else None,
+            })
+    return pd.DataFrame(rows, columns=READER_COLUMNS)
+
+
+@dataclass
+class LaunchReadiness:
+    """Everything the launch page checks: drafts per arm, a link per reader, and the allocation's balance."""
+
+    status: str
+    draft_problems: list[str]
+    readers_without_link: list[str]
+    balance: StudyBalance
+
+    @property
+    def ok(self) -> bool:
+        """True when the study may be launched now (a draft study with every draft and every link)."""
+        return self.status == "draft" and not self.draft_problems and not self.readers_without_link
+
+    @property
+    def problems(self) -> list[str]:
+        problems = list(self.draft_problems)
+        if self.readers_without_link:
+            problems.append(f"{len(self.readers_without_link)} reader(s) have no usable link yet: "
+                            + ", ".join(self.readers_without_link))
+        return problems
+
+
+def launch_readiness(db: Database, actor: Actor, study_id: str) -> LaunchReadiness:
+    """The launch checklist of a study (`launch_checklist`), its readers' links and its allocation balance."""
+    require_coordinator(actor, "check a study before launch")
+    with db.read() as session:
+        study = get_study(session, study_id)
+        status = study.status
+        draft_problems = launch_checklist(session, study).problems if status == "draft" else []
+    links = reader_links(db, actor, study_id)
+    without = links.loc[~links["link"].isin(["issued", "used"]), "reader"].tolist()
+    return LaunchReadiness(status, draft_problems, without, describe_study(db, actor, study_id))
+
+
+def audit_log(db: Database, actor: Actor, study_id: str, *, limit: int | None = None) -> pd.DataFrame:
+    """The study's audit log, newest first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``event_id``, ``at`` (ISO 8601 UTC), ``actor``, ``reader`` (reader id of the study or
+        empty), ``assignment_id``, ``kind``, ``payload`` (a dict).
+    """
+    require_coordinator(actor, "read the audit log")
+    with db.read() as session:
+        get_study(session, study_id)
+        keys = dict(session.execute(select(Reader.id, Reader.reader_key).where(Reader.study_id == study_id)).all())
+        query = select(Event).where(Event.study_id == study_id).order_by(Event.id.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        rows = [
+            {"event_id": e.id, "at": iso(e.at), "actor": e.actor, "reader": keys.get(e.reader_id),
+             "assignment_id": e.assignment_id, "kind": e.kind, "payload": dict(e.payload or {})}
+            for e in session.scalars(query)
+        ]
+    return pd.DataFrame(rows, columns=EVENT_COLUMNS)
+
+
+def export_zip(db: Database, actor: Actor, study_id: str, *, fmt: str = "csv") -> bytes:
+    """The study's export (every data-dictionary table and ``export_meta.json``) as one zip, built in memory."""
+    with tempfile.TemporaryDirectory(prefix="readerstudy-export-") as scratch:
+        folder = write_export(db, actor, study_id, Path(scratch) / study_id, fmt=fmt)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for path in sorted(folder.iterdir()):
+                zipped.write(path, f"{study_id}/{path.name}")
+    return buffer.getvalue()
+
+
+def analysis_available() -> bool:
+    """Whether the `analysis` package (run_analysis, write_report) can be imported here."""
+    try:
+        from analysis import run_analysis, write_report  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def analysis_report(db: Database, actor: Actor, study_id: str, *, n_boot: int = 1000,
+                    in_progress: bool = True) -> str:
+    """Run the reader-study analysis on the study as it stands and return the HTML report.
+
+    ``in_progress`` lets a study with arms still unread be analysed (as ``readerstudy analyze
+    --in-progress``). Raises Unavailable when the `analysis` package is missing, InvalidInput when
+    the data cannot be analysed yet (no counted read, for instance).
+    """
+    from study_app.services.errors import InvalidInput
+    from study_app.services.export import build_tables, export_meta
+
+    try:
+        from analysis import AnalysisInputError, run_analysis, tables_from_frames, write_report
+    except ImportError as error:
+        raise Unavailable(f"the analysis package is not available here ({error})") from None
+    frames = build_tables(db, actor, study_id)
+    try:
+        tables = tables_from_frames(frames, export_meta(db, actor, study_id, frames))
+        result = run_analysis(tables, seed=int(tables.meta.get("seed", 20240601)), n_boot=n_boot,
+                              require_all_arms=not in_progress)
+    except AnalysisInputError as error:
+        raise InvalidInput(f"the study cannot be analysed yet: {error}") from None
+    with tempfile.TemporaryDirectory(prefix="readerstudy-report-") as scratch:
+        return write_report(result, scratch).read_text(encoding="utf-8")
+
+
+# --- drafting in the background ---------------------------------------------------------------
+
+
+@dataclass
+class DraftingRun:
+    """One drafting run of a study in a background thread; the console polls it."""
+
+    study_id: str
+    started_at: float = field(default_factory=time.monotonic)
+    done: int = 0
+    total: int | None = None
+    finished: bool = False
+    summary: object | None = None  # DraftingSummary when it succeeded
+    error: str | None = None
+    thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self.finished
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+    def report(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+
+_runs: dict[tuple[str, str], DraftingRun] = {}
+_runs_lock = threading.Lock()
+
+
+def drafting_run(db: Database, study_id: str) -> DraftingRun | None:
+    """The latest drafting run of a study in this process (running or finished), if any."""
+    with _runs_lock:
+        return _runs.get((db.url, study_id))
+
+
+def start_drafting(db: Database, actor: Actor, study_id: str, backend, *, mode: str = "reasoning",
+                   concurrency: int = 16, sampling=None, work=None) -> DraftingRun:
+    """Start `generate_drafts` (or ``work(progress)``, e.g. a recorded-output import) in a background thread.
+
+    One run per study at a time: a second start while one runs returns the running one. The
+    permission check happens here, before the thread starts, so a reader never starts anything.
+    """
+    from study_app.services.drafting import generate_drafts
+
+    require_coordinator(actor, "generate drafts")
+    key = (db.url, study_id)
+    with _runs_lock:
+        current = _runs.get(key)
+        if current is not None and current.running:
+            return current
+        run = _runs[key] = DraftingRun(study_id)
+
+    def target() -> None:
+        try:
+            if work is not None:
+                run.summary = work(run.report)
+            else:
+                run.summary = generate_drafts(db, actor, study_id, backend, mode=mode, sampling=sampling,
+                                              concurrency=concurrency, progress=run.report)
+        except ServiceError as error:
+            run.error = str(error)
+        except Exception as error:  # a background thread has no one else to tell
+            run.error = f"{type(error).__name__}: {error}"
+        finally:
+            run.finished = True
+
+    run.thread = threading.Thread(target=target, name=f"drafting-{study_id}", daemon=True)
+    run.thread.start()
+    return run
+
+
+def vllm_server_backend(url: str, *, served_model_name: str | None = None, model_id: str | None = None,
+                        model_revision: str | None = None, concurrency: int = 16):
+    """A vLLM-server backend for `start_drafting`, as ``readerstudy drafts generate --backend vllm-server``."""
+    from study_app.services.errors import InvalidInput
+
+    url = (url or "").strip()
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput(f"'{url}' is not an http(s) URL of a vLLM server")
+    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, get_backend
+
+    return get_backend("vllm-server", base_url=url, served_model_name=served_model_name or None,
+                       model_id=model_id or DEFAULT_MODEL_ID, model_revision=model_revision or DEFAULT_MODEL_REVISION,
+                       max_in_flight=concurrency)
