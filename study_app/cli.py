@@ -540,7 +540,7 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, se
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, SamplingParams, get_backend
-    from study_app.services.drafting import generate_drafts
+    from study_app.services.drafting import check_backend, generate_drafts
     from study_app.services.studies import study_summary
 
     seed = study_summary(db, SYSTEM, study_id).seed
@@ -549,6 +549,7 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, se
         options.update(base_url=url, served_model_name=served_name, max_in_flight=concurrency)
     backend = get_backend(backend_name, **options)
     sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    check_backend(backend)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=False) as bar:
         task = bar.add_task("drafting", total=None)

@@ -179,6 +179,14 @@ class VLLMServerBackend:
                 raise
             self._ready = True
 
+    async def ensure_ready(self) -> None:
+        """Connect, wait for ``/health`` and check the served model; :class:`BackendUnavailable` if it cannot serve.
+
+        A caller runs this once before a batch so a wrong URL or model name is one clear error rather
+        than a failure per request; ``generate`` calls it anyway on first use.
+        """
+        await self._ensure_ready()
+
     async def wait_until_healthy(self) -> None:
         """Poll ``GET /health`` until it answers 200; :class:`BackendUnavailable` after ``ready_timeout_s``."""
         assert self._http is not None

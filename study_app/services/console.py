@@ -262,3 +262,36 @@ def vllm_server_backend(url: str, *, served_model_name: str | None = None, model
     return get_backend("vllm-server", base_url=url, served_model_name=served_model_name or None,
                        model_id=model_id or DEFAULT_MODEL_ID, model_revision=model_revision or DEFAULT_MODEL_REVISION,
                        max_in_flight=concurrency)
+
+
+# --- small reads and writes the pages need ---------------------------------------------------
+
+
+def shipped_designs() -> list[str]:
+    """Names of the designs that ship with the platform (``chexone``, ...)."""
+    from study_app.designs.design import SHIPPED
+
+    return sorted(p.stem for p in Path(SHIPPED).glob("*.toml"))
+
+
+def design_roles(db: Database, actor: Actor, study_id: str) -> dict[str, str]:
+    """The reader roles the study's design declares (key -> description)."""
+    from study_app.services.studies import study_design
+
+    require_coordinator(actor, "see a study's design")
+    with db.read() as session:
+        return dict(study_design(get_study(session, study_id)).roles)
+
+
+MIN_STATUS_REASON_CHARS = 3
+
+
+def change_study_status(db: Database, actor: Actor, study_id: str, action: str, *, reason: str):
+    """Pause, resume or close a study from the console, where a reason for the audit log is required."""
+    from study_app.services.errors import InvalidInput
+    from study_app.services.lifecycle import change_status
+
+    require_coordinator(actor, f"{action} a study")
+    if len((reason or "").strip()) < MIN_STATUS_REASON_CHARS:
+        raise InvalidInput(f"say why you {action} the study (a few words for the audit log)")
+    return change_status(db, actor, study_id, action, reason=reason.strip())

@@ -147,7 +147,7 @@ def generate_drafts(
     if mode not in ("reasoning", "instruction"):
         raise InvalidInput(f"mode must be reasoning or instruction, not '{mode}'")
     sampling = sampling or SamplingParams(seed=seed)
-    _preflight(backend)
+    check_backend(backend)
     requests = _build_requests(needed_drafts(db, study_id), backend=backend, mode=mode, sampling=sampling,
                                template=template)
     with db.read() as session:
@@ -181,7 +181,7 @@ def generate_drafts(
                            failures)
 
 
-def _preflight(backend) -> None:
+def check_backend(backend) -> None:
     """Check once that the backend can serve (server healthy, model served) before a batch of requests,
     so a wrong URL or model name is one clear error, not a failure recorded for every case."""
     import asyncio

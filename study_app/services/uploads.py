@@ -71,10 +71,11 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath | None:
     parts = [p for p in PurePosixPath(name).parts if p not in ("", ".")]
     if ".." in parts:
         raise UploadRefused(f"'{name}': '..' is not allowed in the archive (it would write outside the cohort folder)")
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
+    # Unix zips keep the file type in the high bits; zips from elsewhere (and Python's writestr) leave it 0.
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind == stat.S_IFLNK:
         raise UploadRefused(f"'{name}': symbolic links are not allowed in the archive")
-    if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
         raise UploadRefused(f"'{name}': only plain files and folders are allowed in the archive")
     if info.flag_bits & 0x1:
         raise UploadRefused(f"'{name}': encrypted members are not supported")

@@ -1,0 +1,72 @@
+"""Console page: download the export and the audit log, and run the analysis report on the study as it stands."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+import streamlit.components.v1 as components
+
+from study_app.services.console import analysis_available, analysis_report, audit_log, export_zip
+from study_app.services.errors import ServiceError
+from study_app.web.console.access import choose_study, coordinator_or_stop, show_problems
+from study_app.web.database import shared_database
+
+EXPORT_KEY = "console_export"
+REPORT_KEY = "console_report"
+
+
+def export_section(actor, study_id: str) -> None:
+    st.subheader("Export")
+    st.caption("Every table of the data dictionary (CSV) and export_meta.json, in one zip.")
+    if st.button("Prepare the export"):
+        try:
+            st.session_state[EXPORT_KEY] = (study_id, export_zip(shared_database(), actor, study_id))
+        except ServiceError as error:
+            show_problems("No export:", str(error))
+    prepared = st.session_state.get(EXPORT_KEY)
+    if prepared and prepared[0] == study_id:
+        st.download_button("Download the export (zip)", prepared[1], file_name=f"{study_id}-export.zip",
+                           mime="application/zip")
+
+
+def audit_section(actor, study_id: str) -> None:
+    st.subheader("Audit log")
+    events = audit_log(shared_database(), actor, study_id)
+    st.dataframe(events.assign(payload=events["payload"].map(lambda p: json.dumps(p, sort_keys=True))),
+                 hide_index=True)
+    st.download_button("Download the audit log (JSON lines)",
+                       "".join(json.dumps(row, sort_keys=True, default=str) + "\n"
+                               for row in events.to_dict(orient="records")),
+                       file_name=f"{study_id}-events.jsonl", mime="application/x-ndjson")
+
+
+def analysis_section(actor, study_id: str) -> None:
+    st.subheader("Analysis")
+    if not analysis_available():
+        st.info("The analysis package is not available in this installation.")
+        return
+    n_boot = st.number_input("Bootstrap resamples", min_value=100, max_value=10000, value=1000, step=100)
+    if st.button("Run the analysis"):
+        with st.spinner("Running the analysis..."):
+            try:
+                st.session_state[REPORT_KEY] = (study_id, analysis_report(shared_database(), actor, study_id,
+                                                                           n_boot=int(n_boot)))
+            except ServiceError as error:
+                show_problems("No report:", str(error))
+    report = st.session_state.get(REPORT_KEY)
+    if report and report[0] == study_id:
+        st.download_button("Download the report (HTML)", report[1], file_name=f"{study_id}-report.html",
+                           mime="text/html")
+        components.html(report[1], height=900, scrolling=True)
+
+
+def render() -> None:
+    actor = coordinator_or_stop()
+    st.title("Data")
+    study_id = choose_study(actor)
+    if study_id is None:
+        return
+    export_section(actor, study_id)
+    audit_section(actor, study_id)
+    analysis_section(actor, study_id)

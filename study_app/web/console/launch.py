@@ -1,0 +1,73 @@
+"""Console page: the launch checklist (drafts, links, allocation balance), the Launch button, and what launch froze."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from study_app.services.console import launch_readiness
+from study_app.services.errors import ServiceError
+from study_app.services.studies import launch_study
+from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
+from study_app.web.database import shared_database
+
+
+def checklist(readiness) -> None:
+    st.subheader("Checklist")
+    drafts_ok = not readiness.draft_problems
+    links_ok = not readiness.readers_without_link
+    st.text(f"[{'x' if drafts_ok else ' '}] every case has the drafts its arms need")
+    for problem in readiness.draft_problems:
+        st.text(f"      {problem}")
+    st.text(f"[{'x' if links_ok else ' '}] every reader has a personal link")
+    if not links_ok:
+        st.text(f"      without a usable link: {', '.join(readiness.readers_without_link)}")
+
+
+def balance(readiness) -> None:
+    b = readiness.balance
+    st.subheader("Allocation balance")
+    s = b.summary
+    st.text(f"{s.n_cases} cases, {s.n_readers} readers, {s.n_assignments} assignments, seed {s.seed}")
+    if not b.reads_per_case.empty:
+        spread = b.reads_per_case.agg(["min", "max"]).T.rename(columns={"min": "fewest readers per case",
+                                                                        "max": "most readers per case"})
+        st.dataframe(spread)
+    st.caption("Cases per reader and arm")
+    st.dataframe(b.reads_per_reader)
+    if not b.ab_balance.empty:
+        st.caption("Compare arms: which draft is shown as A, per reader")
+        st.dataframe(b.ab_balance, hide_index=True)
+    with st.expander("Cases read by both readers of each pair"):
+        st.dataframe(b.overlap)
+
+
+def frozen(readiness) -> None:
+    s = readiness.balance.summary
+    st.success(plain(f"Study {s.study_id} is {s.status}."))
+    st.text("Frozen at launch (the services refuse any change):\n"
+            f"  design     sha256 {s.design_sha256}\n"
+            f"  cohort     {s.n_cases} cases\n"
+            "  drafts     bound to every assignment\n"
+            f"  allocation {s.n_assignments} assignments from seed {s.seed}")
+
+
+def render() -> None:
+    actor = coordinator_or_stop()
+    st.title("Launch")
+    study_id = choose_study(actor)
+    if study_id is None:
+        return
+    db = shared_database()
+    readiness = launch_readiness(db, actor, study_id)
+    if readiness.status == "draft":
+        checklist(readiness)
+    else:
+        frozen(readiness)
+    balance(readiness)
+    if st.button("Launch the study", type="primary", disabled=readiness.status == "draft" and not readiness.ok):
+        try:
+            summary = launch_study(db, actor, study_id)
+            st.success(plain(f"Launched {summary.study_id}: readers can start with their links."))
+            st.rerun()
+        except ServiceError as error:
+            show_problems("Not launched:", str(error))
