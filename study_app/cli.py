@@ -621,6 +621,38 @@ def model_serve_command(revision: str | None, port: int, served_model_name: str 
     click.echo(serve_command(**kwargs))
 
 
+@model.command("check-determinism")
+@click.argument("study_id")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The vLLM server's root URL.")
+@click.option("--model", "served_name", default=None, help="The served model name (--served-model-name).")
+@click.option("--sample", type=click.IntRange(1, 10_000), default=32, show_default=True,
+              help="How many of the study's requests to compare.")
+@click.option("--high", type=click.IntRange(2, 1024), default=64, show_default=True, help="The high concurrency.")
+@db_option
+def model_check_determinism(db: Database, study_id: str, url: str, served_name: str | None, sample: int,
+                            high: int) -> None:
+    """Generate a sample of the study's drafts at concurrency 1 and at --high and compare them; exit 1 if any differ.
+
+    \b
+    Example:
+      readerstudy model check-determinism pilot --url http://gpu-host:8000 --sample 64
+    """
+    from model_runtime import get_backend
+    from study_app.services.drafting import check_determinism
+
+    backend = get_backend("vllm-server", base_url=url, served_model_name=served_name, max_in_flight=high)
+    report = check_determinism(db, SYSTEM, study_id, backend, sample=sample, high=high)
+    click.echo(f"{report.n_requests} requests at concurrency {report.concurrency[0]} and {report.concurrency[1]}: "
+               + ("identical outputs" if report.identical else f"{len(report.mismatched_keys)} differ"))
+    for key in report.mismatched_keys:
+        click.echo(f"differs: {key}", err=True)
+    for key in report.failed_keys:
+        click.echo(f"failed: {key}", err=True)
+    if not report.identical:
+        click.echo("see docs/model-serving.md, 'When outputs differ'", err=True)
+        sys.exit(1)
+
+
 # --- export ---------------------------------------------------------------------------------------
 
 

@@ -181,6 +181,29 @@ def generate_drafts(
                            failures)
 
 
+def check_determinism(db: Database, actor: Actor, study_id: str, backend, *, sample: int = 32, low: int = 1,
+                      high: int = 64, mode: str = "reasoning", sampling=None):
+    """Generate a seeded sample of the study's requests at two concurrencies and compare the outputs.
+
+    Greedy decoding is deterministic only if the server's batching does not change the numbers
+    (vLLM's batch-invariant mode); this shows whether it holds on the study's own inputs. Nothing is stored.
+    """
+    import asyncio
+    import random
+
+    from model_runtime import SamplingParams, determinism_check
+
+    require_coordinator(actor, "check determinism")
+    with db.read() as session:
+        seed = get_study(session, study_id).seed
+    needed = needed_drafts(db, study_id)
+    chosen = random.Random(f"{seed}:determinism").sample(needed, min(sample, len(needed)))
+    check_backend(backend)
+    requests = _build_requests(chosen, backend=backend, mode=mode, sampling=sampling or SamplingParams(seed=seed),
+                               template=None)
+    return asyncio.run(determinism_check(backend, [r for r, _ in requests.values()], low=low, high=high))
+
+
 def check_backend(backend) -> None:
     """Check once that the backend can serve (server healthy, model served) before a batch of requests,
     so a wrong URL or model name is one clear error, not a failure recorded for every case."""

@@ -74,3 +74,22 @@ def test_generate_refuses_an_unserved_model_with_a_clear_line(draft_study):
         result = generate(server)
     assert result.exit_code != 0
     assert result.output.startswith("error: ") and "someone/else" in result.output
+
+
+def test_check_determinism_passes_on_a_deterministic_server_and_fails_otherwise(draft_study):
+    import itertools
+
+    counter = itertools.count()
+    runner = CliRunner()
+    with serve_openai() as server:
+        same = runner.invoke(main, ["model", "check-determinism", "pilot", "--url", server.url, "--sample", "4",
+                                    "--high", "4"], catch_exceptions=False)
+    assert same.exit_code == 0, same.output
+    assert "4 requests at concurrency 1 and 4: identical outputs" in same.output
+    # A server whose answer changes from call to call, as an unstable batch would make it.
+    with serve_openai(reply=lambda body: f"Trace.\n\\boxed{{Finding {next(counter)}.}}") as server:
+        differ = runner.invoke(main, ["model", "check-determinism", "pilot", "--url", server.url, "--sample", "4",
+                                      "--high", "4"], catch_exceptions=False)
+    assert differ.exit_code == 1 and "4 differ" in differ.output and "model-serving.md" in differ.output
+    with draft_study.read() as s:
+        assert s.scalar(select(func.count()).select_from(Draft).where(Draft.source_kind == "model")) == 0
