@@ -82,7 +82,7 @@ def test_coordinator_password_sign_in(web_study):
     with pytest.raises(Conflict):
         auth.create_coordinator(web_study.db, SYSTEM, "alice", "another long password")
     with web_study.db.read() as session:
-        stored = session.scalars(select(Coordinator.password_hash)).one()
+        stored = session.scalars(select(Coordinator.password_hash).where(Coordinator.username == "alice")).one()
     assert stored.startswith("$argon2id$") and "correct horse" not in stored
     assert auth.verify_coordinator_password(web_study.db, "alice", "wrong password!!") is None
     assert auth.verify_coordinator_password(web_study.db, "bob", "correct horse battery") is None
