@@ -250,8 +250,11 @@ def start_drafting(db: Database, actor: Actor, study_id: str, backend, *, mode: 
 
 
 def vllm_server_backend(url: str, *, served_model_name: str | None = None, model_id: str | None = None,
-                        model_revision: str | None = None, concurrency: int = 16):
-    """A vLLM-server backend for `start_drafting`, as ``readerstudy drafts generate --backend vllm-server``."""
+                        model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float = 120.0):
+    """A vLLM-server backend for `start_drafting`, as ``readerstudy drafts generate --backend vllm-server``.
+
+    ``ready_timeout_s`` bounds the wait for the server's ``/health`` before the run gives up.
+    """
     from study_app.services.errors import InvalidInput
 
     url = (url or "").strip()
@@ -261,7 +264,7 @@ def vllm_server_backend(url: str, *, served_model_name: str | None = None, model
 
     return get_backend("vllm-server", base_url=url, served_model_name=served_model_name or None,
                        model_id=model_id or DEFAULT_MODEL_ID, model_revision=model_revision or DEFAULT_MODEL_REVISION,
-                       max_in_flight=concurrency)
+                       max_in_flight=concurrency, ready_timeout_s=ready_timeout_s)
 
 
 # --- small reads and writes the pages need ---------------------------------------------------

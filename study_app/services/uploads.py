@@ -36,6 +36,10 @@ MAX_RATIO = 200
 # Small members (a CSV of blank lines) may compress very well without being dangerous.
 RATIO_FLOOR_BYTES = 1024**2
 CHUNK = 1024**2
+# The browser upload is held in the server's memory; a cohort larger than this is copied to the server instead.
+MAX_UPLOAD_MB = 1024
+# Design files and reader lists are a few kilobytes.
+MAX_SMALL_UPLOAD_MB = 5
 MANIFEST_NAMES = tuple(f"manifest{ext}" for ext in MANIFEST_EXTENSIONS)
 
 
@@ -155,8 +159,6 @@ def extract_archive(archive: bytes | BinaryIO | str | Path, target: str | Path,
         ``target`` exists already.
     """
     target = Path(target)
-    if target.exists():
-        raise Conflict(f"{target} exists already; an upload never overwrites a cohort folder")
     if isinstance(archive, bytes):
         archive = io.BytesIO(archive)
     try:
@@ -164,6 +166,11 @@ def extract_archive(archive: bytes | BinaryIO | str | Path, target: str | Path,
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise UploadRefused(f"the upload is not a zip archive ({error})") from None
     target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # The empty folder reserves the name: of two uploads for one study, the second stops here.
+        target.mkdir()
+    except FileExistsError:
+        raise Conflict(f"{target} exists already; an upload never overwrites a cohort folder") from None
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-upload-", dir=target.parent))
     try:
         with zipped:
@@ -183,9 +190,10 @@ def extract_archive(archive: bytes | BinaryIO | str | Path, target: str | Path,
                     raise UploadRefused(f"'{info.filename}' cannot be extracted ({error})") from None
                 except FileExistsError:
                     raise UploadRefused(f"'{info.filename}': the archive holds this file twice") from None
-        os.replace(staging, target)
+        os.replace(staging, target)  # replaces our empty reservation in one step
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        target.rmdir()
         raise
     return target
 

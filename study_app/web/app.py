@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from study_app.web.views import console, reading, signed_out, worklist
+from study_app.web.console import console_pages
+from study_app.web.views import reading, signed_out, worklist
 from study_app.web.session import current_actor
 
 st.set_page_config(page_title="Reader study", layout="wide")
@@ -20,7 +21,7 @@ elif actor.kind == "reader":
         st.Page(worklist.render, title="Worklist", url_path="worklist"),
     ]
 else:
-    pages = [st.Page(console.render, title="Progress", url_path="progress")]
+    pages = console_pages()
 st.session_state["actor"] = actor
 position = "hidden" if actor is None else "top" if actor.kind == "reader" else "sidebar"
 st.navigation(pages, position=position).run()

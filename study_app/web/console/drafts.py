@@ -71,11 +71,12 @@ def generate_section(actor, study_id: str) -> None:
         revision = left.text_input("Model revision (commit, optional)")
         mode = right.selectbox("Mode", ["reasoning", "instruction"])
         concurrency = left.number_input("Concurrent requests", min_value=1, max_value=1024, value=16)
+        wait = right.number_input("Wait for the server to be healthy (s)", min_value=1, max_value=3600, value=120)
         start = st.form_submit_button("Start generating", type="primary")
     if start:
         try:
             backend = vllm_server_backend(url, served_model_name=served.strip(), model_revision=revision.strip(),
-                                          concurrency=int(concurrency))
+                                          concurrency=int(concurrency), ready_timeout_s=float(wait))
             start_drafting(db, actor, study_id, backend, mode=mode, concurrency=int(concurrency))
         except ServiceError as error:
             show_problems("Not started:", str(error))

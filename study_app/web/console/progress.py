@@ -12,6 +12,9 @@ from study_app.web.console.access import choose_study, coordinator_or_stop
 from study_app.web.database import shared_database
 
 REFRESH_SECONDS = 5
+# Done is green, waiting is grey, so a glance tells how far each arm has got.
+STATUS_COLOURS = {"completed": "#2e7d32", "submitted": "#81c784", "in_progress": "#ffb300", "ready": "#90caf9",
+                  "pending": "#cfd8dc"}
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -24,12 +27,14 @@ def live(actor, study_id: str, stalled_hours: float) -> None:
     if progress.total:
         by_arm = progress.by_arm.melt(id_vars="arm", value_vars=list(STATES), var_name="status", value_name="n")
         st.plotly_chart(px.bar(by_arm, x="n", y="arm", color="status", orientation="h",
-                               category_orders={"status": list(STATES)}, title="Assignments per arm"),
+                               category_orders={"status": list(STATES)}, color_discrete_map=STATUS_COLOURS,
+                               title="Assignments per arm"),
                         key="console_progress_arms")
         per_reader = progress.by_reader.groupby(["reader", "role"], as_index=False)[list(STATES)].sum()
         long = per_reader.melt(id_vars=["reader", "role"], value_vars=list(STATES), var_name="status", value_name="n")
         st.plotly_chart(px.bar(long, x="n", y="reader", color="status", orientation="h",
-                               category_orders={"status": list(STATES)}, title="Assignments per reader"),
+                               category_orders={"status": list(STATES)}, color_discrete_map=STATUS_COLOURS,
+                               title="Assignments per reader"),
                         key="console_progress_readers")
     st.subheader("Per reader and arm")
     st.dataframe(progress.by_reader, hide_index=True)

@@ -9,6 +9,7 @@ from study_app.services.errors import ServiceError
 from study_app.services.invites import issue_invites
 from study_app.services.readers import add_reader, add_readers, revoke_reader
 from study_app.services.roster import parse_roster
+from study_app.services.uploads import MAX_SMALL_UPLOAD_MB
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
@@ -44,7 +45,7 @@ def add_section(actor, study_id: str) -> None:
             except ServiceError as error:
                 show_problems("Not added:", str(error))
     upload = st.file_uploader("Or import a readers CSV (reader_id, role, label)", type=["csv"],
-                              key="console_readers_import")
+                              key="console_readers_import", max_upload_size=MAX_SMALL_UPLOAD_MB)
     if upload is not None and st.button("Import readers"):
         try:
             entries = parse_roster(upload.getvalue().decode("utf-8-sig", errors="replace"), roles=roles,

@@ -11,7 +11,7 @@ from study_app.designs import shipped_design_path
 from study_app.services.console import shipped_designs
 from study_app.services.errors import ServiceError
 from study_app.services.studies import list_studies
-from study_app.services.uploads import create_study_from_upload, find_manifest
+from study_app.services.uploads import MAX_SMALL_UPLOAD_MB, MAX_UPLOAD_MB, create_study_from_upload, find_manifest
 from study_app.web.console.access import STUDY_KEY, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
@@ -40,12 +40,15 @@ def create_form(actor) -> None:
         name = right.text_input("Name (optional)")
         seed = left.number_input("Allocation seed", min_value=0, max_value=2**31 - 1, value=DEFAULT_SEED, step=1)
         design_choice = right.selectbox("Design", [*shipped_designs(), "upload a design file"])
-        design_file = right.file_uploader("Design file (TOML)", type=["toml"], key="console_design_file")
+        design_file = right.file_uploader("Design file (TOML)", type=["toml"], key="console_design_file",
+                                         max_upload_size=MAX_SMALL_UPLOAD_MB)
         cohort_choice = st.radio("Cohort", ["upload a zip (manifest + images)", "a folder on the server"],
                                  horizontal=True)
-        cohort_zip = st.file_uploader("Cohort zip", type=["zip"], key="console_cohort_zip")
+        cohort_zip = st.file_uploader("Cohort zip", type=["zip"], key="console_cohort_zip", max_upload_size=MAX_UPLOAD_MB,
+                                      help=f"Up to {MAX_UPLOAD_MB} MB; copy a larger cohort to the server instead.")
         server_path = st.text_input("Manifest or cohort folder on the server", placeholder="/data/cohorts/pilot")
-        readers_file = st.file_uploader("Readers CSV (reader_id, role, label)", type=["csv"], key="console_readers")
+        readers_file = st.file_uploader("Readers CSV (reader_id, role, label)", type=["csv"], key="console_readers",
+                                        max_upload_size=MAX_SMALL_UPLOAD_MB)
         submitted = st.form_submit_button("Check and create", type="primary")
     if not submitted:
         return

@@ -1,0 +1,246 @@
+"""What the console pages do when a coordinator uses them: create, invite, draft, launch, watch, export, intervene."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import zipfile
+
+from study_app.services import auth, reading
+from study_app.services.console import audit_log, drafting_run, reader_links
+from study_app.services.drafting import drafts_status
+from study_app.services.studies import list_studies, study_summary
+from tests.web_console.conftest import COORDINATOR
+from tests.web_console.test_uploads import READERS_CSV, break_images_of_row, zip_folder
+
+
+def shown(at) -> str:
+    """Everything a coordinator reads on the page, as one text."""
+    parts = [e.value for kind in ("title", "subheader", "text", "code", "caption", "markdown", "error", "success",
+                                  "info", "warning") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts).replace("\\", "")
+
+
+def button(at, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def click(at, label: str, timeout: float = 30):
+    return button(at, label).click().run(timeout=timeout)
+
+
+def submit(at, label: str, timeout: float = 60):
+    return next(b for b in at.get("form_submit_button") if b.label == label).click().run(timeout=timeout)
+
+
+def finish_first_case(db, reader_key: str = "res1"):
+    """A reader signs in with a fresh link and completes their first case (through the services)."""
+    from study_app.services.invites import issue_invites
+
+    token = issue_invites(db, COORDINATOR, "demo", [reader_key])[0].token
+    _, actor = auth.exchange_invite(db, token)
+    item = reading.worklist(db, actor).items[0]
+    view = reading.open_case(db, actor, item.assignment_id)
+    reading.mark_image_shown(db, actor, item.assignment_id)
+    reading.submit(db, actor, item.assignment_id, "Lungs clear." if view.task in ("write", "edit") else None)
+    reading.save_answers(db, actor, item.assignment_id, {q.key: q.options[0]["value"] for q in view.questions})
+    return item
+
+
+# --- studies ---------------------------------------------------------------------------------------------
+
+
+def fill_create_form(at, study_id: str, cohort_zip: bytes, readers: str = READERS_CSV):
+    at.text_input[0].input(study_id)
+    uploads = {u.label: u for u in at.file_uploader}
+    uploads["Cohort zip"].upload("cohort.zip", cohort_zip, "application/zip")
+    uploads["Readers CSV (reader_id, role, label)"].upload("readers.csv", readers.encode(), "text/csv")
+    return submit(at, "Check and create")
+
+
+def test_create_a_study_from_an_uploaded_zip(console_study, console_page):
+    at = fill_create_form(console_page("console-studies"), "upload1", zip_folder(console_study.cohort))
+    assert not at.exception, at.exception
+    assert "Created study upload1: 12 cases, 8 readers" in shown(at)
+    assert "upload1" in {s.study_id for s in list_studies(console_study.db, COORDINATOR)}
+    assert (console_study.path.parent / "cohorts" / "upload1" / "manifest.csv").is_file()
+    assert at.session_state["console_study"] == "upload1"
+
+
+def test_create_with_a_bad_manifest_lists_rows_and_creates_nothing(console_study, console_page, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(console_study.cohort, broken)
+    break_images_of_row(broken / "manifest.csv", 3)
+    at = fill_create_form(console_page("console-studies"), "broken1", zip_folder(broken))
+    assert "Nothing was created" in shown(at)
+    assert "manifest row 3, column images" in shown(at)
+    assert "broken1" not in {s.study_id for s in list_studies(console_study.db, COORDINATOR)}
+    assert not (console_study.path.parent / "cohorts" / "broken1").exists()
+
+
+def test_create_without_a_readers_csv_says_so(console_study, console_page):
+    at = console_page("console-studies")
+    at.text_input[0].input("noreaders")
+    at = submit(at, "Check and create")
+    assert "readers: upload the readers CSV" in shown(at)
+    assert "noreaders" not in {s.study_id for s in list_studies(console_study.db, COORDINATOR)}
+
+
+# --- readers -------------------------------------------------------------------------------------------
+
+
+def test_issued_link_is_shown_once_and_signs_the_reader_in(console_study, console_page):
+    at = console_page("console-readers", study="demo")
+    at.multiselect[0].select("res2")
+    at = click(at, "Issue links")
+    links = [c.value for c in at.code if "/signin?token=" in c.value]
+    assert len(links) == 1
+    token = links[0].split("token=", 1)[1]
+    _, actor = auth.exchange_invite(console_study.db, token)
+    assert actor.name == "res2"
+    at = click(at, "Hide the links")
+    assert not [c for c in at.code if "/signin?token=" in c.value]
+
+
+def test_revoke_cuts_the_link(console_study, console_page):
+    at = console_page("console-readers", study="demo")
+    at = at.selectbox[1].select("att1").run()
+    at = click(at, "Revoke links and sessions")
+    assert "Revoked att1" in shown(at)
+    links = reader_links(console_study.db, COORDINATOR, "demo").set_index("reader")["link"]
+    assert links["att1"] == "revoked" and links["att2"] == "issued"
+
+
+def test_adding_a_reader_before_launch_and_refused_after(console_study, console_page):
+    at = console_page("console-readers", study="pilot")
+    at.text_input[1].input("res3")
+    at = submit(at, "Add reader")
+    assert "Added res3" in shown(at)
+    assert study_summary(console_study.db, COORDINATOR, "pilot").n_readers == 9
+    at = console_page("console-readers", study="demo")
+    at.text_input[1].input("res3")
+    at = submit(at, "Add reader")
+    assert "Not added" in shown(at) and "frozen at launch" in shown(at)
+
+
+# --- drafts and launch -------------------------------------------------------------------------------
+
+
+def test_pilot_from_checklist_to_launch(console_study, console_page):
+    db = console_study.db
+    at = console_page("console-launch", study="pilot")
+    assert "[ ] every case has the drafts its arms need" in shown(at)
+    assert "[ ] every reader has a personal link" in shown(at)
+    assert button(at, "Launch the study").disabled
+
+    at = click(console_page("console-drafts", study="pilot"), "Import recorded outputs")
+    assert "draft(s) stored" in shown(at)
+    assert all(r.stored for r in drafts_status(db, COORDINATOR, "pilot"))
+    click(console_page("console-readers", study="pilot"), "Issue links")
+
+    at = console_page("console-launch", study="pilot")
+    assert "[x] every case has the drafts its arms need" in shown(at)
+    assert "[x] every reader has a personal link" in shown(at)
+    at = click(at, "Launch the study")
+    assert study_summary(db, COORDINATOR, "pilot").status == "open"
+    assert "Frozen at launch" in shown(at)
+    # Launching again, or importing drafts after launch, is refused by the services: the page says so.
+    at = click(at, "Launch the study")
+    assert "Not launched" in shown(at) and "launched once" in shown(at)
+    at = click(console_page("console-drafts", study="pilot"), "Import recorded outputs")
+    assert "Nothing imported" in shown(at) and "frozen at launch" in shown(at)
+
+
+def test_generation_against_an_unreachable_server_reports_the_failure(console_study, console_page):
+    at = console_page("console-drafts", study="pilot")
+    at.text_input[0].input("http://127.0.0.1:9")
+    at.number_input[1].set_value(1)
+    at = submit(at, "Start generating")
+    run = drafting_run(console_study.db, "pilot")
+    assert run is not None
+    run.thread.join(timeout=60)
+    assert run.finished and run.error
+    at = console_page("console-drafts", study="pilot")
+    assert "The drafting run stopped" in shown(at)
+    assert not any(r.stored for r in drafts_status(console_study.db, COORDINATOR, "pilot"))
+
+
+def test_generation_needs_an_http_url(console_study, console_page):
+    at = console_page("console-drafts", study="pilot")
+    at.text_input[0].input("gpu-host:8000")
+    at = submit(at, "Start generating")
+    assert "Not started" in shown(at) and "not an http(s) URL" in shown(at)
+
+
+# --- progress, data, interventions ---------------------------------------------------------------------
+
+
+def test_progress_shows_a_finished_case(console_study, console_page):
+    finish_first_case(console_study.db)
+    at = console_page("console-progress", study="demo")
+    assert [m.value for m in at.metric][:2] == ["68", "1"]
+    assert len(at.get("plotly_chart")) == 3  # arms, readers, and now time per case
+    assert "No case submitted yet" not in shown(at)
+
+
+def test_export_download_holds_every_table(console_study, console_page):
+    at = click(console_page("console-data", study="demo"), "Prepare the export")
+    download = at.get("download_button")
+    assert any("export" in d.proto.label for d in download)
+    from study_app.services.console import export_zip
+
+    names = zipfile.ZipFile(io.BytesIO(export_zip(console_study.db, COORDINATOR, "demo"))).namelist()
+    assert sorted(names) == sorted(f"demo/{n}" for n in ["assignments.csv", "answers.csv", "drafts.csv",
+                                                         "cases.csv", "readers.csv", "events.csv",
+                                                         "export_meta.json"])
+
+
+def test_run_analysis_shows_the_report(console_study, console_page):
+    finish_first_case(console_study.db)
+    at = console_page("console-data", study="demo")
+    at.number_input[0].set_value(100)
+    at = click(at, "Run the analysis", timeout=120)
+    assert not at.exception, at.exception
+    assert "Download the report (HTML)" in [d.proto.label for d in at.get("download_button")]
+    assert len(at.get("iframe")) == 1
+
+
+def test_analysis_missing_is_said(console_study, console_page, monkeypatch):
+    import study_app.web.console.data as data_page
+
+    monkeypatch.setattr(data_page, "analysis_available", lambda: False)
+    at = console_page("console-data", study="demo")
+    assert "analysis package is not available" in shown(at)
+    assert "Run the analysis" not in [b.label for b in at.button]
+
+
+def test_pause_needs_a_reason_then_pauses(console_study, console_page):
+    at = submit(console_page("console-interventions", study="demo"), "Apply")
+    assert "Cannot pause" in shown(at) and "say why" in shown(at)
+    assert study_summary(console_study.db, COORDINATOR, "demo").status == "open"
+    at.text_input[0].input("scanner room closed")
+    at = submit(at, "Apply")
+    assert study_summary(console_study.db, COORDINATOR, "demo").status == "paused"
+    pause = audit_log(console_study.db, COORDINATOR, "demo").iloc[0]
+    assert pause["kind"] == "pause" and pause["payload"]["reason"] == "scanner room closed"
+
+
+def test_close_needs_the_confirmation(console_study, console_page):
+    at = console_page("console-interventions", study="demo")
+    at.selectbox[1].select("close")
+    at.text_input[0].input("study over")
+    at = submit(at, "Apply")
+    assert "Not closed" in shown(at)
+    assert study_summary(console_study.db, COORDINATOR, "demo").status == "open"
+
+
+def test_reset_needs_a_reason_and_resets(console_study, console_page):
+    item = finish_first_case(console_study.db, "res1")
+    at = console_page("console-interventions", study="demo")
+    at.number_input[0].set_value(item.position)
+    at = submit(at, "Reset the case")
+    assert "Not reset" in shown(at) and "needs a reason" in shown(at)
+    at.text_area[0].input("reader opened the wrong case")
+    at = submit(at, "Reset the case")
+    assert f"Case {item.position} of res1 reset" in shown(at)
+    assert audit_log(console_study.db, COORDINATOR, "demo").iloc[0]["kind"] == "reset"

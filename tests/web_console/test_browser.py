@@ -1,0 +1,197 @@
+"""End to end in headless Chromium: a coordinator signs in, uploads a cohort, drafts, invites, launches, watches a read."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from study_app.demo import write_demo_readers
+from study_app.services import auth, reading
+from study_app.services.actors import SYSTEM
+from study_app.services.database import open_database
+from tests.web_console.test_uploads import zip_folder
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# The real entry script of the app, with the console pages in its coordinator branch.
+ENTRY = Path(__file__).resolve().parents[2] / "study_app" / "web" / "app.py"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PASSWORD = "correct horse battery staple"
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def chromium():
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium found and CI is set: the CI image must install Debian's chromium")
+        pytest.skip("no Chromium found; install Debian's chromium to run the browser tests")
+    pytest.importorskip("playwright.sync_api")
+    return path
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    """Where screenshots go: READERSTUDY_SCREENSHOTS (docs/img to refresh the guide) or the test's own folder."""
+    folder = Path(os.environ.get("READERSTUDY_SCREENSHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def console_server(tmp_path):
+    """The app with the console pages, on a free loopback port, over an empty database with one coordinator."""
+    url = f"sqlite:///{tmp_path / 'db' / 'study.sqlite'}"
+    db = open_database(url)
+    auth.create_coordinator(db, SYSTEM, "coord", PASSWORD)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code = (
+        "import os\n"
+        f"os.environ['READERSTUDY_DB'] = {url!r}\n"
+        "import streamlit as st\n"
+        "from study_app.serve import streamlit_options\n"
+        "from study_app.web.server import ROUTES\n"
+        f"options = dict(streamlit_options(), **{{'server.address': '127.0.0.1', 'server.port': {port}}})\n"
+        f"st.App({str(ENTRY)!r}, routes=ROUTES).run(config=options)\n"
+    )
+    log_path = tmp_path / "server.log"
+    log = open(log_path, "w")
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                              env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(log_path.read_text())
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}", db
+    server.terminate()
+    try:
+        server.wait(10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+    log.close()
+    db.dispose()
+
+
+def go(page, base: str, path: str, heading: str) -> None:
+    page.goto(f"{base}/{path}")
+    page.get_by_role("heading", name=heading).first.wait_for(timeout=30_000)
+
+
+def shoot(page, folder: Path, name: str) -> None:
+    page.wait_for_timeout(300)  # let charts and tables finish drawing
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_coordinator_runs_a_study_from_upload_to_progress(console_server, chromium, small_cohort, tmp_path,
+                                                          screenshots):
+    from playwright.sync_api import sync_playwright
+
+    base, db = console_server
+    cohort_zip = tmp_path / "cohort.zip"
+    cohort_zip.write_bytes(zip_folder(small_cohort, prefix="cohort/"))
+    readers_csv = write_demo_readers(tmp_path / "readers.csv")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        coordinator = browser.new_page(viewport={"width": 1400, "height": 1000})
+        coordinator.set_default_timeout(30_000)
+        # Sign in with a password; a reader's cookie would get nowhere in the console.
+        coordinator.goto(f"{base}/console/signin")
+        coordinator.fill("input[name=username]", "coord")
+        coordinator.fill("input[name=password]", PASSWORD)
+        coordinator.click("button[type=submit]")
+        coordinator.get_by_role("heading", name="Studies").first.wait_for()
+
+        # Studies: upload the cohort zip and the readers CSV; every image is checked before anything is created.
+        coordinator.get_by_role("textbox", name="Study id").fill("pilot")
+        coordinator.get_by_role("textbox", name="Study id").press("Enter")
+        files = coordinator.locator("input[type=file]")
+        files.nth(1).set_input_files(str(cohort_zip))
+        files.nth(2).set_input_files(str(readers_csv))
+        coordinator.get_by_text("readers.csv").first.wait_for()
+        coordinator.get_by_role("button", name="Check and create").click()
+        coordinator.get_by_text(re.compile(r"Created study pilot: 12 cases, 8 readers")).wait_for(timeout=90_000)
+        shoot(coordinator, screenshots, "console-studies")
+
+        # Drafts: the model outputs recorded in the manifest, stored with provenance.
+        go(coordinator, base, "console-drafts", "Drafts")
+        coordinator.get_by_role("button", name="Import recorded outputs").click()
+        coordinator.get_by_text(re.compile(r"\d+ draft\(s\) stored")).wait_for(timeout=90_000)
+        shoot(coordinator, screenshots, "console-drafts")
+
+        # Readers: one link each, shown once.
+        go(coordinator, base, "console-readers", "Readers")
+        coordinator.get_by_role("button", name="Issue links").click()
+        coordinator.get_by_text("Copy these links now").wait_for()
+        codes = coordinator.locator("[data-testid=stCode]")
+        codes.nth(7).wait_for()
+        links = [t.strip() for t in codes.all_inner_texts() if "/signin?token=" in t]
+        assert len(links) == 8, codes.all_inner_texts()
+        assert links[0].startswith(base + "/signin?token=")
+        shoot(coordinator, screenshots, "console-readers")
+
+        # Launch: the checklist is green; after launch, what is frozen.
+        go(coordinator, base, "console-launch", "Launch")
+        coordinator.get_by_text("[x] every reader has a personal link").wait_for()
+        shoot(coordinator, screenshots, "console-launch-checklist")
+        coordinator.get_by_role("button", name="Launch the study").click()
+        coordinator.get_by_text("Frozen at launch", exact=False).wait_for()
+        shoot(coordinator, screenshots, "console-launch-frozen")
+
+        # A resident signs in with the first link (res1) in another browser and reads one case.
+        go(coordinator, base, "console-progress", "Progress")
+        reader = browser.new_context().new_page()
+        reader.goto(links[0])
+        reader.click("#signin")
+        reader.wait_for_url(re.compile(r"/(reading|worklist)?(\?.*)?$"))
+        session_cookie = next(c["value"] for c in reader.context.cookies() if c["name"] == auth.SESSION_COOKIE)
+        actor = auth.actor_for_session(db, session_cookie)
+        assert actor is not None and actor.name == "res1"
+        item = reading.worklist(db, actor).items[0]
+        view = reading.open_case(db, actor, item.assignment_id)
+        reading.mark_image_shown(db, actor, item.assignment_id)
+        reading.submit(db, actor, item.assignment_id, "Lungs clear." if view.task in ("write", "edit") else None)
+        reading.save_answers(db, actor, item.assignment_id, {q.key: q.options[0]["value"] for q in view.questions})
+
+        # The progress page refreshes itself (every 5 s): the completed case appears without a reload.
+        completed = coordinator.locator("[data-testid=stMetricValue]").nth(1)
+        deadline = time.monotonic() + 30
+        while completed.inner_text().strip() != "1" and time.monotonic() < deadline:
+            coordinator.wait_for_timeout(500)
+        assert completed.inner_text().strip() == "1"
+        coordinator.get_by_text("Seconds from image shown to submit").first.wait_for()
+        shoot(coordinator, screenshots, "console-progress")
+
+        go(coordinator, base, "console-data", "Data")
+        shoot(coordinator, screenshots, "console-data")
+        go(coordinator, base, "console-interventions", "Interventions")
+        shoot(coordinator, screenshots, "console-interventions")
+
+        # The reader's own cookie gets nowhere in the console: its pages are not even in a reader's navigation.
+        reader.goto(f"{base}/console-launch")
+        reader.get_by_role("heading").first.wait_for()
+        assert "Launch the study" not in reader.content()
+        browser.close()

@@ -1,0 +1,227 @@
+"""The cohort upload: a safe, bounded, all-or-nothing zip extraction, and study creation that lists problems first."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from study_app.demo import DEMO_READERS
+from study_app.designs import shipped_design_path
+from study_app.services.actors import reader_actor
+from study_app.services.errors import Conflict, PermissionDenied
+from study_app.services.studies import list_studies
+from study_app.services.uploads import (
+    UploadLimits,
+    UploadRefused,
+    cohorts_root,
+    create_study_from_upload,
+    extract_archive,
+    find_manifest,
+)
+from tests.web_console.conftest import COORDINATOR
+
+READERS_CSV = "reader_id,role,label\n" + "".join(f"{k},{r},{label}\n" for k, r, label in DEMO_READERS)
+
+
+def zip_of(members: dict[str, bytes], *, symlinks: dict[str, str] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for name, data in members.items():
+            zipped.writestr(name, data)
+        for name, target in (symlinks or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zipped.writestr(info, target)
+    return buffer.getvalue()
+
+
+def zip_folder(folder: Path, prefix: str = "") -> bytes:
+    return zip_of({prefix + str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+                   if p.is_file()})
+
+
+@pytest.fixture(scope="module")
+def cohort_zip(small_cohort) -> bytes:
+    """The demo cohort (manifest and images) zipped the way a coordinator would, inside a top folder."""
+    return zip_folder(small_cohort, prefix="my-cohort/")
+
+
+def break_images_of_row(manifest: Path, row: int) -> None:
+    """Make the manifest's case row ``row`` (1-based, header is row 0) name an image that is not there."""
+    rows = list(csv.reader(io.StringIO(manifest.read_text(encoding="utf-8"))))
+    rows[row][rows[0].index("images")] = "images/missing.png"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    manifest.write_text(out.getvalue(), encoding="utf-8")
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir()) if parent.exists() else []
+
+
+# --- extract_archive ---------------------------------------------------------------------------------
+
+
+def test_good_zip_is_extracted_with_its_folders(tmp_path):
+    target = extract_archive(zip_of({"manifest.csv": b"case_id\n", "img/a.png": b"x", "img/sub/b.png": b"y"}),
+                             tmp_path / "pilot")
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == [
+        "img/a.png", "img/sub/b.png", "manifest.csv"]
+    assert (target / "img/sub/b.png").read_bytes() == b"y"
+    assert leftovers(tmp_path) == ["pilot"]  # the staging folder is gone
+
+
+@pytest.mark.parametrize(("members", "symlinks", "says"), [
+    ({"../evil.txt": b"x"}, None, "'..'"),
+    ({"img/../../evil.txt": b"x"}, None, "'..'"),
+    ({"/etc/evil.txt": b"x"}, None, "absolute"),
+    ({"C:/evil.txt": b"x"}, None, "absolute"),
+    ({"img\\..\\evil.txt": b"x"}, None, "backslash"),
+    ({"manifest.csv": b"case_id\n"}, {"img/link.png": "/etc/passwd"}, "symbolic link"),
+    ({}, None, "no files"),
+    ({"a.png": b"1", "A.PNG": b"2"}, None, "twice"),
+], ids=["dotdot", "nested-dotdot", "absolute", "drive", "backslash", "symlink", "empty", "duplicate"])
+def test_unsafe_zip_is_refused_and_nothing_is_written(tmp_path, members, symlinks, says):
+    with pytest.raises(UploadRefused, match=says):
+        extract_archive(zip_of({"ok.txt": b"fine", **members}, symlinks=symlinks) if members or symlinks
+                        else zip_of({}), tmp_path / "cohorts" / "pilot")
+    assert leftovers(tmp_path / "cohorts") == []
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_not_a_zip_is_refused(tmp_path):
+    with pytest.raises(UploadRefused, match="not a zip"):
+        extract_archive(b"manifest.csv is not an archive", tmp_path / "pilot")
+
+
+def test_limits_on_files_and_sizes(tmp_path):
+    many = zip_of({f"img/{i}.png": b"x" for i in range(5)})
+    with pytest.raises(UploadRefused, match="more than 4 files"):
+        extract_archive(many, tmp_path / "a", limits=UploadLimits(max_files=4))
+    big = zip_of({"img/big.dcm": bytes(range(256)) * 64})  # 16 KiB, hardly compressible
+    with pytest.raises(UploadRefused, match="larger than 1000 bytes once extracted"):
+        extract_archive(big, tmp_path / "b", limits=UploadLimits(max_member_bytes=1000))
+    with pytest.raises(UploadRefused, match="larger than 20000 bytes"):
+        extract_archive(zip_of({"a.dcm": bytes(range(256)) * 50, "b.dcm": bytes(range(256)) * 50}), tmp_path / "c",
+                        limits=UploadLimits(max_total_bytes=20000))
+    assert leftovers(tmp_path) == []
+
+
+def test_zip_bomb_is_refused_from_its_ratio(tmp_path):
+    bomb = zip_of({"manifest.csv": b"case_id\n", "img/zeros.dcm": bytes(8 * 1024**2)})  # 8 MiB of zeros: ~1000x
+    with pytest.raises(UploadRefused, match="zip bomb"):
+        extract_archive(bomb, tmp_path / "pilot")
+    assert leftovers(tmp_path) == []
+
+
+def test_member_lying_about_its_size_is_cut_off(tmp_path):
+    data = bytearray(zip_of({"img/a.dcm": bytes(range(256)) * 16}))
+    # Patch the central directory's uncompressed size (4096) down to 100: extraction must not trust it.
+    central = data.rindex(b"PK\x01\x02")
+    data[central + 24:central + 28] = (100).to_bytes(4, "little")
+    with pytest.raises(UploadRefused):
+        extract_archive(bytes(data), tmp_path / "pilot")
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_target_is_never_overwritten(tmp_path):
+    (tmp_path / "pilot").mkdir()
+    (tmp_path / "pilot" / "keep.txt").write_text("mine")
+    with pytest.raises(Conflict):
+        extract_archive(zip_of({"keep.txt": b"theirs"}), tmp_path / "pilot")
+    assert (tmp_path / "pilot" / "keep.txt").read_text() == "mine"
+
+
+def test_find_manifest_at_top_or_in_the_one_folder(tmp_path):
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "manifest.csv").write_text("case_id\n")
+    assert find_manifest(tmp_path / "top") == tmp_path / "top" / "manifest.csv"
+    (tmp_path / "nested" / "cohort").mkdir(parents=True)
+    (tmp_path / "nested" / "cohort" / "manifest.jsonl").write_text("{}\n")
+    assert find_manifest(tmp_path / "nested") == tmp_path / "nested" / "cohort" / "manifest.jsonl"
+    (tmp_path / "none").mkdir()
+    with pytest.raises(Exception, match="no manifest.csv"):
+        find_manifest(tmp_path / "none")
+
+
+# --- create_study_from_upload ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def empty_db(tmp_path):
+    from study_app.services.database import open_database
+
+    db = open_database(f"sqlite:///{tmp_path / 'db' / 'study.sqlite'}")
+    yield db
+    db.dispose()
+
+
+def create(db, **overrides):
+    arguments = dict(study_id="pilot", design_path=shipped_design_path("chexone"), readers_text=READERS_CSV, seed=7)
+    arguments.update(overrides)
+    return create_study_from_upload(db, COORDINATOR, **arguments)
+
+
+def test_good_upload_creates_the_study_in_the_cohorts_folder(empty_db, cohort_zip):
+    outcome = create(empty_db, archive=cohort_zip)
+    assert outcome.problems == []
+    assert outcome.summary.n_cases == 12 and outcome.summary.n_readers == len(DEMO_READERS)
+    assert outcome.cohort_dir == cohorts_root(empty_db) / "pilot"
+    assert (outcome.cohort_dir / "my-cohort" / "manifest.csv").is_file()
+    assert [s.study_id for s in list_studies(empty_db, COORDINATOR)] == ["pilot"]
+    # The cohort folder is the study's for good: a second upload under the same id is refused.
+    again = create(empty_db, archive=cohort_zip)
+    assert again.problems and again.summary is None
+
+
+def test_bad_manifest_lists_problems_by_row_and_column_and_creates_nothing(empty_db, small_cohort, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(small_cohort, broken)
+    break_images_of_row(broken / "manifest.csv", 2)
+    outcome = create(empty_db, archive=zip_folder(broken))
+    assert outcome.summary is None
+    assert any(p.startswith("manifest row 2, column images") and "missing.png" in p for p in outcome.problems), \
+        outcome.problems
+    assert list_studies(empty_db, COORDINATOR) == []
+    assert leftovers(cohorts_root(empty_db)) == []
+
+
+def test_bad_readers_csv_is_listed_by_row_and_nothing_created(empty_db, cohort_zip):
+    outcome = create(empty_db, archive=cohort_zip, readers_text="reader_id,role\nres1,resident\nres2,surgeon\n")
+    assert any("row 2, column role" in p and "surgeon" in p for p in outcome.problems), outcome.problems
+    assert list_studies(empty_db, COORDINATOR) == []
+    assert leftovers(cohorts_root(empty_db)) == []
+
+
+def test_unsafe_upload_creates_nothing(empty_db):
+    outcome = create(empty_db, archive=zip_of({"manifest.csv": b"case_id\n", "../escape.csv": b"x"}))
+    assert outcome.summary is None and "upload refused" in outcome.problems[0]
+    assert leftovers(cohorts_root(empty_db)) == []
+
+
+def test_manifest_on_the_server_is_used_in_place(empty_db, small_cohort):
+    outcome = create(empty_db, manifest_path=small_cohort / "manifest.csv")
+    assert outcome.problems == [] and outcome.cohort_dir is None
+    assert leftovers(cohorts_root(empty_db)) == []
+
+
+def test_a_reader_cannot_create_a_study(empty_db, cohort_zip):
+    with pytest.raises(PermissionDenied):
+        create_study_from_upload(empty_db, reader_actor(1, "res1"), study_id="pilot",
+                                 design_path=shipped_design_path("chexone"), readers_text=READERS_CSV, seed=1,
+                                 archive=cohort_zip)
+    assert leftovers(cohorts_root(empty_db)) == []
+
+
+def test_the_shipped_server_config_accepts_a_cohort_sized_upload():
+    """Streamlit refuses any upload above server.maxUploadSize before the console sees it."""
+    from study_app.serve import streamlit_options
+    from study_app.services.uploads import MAX_UPLOAD_MB
+
+    assert streamlit_options()["server.maxUploadSize"] >= MAX_UPLOAD_MB
