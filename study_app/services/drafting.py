@@ -239,6 +239,10 @@ def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> Non
         return
     try:
         with db.transaction() as session:
+            if get_study(session, study_id, for_update=True).status != "draft":
+                # Launched while this request was in flight: the study's drafts are frozen, so the late answer is
+                # dropped. Launch refuses while a needed draft is missing, so a needed draft is never dropped here.
+                return
             session.add(
                 Draft(
                     study_id=study_id,

@@ -149,3 +149,49 @@ def test_sigkill_during_submits_loses_nothing_acknowledged(demo_study, tmp_path)
     # The store keeps working after the crash.
     res1 = actor(db, "res1")
     assert reading.worklist(db, res1).done >= 1
+
+
+def test_two_drafting_runs_while_the_console_reads_store_each_draft_once(fresh_db, demo_cohort_dir, tmp_path):
+    """Console and CLI drafting the same study at once, while the Drafts page polls: no duplicate, no error."""
+    from study_app.demo import write_demo_readers
+    from study_app.designs import shipped_design_path
+    from study_app.services.console import vllm_server_backend
+    from study_app.services.drafting import drafts_status, generate_drafts, needed_drafts
+    from study_app.services.studies import create_study
+    from study_app.store.models import Draft
+    from tests.fakes.openai_server import serve_openai
+
+    create_study(fresh_db, SYSTEM, study_id="pilot", design_path=shipped_design_path(),
+                 manifest_path=demo_cohort_dir / "manifest.csv",
+                 readers_path=write_demo_readers(tmp_path / "r.csv"), seed=1)
+    needed = len(needed_drafts(fresh_db, "pilot"))
+    other = open_database(fresh_db.url)
+    done = threading.Event()
+    polls: list[int] = []
+
+    def console_reads():
+        while not done.is_set():
+            polls.append(sum(r.stored for r in drafts_status(other, SYSTEM, "pilot")))
+            time.sleep(0.02)
+
+    reader = threading.Thread(target=console_reads)
+    try:
+        # Slow answers keep both runs in flight over the same cases at the same time.
+        with serve_openai(latency_s=0.05) as server:
+            reader.start()
+            results, errors = run_together(
+                lambda: generate_drafts(fresh_db, SYSTEM, "pilot", vllm_server_backend(server.url), concurrency=4),
+                lambda: generate_drafts(other, SYSTEM, "pilot", vllm_server_backend(server.url), concurrency=4),
+            )
+            done.set()
+            reader.join()
+    finally:
+        done.set()
+        other.dispose()
+    assert errors == []
+    assert all(r.failed == 0 for r in results)
+    with fresh_db.read() as s:
+        keys = s.execute(select(Draft.request_key, Draft.choice_index).where(Draft.source_kind == "model")).all()
+    assert len(keys) == needed == len(set(keys))
+    assert polls and polls == sorted(polls) and polls[-1] <= needed  # the page only ever sees drafts arrive
+    assert all(r.stored for r in drafts_status(fresh_db, SYSTEM, "pilot"))
