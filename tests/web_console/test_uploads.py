@@ -138,6 +138,34 @@ def test_existing_target_is_never_overwritten(tmp_path):
     assert (tmp_path / "pilot" / "keep.txt").read_text() == "mine"
 
 
+def test_two_uploads_to_one_folder_at_once_one_wins_whole(tmp_path):
+    """Two coordinators uploading a cohort for the same study id at the same instant: one folder, one archive."""
+    import threading
+
+    archives = [zip_of({f"images/{i}.png": bytes([n]) * 200_000 for i in range(20)} | {"who.txt": str(n).encode()})
+                for n in (1, 2)]
+    barrier, outcomes = threading.Barrier(2), []
+
+    def upload(archive):
+        barrier.wait()
+        try:
+            extract_archive(archive, tmp_path / "pilot")
+            outcomes.append("ok")
+        except Conflict as error:
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=upload, args=(a,)) for a in archives]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 2 and outcomes.count("ok") == 1
+    assert "exists already" in str(next(o for o in outcomes if o != "ok"))
+    winner = int((tmp_path / "pilot" / "who.txt").read_text())
+    assert {p.read_bytes() for p in (tmp_path / "pilot" / "images").iterdir()} == {bytes([winner]) * 200_000}
+    assert leftovers(tmp_path) == ["pilot"]  # no staging folder left behind
+
+
 def test_find_manifest_at_top_or_in_the_one_folder(tmp_path):
     (tmp_path / "top").mkdir()
     (tmp_path / "top" / "manifest.csv").write_text("case_id\n")

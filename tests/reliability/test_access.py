@@ -1,0 +1,296 @@
+"""Access control of the live reader server: own cases only, no path tricks, single-use links, blind drafts, plain text."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from study_app.services import auth
+from study_app.store.models import Assignment, Draft, Event, Image, Study
+from tests.reliability.conftest import HOSTILE_REPORT, open_case, sign_in
+
+# Words that would tell a reader where a draft came from (the arm keys, the model, the replay backend).
+SOURCE_TOKENS = ("model", "resident", "chexone", "replay")
+
+
+def raw_get(base: str, target: str, cookie: str | None = None, method: str = "GET") -> tuple[int, bytes]:
+    """One request with the target sent byte for byte: HTTP clients normalise `../`, an attacker does not."""
+    host, port = base.removeprefix("http://").split(":")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    if cookie:
+        lines.append(f"Cookie: {auth.SESSION_COOKIE}={cookie}")
+    if method == "POST":
+        lines += ["X-Readerstudy-Client: 1", "Content-Type: application/json", "Content-Length: 2"]
+    request = ("\r\n".join(lines) + "\r\n\r\n" + ("{}" if method == "POST" else "")).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def own_and_foreign(study, reader_key: str, other_key: str):
+    """One open case of `reader_key` with its first image, and one of `other_key` with its first image."""
+    mine = study.items(study.actor(reader_key), status="ready")[0].assignment_id
+    theirs = study.items(study.actor(other_key), status="ready")[0].assignment_id
+    with study.db.read() as session:
+        def first_image(assignment_id):
+            case_id = session.get(Assignment, assignment_id).case_id
+            return session.scalars(select(Image).where(Image.case_id == case_id).order_by(Image.ordinal)).first()
+        my_image, their_image = first_image(mine), first_image(theirs)
+        root = Path(session.get(Study, "demo").cohort_root)
+        their_file = Path(their_image.path) if Path(their_image.path).is_file() else root / their_image.relpath
+        return mine, my_image.id, theirs, their_image.id, their_file
+
+
+def snapshot(study, assignment_id: int):
+    with study.db.read() as session:
+        row = session.get(Assignment, assignment_id)
+        events = session.scalar(select(func.count()).select_from(Event).where(Event.assignment_id == assignment_id))
+        return row.status, row.opened_at, row.first_shown_at, events
+
+
+def test_reader_cannot_use_another_readers_case_through_the_routes(served_study):
+    study = served_study
+    cookie = study.session_token("att2")
+    mine, my_image, theirs, their_image, _ = own_and_foreign(study, "att2", "att3")
+    before = snapshot(study, theirs)
+    jar = {auth.SESSION_COOKIE: cookie}
+    headers = {"X-Readerstudy-Client": "1"}
+    with httpx.Client(base_url=study.base, cookies=jar, timeout=30) as client:
+        own = client.get(f"/api/image/{mine}/{my_image}")
+        assert own.status_code == 200 and own.content.startswith(b"\x89PNG"), "positive control: own image"
+        for url in (f"/api/image/{theirs}/{their_image}", f"/api/image/{mine}/{their_image}",
+                    f"/api/image/{theirs}/{my_image}"):
+            response = client.get(url)
+            assert response.status_code in (403, 404), url
+            assert not response.content.startswith(b"\x89PNG"), url
+        for route, body in (("shown", {}), ("autosave", {"text": "overwritten by another reader"}),
+                            ("event", {"kind": "hidden", "duration_s": 1.0})):
+            response = client.post(f"/api/reading/{theirs}/{route}", json=body, headers=headers)
+            assert response.status_code in (403, 404), route
+        anonymous = httpx.get(f"{study.base}/api/image/{mine}/{my_image}", timeout=30)
+        assert anonymous.status_code == 401
+    assert snapshot(study, theirs) == before, "another reader's case changed"
+
+
+def test_path_tricks_on_every_route_reveal_no_file(served_study):
+    study = served_study
+    cookie = study.session_token("att3")
+    mine, my_image, theirs, their_image, their_file = own_and_foreign(study, "att3", "att4")
+    secrets = {
+        "/etc/passwd": b"root:x:",
+        "the study database": b"SQLite format 3",
+        "another reader's image file": their_file.read_bytes()[100:164],
+    }
+    db_path = str(study.path)
+    targets = [
+        f"/api/image/{mine}/{my_image}/../../../../etc/passwd",
+        f"/api/image/{mine}/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/api/image/%2e%2e/%2e%2e/etc/passwd",
+        f"/api/image/{mine}/%2e%2e%2f{theirs}%2f{their_image}",
+        f"/api/image/{mine}%2f..%2f{theirs}/{their_image}",
+        f"/api/image/{mine}/{their_image}?path={their_file}",
+        f"/api/image/-1/{their_image}",
+        f"/api/image/{theirs:+d}/{their_image}",
+        "/static/../../../../../../etc/passwd",
+        "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/app/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/media/..%2f..%2f..%2fetc%2fpasswd",
+        "/component/..%2f..%2f..%2f..%2fetc/passwd",
+        "/_stcore/bidi-components/readerstudy_viewer/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/_stcore/bidi-components/..%2f..%2f..%2fetc/passwd",
+        "//etc/passwd",
+        "/etc/passwd",
+        str(their_file),
+        "/" + str(their_file).lstrip("/").replace("/", "%2f"),
+        db_path,
+        f"/static/{db_path}",
+        f"/app/static/{db_path}",
+        f"/?case=../../../etc/passwd",
+        f"/signin?token=../../../../etc/passwd",
+        f"/?case={theirs}&file={their_file}",
+    ]
+    _, own_png = raw_get(study.base, f"/api/image/{mine}/{my_image}", cookie)
+    assert own_png.startswith(b"\x89PNG"), "positive control: the reader's own image"
+    leaks = []
+    for target in targets:
+        status, body = raw_get(study.base, target, cookie)
+        for what, marker in secrets.items():
+            if marker in body:
+                leaks.append(f"{target} -> {status}: {what}")
+        if body.startswith(b"\x89PNG") and body != own_png:
+            leaks.append(f"{target} -> {status}: a PNG that is not the reader's own image")
+    for target in (f"/api/reading/..%2f{theirs}/autosave", f"/api/reading/{mine}/..%2f..%2f{theirs}/autosave",
+                   f"/api/reading/%2e%2e/{theirs}/shown"):
+        status, _ = raw_get(study.base, target, cookie, method="POST")
+        assert status in (400, 403, 404, 405), target
+    assert not leaks, leaks
+
+
+def test_invite_link_works_once_and_sets_a_safe_cookie(served_study):
+    study = served_study
+    token = study.invites["rad2"]
+    study.spent.add("rad2")
+    with httpx.Client(base_url=study.base, timeout=30) as client:
+        assert client.get("/signin", params={"token": token}).status_code == 200  # a mail scanner's GET spends nothing
+        first = client.post("/signin", data={"token": token})
+        assert first.status_code == 303
+        set_cookie = first.headers["set-cookie"]
+        parts = {p.strip().split("=", 1)[0].lower() for p in set_cookie.split(";")}
+        assert set_cookie.startswith(f"{auth.SESSION_COOKIE}=")
+        assert "httponly" in parts
+        assert "samesite=lax" in set_cookie.lower().replace(" ", "")
+        session_value = first.cookies[auth.SESSION_COOKIE]
+    with httpx.Client(base_url=study.base, timeout=30) as other_browser:
+        second = other_browser.post("/signin", data={"token": token})
+        assert second.status_code == 403
+        assert auth.SESSION_COOKIE not in second.cookies
+    assert auth.actor_for_session(study.db, session_value).name == "rad2"
+    # Only hashes are stored: neither the invite nor the session token appears anywhere in the database files.
+    study.db.dispose()
+    stored = b"".join(p.read_bytes() for p in study.path.parent.glob(study.path.name + "*"))
+    assert token.encode() not in stored and session_value.encode() not in stored
+
+
+def test_forged_requests_are_refused(served_study):
+    study = served_study
+    cookie = study.session_token("att4")
+    mine = study.items(study.actor("att4"), status="ready")[0].assignment_id
+    before = snapshot(study, mine)
+    jar = {auth.SESSION_COOKIE: cookie}
+    with httpx.Client(base_url=study.base, cookies=jar, timeout=30) as client:
+        # The app's own POST routes: a cross-site form cannot add the client header; a cross-site fetch is refused.
+        plain = client.post(f"/api/reading/{mine}/autosave", json={"text": "forged"})
+        assert plain.status_code == 403
+        cross = client.post(f"/api/reading/{mine}/autosave", json={"text": "forged"},
+                            headers={"X-Readerstudy-Client": "1", "Origin": "http://evil.example"})
+        assert cross.status_code == 403
+        # Streamlit's XSRF protection is on in the server actually running: it hands out the XSRF cookie and
+        # refuses an upload without the matching header.
+        health = client.get("/_stcore/health")
+        assert "_streamlit_xsrf" in health.headers.get("set-cookie", "")
+        upload = client.put("/_stcore/upload_file/some-session/some-file", files={"file": ("a.txt", b"x")})
+        assert upload.status_code == 403
+    assert snapshot(study, mine) == before
+
+
+@pytest.mark.browser
+def test_reader_cannot_open_another_readers_case_or_the_console_by_url(served_study, browser):
+    study = served_study
+    theirs = study.items(study.actor("att1"), status="ready")[0].assignment_id
+    before = snapshot(study, theirs)
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    study.spent.add("rad1")
+    sign_in(page, study.base, study.invites["rad1"])
+    page.get_by_text("cases done").first.wait_for(timeout=30_000)
+    page.goto(f"{study.base}/?case={theirs}")
+    page.get_by_text(f"no case {theirs} in your worklist").wait_for(timeout=30_000)
+    assert page.locator(".rs-viewer").count() == 0 and page.locator("textarea.rs-text").count() == 0
+    console_titles = ("Studies", "Readers", "Drafts", "Launch", "Progress", "Data", "Interventions")
+    for path in ("progress", "console-studies", "console-readers", "console-drafts", "console-launch",
+                 "console-progress", "console-data", "console-interventions"):
+        page.goto(f"{study.base}/{path}")
+        page.get_by_text("cases done").first.wait_for(timeout=30_000)  # lands on the reader's own page
+        headings = [h.strip() for h in page.locator("h1, h2, h3").all_inner_texts()]
+        assert not set(headings) & set(console_titles), (path, headings)
+        assert "coordinator" not in page.locator("body").inner_text().lower(), path
+    page.close()
+    assert snapshot(study, theirs) == before
+
+
+def collect_shown(page) -> dict[str, list[str]]:
+    """Everything the reader's browser holds: text, every attribute (ids, classes, URLs), through shadow roots."""
+    return page.evaluate("""() => {
+        const texts = [], attrs = [];
+        const walk = (root) => {
+            for (const el of root.querySelectorAll('*')) {
+                for (const a of el.attributes) attrs.push(a.name + '=' + a.value);
+                if (el.value !== undefined && typeof el.value === 'string') texts.push(el.value);
+                if (el.shadowRoot) walk(el.shadowRoot);
+            }
+        };
+        walk(document);
+        texts.push(document.body.innerText, document.title, location.href);
+        return {texts, attrs};
+    }""")
+
+
+@pytest.mark.browser
+def test_edit_pages_do_not_reveal_the_drafts_source(served_study, browser):
+    study = served_study
+    actor = study.actor("att2")
+    by_source = {}
+    with study.db.read() as session:
+        for item in study.items(actor, task="edit", status="ready"):
+            row = session.get(Assignment, item.assignment_id)
+            draft = session.get(Draft, row.draft_id)
+            by_source.setdefault(draft.source_kind, (item.assignment_id, draft.report))
+    assert set(by_source) == {"model", "reader"}, by_source
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    urls, frames = [], []
+    page.on("request", lambda request: urls.append(request.url))
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
+    token = study.session_token("att2")
+    context.add_cookies([{"name": auth.SESSION_COOKIE, "value": token, "url": study.base}])
+    shown = {}
+    for source, (assignment_id, report) in by_source.items():
+        urls.clear()
+        frames.clear()
+        open_case(page, study.base, assignment_id)
+        assert page.locator("textarea.rs-text").input_value() == report, "the draft is pre-filled"
+        collected = collect_shown(page)
+        received = b"".join(f if isinstance(f, bytes) else f.encode() for f in frames)
+        assert received and urls, "the checks below must have something to look at"
+        for line in report.splitlines():
+            received = received.replace(line.encode(), b"")
+        texts = "\n".join(collected["texts"]).replace(report, "")
+        for line in report.splitlines():
+            texts = texts.replace(line, "")
+        haystacks = {"text": texts.lower(), "attributes": "\n".join(collected["attrs"]).lower(),
+                     "urls": "\n".join(urls).lower(), "websocket": received.decode("utf-8", "replace").lower()}
+        found = [(where, token) for where, hay in haystacks.items() for token in SOURCE_TOKENS if token in hay]
+        assert not found, (source, found)
+        shown[source] = sorted(re.sub(r"\d+", "#", h.strip())
+                               for h in page.locator("h1, h2, h3, strong").all_inner_texts())
+    # Same headings and labels for both: the page's layout does not tell the two sources apart either.
+    assert shown["model"] == shown["reader"]
+    context.close()
+
+
+@pytest.mark.browser
+def test_report_markup_is_shown_as_plain_text(served_study, browser):
+    study = served_study
+    actor = study.actor("att3")
+    compare = study.items(actor, task="compare", status="ready")[0].assignment_id
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.context.add_cookies([{"name": auth.SESSION_COOKIE, "value": study.session_token("att3"),
+                               "url": study.base}])
+    open_case(page, study.base, compare)
+    page.get_by_text("<b>bold</b>", exact=False).first.wait_for(timeout=30_000)
+    body = page.locator("body").inner_text()
+    # (A reader's report becomes a draft through the same clean-up as a model's, which drops ** emphasis
+    # marks so the two sources look alike; everything else must arrive character for character.)
+    assert "<script>window.__rs_pwned = 1</script>" in body and "[link](http://evil.example)" in body
+    assert page.evaluate("() => window.__rs_pwned === undefined")
+    assert page.locator("b:has-text('bold'), strong:has-text('stars'), i:has-text('lungs clear')").count() == 0
+    assert page.locator("img[src='x'], script:has-text('__rs_pwned'), a[href='http://evil.example']").count() == 0
+    # And the reader's own markup, submitted through the editor, comes back literally in the locked view.
+    edit = study.items(actor, task="edit", status="ready")[0].assignment_id
+    open_case(page, study.base, edit)
+    page.locator("textarea.rs-text").fill(HOSTILE_REPORT + " <u>own</u>")
+    page.locator("button.rs-submit").click()
+    page.get_by_text("Your submitted findings").wait_for(timeout=30_000)
+    assert "<u>own</u>" in page.locator("body").inner_text()
+    assert page.locator("u:has-text('own'), b:has-text('bold')").count() == 0
+    assert page.evaluate("() => window.__rs_pwned === undefined")
+    page.close()

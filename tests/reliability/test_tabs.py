@@ -1,0 +1,53 @@
+"""Two tabs on one case and a tab closed mid-typing, in real Chromium: one submission stands, typing survives."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from sqlalchemy import select
+
+from study_app.services import reading
+from study_app.store.models import Response
+from tests.reliability.conftest import open_case, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_two_tabs_submitting_one_case_keep_the_first(killable_study, browser):
+    study = killable_study
+    actor = study.actor("att1")
+    case = study.items(actor, task="edit", status="ready")[0].assignment_id
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    first = context.new_page()
+    sign_in(first, study.base, study.invites["att1"])
+    open_case(first, study.base, case)
+    second = context.new_page()
+    open_case(second, study.base, case)
+    first.locator("textarea.rs-text").fill("From the first tab.")
+    second.locator("textarea.rs-text").fill("From the second tab.")
+    first.locator("button.rs-submit").click()
+    first.get_by_text("Submitted; the clock has stopped").wait_for(timeout=30_000)
+    second.locator("button.rs-submit").click()
+    second.get_by_text(re.compile("already submitted")).wait_for(timeout=30_000)
+    with study.db.read() as session:
+        texts = session.scalars(select(Response.final_text).where(Response.assignment_id == case)).all()
+    assert texts == ["From the first tab."]
+    context.close()
+
+
+def test_closing_the_tab_keeps_what_was_typed(killable_study, browser):
+    study = killable_study
+    actor = study.actor("att2")
+    case = study.items(actor, task="edit", status="ready")[0].assignment_id
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    sign_in(page, study.base, study.invites["att2"])
+    open_case(page, study.base, case)
+    typed = "Typed just before closing the tab."
+    page.locator("textarea.rs-text").fill(typed)
+    page.close(run_before_unload=True)  # no wait for the periodic autosave: the page-leave save must carry it
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and reading.case_view(study.db, actor, case).editor_text != typed:
+        time.sleep(0.2)
+    assert reading.case_view(study.db, actor, case).editor_text == typed
