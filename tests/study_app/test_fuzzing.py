@@ -1,11 +1,17 @@
 """Property-based fuzzing of what takes outside input: the design parser, the reader list, answers, report text."""
 
+import csv
+import io
+import itertools
+import shutil
 import string
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from study_app.designs import DesignError, parse_design, shipped_design_path
+from study_app.services.actors import SYSTEM
 from study_app.services.errors import InvalidInput, ServiceError
 from study_app.services.reading import validate_answers, validate_report_text
 from study_app.services.roster import parse_roster
@@ -110,3 +116,73 @@ def test_huge_report_refused_with_its_size():
         assert "1,000,000 characters" in str(error)
     else:
         raise AssertionError("a million-character report was accepted")
+
+
+# --- the manifest importer, whole: a study is created entirely or nothing is written -----------------
+
+_study_ids = itertools.count()
+odd_cells = st.one_of(
+    st.sampled_from(["", "PA:images/missing.png", "PA:../outside.png", "OBLIQUE:images/x.png", "-1", "1e308",
+                     "99999999999999999999", "nan", "\x00", "\ufeff", "é" * 5000, "A=Yes|A=No", "PA:/etc/passwd"]),
+    st.text(max_size=40),
+)
+
+
+@pytest.fixture(scope="module")
+def import_target(tmp_path_factory, demo_cohort_dir):
+    """One database and a writable copy of the demo cohort whose manifest each example rewrites."""
+    from study_app.demo import write_demo_readers
+    from study_app.services.database import open_database
+
+    root = tmp_path_factory.mktemp("fuzz-import")
+    cohort = root / "cohort"
+    shutil.copytree(demo_cohort_dir, cohort)
+    db = open_database(f"sqlite:///{root / 'study.sqlite'}")
+    yield db, cohort, write_demo_readers(root / "readers.csv"), (cohort / "manifest.csv").read_text(encoding="utf-8")
+    db.dispose()
+
+
+def _table_counts(db) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from study_app.store.models import Assignment, Case, Draft, Event, Image, Reader, Study
+
+    with db.read() as session:
+        return {m.__name__: session.scalar(select(func.count()).select_from(m))
+                for m in (Study, Case, Image, Reader, Assignment, Draft, Event)}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(row=st.integers(0, 12), column=st.integers(0, 30), value=odd_cells,
+       tail=st.one_of(st.just(b""), st.binary(max_size=40), st.just(b"\xff\xfe\x00garbage")))
+def test_a_damaged_manifest_imports_whole_or_changes_nothing(import_target, row, column, value, tail):
+    """One cell of the demo manifest replaced by something odd (and bytes appended): the import either creates
+    the whole study or raises a clear InvalidInput naming a row, a column or the file, and writes nothing."""
+    from cohorts import load_manifest
+    from study_app.designs import shipped_design_path
+    from study_app.services.studies import create_study
+
+    db, cohort, readers, original = import_target
+    rows = list(csv.reader(io.StringIO(original)))
+    row %= len(rows)
+    rows[row][column % len(rows[row])] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    manifest = cohort / "manifest.csv"
+    manifest.write_bytes(out.getvalue().encode("utf-8") + tail)
+    before = _table_counts(db)
+    study_id = f"fuzz{next(_study_ids)}"
+    try:
+        create_study(db, SYSTEM, study_id=study_id, design_path=shipped_design_path(), manifest_path=manifest,
+                     readers_path=readers, seed=1)
+    except InvalidInput as error:
+        message = str(error)
+        assert message.strip() and "Traceback" not in message
+        assert any(word in message for word in ("row", "column", "manifest", "line", "UTF-8", "design")), message
+        assert _table_counts(db) == before
+        return
+    after = _table_counts(db)
+    assert after["Study"] == before["Study"] + 1
+    assert after["Case"] - before["Case"] == len(load_manifest(manifest).cases)
+    assert after["Assignment"] > before["Assignment"]
