@@ -6,7 +6,8 @@ import os
 import tomllib
 from pathlib import Path
 
-CONFIG_FILE = Path(__file__).resolve().parent.parent / "streamlit_config.toml"
+# A symlink to the top-level streamlit_config.toml, so an installed wheel (which copies it) has the same options.
+CONFIG_FILE = Path(__file__).parent / "streamlit_config.toml"
 
 
 def streamlit_options(config_file: Path = CONFIG_FILE) -> dict[str, object]:

@@ -15,6 +15,17 @@ def test_config_file_has_the_required_options():
     assert options["client.showErrorDetails"] == "none"
 
 
+def test_the_options_read_are_the_top_level_config_and_ship_inside_the_package():
+    """serve() reads the package's copy (what an installed wheel has), which is the top-level file itself."""
+    from pathlib import Path
+
+    import study_app
+
+    top_level = Path(study_app.__file__).resolve().parents[1] / "streamlit_config.toml"
+    assert serve_module.CONFIG_FILE.parent == Path(study_app.__file__).parent
+    assert serve_module.CONFIG_FILE.read_bytes() == top_level.read_bytes()
+
+
 def test_every_option_is_one_streamlit_knows():
     from streamlit import config
 
