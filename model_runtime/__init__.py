@@ -13,6 +13,7 @@ from model_runtime.backends import (
     build_request,
     get_backend,
     input_hash,
+    is_pinned_revision,
     register_backend,
     request_key,
 )
@@ -35,7 +36,7 @@ __all__ = [
     "Backend", "BackendUnavailable", "BatchSummary", "DeterminismReport", "DraftRequest", "DraftResult",
     "DraftingError", "ParsedOutput", "PreparedImage", "PromptTemplate", "SamplingParams",
     "available_backends", "available_templates", "build_request", "clean_report_text", "consistency_score",
-    "determinism_check", "extract_choice", "generate_batch", "get_backend", "get_template", "input_hash",
+    "determinism_check", "extract_choice", "generate_batch", "get_backend", "get_template", "input_hash", "is_pinned_revision",
     "parse_output", "prepare_image", "register_backend", "register_template", "request_key", "run_batch",
     "serve_command", "smart_resize",
 ]

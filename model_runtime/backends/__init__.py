@@ -13,6 +13,7 @@ from model_runtime.backends.base import (
     build_request,
     get_backend,
     input_hash,
+    is_pinned_revision,
     make_result,
     register_backend,
     request_key,
@@ -29,5 +30,5 @@ __all__ = [
     "DEFAULT_MODEL_ID", "DEFAULT_MODEL_REVISION", "Backend", "BackendUnavailable", "DraftingError",
     "DraftRequest", "DraftResult", "ReplayBackend", "SamplingParams", "TransformersBackend",
     "VLLMOfflineBackend", "VLLMServerBackend", "available_backends", "build_request", "get_backend",
-    "input_hash", "make_result", "register_backend", "request_key",
+    "input_hash", "is_pinned_revision", "make_result", "register_backend", "request_key",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
@@ -16,6 +17,21 @@ DEFAULT_MODEL_ID = "StanfordAIMI/CheXOne"
 # Readers see fixed drafts, so a study pins the exact weights. Replace with the
 # commit hash of the Hugging Face repository the study used.
 DEFAULT_MODEL_REVISION = "main"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def is_pinned_revision(revision: str | None) -> bool:
+    """True when ``revision`` is a full 40-hex commit hash, i.e. names one set of weights for good.
+
+    A branch or tag (``main``, ``v1``) can move, so drafts recorded under it cannot be traced to the
+    weights that wrote them; callers warn before a batch (see docs/model-serving.md).
+
+    Examples
+    --------
+    >>> is_pinned_revision("main"), is_pinned_revision("0123456789abcdef0123456789abcdef01234567")
+    (False, True)
+    """
+    return bool(revision) and _COMMIT.fullmatch(revision) is not None
 
 
 class DraftingError(RuntimeError):

@@ -93,3 +93,14 @@ def test_check_determinism_passes_on_a_deterministic_server_and_fails_otherwise(
     assert differ.exit_code == 1 and "4 differ" in differ.output and "model-serving.md" in differ.output
     with draft_study.read() as s:
         assert s.scalar(select(func.count()).select_from(Draft).where(Draft.source_kind == "model")) == 0
+
+
+def test_generate_warns_when_the_revision_is_not_a_commit(draft_study):
+    with serve_openai() as server:
+        branch = generate(server)  # --revision abc123: a name, not a commit
+        assert branch.exit_code == 0
+        assert "warning: model revision 'abc123' is not a commit hash" in branch.stderr
+    with serve_openai() as server:
+        pinned = CliRunner().invoke(main, ["drafts", "generate", "pilot", "--url", server.url,
+                                           "--revision", "0123456789abcdef0123456789abcdef01234567"])
+        assert pinned.exit_code == 0 and "warning" not in pinned.stderr
