@@ -12,7 +12,8 @@ Server CPU and RSS are sampled with psutil, together with the whole machine's CP
 runs on the same two cores. After each level the database is checked: every acknowledged submission is
 stored exactly once, nothing unacknowledged is stored twice.
 
-Usage: python -m benchmarks browser_load, or ``python benchmarks/bench_browser_load.py 10 20 30``.
+Usage: python -m benchmarks browser_load, or ``python benchmarks/bench_browser_load.py 10 20 30``
+(``BENCH_RAMP_S=100 python benchmarks/bench_browser_load.py 50`` spreads the arrivals over 100 s).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ from pathlib import Path
 LEVELS = (10, 20, 30)
 CASES_PER_READER = 4
 THINK_S = (0.5, 1.5)  # pause between seeing the case and SUBMIT (a real reader takes a minute; bots are harsher)
-RAMP_S = 15.0  # readers arrive spread over this many seconds, not all in the same instant
-LEVEL_TIMEOUT_S = 150.0  # each level stops itself after this (ramp included), finished or not
+# Readers arrive spread over this many seconds, not all in the same instant (BENCH_RAMP_S overrides it).
+RAMP_S = float(os.environ.get("BENCH_RAMP_S", "15"))
+LEVEL_TIMEOUT_S = 150.0  # each level stops itself after this plus 4 s per session (ramp included), finished or not
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -163,6 +165,9 @@ async def _reader(browser, base: str, token: str, n_cases: int, rng: random.Rand
     await asyncio.sleep(arrive_s)
     # Reduced motion: Streamlit's running indicators would otherwise animate in every one of the headless tabs.
     context = await browser.new_context(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    record["open"] += 1
+    record["peak_open"] = max(record["peak_open"], record["open"])
+    finished = False
     page = await context.new_page()
     page.set_default_timeout(60_000)
     try:
@@ -188,16 +193,22 @@ async def _reader(browser, base: str, token: str, n_cases: int, rng: random.Rand
                 await page.get_by_text("cases are done").wait_for()
             record["next"].append(time.perf_counter() - clicked)
         record["finished_readers"] += 1
+        finished = True
     except Exception as error:  # a reader that fails is counted, not fatal: the level's figures say how many
         record["errors"].append(f"{type(error).__name__}: {str(error).splitlines()[0][:160]}")
     finally:
-        await context.close()
+        # A reader who is done leaves the tab open on the end screen, still connected, as a real one would;
+        # the level closes every tab at its end, so the sessions counted were all open at once.
+        if not finished:
+            await context.close()
+            record["open"] -= 1
 
 
 async def _run_level(base: str, tokens: list[str], n_cases: int, seed: int) -> dict:
     from playwright.async_api import async_playwright
 
-    record = {"first_load": [], "submit": [], "next": [], "acknowledged": [], "errors": [], "finished_readers": 0}
+    record = {"first_load": [], "submit": [], "next": [], "acknowledged": [], "errors": [], "finished_readers": 0,
+              "open": 0, "peak_open": 0}
     rng = random.Random(seed)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -205,7 +216,7 @@ async def _run_level(base: str, tokens: list[str], n_cases: int, seed: int) -> d
                                                arrive_s=RAMP_S * i / max(1, len(tokens))))
                    for i, token in enumerate(tokens)]
         started = time.perf_counter()
-        done, pending = await asyncio.wait(readers, timeout=LEVEL_TIMEOUT_S)
+        done, pending = await asyncio.wait(readers, timeout=LEVEL_TIMEOUT_S + RAMP_S + 4 * len(tokens))
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -313,6 +324,7 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
             figures = {
                 "sessions": level,
                 "finished_readers": record["finished_readers"],
+                "peak_open_sessions": record["peak_open"],
                 "timed_out_readers": record["timed_out_readers"],
                 "errors": len(record["errors"]),
                 "first_errors": record["errors"][:3],
