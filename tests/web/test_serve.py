@@ -13,6 +13,8 @@ def test_config_file_has_the_required_options():
     assert options["server.enableXsrfProtection"] is True
     assert options["browser.gatherUsageStats"] is False
     assert options["client.showErrorDetails"] == "none"
+    # A full gc.collect(2) after every rerun was half the server's CPU under load (P7, docs/benchmarks.md).
+    assert options["runner.postScriptGC"] is False
 
 
 def test_the_options_read_are_the_top_level_config_and_ship_inside_the_package():
