@@ -545,15 +545,15 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, se
 
     seed = study_summary(db, SYSTEM, study_id).seed
     options: dict = {"model_id": model_id or DEFAULT_MODEL_ID, "model_revision": revision or DEFAULT_MODEL_REVISION}
-    if not is_pinned_revision(options["model_revision"]):
-        click.echo(f"warning: model revision '{options['model_revision']}' is not a commit hash, so the drafts "
-                   "cannot be traced to one set of weights; pass --revision <40-hex commit> (the one the server "
-                   "was started with)", err=True)
     if backend_name == "vllm-server":
         options.update(base_url=url, served_model_name=served_name, max_in_flight=concurrency)
     backend = get_backend(backend_name, **options)
     sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
     check_backend(backend)
+    if not is_pinned_revision(options["model_revision"]):
+        click.echo(f"warning: model revision '{options['model_revision']}' is not a commit hash, so the drafts "
+                   "cannot be traced to one set of weights; pass --revision <40-hex commit> (the one the server "
+                   "was started with)", err=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=False) as bar:
         task = bar.add_task("drafting", total=None)
