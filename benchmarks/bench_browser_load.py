@@ -8,6 +8,8 @@ per reader (own cookie jar, own invite link), all driven concurrently by async P
 Per reader and case: open (first case: page load; later: "Next case"), type the findings, a think pause,
 SUBMIT. The latencies are what the reader sees: from the click to the page showing the next state
 (submit -> "Saved. This case is finished."; next -> the next case's image drawn and the clock started).
+Beside them, the server's own time per interaction: every script run (rerun) of every session, timed by
+the app's entry script into READERSTUDY_RERUN_LOG (`study_app.web.timing`).
 Server CPU and RSS are sampled with psutil, together with the whole machine's CPU, because Chromium
 runs on the same two cores. After each level the database is checked: every acknowledged submission is
 stored exactly once, nothing unacknowledged is stored twice.
@@ -300,8 +302,11 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
     port = _free_port()
     code = f"from study_app.serve import serve; serve({url!r}, port={port})"
     log = open(folder / "server.log", "w")
+    from study_app.web.timing import RERUN_LOG_ENV, read_rerun_log
+
+    rerun_log = folder / "reruns.log"
     server = subprocess.Popen([sys.executable, "-c", code], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                              env=dict(os.environ, PYTHONUNBUFFERED="1", **{RERUN_LOG_ENV: str(rerun_log)}))
     base = f"http://127.0.0.1:{port}"
     results = []
     try:
@@ -318,8 +323,11 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
         for level in levels:
             level_tokens, level_keys = tokens[offset:offset + level], keys[offset:offset + level]
             offset += level
+            level_started = time.time()
             with ResourceSampler(server.pid) as sampler:
                 record = asyncio.run(_run_level(base, level_tokens, cases_per_reader, seed=level))
+            # The server's own time per interaction (one script run), apart from the browsers' rendering.
+            reruns = read_rerun_log(rerun_log, since=level_started) if rerun_log.exists() else []
             check = _check_database(url, record["acknowledged"], _reader_assignments(url, level_keys))
             figures = {
                 "sessions": level,
@@ -333,6 +341,10 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
                 **{f"{name}_p{int(q * 100)}_s": (round(v, 3) if (v := _percentile(record[name], q)) is not None
                                                   else None)
                    for name in ("first_load", "submit", "next") for q in (0.5, 0.95)},
+                "server_reruns": len(reruns),
+                **{f"server_rerun_p{int(q * 100)}_ms": (round(v * 1000, 1) if (v := _percentile(reruns, q)) is not None
+                                                         else None)
+                   for q in (0.5, 0.95, 0.99)},
                 **check,
                 **sampler.figures(),
             }

@@ -5,23 +5,24 @@ import streamlit as st
 from study_app.web.console import console_pages
 from study_app.web.views import reading, signed_out, worklist
 from study_app.web.session import current_actor
+from study_app.web.timing import rerun_timer
 
-st.set_page_config(page_title="Reader study", layout="wide")
-
-actor = current_actor()
-if actor is None:
-    # The reader's own addresses stay valid, so a signed-out bookmark or refresh lands on the sign-in help.
-    pages = [
-        st.Page(signed_out.render, title="Sign in", url_path="reading", default=True),
-        st.Page(signed_out.render, title="Sign in ", url_path="worklist"),
-    ]
-elif actor.kind == "reader":
-    pages = [
-        st.Page(reading.render, title="Reading", url_path="reading", default=True),
-        st.Page(worklist.render, title="Worklist", url_path="worklist"),
-    ]
-else:
-    pages = console_pages()
-st.session_state["actor"] = actor
-position = "hidden" if actor is None else "top" if actor.kind == "reader" else "sidebar"
-st.navigation(pages, position=position).run()
+with rerun_timer():
+    st.set_page_config(page_title="Reader study", layout="wide")
+    actor = current_actor()
+    if actor is None:
+        # The reader's own addresses stay valid, so a signed-out bookmark or refresh lands on the sign-in help.
+        pages = [
+            st.Page(signed_out.render, title="Sign in", url_path="reading", default=True),
+            st.Page(signed_out.render, title="Sign in ", url_path="worklist"),
+        ]
+    elif actor.kind == "reader":
+        pages = [
+            st.Page(reading.render, title="Reading", url_path="reading", default=True),
+            st.Page(worklist.render, title="Worklist", url_path="worklist"),
+        ]
+    else:
+        pages = console_pages()
+    st.session_state["actor"] = actor
+    position = "hidden" if actor is None else "top" if actor.kind == "reader" else "sidebar"
+    st.navigation(pages, position=position).run()

@@ -61,3 +61,26 @@ def test_serve_opens_the_database_then_runs_the_app_with_host_and_port(tmp_path,
         web_database.close_shared_databases()
     assert ran["server.address"] == "127.0.0.2" and ran["server.port"] == 8999
     assert ran["server.headless"] is True
+
+
+def test_rerun_timer_logs_each_run_even_when_the_script_stops_early(tmp_path, monkeypatch):
+    """P7 reads the server's interaction time from this log; st.stop() and st.rerun() end a run by exception."""
+    import time
+
+    import pytest
+
+    from study_app.web.timing import RERUN_LOG_ENV, read_rerun_log, rerun_timer
+
+    log = tmp_path / "reruns.log"
+    with rerun_timer():  # unset: nothing written
+        pass
+    assert not log.exists()
+    monkeypatch.setenv(RERUN_LOG_ENV, str(log))
+    before = time.time()
+    with rerun_timer():
+        time.sleep(0.05)
+    with pytest.raises(RuntimeError), rerun_timer():
+        raise RuntimeError("st.stop()")
+    durations = read_rerun_log(log, since=before)
+    assert len(durations) == 2 and durations[0] >= 0.05 and durations[1] < 0.05
+    assert read_rerun_log(log, since=time.time() + 1) == []
