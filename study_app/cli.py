@@ -579,7 +579,7 @@ def drafts_status_command(db: Database, study_id: str) -> None:
     Example:
       readerstudy drafts status pilot
     """
-    from study_app.services.drafting import drafts_status
+    from study_app.services.drafting import drafts_status, unfinished_drafting_run
 
     rows = drafts_status(db, SYSTEM, study_id)
     for row in rows:
@@ -591,6 +591,9 @@ def drafts_status_command(db: Database, study_id: str) -> None:
             click.echo(f"{what}\tmissing\t{row.failures} failure(s)\t{(row.last_error or '')[:80]}")
     stored = sum(r.stored for r in rows)
     click.echo(f"{stored}/{len(rows)} drafts stored")
+    unfinished = unfinished_drafting_run(db, SYSTEM, study_id)
+    if unfinished is not None:
+        click.echo(f"note: {unfinished.describe()}", err=True)
 
 
 # --- model ----------------------------------------------------------------------------------------

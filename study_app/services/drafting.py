@@ -6,8 +6,10 @@ so a recorded draft carries the same provenance fields as a freshly generated on
 
 from __future__ import annotations
 
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable
 
 from sqlalchemy import select
@@ -18,12 +20,34 @@ from study_app.services.database import Database
 from study_app.services.errors import Conflict, InvalidInput, Unavailable
 from study_app.services.events import record_event
 from study_app.services.studies import get_study, study_manifests
-from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Image, MCItem, utcnow
+from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Event, Image, MCItem, utcnow
 
 DEFAULT_MODEL_ID = "StanfordAIMI/CheXOne"
 # Display size used for model input before Qwen's own smart resize: large enough that the resize
 # (max 262,144 pixels) only ever shrinks, so the input hash depends on the image alone.
 MODEL_INPUT_MAX_SIZE = (1024, 1024)
+
+
+# Event kinds of a drafting run in the audit log.
+DRAFTING_STARTED = "drafting_started"
+DRAFTING_FINISHED = "drafts_generated"
+DRAFTING_STOPPED = "drafting_stopped"
+
+
+@dataclass(frozen=True)
+class UnfinishedRun:
+    """The study's latest drafting run, started but with no recorded end."""
+
+    started_at: datetime
+    actor: str
+    backend: str
+    model_id: str
+    total: int
+
+    def describe(self) -> str:
+        return (f"A drafting run started {self.started_at:%Y-%m-%d %H:%M} UTC by {self.actor} ({self.backend}, "
+                f"{self.model_id}, {self.total} request(s)) has no recorded end: it is still running in another "
+                "process, or its process stopped. What it stored is kept; starting again drafts only the rest.")
 
 
 @dataclass(frozen=True)
@@ -167,14 +191,33 @@ def generate_drafts(
         failures.append(f"{need.case_key} ({need.task}{' ' + need.item_key if need.item_key else ''}): {error}")
         _store_failure(db, study_id, need, request.key, backend.name, error)
 
-    summary = generate_batch(
-        [r for r, _ in requests.values()], backend, done_keys=done, on_result=on_result, on_failure=on_failure,
-        concurrency=concurrency, progress=progress,
-    )
+    run_id = uuid.uuid4().hex
+    with db.transaction() as session:
+        # Paired with drafts_generated or drafting_stopped below; a start without either is a run that is
+        # still going in another process or whose process died (see `unfinished_drafting_run`).
+        record_event(
+            session, study_id=study_id, actor=actor, kind=DRAFTING_STARTED,
+            payload={"run_id": run_id, "backend": backend.name, "model_id": backend.model_id,
+                     "model_revision": backend.model_revision, "mode": mode, "total": len(requests),
+                     "already_stored": len(done & set(requests))},
+        )
+    try:
+        summary = generate_batch(
+            [r for r, _ in requests.values()], backend, done_keys=done, on_result=on_result, on_failure=on_failure,
+            concurrency=concurrency, progress=progress,
+        )
+    except BaseException as error:  # Ctrl-C included: the log says the run stopped, and why
+        try:
+            with db.transaction() as session:
+                record_event(session, study_id=study_id, actor=actor, kind=DRAFTING_STOPPED,
+                             payload={"run_id": run_id, "error": f"{type(error).__name__}: {error}"[:500]})
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+        raise
     with db.transaction() as session:
         record_event(
-            session, study_id=study_id, actor=actor, kind="drafts_generated",
-            payload={"backend": backend.name, "model_id": backend.model_id, "total": summary.total,
+            session, study_id=study_id, actor=actor, kind=DRAFTING_FINISHED,
+            payload={"run_id": run_id, "backend": backend.name, "model_id": backend.model_id, "total": summary.total,
                      "skipped": summary.skipped, "succeeded": summary.succeeded, "failed": summary.failed},
         )
     return DraftingSummary(summary.total, summary.skipped, summary.succeeded, summary.failed, summary.elapsed_s,
@@ -354,3 +397,27 @@ def drafts_status(db: Database, actor: Actor, study_id: str) -> list[DraftStatus
                 failures=len(failures), last_error=failures[-1].error if failures else None,
             ))
     return rows
+
+
+def unfinished_drafting_run(db: Database, actor: Actor, study_id: str) -> UnfinishedRun | None:
+    """The study's latest drafting run when it has no recorded end (finished or stopped), else None.
+
+    Only the latest start counts: a run that died and was followed by a complete one is moot.
+    """
+    require_coordinator(actor, "see drafting runs")
+    with db.read() as session:
+        get_study(session, study_id)
+        events = session.scalars(
+            select(Event).where(Event.study_id == study_id,
+                                Event.kind.in_((DRAFTING_STARTED, DRAFTING_FINISHED, DRAFTING_STOPPED)))
+            .order_by(Event.id)
+        ).all()
+    starts = [e for e in events if e.kind == DRAFTING_STARTED]
+    if not starts:
+        return None
+    latest = starts[-1]
+    run_id = latest.payload.get("run_id")
+    if any(e.kind != DRAFTING_STARTED and e.payload.get("run_id") == run_id for e in events):
+        return None
+    return UnfinishedRun(started_at=latest.at, actor=latest.actor, backend=str(latest.payload.get("backend")),
+                         model_id=str(latest.payload.get("model_id")), total=int(latest.payload.get("total") or 0))

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -133,6 +134,12 @@ class _LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     # Dozens of clients connect at once; the default listen backlog of 5 resets some of them.
     request_queue_size = 1024
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away (killed, timed out) is normal here; anything else is still printed."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -104,3 +104,70 @@ def test_generate_warns_when_the_revision_is_not_a_commit(draft_study):
         pinned = CliRunner().invoke(main, ["drafts", "generate", "pilot", "--url", server.url,
                                            "--revision", "0123456789abcdef0123456789abcdef01234567"])
         assert pinned.exit_code == 0 and "warning" not in pinned.stderr
+
+
+DRAFTER = """
+import sys
+from study_app.services.actors import SYSTEM
+from study_app.services.console import vllm_server_backend
+from study_app.services.database import open_database
+from study_app.services.drafting import generate_drafts
+
+generate_drafts(open_database(sys.argv[1]), SYSTEM, "pilot", vllm_server_backend(sys.argv[2]), concurrency=1)
+"""
+
+
+def test_a_killed_drafting_run_is_reported_until_a_run_completes(draft_study, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from study_app.services.drafting import unfinished_drafting_run
+
+    db = draft_study
+    assert unfinished_drafting_run(db, SYSTEM, "pilot") is None
+    script = tmp_path / "drafter.py"
+    script.write_text(DRAFTER)
+    # Slow answers and one request at a time: the kill lands with most of the batch still to do.
+    with serve_openai(latency_s=0.2) as server:
+        process = subprocess.Popen([sys.executable, str(script), db.url, server.url], cwd=os.getcwd(),
+                                   env={**os.environ, "PYTHONPATH": os.getcwd()})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill it once it has stored something, mid-batch
+            with db.read() as s:
+                if s.scalar(select(func.count()).select_from(Draft).where(Draft.source_kind == "model")) >= 2:
+                    break
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        unfinished = unfinished_drafting_run(db, SYSTEM, "pilot")
+        assert unfinished is not None and unfinished.backend == "vllm-server"
+        assert unfinished.total == len(needed_drafts(db, "pilot")) and unfinished.actor == "system:cli"
+        status = CliRunner().invoke(main, ["drafts", "status", "pilot"])
+        assert "has no recorded end" in status.stderr
+        assert "missing" in status.stdout  # the kill left work undone
+        assert generate(server).exit_code == 0
+    assert unfinished_drafting_run(db, SYSTEM, "pilot") is None
+    assert "has no recorded end" not in CliRunner().invoke(main, ["drafts", "status", "pilot"]).stderr
+
+
+def test_a_run_that_stops_on_an_error_records_its_end(draft_study, monkeypatch):
+    import model_runtime
+
+    from study_app.services.console import vllm_server_backend
+    from study_app.services.drafting import generate_drafts, unfinished_drafting_run
+    from study_app.store.models import Event
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU fell over")
+
+    monkeypatch.setattr(model_runtime, "generate_batch", broken)
+    with serve_openai() as server:
+        with pytest.raises(RuntimeError, match="GPU"):
+            generate_drafts(draft_study, SYSTEM, "pilot", vllm_server_backend(server.url))
+    assert unfinished_drafting_run(draft_study, SYSTEM, "pilot") is None
+    with draft_study.read() as s:
+        stopped = s.scalars(select(Event).where(Event.kind == "drafting_stopped")).one()
+    assert "the GPU fell over" in stopped.payload["error"]

@@ -9,7 +9,7 @@ import streamlit as st
 
 from model_runtime import is_pinned_revision
 from study_app.services.console import drafting_run, start_drafting, vllm_server_backend
-from study_app.services.drafting import drafts_status, import_recorded_drafts
+from study_app.services.drafting import drafts_status, import_recorded_drafts, unfinished_drafting_run
 from study_app.services.errors import ServiceError
 from study_app.services.studies import study_summary
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
@@ -36,9 +36,13 @@ def status_section(actor, study_id: str) -> None:
 
 
 @st.fragment(run_every=POLL_SECONDS)
-def run_progress(study_id: str) -> None:
-    """The background drafting run of this study, polled while it runs."""
+def run_progress(actor, study_id: str) -> None:
+    """The background drafting run of this study, polled while it runs; or a run whose end was never recorded."""
     run = drafting_run(shared_database(), study_id)
+    if run is None or not run.running:
+        unfinished = unfinished_drafting_run(shared_database(), actor, study_id)
+        if unfinished is not None:
+            st.warning(plain(unfinished.describe()))
     if run is None:
         return
     if run.running:
@@ -84,7 +88,7 @@ def generate_section(actor, study_id: str) -> None:
                                  "cannot be traced to one set of weights. Give the 40-hex commit the server runs."))
         except ServiceError as error:
             show_problems("Not started:", str(error))
-    run_progress(study_id)
+    run_progress(actor, study_id)
 
 
 def render() -> None:
