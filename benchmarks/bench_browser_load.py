@@ -228,14 +228,22 @@ async def _run_level(base: str, tokens: list[str], n_cases: int, seed: int) -> d
     return record
 
 
-def _limit(figures: dict) -> str:
+def _cpu_split() -> tuple[set[int] | None, set[int] | None]:
+    """The server's own core and the rest for the browsers, so the server's times are not the browsers'
+    CPU contention (on a deployment the browsers run on the readers' machines). BENCH_PIN=0 turns it off."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if os.environ.get("BENCH_PIN", "1") == "0" or len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _limit(figures: dict, browser_cores: int) -> str:
     """Which resource ran out first, from the sampled CPU (the server is one Python process: about one core)."""
-    cores = os.cpu_count() or 1
     machine, server = figures.get("machine_cpu_pct_mean") or 0, figures.get("server_cpu_pct_mean") or 0
     if server >= 85:
         return "server CPU (one process, GIL-bound: Streamlit reruns and websocket serialisation)"
-    if machine >= 85 * cores:
-        return "machine CPU taken by the Chromium tabs (load generator on the same cores), not the server"
+    if machine - server >= 85 * browser_cores:
+        return "CPU of the Chromium tabs (the load generator), not the server"
     return "none saturated"
 
 
@@ -305,8 +313,14 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
     from study_app.web.timing import RERUN_LOG_ENV, read_rerun_log
 
     rerun_log = folder / "reruns.log"
+    server_cpus, browser_cpus = _cpu_split()
+    all_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     server = subprocess.Popen([sys.executable, "-c", code], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-                              env=dict(os.environ, PYTHONUNBUFFERED="1", **{RERUN_LOG_ENV: str(rerun_log)}))
+                              env=dict(os.environ, PYTHONUNBUFFERED="1", **{RERUN_LOG_ENV: str(rerun_log)}),
+                              preexec_fn=(lambda: os.sched_setaffinity(0, server_cpus)) if server_cpus else None)
+    if browser_cpus:
+        # This process and what it starts (Playwright's driver, Chromium) stay off the server's core.
+        os.sched_setaffinity(0, browser_cpus)
     base = f"http://127.0.0.1:{port}"
     results = []
     try:
@@ -353,11 +367,14 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
             cases = len(record["acknowledged"])
             figures["server_cpu_s_per_case"] = (round(figures["server_cpu_s"] / cases, 3)
                                                 if cases and figures["server_cpu_s"] is not None else None)
-            figures["limit"] = _limit(figures)
+            figures["limit"] = _limit(figures, len(browser_cpus) if browser_cpus else os.cpu_count() or 1)
+            figures["pinned"] = bool(server_cpus)
             results.append(figures)
             print(figures, flush=True)
             time.sleep(3)  # let the server drop the closed sessions before the next level
     finally:
+        if browser_cpus:
+            os.sched_setaffinity(0, all_cpus)
         server.terminate()
         try:
             server.wait(10)
