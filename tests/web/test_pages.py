@@ -266,6 +266,22 @@ def test_double_submit_from_a_second_tab_keeps_the_first(web_study, open_page):
     assert kinds == ["submitted"]
 
 
+def test_a_notice_outlasts_the_pages_own_reruns_and_goes_with_the_case(web_study, open_page):
+    """The 'already submitted' notice must not vanish on the rerun the viewer triggers by itself."""
+    token, actor = web_study.sign_in("res1")
+    first, second = [i.assignment_id for i in web_study.items(actor, task="edit")[:2]]
+    tab = start(open_page(token, case=first))
+    state = tab.session_state["reading"]
+    state["notice"] = {"text": "This case was already submitted (in another tab or by a double click)."}
+    tab.session_state["reading"] = state
+    for _ in range(3):  # the page's own reruns: the notice stays
+        tab.run()
+        assert [w.value for w in tab.warning] == [state["notice"]["text"]]
+    tab.query_params["case"] = str(second)  # the reader moves on: it goes
+    tab.run()
+    assert not tab.warning
+
+
 def test_end_screen_when_every_case_is_done(web_study, open_page, finish_case):
     token, actor = web_study.sign_in("res2")
     for item in web_study.items(actor):

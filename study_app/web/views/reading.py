@@ -67,6 +67,26 @@ def _end_screen(worklist: reading_service.Worklist) -> None:
         st.success(f"All {worklist.total} cases are done. Thank you; you can close this tab.")
 
 
+def _show_notice(state: dict, worklist: reading_service.Worklist) -> None:
+    """A notice (second tab, refused submit) stays while the reader is on the case where it first showed.
+
+    The page reruns by itself (the viewer reports the image drawn, for instance); a notice cleared on the
+    first rerun could vanish before anyone read it. It goes once the reader is on another case.
+    """
+    notice = state["notice"]
+    if notice is None:
+        return
+    if state["just_done"] is not None:
+        on_screen = f"done-{state['just_done']}"
+    else:
+        upcoming = worklist.next_item()
+        on_screen = st.query_params.get("case") or (str(upcoming.assignment_id) if upcoming else "end")
+    if notice.setdefault("on", on_screen) != on_screen:
+        state["notice"] = None
+        return
+    st.warning(notice["text"])
+
+
 def render() -> None:
     actor = st.session_state["actor"]
     db = shared_database()
@@ -79,9 +99,7 @@ def render() -> None:
     if worklist.study_status != "open":
         st.info(f"Reading is not open at the moment (the study is {worklist.study_status}). Your work is saved.")
         return
-    if state["notice"]:
-        st.warning(state["notice"])
-        state["notice"] = None
+    _show_notice(state, worklist)
     if state["just_done"] is not None:
         st.success("Saved. This case is finished.")
         if st.button("Next case", type="primary", key=f"next-{state['just_done']}"):
@@ -161,6 +179,7 @@ def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
         if view.status == "in_progress":
             _task(db, actor, view, state)
         else:
+            _late_submit(db, actor, view, state)
             _after_submit(db, actor, view, state)
 
 
@@ -183,11 +202,31 @@ def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
         _plain(_answer_text(view))
     else:
         st.markdown("**Findings**" + (" (draft: edit until you would sign it)" if view.task == "edit" else ""))
-    attempt = state["attempts"].get(view.assignment_id, 0)
-    payload = report_editor(
-        view.assignment_id, view.editor_text, mode=view.task if view.task in ("write", "edit") else "none",
-        attempt=attempt, placeholder="Write the findings…" if view.task == "write" else "",
-    )
+    editor = {"assignment_id": view.assignment_id, "text": view.editor_text,
+              "mode": view.task if view.task in ("write", "edit") else "none",
+              "attempt": state["attempts"].get(view.assignment_id, 0),
+              "placeholder": "Write the findings…" if view.task == "write" else ""}
+    state["editor_on_screen"] = editor
+    payload = report_editor(**editor)
+    if payload:
+        _submit(db, actor, view, state, payload)
+
+
+def _late_submit(db, actor, view: reading_service.CaseView, state: dict) -> None:
+    """A SUBMIT pressed in this tab after another tab had submitted the case still gets its answer.
+
+    The press reaches the server as a rerun in which the case is no longer in progress, so the page
+    would not draw the editor and the press would go unread: the reader would see someone else's text
+    locked in place of theirs, with no word why. The editor this tab last showed is called once more,
+    out of sight, to read the press; submitting it is refused (the first submission stands) with a notice.
+    """
+    editor = state.pop("editor_on_screen", None)
+    if editor is None or editor["assignment_id"] != view.assignment_id:
+        return
+    slot = st.empty()
+    with slot:
+        payload = report_editor(**editor)
+    slot.empty()
     if payload:
         _submit(db, actor, view, state, payload)
 
@@ -203,11 +242,12 @@ def _submit(db, actor, view: reading_service.CaseView, state: dict, payload: dic
             active_s=seconds("active_s"), hidden_s=seconds("hidden_s"), idle_s=seconds("idle_s"),
         )
     except AlreadySubmitted:
-        state["notice"] = "This case was already submitted (in another tab or by a double click); the first submission stands."
+        state["notice"] = {"text": "This case was already submitted (in another tab or by a double click); "
+                                   "the first submission stands."}
     except ServiceError as error:
         # A refused submit unlocks the editor (new attempt) and says why; nothing was stored.
         state["attempts"][view.assignment_id] = state["attempts"].get(view.assignment_id, 0) + 1
-        state["notice"] = f"Not submitted: {error}"
+        state["notice"] = {"text": f"Not submitted: {error}"}
     else:
         if result.status == "completed":
             state["just_done"] = view.assignment_id
@@ -251,7 +291,7 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
         try:
             reading_service.save_answers(db, actor, view.assignment_id, answers)
         except AlreadySubmitted:
-            state["notice"] = "The answers of this case were already saved (in another tab); they stand."
+            state["notice"] = {"text": "The answers of this case were already saved (in another tab); they stand."}
             st.rerun()
         except InvalidInput as error:
             st.error(str(error))
