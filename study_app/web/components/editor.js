@@ -16,6 +16,7 @@ class Editor {
     this.withText = data.mode !== "none";
     root.classList.toggle("no-text", !this.withText);
     this.text.value = data.text || "";
+    this.text.readOnly = false;  // the template starts read-only; a refused submit's new attempt unlocks it too
     this.text.placeholder = data.placeholder || "";
     this.lastSaved = this.text.value;
     this.locked = false;
@@ -45,8 +46,10 @@ class Editor {
     try {
       const response = await fetch(`/api/reading/${this.data.assignment_id}/autosave`, {
         method: "POST", headers: HEADERS, credentials: "same-origin", body,
-        // keepalive lets the request outlive a closing page, but browsers cap it at 64 kB in flight.
-        keepalive: leaving && body.length < 60000,
+        // keepalive lets the request outlive a closing page (browsers cap it at 64 kB in flight). Every save
+        // uses it, not only the page-leave one: a periodic save still in flight when the tab closes already
+        // counts as saved (lastSaved), so the page-leave save skips it and it must not die with the page.
+        keepalive: body.length < 60000,
       });
       if (response.ok) {
         this.saved.textContent = `Saved ${new Date().toLocaleTimeString()}`;
