@@ -93,3 +93,17 @@ def demo_study(fresh_db, demo_cohort_dir, tmp_path):
 def sqlite_demo_study(sqlite_db, demo_cohort_dir, tmp_path):
     """The launched demo study on a SQLite file only."""
     return _demo_study(sqlite_db, demo_cohort_dir, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of Debian's Chromium for the browser tests: skipped without one only when CI is unset."""
+    from tests.browser_support import chromium_path
+
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium found and CI is set: the CI image must install Debian's chromium")
+        pytest.skip("no Chromium found (CI unset); install Debian's chromium to run the browser tests")
+    pytest.importorskip("playwright.sync_api")
+    return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,27 +19,12 @@ from study_app.services import auth, reading
 from study_app.services.actors import Actor, reader_actor
 from study_app.services.database import Database, open_database
 from study_app.store.models import Reader
+from tests.browser_support import CHROMIUM_ARGS, free_port, stop_process
 from tests.web.conftest import demo_template  # noqa: F401  (the launched demo study, built once per session)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 # Markup a hostile or careless reader could type: every piece must come back to other readers as plain text.
 HOSTILE_REPORT = ('<b>bold</b> <script>window.__rs_pwned = 1</script> <img src="x" onerror="window.__rs_pwned = 2"> '
                   "**stars** [link](http://evil.example) <i>lungs clear</i>")
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:
@@ -87,11 +71,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            stop_process(self.process)
 
 
 @dataclass
@@ -173,17 +153,6 @@ def killable_study(demo_template, tmp_path):  # noqa: F811
     yield study
     study.server.stop()
     study.db.dispose()
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Chromium found and CI is set: the CI image must install Debian's chromium")
-        pytest.skip("no Chromium found (CI unset); install Debian's chromium to run the browser tests")
-    pytest.importorskip("playwright.sync_api")
-    return path
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,38 +15,12 @@ from sqlalchemy import select
 from study_app.services import reading
 from study_app.services.actors import reader_actor
 from study_app.store.models import Answer, Assignment, Event, Question, Reader, Response
+from tests.browser_support import CHROMIUM_ARGS, free_port, stop_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SCRIPTED_WAIT_S = 3.0
 SCREENSHOTS = Path(os.environ.get("READERSTUDY_SCREENSHOTS", "")) if os.environ.get("READERSTUDY_SCREENSHOTS") else None
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def chromium():
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Chromium found and CI is set: the CI image must install Debian's chromium")
-        pytest.skip("no Chromium found (CI unset); install Debian's chromium to run the browser tests")
-    pytest.importorskip("playwright.sync_api")
-    return path
 
 
 @pytest.fixture
@@ -69,11 +42,7 @@ def live_server(residents_done, tmp_path):
                 raise RuntimeError((tmp_path / "server.log").read_text())
             time.sleep(0.2)
     yield base
-    server.terminate()
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    stop_process(server)
     log.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,33 +16,14 @@ from study_app.demo import write_demo_readers
 from study_app.services import auth, reading
 from study_app.services.actors import SYSTEM
 from study_app.services.database import open_database
+from tests.browser_support import CHROMIUM_ARGS, free_port, stop_process
 from tests.web_console.test_uploads import zip_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # The real entry script of the app, with the console pages in its coordinator branch.
 ENTRY = Path(__file__).resolve().parents[2] / "study_app" / "web" / "app.py"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 PASSWORD = "correct horse battery staple"
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-@pytest.fixture
-def chromium():
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Chromium found and CI is set: the CI image must install Debian's chromium")
-        pytest.skip("no Chromium found; install Debian's chromium to run the browser tests")
-    pytest.importorskip("playwright.sync_api")
-    return path
 
 
 @pytest.fixture
@@ -60,9 +40,7 @@ def console_server(tmp_path):
     url = f"sqlite:///{tmp_path / 'db' / 'study.sqlite'}"
     db = open_database(url)
     auth.create_coordinator(db, SYSTEM, "coord", PASSWORD)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     code = (
         "import os\n"
         f"os.environ['READERSTUDY_DB'] = {url!r}\n"
@@ -87,11 +65,7 @@ def console_server(tmp_path):
                 raise RuntimeError(log_path.read_text())
             time.sleep(0.2)
     yield f"http://127.0.0.1:{port}", db
-    server.terminate()
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    stop_process(server)
     log.close()
     db.dispose()
 
