@@ -16,6 +16,7 @@ from model_runtime.backends import (
     is_pinned_revision,
     register_backend,
     request_key,
+    unpinned_revision_warning,
 )
 from model_runtime.batch import BatchSummary, generate_batch, run_batch
 from model_runtime.consistency import consistency_score
@@ -37,6 +38,6 @@ __all__ = [
     "DraftingError", "ParsedOutput", "PreparedImage", "PromptTemplate", "SamplingParams",
     "available_backends", "available_templates", "build_request", "clean_report_text", "consistency_score",
     "determinism_check", "extract_choice", "generate_batch", "get_backend", "get_template", "input_hash", "is_pinned_revision",
-    "parse_output", "prepare_image", "register_backend", "register_template", "request_key", "run_batch",
+    "parse_output", "prepare_image", "register_backend", "register_template", "request_key", "unpinned_revision_warning", "run_batch",
     "serve_command", "smart_resize",
 ]

@@ -539,7 +539,7 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, se
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, SamplingParams, get_backend, is_pinned_revision
+    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, SamplingParams, get_backend, unpinned_revision_warning
     from study_app.services.drafting import check_backend, generate_drafts
     from study_app.services.studies import study_summary
 
@@ -550,10 +550,8 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, se
     backend = get_backend(backend_name, **options)
     sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
     check_backend(backend)
-    if not is_pinned_revision(options["model_revision"]):
-        click.echo(f"warning: model revision '{options['model_revision']}' is not a commit hash, so the drafts "
-                   "cannot be traced to one set of weights; pass --revision <40-hex commit> (the one the server "
-                   "was started with)", err=True)
+    if warning := unpinned_revision_warning(options["model_revision"]):
+        click.echo(f"warning: {warning} (--revision)", err=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=False) as bar:
         task = bar.add_task("drafting", total=None)

@@ -17,6 +17,7 @@ from model_runtime.backends.base import (
     make_result,
     register_backend,
     request_key,
+    unpinned_revision_warning,
 )
 
 # Importing the modules registers the backends; none imports a GPU package at import time.
@@ -30,5 +31,5 @@ __all__ = [
     "DEFAULT_MODEL_ID", "DEFAULT_MODEL_REVISION", "Backend", "BackendUnavailable", "DraftingError",
     "DraftRequest", "DraftResult", "ReplayBackend", "SamplingParams", "TransformersBackend",
     "VLLMOfflineBackend", "VLLMServerBackend", "available_backends", "build_request", "get_backend",
-    "input_hash", "is_pinned_revision", "make_result", "register_backend", "request_key",
+    "input_hash", "is_pinned_revision", "make_result", "register_backend", "request_key", "unpinned_revision_warning",
 ]

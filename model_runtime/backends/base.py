@@ -34,6 +34,14 @@ def is_pinned_revision(revision: str | None) -> bool:
     return bool(revision) and _COMMIT.fullmatch(revision) is not None
 
 
+def unpinned_revision_warning(revision: str | None) -> str | None:
+    """The warning to show before drafting under ``revision``, or None when it is a pinned commit."""
+    if is_pinned_revision(revision):
+        return None
+    return (f"model revision '{revision}' is not a commit hash, so the drafts cannot be traced to one set of "
+            "weights; give the 40-hex commit the server was started with")
+
+
 class DraftingError(RuntimeError):
     """A draft could not be generated.
 

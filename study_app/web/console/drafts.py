@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from model_runtime import is_pinned_revision
+from model_runtime import unpinned_revision_warning
 from study_app.services.console import drafting_run, start_drafting, vllm_server_backend
 from study_app.services.drafting import drafts_status, import_recorded_drafts, unfinished_drafting_run
 from study_app.services.errors import ServiceError
@@ -83,9 +83,8 @@ def generate_section(actor, study_id: str) -> None:
             backend = vllm_server_backend(url, served_model_name=served.strip(), model_revision=revision.strip(),
                                           concurrency=int(concurrency), ready_timeout_s=float(wait))
             start_drafting(db, actor, study_id, backend, mode=mode, concurrency=int(concurrency))
-            if not is_pinned_revision(backend.model_revision):
-                st.warning(plain(f"Model revision '{backend.model_revision}' is not a commit hash, so these drafts "
-                                 "cannot be traced to one set of weights. Give the 40-hex commit the server runs."))
+            if warning := unpinned_revision_warning(backend.model_revision):
+                st.warning(plain(warning[0].upper() + warning[1:] + "."))
         except ServiceError as error:
             show_problems("Not started:", str(error))
     run_progress(actor, study_id)
