@@ -20,7 +20,7 @@ from model_runtime.backends import (
 )
 from model_runtime.batch import BatchSummary, generate_batch, run_batch
 from model_runtime.consistency import consistency_score
-from model_runtime.parsing import ParsedOutput, clean_report_text, extract_choice, parse_output
+from model_runtime.parsing import ParsedOutput, clean_report_text, extract_choice, normalise_report_text, parse_output
 from model_runtime.preprocess import PreparedImage, prepare_image, smart_resize
 from model_runtime.prompts import (
     REASONING_SUFFIX,
@@ -38,6 +38,7 @@ __all__ = [
     "DraftingError", "ParsedOutput", "PreparedImage", "PromptTemplate", "SamplingParams",
     "available_backends", "available_templates", "build_request", "clean_report_text", "consistency_score",
     "determinism_check", "extract_choice", "generate_batch", "get_backend", "get_template", "input_hash", "is_pinned_revision",
+    "normalise_report_text",
     "parse_output", "prepare_image", "register_backend", "register_template", "request_key", "unpinned_revision_warning", "run_batch",
     "serve_command", "smart_resize",
 ]

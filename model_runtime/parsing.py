@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -158,34 +159,79 @@ def _unwrap_latex_text(text: str) -> str:
         text = text[:match.start()] + text[open_index + 1:close_index] + text[close_index + 1:]
 
 
-def clean_report_text(text: str) -> str:
-    """Plain, uniformly formatted report text, whatever wrote it (model, resident, manifest).
+def normalise_report_text(text: str) -> str:
+    """The one normalisation every draft gets before a reader sees it, whoever wrote it.
 
     Parameters
     ----------
     text : str
-        A draft: a parsed model answer, a resident's report, an imported finding text.
+        A report: a reader's submitted text as written, an imported reader draft, or a model's answer
+        after :func:`clean_report_text`.
 
     Returns
     -------
     str
-        The text with formatting tells removed: ``**Final Answer:**`` / ``Final Answer:``,
-        ``$$`` and ``\\[ \\]`` math delimiters, ``\\text{...}`` (inner text kept),
-        LaTeX escapes (``\\%``, ``\\\\`` line breaks), markdown headers, rules, bullets,
-        bold and italic markers, and a leading ``Findings:`` label. Lines within a
-        paragraph are joined with single spaces; paragraphs are separated by one blank
-        line; runs of spaces collapse.
+        Unicode NFC; line endings as ``\\n``; no trailing spaces or tabs on any line; no blank lines or
+        spaces before the first word or after the last; runs of blank lines reduced to one. Nothing else
+        changes: words, single line breaks, indentation, tabs inside a line, markup and LaTeX stay
+        exactly as written.
 
     Notes
     -----
-    Readers must not be able to tell a model draft from a resident draft by its
-    formatting (blinding), so every draft goes through this one function. Underscore
-    runs such as MIMIC's ``___`` de-identification placeholders are left alone.
+    Blinding: the platform must add no difference between sources of its own. A reader's report goes to
+    the next reader through this function only (never through the model-output parser, which would turn a
+    typed ``\\boxed{Cardiomegaly}`` into ``\\boxedCardiomegaly``); a model's answer goes through
+    :func:`clean_report_text` (its own formatting artifacts) and then through this function. A plain text
+    (no model markup) therefore comes out the same from either source.
+
+    Examples
+    --------
+    >>> normalise_report_text("  Heart normal.  \\r\\n\\r\\n\\r\\n\\tNo effusion.\\n")
+    'Heart normal.\\n\\n\\tNo effusion.'
+    """
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip(" \t") for line in text.split("\n")]
+    kept: list[str] = []
+    for line in lines:
+        if not line.strip() and (not kept or not kept[-1].strip()):
+            continue  # a blank line at the start, or after another blank line
+        kept.append("" if not line.strip() else line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    if kept:
+        kept[0] = kept[0].lstrip(" \t")
+    return "\n".join(kept)
+
+
+def clean_report_text(text: str) -> str:
+    """A model's answer as plain report text: the model's own formatting artifacts removed.
+
+    Parameters
+    ----------
+    text : str
+        A parsed model answer (the content of its final box, or the whole output in instruction mode).
+        Never a reader's text: that goes to :func:`normalise_report_text` only.
+
+    Returns
+    -------
+    str
+        The text without ``**Final Answer:**`` / ``Final Answer:``, ``$$`` and ``\\[ \\]`` math
+        delimiters, ``\\text{...}`` (inner text kept), LaTeX escapes (``\\%``, ``\\\\`` line
+        breaks), markdown headers, rules, bullets, bold and italic markers, and a leading ``Findings:``
+        label; then :func:`normalise_report_text`. Line breaks stay where the model put them.
+
+    Notes
+    -----
+    These artifacts come from how the model was trained to answer (boxes, LaTeX, markdown), not from how a
+    radiologist writes, so they are removed from model output only. Underscore runs such as MIMIC's ``___``
+    de-identification placeholders are left alone.
 
     Examples
     --------
     >>> clean_report_text("**Findings:**\\n- Lungs are clear.\\n- No effusion.")
-    'Lungs are clear. No effusion.'
+    'Lungs are clear.\\nNo effusion.'
     """
     if not text:
         return ""
@@ -208,14 +254,7 @@ def clean_report_text(text: str) -> str:
     text = text.replace("**", "")
     text = re.sub(r"(?<!\\)[{}]", "", text)  # braces left over from LaTeX are never report text
     text = _LEADING_FINDINGS.sub("", text, count=1)
-    paragraphs = re.split(r"\n\s*\n", text)
-    cleaned = []
-    for paragraph in paragraphs:
-        joined = " ".join(line.strip() for line in paragraph.split("\n") if line.strip())
-        joined = re.sub(r"[ \t\u00a0]+", " ", joined).strip()
-        if joined:
-            cleaned.append(joined)
-    return "\n\n".join(cleaned)
+    return normalise_report_text(text)
 
 
 def extract_choice(answer: str, options: Mapping[str, str]) -> str | None:

@@ -277,6 +277,8 @@ def _store_failure(db: Database, study_id: str, need: NeededDraft, key: str, bac
 
 
 def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> None:
+    from model_runtime.parsing import normalise_report_text
+
     if result.error:
         _store_failure(db, study_id, need, result.key, result.backend, result.error)
         return
@@ -304,7 +306,7 @@ def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> Non
                     seed=result.seed,
                     raw_output=result.raw_output,
                     reasoning=result.reasoning,
-                    report=result.report,
+                    report=normalise_report_text(result.report),  # idempotent: the rule every draft gets
                     answer=getattr(result, "answer", None),
                     parse_status=result.parse_status,
                     finish_reason=result.finish_reason,

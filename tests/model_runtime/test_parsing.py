@@ -1,8 +1,12 @@
 """Reasoning/answer split at the final box, status flags, and draft cleaning on realistic CheXOne outputs."""
 
-import pytest
+import re
 
-from model_runtime.parsing import clean_report_text, extract_choice, parse_output
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model_runtime.parsing import clean_report_text, extract_choice, normalise_report_text, parse_output
 
 REASONING_OUTPUT = (
     "Let me analyze the chest X-ray systematically.\n\n"
@@ -48,7 +52,7 @@ def test_no_box_instruction_mode_whole_text_is_the_answer():
     assert parsed.status == "no_box"
     assert parsed.reasoning == ""
     assert parsed.answer == raw.strip()
-    assert parsed.report == "The lungs are clear. No effusion."
+    assert parsed.report == "The lungs are clear.\nNo effusion."  # line breaks stay where the model put them
 
 
 def test_unclosed_box_cut_by_token_limit():
@@ -77,10 +81,10 @@ def test_box_with_space_before_brace_and_inline_math():
     [
         ("**Final Answer:** The lungs are clear.", "The lungs are clear."),
         ("Final Answer: No acute process.", "No acute process."),
-        ("## Findings\n- Lungs: clear.\n- *Heart*: normal size.", "Lungs: clear. Heart: normal size."),
+        ("## Findings\n- Lungs: clear.\n- *Heart*: normal size.", "Lungs: clear.\nHeart: normal size."),
         ("FINDINGS:\n\nSmall left effusion.\n\nIMPRESSION: stable.", "Small left effusion.\n\nIMPRESSION: stable."),
         ("$$\\text{Mild \\textbf{cardiomegaly}.}$$", "Mild cardiomegaly."),
-        ("Trace   effusion,\tstable.\r\n", "Trace effusion, stable."),
+        ("Trace   effusion,\tstable.\r\n", "Trace   effusion,\tstable."),
         ("Compared to ___, no change. __Stable__ 50\\% smaller.", "Compared to ___, no change. Stable 50% smaller."),
         ("", ""),
     ],
@@ -89,10 +93,35 @@ def test_clean_report_text_removes_formatting_tells(text, expected):
     assert clean_report_text(text) == expected
 
 
-def test_resident_and_model_drafts_look_identical_after_cleaning():
-    resident = "The lungs are clear.\nNo pleural effusion."
-    model = parse_output("Thoughts.\n**Final Answer:**\n\\boxed{\\text{**The lungs are clear.** No pleural effusion.}}").report
-    assert clean_report_text(resident) == model
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [
+        ("Final Answer: \\boxed{Cardiomegaly}", "Final Answer: \\boxed{Cardiomegaly}"),  # never parsed
+        ("Heart normal.\nLungs clear.", "Heart normal.\nLungs clear."),  # single line breaks kept
+        ("\tIndented.\n  - bullet  \t", "Indented.\n  - bullet"),  # indents kept, ends trimmed
+        ("A.\r\n\r\n\r\n\r\nB.\r", "A.\n\nB."),  # line endings and blank-line runs normalised
+        ("**bold** $x$ {braces}", "**bold** $x$ {braces}"),
+        ("Cafe\u0301", "Caf\u00e9"),  # Unicode NFC
+        ("   \n\n  ", ""),
+    ],
+)
+def test_a_readers_report_reaches_the_next_reader_as_written(written, shown):
+    assert normalise_report_text(written) == shown
+
+
+# Text with none of the model's markup: letters, digits, punctuation, spaces, tabs and line breaks.
+MODEL_MARKUP = re.compile(r"(?im)^\s*(?:[-*+]|\d{1,2}[.)])\s|^\s*findings|^\s*-{3,}\s*$|final\s+answer")
+PLAIN = st.text(alphabet=st.sampled_from(list("abcXYZ019 .,;()'%-\t\n\r")), max_size=120).filter(
+    lambda t: not MODEL_MARKUP.search(t.replace("\r\n", "\n").replace("\r", "\n")))
+
+
+@settings(max_examples=300, deadline=None)
+@given(PLAIN)
+def test_plain_text_is_shown_alike_from_a_model_and_from_a_reader(text):
+    from_reader = normalise_report_text(text)
+    from_model = normalise_report_text(parse_output(text).report)  # instruction mode: the whole output
+    assert from_model == from_reader
+    assert normalise_report_text(from_reader) == from_reader  # idempotent: storing twice changes nothing
 
 
 OPTIONS = {"A": "Right pleural effusion", "B": "Left pleural effusion", "C": "Pneumothorax", "D": "Normal"}
