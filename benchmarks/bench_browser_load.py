@@ -179,18 +179,18 @@ async def _reader(browser, base: str, token: str, n_cases: int, rng: random.Rand
         await page.wait_for_selector(".rs-viewer[data-clock='started']")
         record["first_load"].append(time.perf_counter() - started)
         for case in range(n_cases):
-            current = await page.get_attribute(".rs-viewer[data-clock='started']", "data-assignment")
+            current = await page.get_attribute(".rs-viewer[data-clock='started']", "data-case")
             await page.locator("textarea.rs-text").fill(f"Case {current}: lungs clear, no effusion. ({case})")
             await asyncio.sleep(rng.uniform(*THINK_S))
             clicked = time.perf_counter()
             await page.locator("button.rs-submit").click()
             await page.get_by_text("Saved. This case is finished.").wait_for()
             record["submit"].append(time.perf_counter() - clicked)
-            record["acknowledged"].append(int(current))
+            record["acknowledged"].append(current)
             clicked = time.perf_counter()
             await page.get_by_role("button", name="Next case").click()
             if case + 1 < n_cases:
-                await page.wait_for_selector(f".rs-viewer[data-clock='started']:not([data-assignment='{current}'])")
+                await page.wait_for_selector(f".rs-viewer[data-clock='started']:not([data-case='{current}'])")
             else:
                 await page.get_by_text("cases are done").wait_for()
             record["next"].append(time.perf_counter() - clicked)
@@ -247,7 +247,7 @@ def _limit(figures: dict, browser_cores: int) -> str:
     return "none saturated"
 
 
-def _check_database(url: str, acknowledged: list[int], assignment_ids: set[int]) -> dict:
+def _check_database(url: str, acknowledged_refs: list[str], assignment_ids: set[int]) -> dict:
     from sqlalchemy import func, select
 
     from study_app.services.database import open_database
@@ -255,6 +255,9 @@ def _check_database(url: str, acknowledged: list[int], assignment_ids: set[int])
 
     db = open_database(url)
     with db.read() as session:
+        id_of = dict(session.execute(select(Assignment.case_ref, Assignment.id)
+                                     .where(Assignment.case_ref.in_(set(acknowledged_refs)))).all())
+        acknowledged = [id_of.get(ref, -1) for ref in acknowledged_refs]
         counts = dict(session.execute(
             select(Response.assignment_id, func.count()).where(Response.assignment_id.in_(assignment_ids))
             .group_by(Response.assignment_id)

@@ -49,30 +49,30 @@ def main() -> dict:
         reader_key = session.get(Reader, assignment.reader_id).reader_key
         pixels = session.scalars(select(Image.width * Image.height).where(Image.case_id == largest_case)).all()
     token, actor = auth.exchange_invite(db, invites[reader_key])
-    reading.open_case(db, actor, assignment.id)
+    reading.open_case(db, actor, assignment.case_ref)
 
     cold = []
     for _ in range(RUNS_FIRST_VIEW):
         cache = images.DisplayCache(None)
         started = time.perf_counter()
-        images.case_display_images(db, actor, assignment.id, cache=cache)
+        images.case_display_images(db, actor, assignment.case_ref, cache=cache)
         cold.append(time.perf_counter() - started)
     warm = []
     for _ in range(RUNS_FIRST_VIEW):
         started = time.perf_counter()
-        images.case_display_images(db, actor, assignment.id, cache=cache)
+        images.case_display_images(db, actor, assignment.case_ref, cache=cache)
         warm.append(time.perf_counter() - started)
 
     os.environ[DB_URL_ENV] = url
     app = Path(__file__).resolve().parents[1] / "study_app" / "web" / "app.py"
     at = AppTest.from_file(str(app), default_timeout=60)
     at.session_state[SESSION_TOKEN_KEY] = token
-    at.query_params["case"] = str(assignment.id)
+    at.query_params["case"] = assignment.case_ref
     at.run()
     start = [b for b in at.button if b.label == "Start"]
     if start:
         at = start[0].click().run()
-    reading.mark_image_shown(db, actor, assignment.id)
+    reading.mark_image_shown(db, actor, assignment.case_ref)
     at.run()  # the first view after the image is shown
     assert not at.exception, at.exception
     reruns = []

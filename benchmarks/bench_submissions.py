@@ -84,15 +84,15 @@ def run_once(think_s: tuple[float, float] | None = (0.1, 0.5)) -> dict:
             start.wait()
             try:
                 for item in reading.worklist(db, actor).items:
-                    reading.open_case(db, actor, item.assignment_id)
-                    reading.mark_image_shown(db, actor, item.assignment_id)
+                    reading.open_case(db, actor, item.case_ref)
+                    reading.mark_image_shown(db, actor, item.case_ref)
                     pause()
-                    reading.autosave(db, actor, item.assignment_id, "Lungs")
+                    reading.autosave(db, actor, item.case_ref, "Lungs")
                     pause()
-                    reading.autosave(db, actor, item.assignment_id, "Lungs are clear.")
+                    reading.autosave(db, actor, item.case_ref, "Lungs are clear.")
                     pause()
                     began = time.perf_counter()
-                    reading.submit(db, actor, item.assignment_id, "Lungs are clear.", active_s=1.0)
+                    reading.submit(db, actor, item.case_ref, "Lungs are clear.", active_s=1.0)
                     with lock:
                         latencies.append(time.perf_counter() - began)
             except Exception as error:  # noqa: BLE001 - a benchmark reports every failure

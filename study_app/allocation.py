@@ -7,11 +7,15 @@ designs and seeds. What it guarantees, or refuses to produce:
 * with ``distinct_case_per_reader`` a reader never meets the same case twice, in any arm
   (no carry-over from one read of a case to the next);
 * reads are balanced: within an arm every reader of the role has the same number of cases, within one;
-* in comparisons, the draft standing as A is randomized per assignment and balanced within each
-  reader: each source is A in half of the reader's comparisons, within one;
+* in comparisons, the draft standing as A is randomized and balanced at every level: the model is A
+  in half of each reader's comparisons (within one), in half of those in the first and in the second
+  half of the reader's worklist (within one half), and in half of the study's (within one half, up to
+  the parity of the readers' counts); which source gets a reader's odd comparison is random per reader,
+  balanced across readers;
 * a draft that comes from another arm is bound to one submitted-to-be assignment of that arm for the
   same case, spreading the source readers evenly;
-* each reader's worklist order is randomized;
+* each reader's worklist is in reading-round order (a round's cases open together, see
+  ``StudyDesign``), randomized within each round;
 * the same seed and inputs give the same allocation, on any machine (``random.Random`` seeded from a
   string is stable across CPython versions).
 """
@@ -73,9 +77,15 @@ class Allocation:
         return dict(grouped)
 
 
-def _rng(seed: int, *purpose: object) -> random.Random:
-    # One independent stream per purpose: adding a reader to one role does not reshuffle another.
+def seeded_rng(seed: int, *purpose: object) -> random.Random:
+    """The random stream of one purpose of a study's seed (stable across machines and CPython versions).
+
+    One independent stream per purpose: adding a reader to one role does not reshuffle another.
+    """
     return random.Random(":".join(str(p) for p in (seed, *purpose)))
+
+
+_rng = seeded_rng
 
 
 def _arm_order(design: StudyDesign) -> list[ArmSpec]:
@@ -270,8 +280,8 @@ def allocate(
     planned = [PlannedAssignment(i, r, c, a) for i, (r, c, a) in enumerate(triples)]
 
     _bind_sources(design, planned, seed)
-    _balance_ab(design, planned, seed)
     _order_worklists(design, planned, seed)
+    _balance_ab(design, planned, seed)
     return Allocation(seed=seed, assignments=planned, arm_cases=arm_cases)
 
 
@@ -308,26 +318,67 @@ def _bind_sources(design: StudyDesign, planned: list[PlannedAssignment], seed: i
 
 
 def _balance_ab(design: StudyDesign, planned: list[PlannedAssignment], seed: int) -> None:
-    for arm in design.arms:
-        if arm.task != "compare":
-            continue
-        by_reader: dict[str, list[PlannedAssignment]] = defaultdict(list)
-        for p in planned:
-            if p.arm_key == arm.key:
-                by_reader[p.reader_key].append(p)
-        for reader_key in sorted(by_reader):
-            rows = by_reader[reader_key]
-            rng = _rng(seed, "ab", arm.key, reader_key)
-            rng.shuffle(rows)
-            # With an odd count, which source gets the extra A is itself random.
-            first = rng.randrange(2)
-            half = len(rows) // 2 + (len(rows) % 2 if first == 0 else 0)
-            for i, p in enumerate(rows):
-                p.a_source_index = first if i < half else 1 - first
+    """Decide, for every comparison, whether the model's draft or the reader's stands as Report A.
+
+    For each reader and compare arm, the comparisons are split by worklist half (positions up to half the
+    reader's worklist, and the rest); within each half the model is A in half of them, placed at random.
+    A half with an odd count leaves one comparison over; two left over (one per half) get one source
+    each, at random. What is still left over ("extras", at most one per reader and arm) alternates between
+    the sources within the reader, and a reader's last odd extra alternates across readers (in a random
+    order, starting with a random source). So the model is A in half of each reader's comparisons per arm
+    and in all (within one), in half of each worklist half (within one), and in half of the study's
+    (within one). A fixed rule such as "the odd one goes to the first source" gave the model two A's in
+    three for every reader with an odd count.
+    """
+    compare_arms = {a.key: a for a in design.arms if a.task == "compare"}
+    if not compare_arms:
+        return
+    groups: dict[tuple[str, str], list[PlannedAssignment]] = defaultdict(list)
+    worklist_length: Counter[str] = Counter()
+    for p in planned:
+        worklist_length[p.reader_key] += 1
+        if p.arm_key in compare_arms:
+            groups[(p.reader_key, p.arm_key)].append(p)
+
+    def set_model_a(p: PlannedAssignment, model_is_a: bool) -> None:
+        model_index = [s.origin for s in compare_arms[p.arm_key].draft_sources].index("model")
+        p.a_source_index = model_index if model_is_a else 1 - model_index
+
+    def alternate(rows: list[PlannedAssignment], rng: random.Random) -> PlannedAssignment | None:
+        """Shuffle, then model/reader/model/... from a random start; returns the odd one out, unset."""
+        rng.shuffle(rows)
+        start = rng.random() < 0.5
+        even = len(rows) - len(rows) % 2
+        for i, p in enumerate(rows[:even]):
+            set_model_a(p, start if i % 2 == 0 else not start)
+        return rows[even] if len(rows) % 2 else None
+
+    reader_extras: dict[str, list[PlannedAssignment]] = defaultdict(list)
+    for reader_key, arm_key in sorted(groups):
+        rng = _rng(seed, "ab", arm_key, reader_key)
+        rows = sorted(groups[(reader_key, arm_key)], key=lambda p: p.position)
+        middle = worklist_length[reader_key] / 2
+        left_over = []
+        for half in ([p for p in rows if p.position <= middle], [p for p in rows if p.position > middle]):
+            odd = alternate(half, rng)
+            if odd is not None:
+                left_over.append(odd)
+        odd = alternate(left_over, rng)
+        if odd is not None:
+            reader_extras[reader_key].append(odd)
+    study_extras = []
+    for reader_key in sorted(reader_extras):
+        odd = alternate(reader_extras[reader_key], _rng(seed, "ab-extras", reader_key))
+        if odd is not None:
+            study_extras.append(odd)
+    odd = alternate(study_extras, _rng(seed, "ab-extras"))
+    if odd is not None:
+        set_model_a(odd, _rng(seed, "ab-last").random() < 0.5)
 
 
 def _order_worklists(design: StudyDesign, planned: list[PlannedAssignment], seed: int) -> None:
     arm_index = {a.key: i for i, a in enumerate(design.arms)}
+    reading_round = {a.key: a.reading_round for a in design.arms}
     by_reader: dict[str, list[PlannedAssignment]] = defaultdict(list)
     for p in planned:
         by_reader[p.reader_key].append(p)
@@ -335,7 +386,11 @@ def _order_worklists(design: StudyDesign, planned: list[PlannedAssignment], seed
         rows = by_reader[reader_key]
         rng = _rng(seed, "order", reader_key)
         rng.shuffle(rows)
+        # Stable sorts: random within a round (and, for blocked worklists, within an arm of a round). Rounds
+        # first, so the cases a reader can open now are the first ones of their list; a round holds every
+        # arm of one task, so the order says nothing of a draft's source.
         if design.worklist_order == "blocked":
-            rows.sort(key=lambda p: arm_index[p.arm_key])  # stable: random within each arm
+            rows.sort(key=lambda p: arm_index[p.arm_key])
+        rows.sort(key=lambda p: reading_round[p.arm_key])
         for position, p in enumerate(rows, 1):
             p.position = position

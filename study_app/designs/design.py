@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,14 @@ class ArmSpec:
     cases: int | None  # None: every eligible case of the cohort
     timed: bool
     instructions: str
+    # The reading round in which the arm's cases open to its readers (1 = at launch); see _reading_rounds.
+    reading_round: int = 1
+    declared_round: int | None = None
+
+    @property
+    def draft_origins(self) -> frozenset[str]:
+        """Where the arm's drafts come from, as readers must not be able to tell: {'model'}, {'reader'}, both."""
+        return frozenset(source.origin for source in self.draft_sources)
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,7 @@ def _parse_draft_source(raw: Any, where: str) -> DraftSourceSpec:
 
 ARM_KEYS = {
     "key", "task", "role", "draft", "drafts", "questions", "readers_per_case", "cases", "timed", "instructions",
+    "round",
 }
 
 
@@ -240,6 +249,9 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
         cases = None
     elif not isinstance(cases, int) or isinstance(cases, bool) or cases < 1:
         raise DesignError(f"{where}.cases: expected \"all\" or a positive number of cases")
+    declared_round = _optional(table, "round", where, int, None)
+    if declared_round is not None and not 1 <= declared_round <= 9:
+        raise DesignError(f"{where}.round: expected a reading round from 1 to 9")
     return ArmSpec(
         key=key,
         task=task,
@@ -250,7 +262,73 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
         cases=cases,
         timed=_optional(table, "timed", where, bool, task != "rate_reasoning"),
         instructions=_optional(table, "instructions", where, str, "").strip(),
+        declared_round=declared_round,
     )
+
+
+def _reading_rounds(arms: tuple[ArmSpec, ...]) -> tuple[ArmSpec, ...]:
+    """Give every arm the reading round in which its cases open; refuse a declared round that would unblind.
+
+    An arm opens after the arms whose reports it shows (its round is higher than theirs), and every arm of one
+    role and one task opens in the same round. The second rule is the blinding one: if an attending's
+    model-draft edits opened at launch and their resident-draft edits only once residents had written them,
+    the moment a case opens (and the order cases are read in) would tell the draft's source. A declared
+    ``round`` may only raise an arm's round; the smallest rounds meeting both rules are found by iterating
+    to a fixed point (rounds only grow, and are bounded by the number of arms).
+    """
+    rounds = {a.key: a.declared_round or 1 for a in arms}
+    for _ in range(len(arms) + 1):
+        changed = False
+        for arm in arms:
+            needed = rounds[arm.key]
+            for source in arm.draft_sources:
+                if source.kind == "arm":
+                    needed = max(needed, rounds[source.arm] + 1)
+            peers = [a for a in arms if a.role == arm.role and a.task == arm.task]
+            needed = max(needed, *(rounds[p.key] for p in peers))
+            if needed != rounds[arm.key]:
+                rounds[arm.key], changed = needed, True
+        if not changed:
+            break
+    for arm in arms:
+        if arm.declared_round is not None and arm.declared_round != rounds[arm.key]:
+            why = [f"arm '{s.arm}' (round {rounds[s.arm]}) supplies its drafts"
+                   for s in arm.draft_sources if s.kind == "arm" and rounds[s.arm] >= arm.declared_round]
+            why += [f"arm '{p.key}' of the same role and task opens in round {rounds[p.key]}"
+                    for p in arms if p.key != arm.key and p.role == arm.role and p.task == arm.task
+                    and rounds[p.key] > arm.declared_round]
+            raise DesignError(
+                f"arms ({arm.key}).round: declared {arm.declared_round}, but {'; '.join(why) or 'its peers open later'}; "
+                f"it must be round {rounds[arm.key]} (a reader's cases of one task open together, so when a case "
+                "opens cannot tell where its draft came from). Use round = "
+                f"{rounds[arm.key]} or leave 'round' out"
+            )
+    if max(rounds.values()) > 9:  # pragma: no cover - the parser allows one level of arm dependency
+        raise DesignError("arms: more than 9 reading rounds")
+    return tuple(replace(a, reading_round=rounds[a.key]) for a in arms)
+
+
+# What the reader sees of an arm besides its drafts; arms one reader cannot tell apart must agree on all of it.
+_PRESENTED = {"instructions": "instructions", "questions": "questions", "timed": "timed"}
+
+
+def _check_blinded_groups(arms: tuple[ArmSpec, ...]) -> None:
+    """Arms of one role and task whose drafts differ in source must look the same to the reader.
+
+    The reader never sees the arm, only its task, instructions and questions; if two such arms differed in
+    any of these, the difference would name the draft's source.
+    """
+    for i, arm in enumerate(arms):
+        for other in arms[i + 1:]:
+            if (other.role, other.task) != (arm.role, arm.task) or other.draft_origins == arm.draft_origins:
+                continue
+            for attribute, name in _PRESENTED.items():
+                if getattr(arm, attribute) != getattr(other, attribute):
+                    raise DesignError(
+                        f"arms ({arm.key}, {other.key}): both are '{arm.task}' arms of role '{arm.role}' with drafts "
+                        f"from different sources, but their {name} differ; a reader could tell the draft's source "
+                        f"from them. Give both arms the same {name}"
+                    )
 
 
 def _require_list_of_str(value: Any, where: str) -> list[str]:
@@ -338,6 +416,9 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
                 raise DesignError(
                     f"arms ({arm.key}).cases: {arm.cases} cases, but arm '{other.key}' produces reports for only {other.cases}"
                 )
+
+    arms = _reading_rounds(arms)
+    _check_blinded_groups(arms)
 
     constraints = data.get("constraints", {})
     if not isinstance(constraints, dict):

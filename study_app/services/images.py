@@ -23,7 +23,8 @@ from sqlalchemy import select
 from cohorts.images import downscale, load_image
 from study_app.services.actors import Actor
 from study_app.services.database import Database
-from study_app.services.errors import Conflict, NotFound, PermissionDenied
+from study_app.services.errors import NotFound
+from study_app.services.reading import reader_case
 from study_app.store.models import Assignment, Image, Study
 
 # Long side of the display copy: a 2500 x 3000 film becomes about 1700 x 2048, enough to zoom 2x on a
@@ -32,8 +33,6 @@ DISPLAY_MAX = (2048, 2048)
 # A 2500 x 3000 film packs to about 6 MB; 384 MB keeps the current and next cases of many readers.
 MEMORY_CACHE_BYTES = 384 * 2**20
 CACHE_DIR_ENV = "READERSTUDY_IMAGE_CACHE"
-# Statuses in which a reader may still look at a case's images.
-_VIEWABLE = ("ready", "in_progress", "submitted")
 
 
 @dataclass(frozen=True)
@@ -201,36 +200,31 @@ def default_cache() -> DisplayCache:
 
 @dataclass(frozen=True)
 class CaseImage:
-    """An image of a case as the page lists it (no pixels)."""
+    """An image of a case as the page lists it (no pixels); ``ordinal`` is its place in the case."""
 
-    image_id: int
+    ordinal: int
     view: str
     is_prior: bool
     path: str
     sha256: str
 
 
-def _case_images(db: Database, actor: Actor, assignment_id: int) -> list[CaseImage]:
-    if actor.kind != "reader" or actor.reader_id is None:
-        raise PermissionDenied("only a signed-in reader can view a case's images")
+def _case_images(db: Database, actor: Actor, case_ref: str) -> list[CaseImage]:
     with db.read() as session:
-        assignment = session.get(Assignment, assignment_id)
-        # Another reader's case is reported like a missing one.
-        if assignment is None or assignment.reader_id != actor.reader_id:
-            raise NotFound(f"no case {assignment_id} in your worklist")
-        if assignment.status not in _VIEWABLE:
-            raise Conflict("this case is not open for viewing")
+        # The one access rule of the case page and every beacon: the reader's own case, reading open
+        # (a paused or closed study serves no image), and the case open to look at.
+        assignment = reader_case(session, actor, case_ref, viewing=True)
         root = Path(session.get(Study, assignment.study_id).cohort_root or ".")
         rows = session.scalars(select(Image).where(Image.case_id == assignment.case_id).order_by(Image.ordinal)).all()
         return [
-            CaseImage(row.id, row.view, row.is_prior, row.path if Path(row.path).is_file() else str(root / row.relpath),
-                      row.sha256)
+            CaseImage(row.ordinal, row.view, row.is_prior,
+                      row.path if Path(row.path).is_file() else str(root / row.relpath), row.sha256)
             for row in rows
         ]
 
 
 def case_display_images(
-    db: Database, actor: Actor, assignment_id: int, *, cache: DisplayCache | None = None
+    db: Database, actor: Actor, case_ref: str, *, cache: DisplayCache | None = None
 ) -> list[tuple[CaseImage, DisplayImage]]:
     """Every image of a reader's case at display size (prepared now if not cached).
 
@@ -239,7 +233,8 @@ def case_display_images(
     db : Database
     actor : Actor
         The signed-in reader; another reader's case raises NotFound.
-    assignment_id : int
+    case_ref : str
+        The reader's reference to the case.
     cache : DisplayCache, optional
         Defaults to the process-wide cache.
 
@@ -249,7 +244,7 @@ def case_display_images(
         In the case's image order (current views first, priors as the manifest lists them).
     """
     cache = cache or default_cache()
-    case_images = _case_images(db, actor, assignment_id)
+    case_images = _case_images(db, actor, case_ref)
     if len(case_images) == 1:
         return [(case_images[0], cache.get(case_images[0].path, case_images[0].sha256))]
     prepared = list(_preparers.map(lambda image: cache.get(image.path, image.sha256), case_images))
@@ -257,26 +252,26 @@ def case_display_images(
 
 
 def case_image_png(
-    db: Database, actor: Actor, assignment_id: int, image_id: int, *, cache: DisplayCache | None = None
+    db: Database, actor: Actor, case_ref: str, ordinal: int, *, cache: DisplayCache | None = None
 ) -> bytes:
-    """The packed PNG of one image of a reader's case (NotFound when the image is not part of it)."""
+    """The packed PNG of one image of a reader's case (NotFound when the case has no such image)."""
     cache = cache or default_cache()
-    for image in _case_images(db, actor, assignment_id):
-        if image.image_id == image_id:
+    for image in _case_images(db, actor, case_ref):
+        if image.ordinal == ordinal:
             return cache.get(image.path, image.sha256).png
-    raise NotFound(f"no image {image_id} in case {assignment_id}")
+    raise NotFound("no such image in this case")
 
 
-def next_case_after(db: Database, actor: Actor, assignment_id: int) -> int | None:
+def next_case_after(db: Database, actor: Actor, case_ref: str) -> str | None:
     """The reader's next openable case after this one in worklist order, or None."""
-    if actor.reader_id is None:
+    if actor.kind != "reader" or actor.reader_id is None:
         return None
     with db.read() as session:
-        current = session.get(Assignment, assignment_id)
+        current = session.scalars(select(Assignment).where(Assignment.case_ref == case_ref)).first()
         if current is None or current.reader_id != actor.reader_id:
             return None
         return session.scalars(
-            select(Assignment.id)
+            select(Assignment.case_ref)
             .where(Assignment.reader_id == actor.reader_id, Assignment.position > current.position,
                    Assignment.status.in_(("ready", "in_progress")))
             .order_by(Assignment.position)
@@ -285,14 +280,14 @@ def next_case_after(db: Database, actor: Actor, assignment_id: int) -> int | Non
 
 
 def prefetch_next_case(
-    db: Database, actor: Actor, assignment_id: int, *, cache: DisplayCache | None = None
+    db: Database, actor: Actor, case_ref: str, *, cache: DisplayCache | None = None
 ) -> Future | None:
     """Prepare the next case's images in a background thread, so its first view is a cache hit.
 
     Returns the Future (None when there is no next case); errors stay in the Future, since a failed
     prefetch only means the next case is prepared when it opens.
     """
-    following = next_case_after(db, actor, assignment_id)
+    following = next_case_after(db, actor, case_ref)
     if following is None:
         return None
     return _prefetcher.submit(case_display_images, db, actor, following, cache=cache)

@@ -9,8 +9,9 @@ from study_app.services.database import Database
 from study_app.services.errors import Conflict, InvalidInput, NotFound
 from study_app.services.events import record_event
 from study_app.services.export import iso
+from study_app.services.release import sync_reader_rounds
 from study_app.services.studies import get_study
-from study_app.store.models import Answer, Arm, Assignment, Autosave, Draft, Question, Reader, Response
+from study_app.store.models import Answer, Assignment, Autosave, Draft, Question, Reader, Response
 
 MIN_REASON_CHARS = 5
 
@@ -84,17 +85,20 @@ def reset_assignment(db: Database, actor: Actor, study_id: str, reader_key: str,
             for column in ("draft_id", "a_draft_id", "b_draft_id"):
                 if getattr(dependent, column) == released.id:
                     setattr(dependent, column, None)
-            dependent.status = "pending"
         session.flush()
         if released is not None:
             session.delete(released)
         session.execute(delete(Answer).where(Answer.assignment_id == assignment.id))
         session.execute(delete(Response).where(Response.assignment_id == assignment.id))
         session.execute(delete(Autosave).where(Autosave.assignment_id == assignment.id))
-        arm = session.get(Arm, assignment.arm_id)
-        assignment.status = "ready" if not arm.draft_sources or assignment.draft_id or assignment.a_draft_id else "pending"
+        assignment.status = "pending"
         assignment.opened_at = assignment.first_shown_at = assignment.submitted_at = assignment.completed_at = None
         assignment.sessions = 0
         record_event(session, study_id=study_id, actor=actor, kind="reset", assignment_id=assignment.id,
                      reader_id=assignment.reader_id, payload=original)
+        session.flush()
+        # Rounds open and close whole: the dependents' readers lose a draft (their round is held again until
+        # it is rewritten), and the reset case opens again with its own round.
+        for reader_id in sorted({assignment.reader_id, *(d.reader_id for d in dependents)}):
+            sync_reader_rounds(session, reader_id, actor=actor)
         return assignment.id

@@ -1,14 +1,16 @@
 """A reader's way through the study: worklist, open a case, the clock, autosave, submit, answers.
 
-The rules of a read live here and nowhere else; the web pages and the tests call these functions.
-Each call is one transaction and checks that the assignment belongs to the acting reader.
+The rules of a read live here and nowhere else; the web pages, the HTTP routes and the tests call these
+functions. Each call is one transaction and checks, through :func:`reader_case`, that the case belongs to
+the acting reader and that reading is open. A reader names a case by its ``case_ref`` (an opaque random
+string): assignment ids are sequential and never reach a browser.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +20,7 @@ from study_app.services.actors import Actor
 from study_app.services.database import Database
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
-from study_app.services.studies import bind_available_drafts
+from study_app.services.release import sync_reader_rounds
 from study_app.store.models import (
     Answer,
     Arm,
@@ -26,6 +28,7 @@ from study_app.store.models import (
     Autosave,
     Case,
     Draft,
+    Event,
     Image,
     MCItem,
     Question,
@@ -39,15 +42,25 @@ MAX_REPORT_CHARS = 20_000
 CLIENT_EVENT_KINDS = ("hidden", "visible", "idle")
 # Client-measured durations above this are a broken clock, not a long read.
 MAX_CLIENT_SECONDS = 7 * 24 * 3600
+# How long before its request reached the server a SUBMIT press or a first image may have happened (the
+# browser retries while the server restarts). Longer than any restart; short enough that a broken or
+# tampered client cannot move a read's clock by much.
+MAX_BEACON_AGE_S = 900.0
+# The statuses in which a reader may look at a case (its images, its page).
+VIEWABLE = ("ready", "in_progress", "submitted", "completed")
+HELD_MESSAGE = "This case opens with your next reading round, when the previous round is complete."
 
 
 @dataclass(frozen=True)
 class WorklistItem:
-    assignment_id: int
+    """One case of a reader's worklist. ``arm_key`` is for the server's own use: no page ever renders it."""
+
+    case_ref: str
     position: int
     arm_key: str
     task: str
     status: str
+    reading_round: int
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,7 @@ class Worklist:
     reader_key: str
     study_status: str
     items: list[WorklistItem]
+    can_go_back: bool = False  # the design lets a reader look at a finished case again
 
     @property
     def total(self) -> int:
@@ -70,7 +84,11 @@ class Worklist:
 
     @property
     def waiting(self) -> int:
+        """Cases held until their reading round opens."""
         return sum(1 for i in self.items if i.status == "pending")
+
+    def item(self, case_ref: str) -> WorklistItem | None:
+        return next((i for i in self.items if i.case_ref == case_ref), None)
 
     def next_item(self) -> WorklistItem | None:
         """The case to work on: one already started (submitted awaiting answers first), else the next ready one."""
@@ -92,19 +110,18 @@ class QuestionView:
 
 @dataclass(frozen=True)
 class ImageView:
-    image_id: int
+    ordinal: int
     view: str
     is_prior: bool
 
 
 @dataclass
 class CaseView:
-    """Everything the case page shows; deliberately nothing that says where a draft came from."""
+    """Everything the case page shows; deliberately nothing that says where a draft came from (no arm)."""
 
-    assignment_id: int
+    case_ref: str
     position: int
     total: int
-    arm_key: str
     task: str
     status: str
     timed: bool
@@ -126,19 +143,34 @@ class CaseView:
     idle_threshold_s: float = 60.0
 
 
-def _reader_assignment(session: Session, actor: Actor, assignment_id: int, *, for_update: bool = False) -> Assignment:
+def reader_case(
+    session: Session, actor: Actor, case_ref: object, *, for_update: bool = False, viewing: bool = False,
+) -> Assignment:
+    """The one rule of access to a case: it is the signed-in reader's, and their study is open for reading.
+
+    Every reader entry point calls it: the case page, the image route, every beacon (shown, press, events,
+    autosave) and submit. Someone else's case, an unknown reference and a malformed one are all reported
+    the same way, so a reference reveals nothing. With ``viewing``, the case must also be open to look at
+    (not held for a later round).
+    """
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader can work on a case")
-    query = select(Assignment).where(Assignment.id == assignment_id)
-    if for_update:
-        query = query.with_for_update()
-    assignment = session.scalars(query).first()
-    # Someone else's assignment is reported exactly like a missing one: ids reveal nothing.
+    ref = case_ref if isinstance(case_ref, str) and 0 < len(case_ref) <= 64 else None
+    assignment = None
+    if ref is not None:
+        query = select(Assignment).where(Assignment.case_ref == ref)
+        if for_update:
+            query = query.with_for_update()
+        assignment = session.scalars(query).first()
     if assignment is None or assignment.reader_id != actor.reader_id:
-        raise NotFound(f"no case {assignment_id} in your worklist")
+        raise NotFound("no such case in your worklist")
     study = session.get(Study, assignment.study_id)
     if study.status != "open":
         raise Conflict(f"the study is {study.status}; reading is not open")
+    if viewing and assignment.status not in VIEWABLE:
+        raise Conflict(HELD_MESSAGE)
+    if viewing and assignment.status == "completed" and not study.settings.get("allow_going_back", False):
+        raise Conflict("this case is finished and cannot be reopened")
     return assignment
 
 
@@ -151,12 +183,13 @@ def worklist(db: Database, actor: Actor) -> Worklist:
             raise NotFound("unknown reader")
         study = session.get(Study, reader.study_id)
         rows = session.execute(
-            select(Assignment.id, Assignment.position, Arm.key, Arm.task, Assignment.status)
+            select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round)
             .join(Arm, Assignment.arm_id == Arm.id)
             .where(Assignment.reader_id == reader.id)
             .order_by(Assignment.position)
         ).all()
-    return Worklist(reader.reader_key, study.status, [WorklistItem(*row) for row in rows])
+    return Worklist(reader.reader_key, study.status, [WorklistItem(*row) for row in rows],
+                    can_go_back=bool(study.settings.get("allow_going_back", False)))
 
 
 def _draft_text(session: Session, draft_id: int | None) -> str | None:
@@ -171,7 +204,7 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
     study = session.get(Study, assignment.study_id)
     total = len(session.scalars(select(Assignment.id).where(Assignment.reader_id == assignment.reader_id)).all())
     images = [
-        ImageView(image.id, image.view, image.is_prior)
+        ImageView(image.ordinal, image.view, image.is_prior)
         for image in session.scalars(select(Image).where(Image.case_id == case.id).order_by(Image.ordinal))
     ]
     questions = [
@@ -187,10 +220,9 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
         )
     }
     view = CaseView(
-        assignment_id=assignment.id,
+        case_ref=assignment.case_ref,
         position=assignment.position,
         total=total,
-        arm_key=arm.key,
         task=arm.task,
         status=assignment.status,
         timed=arm.timed,
@@ -226,15 +258,10 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
     return view
 
 
-def open_case(db: Database, actor: Actor, assignment_id: int, *, new_visit: bool = True) -> CaseView:
+def open_case(db: Database, actor: Actor, case_ref: str, *, new_visit: bool = True) -> CaseView:
     """Open a case page: the first time it becomes in progress; each new visit counts in `sessions`."""
     with db.transaction() as session:
-        assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
-        study = session.get(Study, assignment.study_id)
-        if assignment.status == "pending":
-            raise Conflict("this case waits for another reader's report; it opens when that is submitted")
-        if assignment.status == "completed" and not study.settings.get("allow_going_back", False):
-            raise Conflict("this case is finished and cannot be reopened")
+        assignment = reader_case(session, actor, case_ref, for_update=True, viewing=True)
         now = utcnow()
         if assignment.status == "ready":
             assignment.status = "in_progress"
@@ -250,28 +277,118 @@ def open_case(db: Database, actor: Actor, assignment_id: int, *, new_visit: bool
         return _case_view(session, assignment)
 
 
-def case_view(db: Database, actor: Actor, assignment_id: int) -> CaseView:
+def case_view(db: Database, actor: Actor, case_ref: str) -> CaseView:
     """Read-only view of a case (a rerun of the page), with no state change."""
     with db.read() as session:
-        assignment = _reader_assignment(session, actor, assignment_id)
+        assignment = reader_case(session, actor, case_ref, viewing=True)
         return _case_view(session, assignment)
 
 
-def mark_image_shown(db: Database, actor: Actor, assignment_id: int) -> datetime:
-    """The browser reports the case's first image on screen: the clock starts, once, server side."""
+def _beacon_time(now: datetime, age_s: object, not_before: datetime | None) -> tuple[datetime, float]:
+    """When something the browser reports happened: the request's arrival less the browser's own age of it.
+
+    The browser measures ``age_s`` with its monotonic clock (0 for a request sent at once; more when it had
+    to retry, e.g. while the server restarted). Bounded by MAX_BEACON_AGE_S and by ``not_before``.
+    """
+    try:
+        age = float(age_s) if age_s is not None else 0.0
+    except (TypeError, ValueError):
+        raise InvalidInput("age_s must be a number of seconds") from None
+    if not 0 <= age <= MAX_BEACON_AGE_S or age != age:
+        raise InvalidInput(f"age_s = {age_s!r} is not between 0 and {MAX_BEACON_AGE_S:.0f} seconds")
+    at = now - timedelta(seconds=age)
+    if not_before is not None and at < not_before:
+        at = not_before
+    return at, age
+
+
+def mark_image_shown(db: Database, actor: Actor, case_ref: str, *, age_s: float | None = None) -> datetime:
+    """The browser reports the case's first image on screen: the clock starts, once, server side.
+
+    ``age_s`` is how long ago, by the browser's clock, the image was drawn (it retries if the server was
+    unreachable); the clock starts then, never before the case was opened.
+    """
     with db.transaction() as session:
-        assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
+        assignment = reader_case(session, actor, case_ref, for_update=True, viewing=True)
         if assignment.status != "in_progress":
             if assignment.first_shown_at is not None:
                 return assignment.first_shown_at
             raise Conflict("the case is not open")
         if assignment.first_shown_at is None:
-            assignment.first_shown_at = utcnow()
+            at, age = _beacon_time(utcnow(), age_s, assignment.opened_at)
+            assignment.first_shown_at = at
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="image_shown",
-                assignment_id=assignment.id, at=assignment.first_shown_at,
+                assignment_id=assignment.id, at=at, payload={"age_s": round(age, 3)} if age else {},
             )
         return assignment.first_shown_at
+
+
+PRESS_ID_CHARS = 64
+
+
+def _press_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= PRESS_ID_CHARS or not value.isascii():
+        raise InvalidInput("press_id must be a short ASCII string")
+    return value
+
+
+def record_submit_press(db: Database, actor: Actor, case_ref: str, press_id: str, *, age_s: float | None = None) -> datetime:
+    """The browser reports a SUBMIT press the moment it happens (a beacon beside the page's own request).
+
+    The read's clock stops at the press, not when the page's rerun gets to the submission: a reconnect
+    after a server restart or a slow rerun can delay that by seconds. The submission names the press it
+    carries (``press_id``); whichever of the two reaches the server first, the earlier moment stands.
+
+    Returns the press time recorded (or the submission's, when the press came after it was reconciled).
+    """
+    press_id = _press_id(press_id)
+    if press_id is None:
+        raise InvalidInput("a press needs its press_id")
+    with db.transaction() as session:
+        assignment = reader_case(session, actor, case_ref, for_update=True)
+        at, age = _beacon_time(utcnow(), age_s, assignment.first_shown_at)
+        if assignment.status == "in_progress":
+            if _press_at(session, assignment, press_id) is None:
+                record_event(
+                    session, study_id=assignment.study_id, actor=actor, kind="submit_pressed",
+                    assignment_id=assignment.id, at=at, payload={"press_id": press_id, "age_s": round(age, 3)},
+                )
+            return at
+        response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).first()
+        submitted = _submitted_event(session, assignment)
+        if (response is None or submitted is None or submitted.payload.get("press_id") != press_id
+                or at >= response.submitted_at):
+            return response.submitted_at if response is not None else at
+        # The submission came first (the page's rerun beat this beacon): the press is the truer moment.
+        before = response.submitted_at
+        response.submitted_at = assignment.submitted_at = at
+        if assignment.first_shown_at is not None:
+            response.duration_s = (at - assignment.first_shown_at).total_seconds()
+        record_event(
+            session, study_id=assignment.study_id, actor=actor, kind="submit_time_reconciled",
+            assignment_id=assignment.id, at=utcnow(),
+            payload={"press_id": press_id, "from": before.isoformat(), "to": at.isoformat(),
+                     "duration_s": None if response.duration_s is None else round(response.duration_s, 3)},
+        )
+        return at
+
+
+def _press_at(session: Session, assignment: Assignment, press_id: str) -> datetime | None:
+    for event in session.scalars(
+        select(Event).where(Event.assignment_id == assignment.id, Event.kind == "submit_pressed")
+    ):
+        if event.payload.get("press_id") == press_id:
+            return event.at
+    return None
+
+
+def _submitted_event(session: Session, assignment: Assignment) -> Event | None:
+    return session.scalars(
+        select(Event).where(Event.assignment_id == assignment.id, Event.kind == "submitted").order_by(Event.id.desc())
+    ).first()
 
 
 def validate_report_text(text: object) -> str:
@@ -288,11 +405,11 @@ def validate_report_text(text: object) -> str:
     return text
 
 
-def autosave(db: Database, actor: Actor, assignment_id: int, text: str) -> datetime:
+def autosave(db: Database, actor: Actor, case_ref: str, text: str) -> datetime:
     """Keep a snapshot of the editor; only while the case is in progress (after SUBMIT the text is locked)."""
     text = validate_report_text(text)
     with db.transaction() as session:
-        assignment = _reader_assignment(session, actor, assignment_id)
+        assignment = reader_case(session, actor, case_ref)
         if assignment.status != "in_progress":
             raise AlreadySubmitted("this case is already submitted; its text is locked")
         snapshot = Autosave(assignment_id=assignment.id, text=text, saved_at=utcnow())
@@ -305,7 +422,7 @@ def autosave(db: Database, actor: Actor, assignment_id: int, text: str) -> datet
 
 
 def record_client_event(
-    db: Database, actor: Actor, assignment_id: int, kind: str, *, duration_s: float | None = None,
+    db: Database, actor: Actor, case_ref: str, kind: str, *, duration_s: float | None = None,
     client_at: str | None = None,
 ) -> None:
     """Log a page-visibility or idle event measured in the browser."""
@@ -317,7 +434,7 @@ def record_client_event(
     if client_at is not None:
         payload["client_at"] = str(client_at)[:40]
     with db.transaction() as session:
-        assignment = _reader_assignment(session, actor, assignment_id)
+        assignment = reader_case(session, actor, case_ref)
         record_event(
             session, study_id=assignment.study_id, actor=actor, kind=kind,
             assignment_id=assignment.id, payload=payload,
@@ -336,7 +453,7 @@ def _client_seconds(value: object, name: str) -> float:
 
 @dataclass(frozen=True)
 class SubmitResult:
-    assignment_id: int
+    case_ref: str
     submitted_at: datetime
     duration_s: float | None
     status: str
@@ -345,14 +462,19 @@ class SubmitResult:
 def submit(
     db: Database,
     actor: Actor,
-    assignment_id: int,
+    case_ref: str,
     text: str | None = None,
     *,
     active_s: float | None = None,
     hidden_s: float | None = None,
     idle_s: float | None = None,
+    press_id: str | None = None,
 ) -> SubmitResult:
     """SUBMIT: lock the text, stop the clock, and release the reports other arms wait for.
+
+    The clock stops at the press: when the browser's press beacon (:func:`record_submit_press`) for
+    ``press_id`` arrived first, its moment is ``submitted_at``; otherwise the moment this call runs, and a
+    later beacon may still move it back to the press.
 
     A second submit of the same case (double click, second tab, retry after a lost reply) raises
     :class:`AlreadySubmitted`; the first submission stands. The database's one-response-per-assignment
@@ -362,9 +484,10 @@ def submit(
         name: (_client_seconds(value, name) if value is not None else None)
         for name, value in (("active_s", active_s), ("hidden_s", hidden_s), ("idle_s", idle_s))
     }
+    press_id = _press_id(press_id)
     try:
         with db.transaction() as session:
-            assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
+            assignment = reader_case(session, actor, case_ref, for_update=True)
             if assignment.status in ("submitted", "completed"):
                 raise AlreadySubmitted("this case is already submitted")
             if assignment.status != "in_progress":
@@ -380,38 +503,43 @@ def submit(
                     raise InvalidInput("the report is empty; write the findings before submitting")
                 shown = (_draft_text(session, assignment.draft_id) or "") if arm.task == "edit" else ""
             now = utcnow()
-            duration = (now - assignment.first_shown_at).total_seconds()
+            pressed = _press_at(session, assignment, press_id) if press_id else None
+            at = min(pressed, now) if pressed is not None else now
+            at = max(at, assignment.first_shown_at)
+            duration = (at - assignment.first_shown_at).total_seconds()
             session.add(
                 Response(
                     assignment_id=assignment.id,
                     shown_text=shown,
                     final_text=final,
-                    submitted_at=now,
+                    submitted_at=at,
                     duration_s=duration,
                     **client,
                 )
             )
             assignment.status = "submitted"
-            assignment.submitted_at = now
+            assignment.submitted_at = at
+            payload = {"duration_s": round(duration, 3), **{k: v for k, v in client.items() if v is not None}}
+            if press_id:
+                payload.update(press_id=press_id, clock="press" if pressed is not None else "arrival")
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="submitted",
-                assignment_id=assignment.id, at=now,
-                payload={"duration_s": round(duration, 3), **{k: v for k, v in client.items() if v is not None}},
+                assignment_id=assignment.id, at=at, payload=payload,
             )
             session.flush()
             if arm.task in ("write", "edit"):
-                _release_report(session, assignment, final)
+                _release_report(session, actor, assignment, final, now)
             questions = session.scalars(select(Question.id).where(Question.arm_id == arm.id)).all()
             if not questions:
                 _complete(session, actor, assignment, now)
-            return SubmitResult(assignment.id, now, duration, assignment.status)
+            return SubmitResult(assignment.case_ref, at, duration, assignment.status)
     except IntegrityError:
         # Another request submitted the same case between our read and our write.
         raise AlreadySubmitted("this case is already submitted") from None
 
 
-def _release_report(session: Session, assignment: Assignment, final_text: str) -> None:
-    """A submitted report becomes a reader draft; assignments waiting on it may become ready."""
+def _release_report(session: Session, actor: Actor, assignment: Assignment, final_text: str, now: datetime) -> None:
+    """A submitted report becomes a reader draft; the rounds of the readers waiting for it may open."""
     waiting = session.scalars(
         select(Assignment).where(
             (Assignment.source_assignment_id == assignment.id) | (Assignment.source_b_assignment_id == assignment.id)
@@ -419,7 +547,7 @@ def _release_report(session: Session, assignment: Assignment, final_text: str) -
     ).all()
     if not waiting:
         return
-    from model_runtime.parsing import clean_report_text
+    from model_runtime.parsing import normalise_report_text  # model_runtime's package import is slow
 
     draft = Draft(
         study_id=assignment.study_id,
@@ -429,12 +557,12 @@ def _release_report(session: Session, assignment: Assignment, final_text: str) -
         author_reader_id=assignment.reader_id,
         source_assignment_id=assignment.id,
         raw_output=final_text,
-        report=clean_report_text(final_text),
+        report=normalise_report_text(final_text),  # as written: never the model-output parser
     )
     session.add(draft)
     session.flush()
-    for dependent in waiting:
-        bind_available_drafts(session, dependent, session.get(Arm, dependent.arm_id))
+    for reader_id in sorted({dependent.reader_id for dependent in waiting}):
+        sync_reader_rounds(session, reader_id, actor=actor, at=now)
 
 
 def _complete(session: Session, actor: Actor, assignment: Assignment, now: datetime) -> None:
@@ -468,11 +596,11 @@ def validate_answers(questions: list[Question], answers: dict[str, object]) -> d
     return accepted
 
 
-def save_answers(db: Database, actor: Actor, assignment_id: int, answers: dict[str, object]) -> datetime:
+def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, object]) -> datetime:
     """Save the feedback after SUBMIT (all at once; required ones enforced) and complete the case."""
     try:
         with db.transaction() as session:
-            assignment = _reader_assignment(session, actor, assignment_id, for_update=True)
+            assignment = reader_case(session, actor, case_ref, for_update=True)
             if assignment.status == "completed":
                 raise AlreadySubmitted("the answers of this case are already saved")
             if assignment.status != "submitted":

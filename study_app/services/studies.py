@@ -12,12 +12,13 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from cohorts.manifest import Cohort, ManifestError, load_manifest
-from study_app.allocation import Allocation, AllocationError, CaseSlot, ReaderSlot, allocate
+from study_app.allocation import Allocation, AllocationError, CaseSlot, ReaderSlot, allocate, seeded_rng
 from study_app.designs import DesignError, StudyDesign, load_design, parse_design
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.errors import Conflict, InvalidInput, NotFound
 from study_app.services.events import record_event
+from study_app.services.release import manifest_draft, model_draft, sync_reader_rounds
 from study_app.services.roster import RosterEntry, load_roster
 from study_app.store.models import (
     Arm,
@@ -256,6 +257,7 @@ def _store_arms(session: Session, study: Study, design: StudyDesign) -> dict[str
             role=spec.role,
             draft_sources=[s.to_json() for s in spec.draft_sources],
             timed=spec.timed,
+            reading_round=spec.reading_round,
             readers_per_case=spec.readers_per_case,
             instructions=spec.instructions,
         )
@@ -289,7 +291,11 @@ def _store_allocation(
     arms: dict[str, Arm],
 ) -> None:
     rows: dict[int, Assignment] = {}
-    for planned in allocation.assignments:
+    # Inserted in a seeded random order, not arm by arm: assignment ids are sequential, and their order must
+    # not say which arm a row belongs to (not even in an export, nor to anyone who sees an id by mistake).
+    insertion = list(allocation.assignments)
+    seeded_rng(study.seed, "insertion").shuffle(insertion)
+    for planned in insertion:
         spec = design.arm(planned.arm_key)
         case = cases[planned.case_key]
         assignment = Assignment(
@@ -299,8 +305,8 @@ def _store_allocation(
             arm_id=arms[planned.arm_key].id,
             mc_item_id=case.mc_items[0].id if spec.task == "rate_reasoning" else None,
             position=planned.position,
-            # Every assignment waits for its drafts; a write arm needs none and is ready at once.
-            status="ready" if not spec.draft_sources else "pending",
+            # Held until the reader's round opens (sync_reader_rounds, below and at launch).
+            status="pending",
             a_source_index=planned.a_source_index,
             sessions=0,
         )
@@ -313,13 +319,17 @@ def _store_allocation(
         if planned.source_b_index is not None:
             rows[planned.index].source_b_assignment_id = rows[planned.source_b_index].id
     session.flush()
+    # A round that needs no draft (writing from scratch) is ready from the start; the study opens at launch.
+    for reader in readers.values():
+        sync_reader_rounds(session, reader.id, bind=False)
 
 
 def _store_manifest_drafts(
     session: Session, study: Study, cohort: Cohort, cases: dict[str, Case], readers: dict[str, Reader]
 ) -> None:
-    """Pre-existing reader drafts from the manifest are stored as they are; model outputs go through drafting."""
-    from model_runtime.parsing import clean_report_text
+    """Reader drafts from the manifest are stored as written (normalised like every draft); model outputs go
+    through drafting and the model-output parser."""
+    from model_runtime.parsing import normalise_report_text
 
     for record in cohort.cases:
         for draft in record.drafts:
@@ -334,7 +344,7 @@ def _store_manifest_drafts(
                     origin="reader",
                     author_reader_id=author.id if author else None,
                     raw_output=draft.text,
-                    report=clean_report_text(draft.text),
+                    report=normalise_report_text(draft.text),
                 )
             )
     session.flush()
@@ -482,34 +492,13 @@ def launch_checklist(session: Session, study: Study) -> LaunchCheck:
         select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.study_id == study.id)
     ):
         for source in arm.draft_sources:
-            if source["kind"] == "model" and _model_draft(session, assignment) is None:
+            if source["kind"] == "model" and model_draft(session, assignment) is None:
                 missing[arm.key] += 1
-            if source["kind"] == "manifest" and _manifest_draft(session, assignment.case_id) is None:
+            if source["kind"] == "manifest" and manifest_draft(session, assignment.case_id) is None:
                 missing[arm.key] += 1
     for arm_key, n in sorted(missing.items()):
         problems.append(f"arm '{arm_key}': {n} assignment(s) have no draft yet (run `readerstudy drafts generate`)")
     return LaunchCheck(ok=not problems, problems=problems)
-
-
-def _model_draft(session: Session, assignment: Assignment) -> Draft | None:
-    query = select(Draft).where(
-        Draft.case_id == assignment.case_id,
-        Draft.origin == "model",
-        Draft.source_kind == "model",
-        Draft.choice_index == 0,
-    )
-    if assignment.mc_item_id is not None:
-        query = query.where(Draft.mc_item_id == assignment.mc_item_id)
-    else:
-        query = query.where(Draft.mc_item_id.is_(None), Draft.task == "findings")
-    # The oldest successful draft is the one every reader sees; later runs never replace it.
-    return session.scalars(query.order_by(Draft.id).limit(1)).first()
-
-
-def _manifest_draft(session: Session, case_id: int) -> Draft | None:
-    return session.scalars(
-        select(Draft).where(Draft.case_id == case_id, Draft.source_kind == "manifest").order_by(Draft.id).limit(1)
-    ).first()
 
 
 def launch_study(db: Database, actor: Actor, study_id: str) -> StudySummary:
@@ -522,42 +511,10 @@ def launch_study(db: Database, actor: Actor, study_id: str) -> StudySummary:
         check = launch_checklist(session, study)
         if not check.ok:
             raise Conflict("the study cannot be launched yet:\n" + "\n".join(check.problems))
-        for assignment, arm in session.execute(
-            select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.study_id == study.id)
-        ):
-            bind_available_drafts(session, assignment, arm)
-        study.status = "open"
         study.launched_at = utcnow()
+        for reader_id in session.scalars(select(Reader.id).where(Reader.study_id == study.id).order_by(Reader.id)):
+            sync_reader_rounds(session, reader_id, actor=actor, at=study.launched_at)
+        study.status = "open"
         record_event(session, study_id=study.id, actor=actor, kind="launched", payload={})
         session.flush()
         return _summary(session, study)
-
-
-def _draft_for_source(session: Session, assignment: Assignment, source: dict, slot: int) -> Draft | None:
-    if source["kind"] == "model":
-        return _model_draft(session, assignment)
-    if source["kind"] == "manifest":
-        return _manifest_draft(session, assignment.case_id)
-    supplier = assignment.source_assignment_id if slot == 0 else assignment.source_b_assignment_id
-    if supplier is None:
-        return None
-    return session.scalars(select(Draft).where(Draft.source_assignment_id == supplier)).first()
-
-
-def bind_available_drafts(session: Session, assignment: Assignment, arm: Arm) -> bool:
-    """Bind the assignment's drafts that exist; a pending assignment with all its drafts becomes ready."""
-    if assignment.status != "pending":
-        return False
-    drafts = [_draft_for_source(session, assignment, s, i) for i, s in enumerate(arm.draft_sources)]
-    if arm.task == "compare":
-        a_index = assignment.a_source_index or 0
-        if drafts[a_index] is not None:
-            assignment.a_draft_id = drafts[a_index].id
-        if drafts[1 - a_index] is not None:
-            assignment.b_draft_id = drafts[1 - a_index].id
-    elif drafts and drafts[0] is not None:
-        assignment.draft_id = drafts[0].id
-    if all(d is not None for d in drafts):
-        assignment.status = "ready"
-        return True
-    return False

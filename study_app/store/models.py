@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,6 +41,14 @@ PARSE_STATUSES = ("ok", "no_box", "unclosed_box", "multiple_boxes")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_case_ref() -> str:
+    """A reader's reference to one assignment in URLs, page keys and browser storage: 128 random bits.
+
+    It carries no order, arm or source (assignment ids are sequential and must never reach a browser).
+    """
+    return secrets.token_urlsafe(16)
 
 
 class UTCDateTime(TypeDecorator):
@@ -281,6 +290,8 @@ class Arm(Base):
     # JSON list of draft sources: [] for write, one for edit/rate_reasoning, two for compare.
     draft_sources: Mapped[list] = mapped_column(JSON, default=list)
     timed: Mapped[bool] = mapped_column(default=True)
+    # The reading round in which the arm's cases open (docs/designs.md, "Reading rounds").
+    reading_round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     readers_per_case: Mapped[int] = mapped_column(Integer)
     instructions: Mapped[str] = mapped_column(Text, default="")
 
@@ -312,9 +323,12 @@ class Assignment(Base):
         UniqueConstraint("reader_id", "position"),
         CheckConstraint(_in("status", ASSIGNMENT_STATUSES), name="status"),
         Index("ix_assignment_study_status", "study_id", "status"),
+        Index("ix_assignment_case_ref", "case_ref", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # What the reader's browser knows the assignment by; the id never leaves the server (see new_case_ref).
+    case_ref: Mapped[str] = mapped_column(String(32), default=new_case_ref)
     study_id: Mapped[str] = mapped_column(ForeignKey("study.id", ondelete="RESTRICT"))
     reader_id: Mapped[int] = mapped_column(ForeignKey("reader.id", ondelete="RESTRICT"), index=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="RESTRICT"))

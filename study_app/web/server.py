@@ -146,14 +146,14 @@ def _error(error: ServiceError) -> JSONResponse:
 
 
 async def case_image(request: Request) -> Response:
-    """GET /api/image/{assignment_id}/{image_id}: a packed display PNG, only for the reader's own case."""
+    """GET /api/image/{case_ref}/{ordinal}: a packed display PNG, only for the reader's own open case."""
     actor = await _reader(request)
     if actor is None:
         return JSONResponse({"error": "not signed in"}, status_code=401)
     try:
         png = await run_in_threadpool(
-            images.case_image_png, shared_database(), actor, request.path_params["assignment_id"],
-            request.path_params["image_id"],
+            images.case_image_png, shared_database(), actor, request.path_params["case_ref"],
+            request.path_params["ordinal"],
         )
     except ServiceError as error:
         return _error(error)
@@ -172,20 +172,6 @@ async def _reader_post(request: Request):
     return actor, body
 
 
-async def image_shown(request: Request) -> Response:
-    """POST /api/reading/{assignment_id}/shown: the first image is on screen; the server clock starts (once)."""
-    actor, problem = await _reader_post(request)
-    if actor is None:
-        return problem
-    try:
-        at = await run_in_threadpool(
-            reading.mark_image_shown, shared_database(), actor, request.path_params["assignment_id"]
-        )
-    except ServiceError as error:
-        return _error(error)
-    return JSONResponse({"first_shown_at": at.isoformat()})
-
-
 async def _json(body: bytes) -> dict:
     import json
 
@@ -198,8 +184,40 @@ async def _json(body: bytes) -> dict:
     return data
 
 
+async def image_shown(request: Request) -> Response:
+    """POST /api/reading/{case_ref}/shown: the first image is on screen; the server clock starts (once)."""
+    actor, body = await _reader_post(request)
+    if actor is None:
+        return body
+    try:
+        data = await _json(body)
+        at = await run_in_threadpool(
+            lambda: reading.mark_image_shown(shared_database(), actor, request.path_params["case_ref"],
+                                             age_s=data.get("age_s"))
+        )
+    except ServiceError as error:
+        return _error(error)
+    return JSONResponse({"first_shown_at": at.isoformat()})
+
+
+async def submit_press(request: Request) -> Response:
+    """POST /api/reading/{case_ref}/press: SUBMIT was pressed ``age_s`` ago; the read's clock stops then."""
+    actor, body = await _reader_post(request)
+    if actor is None:
+        return body
+    try:
+        data = await _json(body)
+        at = await run_in_threadpool(
+            lambda: reading.record_submit_press(shared_database(), actor, request.path_params["case_ref"],
+                                                data.get("press_id"), age_s=data.get("age_s"))
+        )
+    except ServiceError as error:
+        return _error(error)
+    return JSONResponse({"pressed_at": at.isoformat()})
+
+
 async def client_event(request: Request) -> Response:
-    """POST /api/reading/{assignment_id}/event: a hidden/visible/idle stretch measured in the browser."""
+    """POST /api/reading/{case_ref}/event: a hidden/visible/idle stretch measured in the browser."""
     actor, body = await _reader_post(request)
     if actor is None:
         return body
@@ -207,7 +225,7 @@ async def client_event(request: Request) -> Response:
         data = await _json(body)
         await run_in_threadpool(
             lambda: reading.record_client_event(
-                shared_database(), actor, request.path_params["assignment_id"], str(data.get("kind", "")),
+                shared_database(), actor, request.path_params["case_ref"], str(data.get("kind", "")),
                 duration_s=data.get("duration_s"), client_at=data.get("client_at"),
             )
         )
@@ -217,14 +235,14 @@ async def client_event(request: Request) -> Response:
 
 
 async def autosave(request: Request) -> Response:
-    """POST /api/reading/{assignment_id}/autosave: a snapshot of the editor text."""
+    """POST /api/reading/{case_ref}/autosave: a snapshot of the editor text."""
     actor, body = await _reader_post(request)
     if actor is None:
         return body
     try:
         data = await _json(body)
         at = await run_in_threadpool(
-            reading.autosave, shared_database(), actor, request.path_params["assignment_id"], data.get("text")
+            reading.autosave, shared_database(), actor, request.path_params["case_ref"], data.get("text")
         )
     except ServiceError as error:
         return _error(error)
@@ -236,10 +254,12 @@ ROUTES = [
     Route("/signin", signin, methods=["POST"]),
     Route("/signout", signout, methods=["GET"]),
     Route("/console/signin", console_signin, methods=["GET", "POST"]),
-    Route("/api/image/{assignment_id:int}/{image_id:int}", case_image, methods=["GET"]),
-    Route("/api/reading/{assignment_id:int}/shown", image_shown, methods=["POST"]),
-    Route("/api/reading/{assignment_id:int}/event", client_event, methods=["POST"]),
-    Route("/api/reading/{assignment_id:int}/autosave", autosave, methods=["POST"]),
+    # A case is named by its case_ref (opaque, random), never by an assignment id.
+    Route("/api/image/{case_ref}/{ordinal:int}", case_image, methods=["GET"]),
+    Route("/api/reading/{case_ref}/shown", image_shown, methods=["POST"]),
+    Route("/api/reading/{case_ref}/press", submit_press, methods=["POST"]),
+    Route("/api/reading/{case_ref}/event", client_event, methods=["POST"]),
+    Route("/api/reading/{case_ref}/autosave", autosave, methods=["POST"]),
 ]
 
 

@@ -114,11 +114,11 @@ def finish_residents(db: Database, invites: dict[str, str], text: str) -> None:
     for key in ("res1", "res2"):
         _, actor = auth.exchange_invite(db, invites[key])
         for item in reading.worklist(db, actor).items:
-            view = reading.open_case(db, actor, item.assignment_id)
-            reading.mark_image_shown(db, actor, item.assignment_id)
-            result = reading.submit(db, actor, item.assignment_id, text if view.task in ("write", "edit") else None)
+            view = reading.open_case(db, actor, item.case_ref)
+            reading.mark_image_shown(db, actor, item.case_ref)
+            result = reading.submit(db, actor, item.case_ref, text if view.task in ("write", "edit") else None)
             if result.status == "submitted":
-                reading.save_answers(db, actor, item.assignment_id,
+                reading.save_answers(db, actor, item.case_ref,
                                      {q.key: q.options[0]["value"] for q in view.questions})
 
 
@@ -173,16 +173,16 @@ def sign_in(page, base: str, token: str) -> None:
     page.wait_for_url(f"{base}/**")
 
 
-def open_case(page, base: str, assignment_id: int, timeout_ms: int = 30_000) -> None:
+def open_case(page, base: str, case_ref: str, timeout_ms: int = 30_000) -> None:
     """Open a case by its address, press Start if the instructions come first, wait for the clock to start."""
-    page.goto(f"{base}/?case={assignment_id}")
+    page.goto(f"{base}/?case={case_ref}")
     start = page.get_by_role("button", name="Start")
-    viewer = page.locator(f".rs-viewer[data-assignment='{assignment_id}']")
+    viewer = page.locator(f".rs-viewer[data-case='{case_ref}']")
     start.or_(viewer).first.wait_for(timeout=timeout_ms)
     if start.count():
         start.click()
-    wait_clock(page, assignment_id, timeout_ms)
+    wait_clock(page, case_ref, timeout_ms)
 
 
-def wait_clock(page, assignment_id: int, timeout_ms: int = 30_000) -> None:
-    page.wait_for_selector(f".rs-viewer[data-assignment='{assignment_id}'][data-clock='started']", timeout=timeout_ms)
+def wait_clock(page, case_ref: str, timeout_ms: int = 30_000) -> None:
+    page.wait_for_selector(f".rs-viewer[data-case='{case_ref}'][data-clock='started']", timeout=timeout_ms)

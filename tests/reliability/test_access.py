@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from study_app.services import auth
 from study_app.store.models import Assignment, Draft, Event, Image, Study
+from tests.case_refs import assignment_of
 from tests.reliability.conftest import HOSTILE_REPORT, open_case, sign_in
 
 # Words that would tell a reader where a draft came from (the arm keys, the model, the replay backend).
@@ -39,22 +40,22 @@ def raw_get(base: str, target: str, cookie: str | None = None, method: str = "GE
 
 def own_and_foreign(study, reader_key: str, other_key: str):
     """One open case of `reader_key` with its first image, and one of `other_key` with its first image."""
-    mine = study.items(study.actor(reader_key), status="ready")[0].assignment_id
-    theirs = study.items(study.actor(other_key), status="ready")[0].assignment_id
+    mine = study.items(study.actor(reader_key), status="ready")[0].case_ref
+    theirs = study.items(study.actor(other_key), status="ready")[0].case_ref
     with study.db.read() as session:
-        def first_image(assignment_id):
-            case_id = session.get(Assignment, assignment_id).case_id
+        def first_image(case_ref):
+            case_id = assignment_of(session, case_ref).case_id
             return session.scalars(select(Image).where(Image.case_id == case_id).order_by(Image.ordinal)).first()
         my_image, their_image = first_image(mine), first_image(theirs)
         root = Path(session.get(Study, "demo").cohort_root)
         their_file = Path(their_image.path) if Path(their_image.path).is_file() else root / their_image.relpath
-        return mine, my_image.id, theirs, their_image.id, their_file
+        return mine, my_image.ordinal, theirs, their_image.ordinal, their_file
 
 
-def snapshot(study, assignment_id: int):
+def snapshot(study, case_ref: str):
     with study.db.read() as session:
-        row = session.get(Assignment, assignment_id)
-        events = session.scalar(select(func.count()).select_from(Event).where(Event.assignment_id == assignment_id))
+        row = assignment_of(session, case_ref)
+        events = session.scalar(select(func.count()).select_from(Event).where(Event.assignment_id == row.id))
         return row.status, row.opened_at, row.first_shown_at, events
 
 
@@ -68,8 +69,9 @@ def test_reader_cannot_use_another_readers_case_through_the_routes(served_study)
     with httpx.Client(base_url=study.base, cookies=jar, timeout=30) as client:
         own = client.get(f"/api/image/{mine}/{my_image}")
         assert own.status_code == 200 and own.content.startswith(b"\x89PNG"), "positive control: own image"
-        for url in (f"/api/image/{theirs}/{their_image}", f"/api/image/{mine}/{their_image}",
-                    f"/api/image/{theirs}/{my_image}"):
+        # (Images are named by their place in the case, so only another reader's case_ref could reach theirs.)
+        for url in (f"/api/image/{theirs}/{their_image}", f"/api/image/{theirs}/{my_image}",
+                    f"/api/image/{mine}/{my_image + 50}"):
             response = client.get(url)
             assert response.status_code in (403, 404), url
             assert not response.content.startswith(b"\x89PNG"), url
@@ -100,7 +102,8 @@ def test_path_tricks_on_every_route_reveal_no_file(served_study):
         f"/api/image/{mine}%2f..%2f{theirs}/{their_image}",
         f"/api/image/{mine}/{their_image}?path={their_file}",
         f"/api/image/-1/{their_image}",
-        f"/api/image/{theirs:+d}/{their_image}",
+        f"/api/image/{theirs}%00/{their_image}",
+        f"/api/image/{mine}/{their_image}99999999999999999999999999",
         "/static/../../../../../../etc/passwd",
         "/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
         "/app/static/..%2f..%2f..%2f..%2fetc%2fpasswd",
@@ -164,7 +167,7 @@ def test_invite_link_works_once_and_sets_a_safe_cookie(served_study):
 def test_forged_requests_are_refused(served_study):
     study = served_study
     cookie = study.session_token("att4")
-    mine = study.items(study.actor("att4"), status="ready")[0].assignment_id
+    mine = study.items(study.actor("att4"), status="ready")[0].case_ref
     before = snapshot(study, mine)
     jar = {auth.SESSION_COOKIE: cookie}
     with httpx.Client(base_url=study.base, cookies=jar, timeout=30) as client:
@@ -186,14 +189,14 @@ def test_forged_requests_are_refused(served_study):
 @pytest.mark.browser
 def test_reader_cannot_open_another_readers_case_or_the_console_by_url(served_study, browser):
     study = served_study
-    theirs = study.items(study.actor("att1"), status="ready")[0].assignment_id
+    theirs = study.items(study.actor("att1"), status="ready")[0].case_ref
     before = snapshot(study, theirs)
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     study.spent.add("rad1")
     sign_in(page, study.base, study.invites["rad1"])
     page.get_by_text("cases done").first.wait_for(timeout=30_000)
     page.goto(f"{study.base}/?case={theirs}")
-    page.get_by_text(f"no case {theirs} in your worklist").wait_for(timeout=30_000)
+    page.get_by_text("no such case in your worklist").wait_for(timeout=30_000)
     assert page.locator(".rs-viewer").count() == 0 and page.locator("textarea.rs-text").count() == 0
     console_titles = ("Studies", "Readers", "Drafts", "Launch", "Progress", "Data", "Interventions")
     for path in ("progress", "console-studies", "console-readers", "console-drafts", "console-launch",
@@ -231,9 +234,9 @@ def test_edit_pages_do_not_reveal_the_drafts_source(served_study, browser):
     by_source = {}
     with study.db.read() as session:
         for item in study.items(actor, task="edit", status="ready"):
-            row = session.get(Assignment, item.assignment_id)
+            row = assignment_of(session, item.case_ref)
             draft = session.get(Draft, row.draft_id)
-            by_source.setdefault(draft.source_kind, (item.assignment_id, draft.report))
+            by_source.setdefault(draft.source_kind, (item.case_ref, draft.report))
     assert set(by_source) == {"model", "reader"}, by_source
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
@@ -271,7 +274,7 @@ def test_edit_pages_do_not_reveal_the_drafts_source(served_study, browser):
 def test_report_markup_is_shown_as_plain_text(served_study, browser):
     study = served_study
     actor = study.actor("att3")
-    compare = study.items(actor, task="compare", status="ready")[0].assignment_id
+    compare = study.items(actor, task="compare", status="ready")[0].case_ref
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.context.add_cookies([{"name": auth.SESSION_COOKIE, "value": study.session_token("att3"),
                                "url": study.base}])
@@ -285,7 +288,7 @@ def test_report_markup_is_shown_as_plain_text(served_study, browser):
     assert page.locator("b:has-text('bold'), strong:has-text('stars'), i:has-text('lungs clear')").count() == 0
     assert page.locator("img[src='x'], script:has-text('__rs_pwned'), a[href='http://evil.example']").count() == 0
     # And the reader's own markup, submitted through the editor, comes back literally in the locked view.
-    edit = study.items(actor, task="edit", status="ready")[0].assignment_id
+    edit = study.items(actor, task="edit", status="ready")[0].case_ref
     open_case(page, study.base, edit)
     page.locator("textarea.rs-text").fill(HOSTILE_REPORT + " <u>own</u>")
     page.locator("button.rs-submit").click()

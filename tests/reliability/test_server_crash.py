@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from study_app.services import auth
 from study_app.store.models import Assignment, Response
+from tests.case_refs import assignment_of
 from tests.reliability.conftest import open_case, sign_in, wait_clock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -21,10 +22,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ACKNOWLEDGED = re.compile(r"Submitted; the clock has stopped|Saved\. This case is finished")
 
 
-def assignment_state(study, assignment_id: int):
+def assignment_state(study, case_ref: str):
     with study.db.read() as session:
-        row = session.get(Assignment, assignment_id)
-        responses = session.scalars(select(Response).where(Response.assignment_id == assignment_id)).all()
+        row = assignment_of(session, case_ref)
+        responses = session.scalars(select(Response).where(Response.assignment_id == row.id)).all()
         return row.status, row.first_shown_at, [(r.final_text, r.submitted_at) for r in responses]
 
 
@@ -36,7 +37,7 @@ def integrity(study) -> str:
 def test_killed_server_restarts_with_sign_in_autosaved_text_and_clock(killable_study, browser):
     study = killable_study
     actor = study.actor("res1")
-    case = study.items(actor, status="ready")[0].assignment_id
+    case = study.items(actor, status="ready")[0].case_ref
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     sign_in(page, study.base, study.invites["res1"])
     open_case(page, study.base, case)
@@ -68,7 +69,7 @@ def test_killed_server_restarts_with_sign_in_autosaved_text_and_clock(killable_s
 def test_kill_during_submit_leaves_whole_or_no_submission(killable_study, browser, delays_s):
     study = killable_study
     actor = study.actor("res2")
-    cases = [i.assignment_id for i in study.items(actor, status="ready")][: len(delays_s)]
+    cases = [i.case_ref for i in study.items(actor, status="ready")][: len(delays_s)]
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     sign_in(page, study.base, study.invites["res2"])
     outcomes = []
@@ -104,7 +105,7 @@ def test_kill_during_submit_leaves_whole_or_no_submission(killable_study, browse
             submit.click()
         done.first.wait_for(timeout=30_000)
         with study.db.read() as session:
-            stored = session.scalar(select(func.count()).select_from(Response).where(Response.assignment_id == case))
+            stored = session.scalar(select(func.count()).select_from(Response).where(Response.assignment_id == assignment_of(session, case).id))
         assert stored == 1, (delay, stored)
     assert integrity(study) == "ok"
     print("kill during submit (delay, acknowledged, status after restart, responses):", outcomes)

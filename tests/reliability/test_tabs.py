@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from study_app.services import reading
 from study_app.store.models import Response
+from tests.case_refs import assignment_of
 from tests.reliability.conftest import open_case, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -17,11 +18,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 def test_two_tabs_submitting_one_case_keep_the_first(killable_study, browser):
     study = killable_study
-    actor = study.actor("att1")
-    case = study.items(actor, task="edit", status="ready")[0].assignment_id
+    actor = study.actor("res1")  # a resident's model-draft edit: open from launch
+    case = study.items(actor, task="edit", status="ready")[0].case_ref
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     first = context.new_page()
-    sign_in(first, study.base, study.invites["att1"])
+    sign_in(first, study.base, study.invites["res1"])
     open_case(first, study.base, case)
     second = context.new_page()
     open_case(second, study.base, case)
@@ -32,17 +33,17 @@ def test_two_tabs_submitting_one_case_keep_the_first(killable_study, browser):
     second.locator("button.rs-submit").click()
     second.get_by_text(re.compile("already submitted")).wait_for(timeout=30_000)
     with study.db.read() as session:
-        texts = session.scalars(select(Response.final_text).where(Response.assignment_id == case)).all()
+        texts = session.scalars(select(Response.final_text).where(Response.assignment_id == assignment_of(session, case).id)).all()
     assert texts == ["From the first tab."]
     context.close()
 
 
 def test_leaving_the_page_keeps_what_was_typed(killable_study, browser):
     study = killable_study
-    actor = study.actor("att2")
-    case = study.items(actor, task="edit", status="ready")[0].assignment_id
+    actor = study.actor("res2")
+    case = study.items(actor, task="edit", status="ready")[0].case_ref
     page = browser.new_page(viewport={"width": 1400, "height": 900})
-    sign_in(page, study.base, study.invites["att2"])
+    sign_in(page, study.base, study.invites["res2"])
     open_case(page, study.base, case)
     typed = "Typed just before leaving the page."
     page.locator("textarea.rs-text").fill(typed)

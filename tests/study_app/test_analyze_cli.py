@@ -23,17 +23,17 @@ def complete_every_read(db, seed=0):
     for rid, key, _role in sorted(readers, key=lambda r: order.get(r[2], 3)):
         actor = reader_actor(rid, key)
         while (item := reading.worklist(db, actor).next_item()) is not None:
-            view = reading.open_case(db, actor, item.assignment_id)
-            reading.mark_image_shown(db, actor, item.assignment_id)
+            view = reading.open_case(db, actor, item.case_ref)
+            reading.mark_image_shown(db, actor, item.case_ref)
             text = None
             if view.task == "write":
                 text = "No acute cardiopulmonary process."
             elif view.task == "edit":
                 text = view.editor_text if rng.random() < 0.3 else view.editor_text + " Mild degenerative changes."
-            reading.submit(db, actor, item.assignment_id, text, active_s=1.0, hidden_s=0.0, idle_s=0.0)
+            reading.submit(db, actor, item.case_ref, text, active_s=1.0, hidden_s=0.0, idle_s=0.0)
             if view.questions:
                 answers = {q.key: rng.choice(q.options)["value"] for q in view.questions}
-                reading.save_answers(db, actor, item.assignment_id, answers)
+                reading.save_answers(db, actor, item.case_ref, answers)
 
 
 def test_analyze_from_database_and_from_export_agree(sqlite_demo_study, tmp_path):

@@ -6,6 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from study_app.store import head_revision
 from study_app.cli import main
 from study_app.demo import write_demo_readers
 
@@ -47,7 +48,7 @@ def test_a_study_from_start_to_export(run, demo_cohort_dir, tmp_path):
     readers = write_demo_readers(tmp_path / "readers.csv")
     result = run("cohort", "validate", manifest)
     assert result.exit_code == 0 and "valid, 12 case(s)" in result.output
-    assert run("db", "upgrade").output.startswith("database at revision 0001")
+    assert run("db", "upgrade").output.startswith(f"database at revision {head_revision()}")
     result = run("study", "create", "pilot", "--design", "chexone", "--cohort", manifest, "--readers", readers,
                  "--seed", "9")
     assert result.exit_code == 0, result.output

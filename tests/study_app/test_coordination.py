@@ -16,7 +16,22 @@ from study_app.services.interventions import reset_assignment
 from study_app.services.lifecycle import change_status
 from study_app.services.progress import study_progress
 from study_app.services.readers import add_reader, revoke_reader
-from study_app.store.models import Answer, Event, Invite, Reader, Response
+from study_app.store.models import Answer, Assignment, Event, Invite, Reader, Response
+from tests.case_refs import assignment_id_of
+
+
+def complete_residents(db) -> None:
+    """Every resident case read and submitted through the services."""
+    for key in ("res1", "res2"):
+        actor = reader(db, key)
+        for item in reading.worklist(db, actor).items:
+            if item.status in ("submitted", "completed"):
+                continue
+            view = reading.open_case(db, actor, item.case_ref)
+            reading.mark_image_shown(db, actor, item.case_ref)
+            result = reading.submit(db, actor, item.case_ref, f"Findings by {key}.")
+            if result.status == "submitted":
+                reading.save_answers(db, actor, item.case_ref, {q.key: q.options[0]["value"] for q in view.questions})
 
 
 def reader(db, key):
@@ -28,11 +43,11 @@ def reader(db, key):
 def complete_first_edit(db, key="res1"):
     actor = reader(db, key)
     item = next(i for i in reading.worklist(db, actor).items if i.task == "edit")
-    reading.open_case(db, actor, item.assignment_id)
-    reading.mark_image_shown(db, actor, item.assignment_id)
-    reading.autosave(db, actor, item.assignment_id, "draft words")
-    reading.submit(db, actor, item.assignment_id, "Original final text.", active_s=2.0)
-    reading.save_answers(db, actor, item.assignment_id, {"edit_reason": "none", "indication_applicability": "10",
+    reading.open_case(db, actor, item.case_ref)
+    reading.mark_image_shown(db, actor, item.case_ref)
+    reading.autosave(db, actor, item.case_ref, "draft words")
+    reading.submit(db, actor, item.case_ref, "Original final text.", active_s=2.0)
+    reading.save_answers(db, actor, item.case_ref, {"edit_reason": "none", "indication_applicability": "10",
                                                          "writing_efficiency": "10", "interpretation_efficiency": "5"})
     return actor, item
 
@@ -42,7 +57,7 @@ def test_pause_resume_close_and_reading_follows(demo_study):
     res1 = reader(db, "res1")
     assert change_status(db, SYSTEM, "demo", "pause", reason="maintenance").status == "paused"
     with pytest.raises(Conflict, match="the study is paused"):
-        reading.open_case(db, res1, reading.worklist(db, res1).items[0].assignment_id)
+        reading.open_case(db, res1, reading.worklist(db, res1).items[0].case_ref)
     with pytest.raises(Conflict, match="it cannot pause \\(possible: resume, close\\)"):
         change_status(db, SYSTEM, "demo", "pause")
     assert change_status(db, SYSTEM, "demo", "resume").status == "open"
@@ -95,7 +110,7 @@ def test_reset_keeps_the_original_in_the_event_log(demo_study):
     assert event.payload["answers"]["edit_reason"] == "none"
     assert event.payload["last_autosave"] == "draft words"
     # The reader reads the case again from the draft, and the clock starts afresh.
-    view = reading.open_case(db, actor, item.assignment_id)
+    view = reading.open_case(db, actor, item.case_ref)
     assert view.status == "in_progress" and view.first_shown_at is None and view.editor_text != "draft words"
     with pytest.raises(Conflict, match="nothing to reset"):
         reset_assignment(db, SYSTEM, "demo", "res2", 1, reason="no reason at all")
@@ -105,18 +120,38 @@ def test_reset_refused_when_the_report_is_already_read_as_a_draft(demo_study):
     db, _ = demo_study
     res = reader(db, "res1")
     item = next(i for i in reading.worklist(db, res).items if i.arm_key == "resident_scratch")
-    reading.open_case(db, res, item.assignment_id)
-    reading.mark_image_shown(db, res, item.assignment_id)
-    reading.submit(db, res, item.assignment_id, "Resident report.")
+    supplier_id = assignment_id_of(db, item.case_ref)
+    complete_residents(db)  # the attendings' round opens when every report it needs is in
     with db.read() as s:
-        from study_app.store.models import Assignment
         dependent = s.scalars(select(Assignment).where(
-            (Assignment.source_assignment_id == item.assignment_id) | (Assignment.source_b_assignment_id == item.assignment_id)
+            (Assignment.source_assignment_id == supplier_id) | (Assignment.source_b_assignment_id == supplier_id)
         )).first()
         owner = s.get(Reader, dependent.reader_id)
-    reading.open_case(db, reader_actor(owner.id, owner.reader_key), dependent.id)
+    reading.open_case(db, reader_actor(owner.id, owner.reader_key), dependent.case_ref)
     with pytest.raises(Conflict, match="already being read by another reader"):
         reset_assignment(db, SYSTEM, "demo", "res1", item.position, reason="typo in the report")
+
+
+def test_reset_of_a_released_report_holds_the_readers_round_again(demo_study):
+    db, _ = demo_study
+    res = reader(db, "res1")
+    item = next(i for i in reading.worklist(db, res).items if i.arm_key == "resident_scratch")
+    supplier_id = assignment_id_of(db, item.case_ref)
+    complete_residents(db)
+    with db.read() as s:
+        dependent = s.scalars(select(Assignment).where(Assignment.source_assignment_id == supplier_id)).first()
+        owner = s.get(Reader, dependent.reader_id)
+    attending = reader_actor(owner.id, owner.reader_key)
+    assert {i.status for i in reading.worklist(db, attending).items} == {"ready"}
+    reset_assignment(db, SYSTEM, "demo", "res1", item.position, reason="report written for the wrong case")
+    # The whole round is held again, not just the case that lost its draft: holding one case would name it.
+    assert {i.status for i in reading.worklist(db, attending).items} == {"pending"}
+    rewritten = next(i for i in reading.worklist(db, res).items if i.case_ref == item.case_ref)
+    assert rewritten.status == "ready"
+    reading.open_case(db, res, item.case_ref)
+    reading.mark_image_shown(db, res, item.case_ref)
+    reading.submit(db, res, item.case_ref, "Rewritten report.")
+    assert {i.status for i in reading.worklist(db, attending).items} == {"ready"}
 
 
 def test_backup_while_readers_write_restores_to_an_identical_export(sqlite_demo_study, tmp_path):
@@ -126,10 +161,10 @@ def test_backup_while_readers_write_restores_to_an_identical_export(sqlite_demo_
     items = [i for i in reading.worklist(db, actor).items if i.task == "write"]
 
     def keep_writing():
-        reading.open_case(db, actor, items[0].assignment_id)
+        reading.open_case(db, actor, items[0].case_ref)
         n = 0
         while not stop.is_set() and n < 500:
-            reading.autosave(db, actor, items[0].assignment_id, f"typing {n}")
+            reading.autosave(db, actor, items[0].case_ref, f"typing {n}")
             n += 1
 
     writer = threading.Thread(target=keep_writing)

@@ -12,6 +12,7 @@ from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.errors import InvalidInput
 from study_app.services.export import TABLES, build_tables, edit_metrics, write_export
 from study_app.store.models import Reader
+from tests.case_refs import assignment_id_of
 from pathlib import Path
 
 SHARED_DESIGN = Path(__file__).resolve().parents[3] / "shared" / "design"
@@ -68,12 +69,12 @@ def complete_some_reads(db):
     actor = reader_actor(res1.id, "res1")
     items = reading.worklist(db, actor).items
     edit = next(i for i in items if i.task == "edit")
-    reading.open_case(db, actor, edit.assignment_id)
-    reading.mark_image_shown(db, actor, edit.assignment_id)
-    reading.submit(db, actor, edit.assignment_id, "Heart size normal.  Lungs clear.", active_s=3.0, hidden_s=0.5, idle_s=0.0)
-    reading.save_answers(db, actor, edit.assignment_id, {"edit_reason": "content", "indication_applicability": "0",
+    reading.open_case(db, actor, edit.case_ref)
+    reading.mark_image_shown(db, actor, edit.case_ref)
+    reading.submit(db, actor, edit.case_ref, "Heart size normal.  Lungs clear.", active_s=3.0, hidden_s=0.5, idle_s=0.0)
+    reading.save_answers(db, actor, edit.case_ref, {"edit_reason": "content", "indication_applicability": "0",
                                                          "writing_efficiency": "-5", "interpretation_efficiency": "5"})
-    return edit.assignment_id
+    return assignment_id_of(db, edit.case_ref)
 
 
 def test_export_round_trip_values_and_formats(demo_study, tmp_path):

@@ -16,6 +16,7 @@ from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.database import open_database
 from study_app.services.errors import AlreadySubmitted, Conflict
 from study_app.store.models import Assignment, Reader, Response
+from tests.case_refs import assignment_of
 
 
 def actor(db, key):
@@ -48,21 +49,21 @@ def test_two_tabs_submitting_one_case_store_one_response(demo_study):
     db, _ = demo_study
     res1 = actor(db, "res1")
     item = next(i for i in reading.worklist(db, res1).items if i.task == "write")
-    reading.open_case(db, res1, item.assignment_id)
-    reading.mark_image_shown(db, res1, item.assignment_id)
+    reading.open_case(db, res1, item.case_ref)
+    reading.mark_image_shown(db, res1, item.case_ref)
     # A second tab is a second engine, as a second server process would be.
     other = open_database(db.url)
     try:
         results, errors = run_together(
-            lambda: reading.submit(db, res1, item.assignment_id, "Tab one."),
-            lambda: reading.submit(other, res1, item.assignment_id, "Tab two."),
+            lambda: reading.submit(db, res1, item.case_ref, "Tab one."),
+            lambda: reading.submit(other, res1, item.case_ref, "Tab two."),
         )
     finally:
         other.dispose()
     assert len(results) == 1 and len(errors) == 1
     assert isinstance(errors[0], AlreadySubmitted) and "already submitted" in str(errors[0])
     with db.read() as s:
-        responses = s.scalars(select(Response).where(Response.assignment_id == item.assignment_id)).all()
+        responses = s.scalars(select(Response).where(Response.assignment_id == assignment_of(s, item.case_ref).id)).all()
     assert len(responses) == 1 and responses[0].final_text in ("Tab one.", "Tab two.")
 
 
@@ -104,11 +105,11 @@ SUBMITTER = textwrap.dedent("""
             for item in reading.worklist(db, actor).items:
                 if item.status not in ("ready", "in_progress"):
                     continue
-                reading.open_case(db, actor, item.assignment_id)
-                reading.mark_image_shown(db, actor, item.assignment_id)
-                reading.autosave(db, actor, item.assignment_id, "typing")
-                reading.submit(db, actor, item.assignment_id, None if item.task == "compare" else "Report.")
-                print("ACK", item.assignment_id, flush=True)
+                reading.open_case(db, actor, item.case_ref)
+                reading.mark_image_shown(db, actor, item.case_ref)
+                reading.autosave(db, actor, item.case_ref, "typing")
+                reading.submit(db, actor, item.case_ref, None if item.task == "compare" else "Report.")
+                print("ACK", item.case_ref, flush=True)
 """)
 
 
@@ -119,9 +120,9 @@ def test_sigkill_during_submits_loses_nothing_acknowledged(demo_study, tmp_path)
         a = actor(db, key)
         for item in reading.worklist(db, a).items:
             if item.task == "write":
-                reading.open_case(db, a, item.assignment_id)
-                reading.mark_image_shown(db, a, item.assignment_id)
-                reading.submit(db, a, item.assignment_id, "Resident report.")
+                reading.open_case(db, a, item.case_ref)
+                reading.mark_image_shown(db, a, item.case_ref)
+                reading.submit(db, a, item.case_ref, "Resident report.")
     script = tmp_path / "submitter.py"
     script.write_text(SUBMITTER)
     process = subprocess.Popen([sys.executable, str(script), db.url], stdout=subprocess.PIPE, text=True,
@@ -132,13 +133,14 @@ def test_sigkill_during_submits_loses_nothing_acknowledged(demo_study, tmp_path)
     while len(acknowledged) < 6 and time.monotonic() < deadline:
         line = process.stdout.readline()
         if line.startswith("ACK"):
-            acknowledged.append(int(line.split()[1]))
+            acknowledged.append(line.split()[1])
     # Kill it mid-stream: the next submit is somewhere between its first statement and its commit.
     time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert len(acknowledged) >= 6
     with db.read() as s:
+        acknowledged = [assignment_of(s, ref).id for ref in acknowledged]
         stored = set(s.scalars(select(Response.assignment_id)))
         submitted = set(s.scalars(select(Assignment.id).where(Assignment.status.in_(("submitted", "completed")))))
         if db.engine.dialect.name == "sqlite":

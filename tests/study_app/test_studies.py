@@ -10,7 +10,7 @@ from study_app.demo import write_demo_readers
 from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.errors import Conflict, InvalidInput, PermissionDenied
 from study_app.services.studies import create_study, describe_study, launch_study, list_studies
-from study_app.store.models import Assignment, Case, Draft, Event, Reader, Study
+from study_app.store.models import Arm, Assignment, Case, Draft, Event, Reader, Study
 
 
 def count(db, model):
@@ -30,11 +30,9 @@ def test_create_study_stores_cohort_readers_and_allocation(fresh_db, demo_cohort
     summary = create(fresh_db, demo_cohort_dir, tmp_path)
     assert summary.n_cases == 12 and summary.n_readers == 8
     assert summary.status == "draft"
-    # Write arms are ready at once; every drafted arm waits for its drafts.
-    assert set(summary.by_status) == {"ready", "pending"}
+    # Before launch every round waits: each of the CheXOne rounds needs a model draft or a reader's report.
+    assert set(summary.by_status) == {"pending"}
     with fresh_db.read() as s:
-        ready_arms = set(s.scalars(select(Assignment.arm_id).where(Assignment.status == "ready")))
-        assert len(ready_arms) == 1
         assert s.scalar(select(func.count()).select_from(Event).where(Event.kind == "study_created")) == 1
         study = s.get(Study, "pilot")
         assert study.seed == 5 and len(study.design_sha256) == 64
@@ -111,13 +109,16 @@ def test_launch_waits_for_drafts_then_freezes(fresh_db, demo_cohort_dir, tmp_pat
     assert again.succeeded == 0 and again.skipped == summary.succeeded  # resumable, no duplicates
     launched = launch_study(fresh_db, SYSTEM, "pilot")
     assert launched.status == "open"
-    # Only the attendings' resident-draft arms still wait (on residents' reports).
+    # Round 1 (residents, reasoning review) is open; every attending arm waits for round 2 together,
+    # the model-draft edits included: they open with the resident-draft edits, not before them.
     with fresh_db.read() as s:
-        pending_arms = set(s.execute(
-            select(Assignment.arm_id).where(Assignment.status == "pending")
-        ).scalars())
+        by_arm: dict[str, set] = {}
+        for key, status in s.execute(select(Arm.key, Assignment.status).join(Arm, Assignment.arm_id == Arm.id)):
+            by_arm.setdefault(key, set()).add(status)
         drafts = s.scalars(select(Draft).where(Draft.source_kind == "model")).all()
-    assert len(pending_arms) == 2  # attending_edit_resident and attending_compare
+    assert by_arm == {"resident_scratch": {"ready"}, "resident_edit_model": {"ready"}, "reasoning_review": {"ready"},
+                      "attending_edit_resident": {"pending"}, "attending_edit_model": {"pending"},
+                      "attending_compare": {"pending"}}
     assert all(d.model_id and d.input_hash and d.raw_output and d.prompt for d in drafts)
     with pytest.raises(Conflict, match="already open"):
         launch_study(fresh_db, SYSTEM, "pilot")

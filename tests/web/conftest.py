@@ -94,7 +94,7 @@ def complete_residents(study: WebStudy) -> None:
     for key in ("res1", "res2"):
         _, actor = study.sign_in(key)
         for item in reading.worklist(study.db, actor).items:
-            complete_case(study, actor, item.assignment_id, text=f"Findings by {key}: lungs clear.")
+            complete_case(study, actor, item.case_ref, text=f"Findings by {key}: lungs clear.")
 
 
 @pytest.fixture

@@ -35,9 +35,9 @@ def test_wide_float_range_is_scaled_within_half_a_step():
 def test_case_images_match_the_decoded_file_and_are_prepared_once(web_study, tmp_path):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor)[0]
-    reading.open_case(web_study.db, actor, item.assignment_id)
+    reading.open_case(web_study.db, actor, item.case_ref)
     cache = images.DisplayCache(tmp_path / "cache")
-    shown = images.case_display_images(web_study.db, actor, item.assignment_id, cache=cache)
+    shown = images.case_display_images(web_study.db, actor, item.case_ref, cache=cache)
     assert shown
     case_image, display = shown[0]
     expected = downscale(load_image(case_image.path), images.DISPLAY_MAX)
@@ -47,7 +47,7 @@ def test_case_images_match_the_decoded_file_and_are_prepared_once(web_study, tmp
         atol=0.5 / display.gain + 1e-3,
     )
     assert (display.window_center, display.window_width) == pytest.approx(expected.window)
-    again = images.case_display_images(web_study.db, actor, item.assignment_id, cache=cache)
+    again = images.case_display_images(web_study.db, actor, item.case_ref, cache=cache)
     assert again[0][1] is display, "the second view is a memory hit"
     reloaded = images.DisplayCache(tmp_path / "cache")
     assert reloaded._from_disk(reloaded._key(case_image.sha256, images.DISPLAY_MAX)) == display
@@ -57,7 +57,7 @@ def test_damaged_disk_entry_is_rebuilt(web_study, tmp_path):
     _, actor = web_study.sign_in("res1")
     item = web_study.items(actor)[0]
     cache = images.DisplayCache(tmp_path / "cache")
-    image, display = images.case_display_images(web_study.db, actor, item.assignment_id, cache=cache)[0]
+    image, display = images.case_display_images(web_study.db, actor, item.case_ref, cache=cache)[0]
     meta = tmp_path / "cache" / f"{cache._key(image.sha256, images.DISPLAY_MAX)}.json"
     meta.write_text("{broken", encoding="utf-8")
     fresh = images.DisplayCache(tmp_path / "cache")
@@ -67,38 +67,38 @@ def test_damaged_disk_entry_is_rebuilt(web_study, tmp_path):
 def test_other_readers_and_finished_cases_are_refused(web_study, finish_case):
     _, res1 = web_study.sign_in("res1")
     _, res2 = web_study.sign_in("res2")
-    theirs = web_study.items(res2)[0].assignment_id
+    theirs = web_study.items(res2)[0].case_ref
     with pytest.raises(NotFound):
         images.case_display_images(web_study.db, res1, theirs)
     mine = web_study.items(res1)[0]
-    image_id = reading.case_view(web_study.db, res1, mine.assignment_id).images[0].image_id
+    image_id = reading.case_view(web_study.db, res1, mine.case_ref).images[0].ordinal
     with pytest.raises(NotFound):
-        images.case_image_png(web_study.db, res1, mine.assignment_id, image_id + 10_000)
-    finish_case(web_study, res1, mine.assignment_id)
+        images.case_image_png(web_study.db, res1, mine.case_ref, image_id + 10_000)
+    finish_case(web_study, res1, mine.case_ref)
     from study_app.services.errors import Conflict
 
     with pytest.raises(Conflict):
-        images.case_image_png(web_study.db, res1, mine.assignment_id, image_id)
+        images.case_image_png(web_study.db, res1, mine.case_ref, image_id)
 
 
 def test_next_case_is_prepared_in_the_background(web_study, tmp_path):
     _, actor = web_study.sign_in("res1")
     first, second = web_study.items(actor)[:2]
     cache = images.DisplayCache(None)
-    future = images.prefetch_next_case(web_study.db, actor, first.assignment_id, cache=cache)
+    future = images.prefetch_next_case(web_study.db, actor, first.case_ref, cache=cache)
     assert future is not None
     prepared = future.result(timeout=30)
-    assert [img.image_id for img, _ in prepared] == [
-        v.image_id for v in reading.case_view(web_study.db, actor, second.assignment_id).images
+    assert [img.ordinal for img, _ in prepared] == [
+        v.ordinal for v in reading.case_view(web_study.db, actor, second.case_ref).images
     ]
     assert len(cache._memory) == len(prepared)
     last = web_study.items(actor)[-1]
-    assert images.prefetch_next_case(web_study.db, actor, last.assignment_id, cache=cache) is None
+    assert images.prefetch_next_case(web_study.db, actor, last.case_ref, cache=cache) is None
 
 
 def test_memory_cache_is_bounded_by_bytes(web_study):
     _, actor = web_study.sign_in("res1")
-    cases = [i.assignment_id for i in web_study.items(actor)[:4]]
+    cases = [i.case_ref for i in web_study.items(actor)[:4]]
     shown = [pair for case in cases for pair in images.case_display_images(web_study.db, actor, case,
                                                                             cache=images.DisplayCache(None))]
     largest = max(len(display.png) for _, display in shown)

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from study_app.services import auth, reading
 from study_app.services.errors import AlreadySubmitted
 from study_app.store.models import Assignment, Event
+from tests.case_refs import assignment_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -30,9 +31,9 @@ def start(at):
     return starts[0].click().run() if starts else at
 
 
-def sessions_of(study, assignment_id: int) -> int:
+def sessions_of(study, case_ref: str) -> int:
     with study.db.read() as session:
-        return session.get(Assignment, assignment_id).sessions
+        return assignment_of(session, case_ref).sessions
 
 
 def test_signed_out_browser_sees_how_to_sign_in(web_study, open_page):
@@ -62,25 +63,25 @@ def test_instructions_come_before_an_arms_first_case_then_the_case_opens(web_stu
     assert first.status == "ready", "reading the instructions does not open the case"
     at = start(at)
     assert not at.exception
-    assert reading.case_view(web_study.db, actor, first.assignment_id).status == "in_progress"
+    assert reading.case_view(web_study.db, actor, first.case_ref).status == "in_progress"
     assert any(s.value.startswith(f"Case {first.position} of ") for s in at.subheader)
-    assert sessions_of(web_study, first.assignment_id) == 1
+    assert sessions_of(web_study, first.case_ref) == 1
     # A rerun of the same tab is not a new visit; a refresh (new tab) is, and skips the instructions.
     at.run()
-    assert sessions_of(web_study, first.assignment_id) == 1
+    assert sessions_of(web_study, first.case_ref) == 1
     again = open_page(token)
     assert "Start" not in [b.label for b in again.button]
-    assert sessions_of(web_study, first.assignment_id) == 2
+    assert sessions_of(web_study, first.case_ref) == 2
 
 
 def test_write_case_shows_an_empty_editor_and_resumes_from_autosave(web_study, open_page):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor, task="write")[0]
-    at = start(open_page(token, case=item.assignment_id))
-    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    at = start(open_page(token, case=item.case_ref))
+    view = reading.case_view(web_study.db, actor, item.case_ref)
     assert view.editor_text == ""
-    reading.autosave(web_study.db, actor, item.assignment_id, "Heart size normal.")
-    refreshed = open_page(token, case=item.assignment_id)
+    reading.autosave(web_study.db, actor, item.case_ref, "Heart size normal.")
+    refreshed = open_page(token, case=item.case_ref)
     assert not refreshed.exception
     editor = _editor_data(refreshed)
     assert editor["text"] == "Heart size normal." and editor["mode"] == "write"
@@ -115,9 +116,9 @@ def test_edit_case_prefills_the_draft_and_says_nothing_of_its_source(residents_d
     assert len(edits) >= 2, "att1 edits a resident draft and a model draft"
     seen = []
     for item in edits[:2]:
-        at = start(open_page(token, case=item.assignment_id))
+        at = start(open_page(token, case=item.case_ref))
         assert not at.exception
-        view = reading.case_view(study.db, actor, item.assignment_id)
+        view = reading.case_view(study.db, actor, item.case_ref)
         assert _editor_data(at)["text"] == view.editor_text != ""
         page = words(at).lower()
         for telltale in ("model", "resident", "ai ", "chexone", item.arm_key.lower()):
@@ -130,9 +131,9 @@ def test_edit_case_prefills_the_draft_and_says_nothing_of_its_source(residents_d
 def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor, task="edit")[0]
-    at = start(open_page(token, case=item.assignment_id))
-    reading.mark_image_shown(web_study.db, actor, item.assignment_id)  # what the viewer reports
-    reading.submit(web_study.db, actor, item.assignment_id, "Edited findings.")
+    at = start(open_page(token, case=item.case_ref))
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)  # what the viewer reports
+    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
     at.run()
     assert not at.exception
     assert "Edited findings." in texts(at)
@@ -142,18 +143,18 @@ def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page
     save = next(b for b in at.button if b.label == "Save answers")
     at = save.click().run()
     assert "please answer" in at.error[0].value
-    assert reading.case_view(web_study.db, actor, item.assignment_id).status == "submitted"
+    assert reading.case_view(web_study.db, actor, item.case_ref).status == "submitted"
     # Refresh while the questions are open: still submitted, questions again, no editor.
     at = open_page(token)
     assert [r.label for r in at.radio][:1] == ["Why did you edit the draft?"]
-    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    view = reading.case_view(web_study.db, actor, item.case_ref)
     for radio, question in zip(at.radio, view.questions):
         radio.set_value(question.options[0]["value"])
     at = next(b for b in at.button if b.label == "Save answers").click().run()
     assert not at.exception and not at.error
     assert "Saved" in at.success[0].value
     with web_study.db.read() as session:
-        status = session.get(Assignment, item.assignment_id).status
+        status = assignment_of(session, item.case_ref).status
     assert status == "completed"
     at = next(b for b in at.button if b.label == "Next case").click().run()
     assert not at.exception
@@ -162,11 +163,11 @@ def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page
 def test_radio_labels_are_the_designs_and_likert_has_five_points(web_study, open_page):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor, task="edit")[0]
-    reading.open_case(web_study.db, actor, item.assignment_id)
-    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
-    reading.submit(web_study.db, actor, item.assignment_id, "x")
+    reading.open_case(web_study.db, actor, item.case_ref)
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref, "x")
     at = open_page(token)
-    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    view = reading.case_view(web_study.db, actor, item.case_ref)
     for radio, question in zip(at.radio, view.questions):
         assert radio.label == question.label
         assert radio.options == [o["label"] for o in question.options]
@@ -176,8 +177,8 @@ def test_radio_labels_are_the_designs_and_likert_has_five_points(web_study, open
 def test_going_back_to_a_finished_case_is_refused(web_study, open_page, finish_case):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor)[0]
-    finish_case(web_study, actor, item.assignment_id)
-    at = open_page(token, case=item.assignment_id)
+    finish_case(web_study, actor, item.case_ref)
+    at = open_page(token, case=item.case_ref)
     assert "cannot be reopened" in at.error[0].value
     assert _no_editor(at)
 
@@ -186,20 +187,20 @@ def _no_editor(at) -> bool:
     return _component_data(at, "readerstudy_editor") is None
 
 
-@pytest.mark.parametrize("value, message", [("abc", "is not a case number"), ("999999", "no case 999999")])
-def test_bad_case_in_the_url_gets_a_clear_message(web_study, open_page, value, message):
+@pytest.mark.parametrize("value", ["abc", "999999", "9" * 40, "x" * 500, "%00"])
+def test_bad_case_in_the_url_gets_a_clear_message(web_study, open_page, value):
     token, _ = web_study.sign_in("res1")
     at = open_page(token, case=value)
     assert not at.exception
-    assert message in at.error[0].value
+    assert [e.value for e in at.error] == ["no such case in your worklist"]
 
 
 def test_another_readers_case_is_not_reachable(web_study, open_page):
     _, other = web_study.sign_in("res2")
-    theirs = web_study.items(other)[0].assignment_id
+    theirs = web_study.items(other)[0].case_ref
     token, _ = web_study.sign_in("res1")
     at = open_page(token, case=theirs)
-    assert f"no case {theirs} in your worklist" in at.error[0].value
+    assert [e.value for e in at.error] == ["no such case in your worklist"], "told exactly like a made-up one"
     assert _no_editor(at)
 
 
@@ -207,15 +208,15 @@ def test_compare_case_shows_report_a_and_b_as_plain_text(residents_done, open_pa
     study = residents_done
     token, actor = study.sign_in("att1")
     item = study.items(actor, task="compare", status="ready")[0]
-    at = start(open_page(token, case=item.assignment_id))
+    at = start(open_page(token, case=item.case_ref))
     assert not at.exception
-    view = reading.case_view(study.db, actor, item.assignment_id)
+    view = reading.case_view(study.db, actor, item.case_ref)
     assert view.report_a in texts(at) and view.report_b in texts(at)
     labels = [m.value for m in at.markdown]
     assert "**Report A**" in labels and "**Report B**" in labels
     assert _editor_data(at)["mode"] == "none"
-    reading.mark_image_shown(study.db, actor, item.assignment_id)
-    reading.submit(study.db, actor, item.assignment_id)
+    reading.mark_image_shown(study.db, actor, item.case_ref)
+    reading.submit(study.db, actor, item.case_ref)
     at.run()
     assert [r.label for r in at.radio] == ["Which report do you prefer?"]
     at.radio[0].set_value("B")
@@ -226,9 +227,9 @@ def test_compare_case_shows_report_a_and_b_as_plain_text(residents_done, open_pa
 def test_reasoning_case_shows_question_options_trace_and_answer(web_study, open_page):
     token, actor = web_study.sign_in("rad1")
     item = web_study.items(actor, task="rate_reasoning")[0]
-    at = start(open_page(token, case=item.assignment_id))
+    at = start(open_page(token, case=item.case_ref))
     assert not at.exception
-    view = reading.case_view(web_study.db, actor, item.assignment_id)
+    view = reading.case_view(web_study.db, actor, item.case_ref)
     shown = texts(at)
     assert view.mc_question in shown and view.reasoning in shown
     assert f"{view.model_answer}. {view.mc_options[view.model_answer]}" in shown, "the answer with its option text"
@@ -238,9 +239,9 @@ def test_reasoning_case_shows_question_options_trace_and_answer(web_study, open_
 def test_write_case_without_questions_completes_at_submit(web_study, open_page):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor, task="write")[0]
-    at = start(open_page(token, case=item.assignment_id))
-    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
-    result = reading.submit(web_study.db, actor, item.assignment_id, "Lungs clear.")
+    at = start(open_page(token, case=item.case_ref))
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    result = reading.submit(web_study.db, actor, item.case_ref, "Lungs clear.")
     assert result.status == "completed"
     at = open_page(token)
     assert not at.exception
@@ -250,18 +251,19 @@ def test_write_case_without_questions_completes_at_submit(web_study, open_page):
 def test_double_submit_from_a_second_tab_keeps_the_first(web_study, open_page):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor, task="edit")[0]
-    first_tab = start(open_page(token, case=item.assignment_id))
-    second_tab = open_page(token, case=item.assignment_id)
-    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
-    reading.submit(web_study.db, actor, item.assignment_id, "First.")
+    first_tab = start(open_page(token, case=item.case_ref))
+    second_tab = open_page(token, case=item.case_ref)
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref, "First.")
     with pytest.raises(AlreadySubmitted):
-        reading.submit(web_study.db, actor, item.assignment_id, "Second.")
+        reading.submit(web_study.db, actor, item.case_ref, "Second.")
     for tab in (first_tab, second_tab):
         tab.run()
         assert "First." in texts(tab) and "Second." not in texts(tab)
     with web_study.db.read() as session:
         kinds = session.scalars(
-            select(Event.kind).where(Event.assignment_id == item.assignment_id, Event.kind == "submitted")
+            select(Event.kind).where(Event.assignment_id == assignment_of(session, item.case_ref).id,
+                                     Event.kind == "submitted")
         ).all()
     assert kinds == ["submitted"]
 
@@ -269,7 +271,7 @@ def test_double_submit_from_a_second_tab_keeps_the_first(web_study, open_page):
 def test_a_notice_outlasts_the_pages_own_reruns_and_goes_with_the_case(web_study, open_page):
     """The 'already submitted' notice must not vanish on the rerun the viewer triggers by itself."""
     token, actor = web_study.sign_in("res1")
-    first, second = [i.assignment_id for i in web_study.items(actor, task="edit")[:2]]
+    first, second = [i.case_ref for i in web_study.items(actor, task="edit")[:2]]
     tab = start(open_page(token, case=first))
     state = tab.session_state["reading"]
     state["notice"] = {"text": "This case was already submitted (in another tab or by a double click)."}
@@ -285,7 +287,7 @@ def test_a_notice_outlasts_the_pages_own_reruns_and_goes_with_the_case(web_study
 def test_end_screen_when_every_case_is_done(web_study, open_page, finish_case):
     token, actor = web_study.sign_in("res2")
     for item in web_study.items(actor):
-        finish_case(web_study, actor, item.assignment_id)
+        finish_case(web_study, actor, item.case_ref)
     at = open_page(token)
     assert not at.exception
     worklist = reading.worklist(web_study.db, actor)
@@ -293,12 +295,13 @@ def test_end_screen_when_every_case_is_done(web_study, open_page, finish_case):
     assert at.progress[0].value == 100
 
 
-def test_attending_waits_for_resident_reports(web_study, open_page, finish_case):
+def test_attending_waits_for_the_round_not_for_single_reports(web_study, open_page, finish_case):
     token, actor = web_study.sign_in("att1")
-    for item in web_study.items(actor, status="ready"):
-        finish_case(web_study, actor, item.assignment_id)
+    assert not web_study.items(actor, status="ready"), "every attending case waits for round 2"
     at = open_page(token)
-    assert "wait for other readers' reports" in at.info[0].value
+    assert [i.value for i in at.info] == [
+        "You have done every case that is open. Your next cases open when the current reading round is "
+        "complete; come back later, your place is kept."]
 
 
 def test_worklist_page_lists_states_without_arm_names(web_study):
@@ -321,8 +324,7 @@ def test_worklist_page_lists_states_without_arm_names(web_study):
     table = at.dataframe[0].value
     items = reading.worklist(web_study.db, actor).items
     assert len(table) == len(items)
-    assert set(table["state"]) <= {"to do", "waiting for another reader's report", "in progress",
-                                   "submitted, questions open", "done"}
+    assert set(table["state"]) == {"opens with your next reading round"}, "one state for every held case"
     flat = table.to_string().lower()
     assert "model" not in flat and "resident" not in flat
 
@@ -334,13 +336,13 @@ def test_same_instructions_are_shown_once_across_arms(residents_done, open_page)
     assert len({i.arm_key for i in edits}) == 2, "att1 has edit cases from two arms"
     one = next(i for i in edits if i.arm_key == edits[0].arm_key)
     other = next(i for i in edits if i.arm_key != edits[0].arm_key)
-    at = open_page(token, case=one.assignment_id)
+    at = open_page(token, case=one.case_ref)
     assert [b.label for b in at.button] == ["Start"]
     at = start(at)
-    at.query_params["case"] = str(other.assignment_id)
+    at.query_params["case"] = str(other.case_ref)
     at.run()
     assert "Start" not in [b.label for b in at.button], "a second arm with the same text would betray itself"
-    assert _editor_data(at)["assignment_id"] == other.assignment_id
+    assert _editor_data(at)["case_ref"] == other.case_ref
 
 
 def test_refresh_on_the_instructions_keeps_the_case_unopened(web_study, open_page):
@@ -349,20 +351,20 @@ def test_refresh_on_the_instructions_keeps_the_case_unopened(web_study, open_pag
     for _ in range(2):
         at = open_page(token)
         assert [b.label for b in at.button] == ["Start"]
-    assert reading.case_view(web_study.db, actor, first.assignment_id).status == "ready"
-    assert sessions_of(web_study, first.assignment_id) == 0
+    assert reading.case_view(web_study.db, actor, first.case_ref).status == "ready"
+    assert sessions_of(web_study, first.case_ref) == 0
 
 
 def test_report_text_is_never_rendered_as_markdown_or_html(web_study, open_page):
     token, actor = web_study.sign_in("res1")
     item = web_study.items(actor, task="edit")[0]
     tricky = "**Bold?** <b>tag</b> [link](http://x.example) # not a heading"
-    reading.open_case(web_study.db, actor, item.assignment_id)
-    reading.autosave(web_study.db, actor, item.assignment_id, tricky)
-    at = open_page(token, case=item.assignment_id)
+    reading.open_case(web_study.db, actor, item.case_ref)
+    reading.autosave(web_study.db, actor, item.case_ref, tricky)
+    at = open_page(token, case=item.case_ref)
     assert _editor_data(at)["text"] == tricky
-    reading.mark_image_shown(web_study.db, actor, item.assignment_id)
-    reading.submit(web_study.db, actor, item.assignment_id, tricky)
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref, tricky)
     at.run()
     assert tricky in texts(at)
     assert not [m.value for m in at.markdown if "Bold?" in m.value or "<b>" in m.value]

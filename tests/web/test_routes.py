@@ -15,6 +15,7 @@ from study_app.services import reading
 from study_app.services.auth import SESSION_COOKIE
 from study_app.store.models import Event
 from study_app.web.server import CLIENT_HEADER, ROUTES
+from tests.case_refs import assignment_id_of
 
 BEACON = {CLIENT_HEADER: "1"}
 
@@ -71,27 +72,27 @@ def _first_case(web_study, client, reader_key: str):
 
     actor = actor_for_session(web_study.db, client.cookies.get(SESSION_COOKIE))
     item = web_study.items(actor)[0]
-    view = reading.open_case(web_study.db, actor, item.assignment_id)
+    view = reading.open_case(web_study.db, actor, item.case_ref)
     return actor, view
 
 
 def test_images_only_for_their_reader(client, web_study):
     actor, view = _first_case(web_study, client, "res1")
     image = view.images[0]
-    response = client.get(f"/api/image/{view.assignment_id}/{image.image_id}")
+    response = client.get(f"/api/image/{view.case_ref}/{image.ordinal}")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert PILImage.open(io.BytesIO(response.content)).mode == "RGB"
     assert "private" in response.headers["cache-control"]
-    assert client.get(f"/api/image/{view.assignment_id}/999999").status_code == 404
+    assert client.get(f"/api/image/{view.case_ref}/999999").status_code == 404
     client.cookies.clear()
-    assert client.get(f"/api/image/{view.assignment_id}/{image.image_id}").status_code == 401
+    assert client.get(f"/api/image/{view.case_ref}/{image.ordinal}").status_code == 401
     signed_in(client, web_study, "res2")
-    assert client.get(f"/api/image/{view.assignment_id}/{image.image_id}").status_code == 404
+    assert client.get(f"/api/image/{view.case_ref}/{image.ordinal}").status_code == 404
 
 
 def test_beacons_need_the_client_header_and_a_same_origin(client, web_study):
     _, view = _first_case(web_study, client, "res1")
-    url = f"/api/reading/{view.assignment_id}/shown"
+    url = f"/api/reading/{view.case_ref}/shown"
     assert client.post(url).status_code == 403
     assert client.post(url, headers={**BEACON, "Origin": "http://evil.example"}).status_code == 403
     first = client.post(url, headers={**BEACON, "Origin": "http://testserver"})
@@ -102,7 +103,7 @@ def test_beacons_need_the_client_header_and_a_same_origin(client, web_study):
 
 def test_autosave_and_client_events_are_recorded_then_locked_after_submit(client, web_study):
     actor, view = _first_case(web_study, client, "res1")
-    aid = view.assignment_id
+    aid = view.case_ref
     client.post(f"/api/reading/{aid}/shown", headers=BEACON)
     assert client.post(f"/api/reading/{aid}/autosave", headers=BEACON, json={"text": "Draft one."}).status_code == 200
     assert reading.case_view(web_study.db, actor, aid).editor_text == "Draft one."
@@ -116,9 +117,10 @@ def test_autosave_and_client_events_are_recorded_then_locked_after_submit(client
     reading.submit(web_study.db, actor, aid, "Final.")
     locked = client.post(f"/api/reading/{aid}/autosave", headers=BEACON, json={"text": "late"})
     assert locked.status_code == 409 and locked.json()["kind"] == "AlreadySubmitted"
+    row_id = assignment_id_of(web_study.db, aid)
     with web_study.db.read() as session:
-        kinds = session.scalars(select(Event.kind).where(Event.assignment_id == aid).order_by(Event.id)).all()
-        payloads = session.scalars(select(Event.payload).where(Event.assignment_id == aid, Event.kind == "visible")).all()
+        kinds = session.scalars(select(Event.kind).where(Event.assignment_id == row_id).order_by(Event.id)).all()
+        payloads = session.scalars(select(Event.payload).where(Event.assignment_id == row_id, Event.kind == "visible")).all()
     assert kinds[:4] == ["opened", "image_shown", "autosave", "visible"]
     assert payloads[0]["duration_s"] == 4.5
 
@@ -126,7 +128,7 @@ def test_autosave_and_client_events_are_recorded_then_locked_after_submit(client
 def test_beacons_for_another_readers_case_are_not_found(client, web_study):
     _, view = _first_case(web_study, client, "res1")
     signed_in(client, web_study, "res2")
-    response = client.post(f"/api/reading/{view.assignment_id}/autosave", headers=BEACON, json={"text": "x"})
+    response = client.post(f"/api/reading/{view.case_ref}/autosave", headers=BEACON, json={"text": "x"})
     assert response.status_code == 404
 
 
@@ -148,7 +150,7 @@ def test_packed_png_round_trips_the_displayed_values(client, web_study):
     actor, view = _first_case(web_study, client, "res1")
     from study_app.services.images import case_display_images
 
-    for image, display in case_display_images(web_study.db, actor, view.assignment_id):
+    for image, display in case_display_images(web_study.db, actor, view.case_ref):
         values = unpack_display_png(display.png, display.offset, display.gain)
         assert values.shape == (display.height, display.width)
         assert np.isfinite(values).all()

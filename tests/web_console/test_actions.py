@@ -40,10 +40,10 @@ def finish_first_case(db, reader_key: str = "res1"):
     token = issue_invites(db, COORDINATOR, "demo", [reader_key])[0].token
     _, actor = auth.exchange_invite(db, token)
     item = reading.worklist(db, actor).items[0]
-    view = reading.open_case(db, actor, item.assignment_id)
-    reading.mark_image_shown(db, actor, item.assignment_id)
-    reading.submit(db, actor, item.assignment_id, "Lungs clear." if view.task in ("write", "edit") else None)
-    reading.save_answers(db, actor, item.assignment_id, {q.key: q.options[0]["value"] for q in view.questions})
+    view = reading.open_case(db, actor, item.case_ref)
+    reading.mark_image_shown(db, actor, item.case_ref)
+    reading.submit(db, actor, item.case_ref, "Lungs clear." if view.task in ("write", "edit") else None)
+    reading.save_answers(db, actor, item.case_ref, {q.key: q.options[0]["value"] for q in view.questions})
     return item
 
 

@@ -14,43 +14,51 @@ def _asset(name: str) -> str:
     return (_HERE / name).read_text(encoding="utf-8")
 
 
-# Registered once per process; the assets are inline strings, so nothing is fetched from a CDN.
+# Registered once per process; the assets are inline strings, so nothing is fetched from a CDN. The beacon
+# helper (reports of the moments the clock depends on) is prepended to both modules.
 _viewer = st.components.v2.component(
-    "readerstudy_viewer", html=_asset("viewer.html"), css=_asset("viewer.css"), js=_asset("viewer.js")
+    "readerstudy_viewer", html=_asset("viewer.html"), css=_asset("viewer.css"),
+    js=_asset("beacon.js") + _asset("viewer.js"),
 )
 _editor = st.components.v2.component(
-    "readerstudy_editor", html=_asset("editor.html"), css=_asset("editor.css"), js=_asset("editor.js")
+    "readerstudy_editor", html=_asset("editor.html"), css=_asset("editor.css"),
+    js=_asset("beacon.js") + _asset("editor.js"),
 )
 
 
-def image_viewer(assignment_id: int, images: list[dict[str, Any]], *, idle_threshold_s: float) -> None:
+def image_viewer(case_ref: str, images: list[dict[str, Any]], *, idle_threshold_s: float, clock: bool = True) -> None:
     """Show a case's images (switchable views, zoom, pan, window/level, invert, reset).
 
     Parameters
     ----------
-    assignment_id : int
-        The case being read; the viewer reports "image shown" for it and keeps its reading clock.
+    case_ref : str
+        The case being read (its opaque reference); the viewer reports "image shown" for it and keeps its
+        reading clock.
     images : list of dict
-        ``id``, ``label``, ``url`` and the packing/window fields of ``DisplayImage.meta()``.
+        ``id`` (the image's place in the case), ``label``, ``url`` and the packing/window fields of
+        ``DisplayImage.meta()``.
     idle_threshold_s : float
         Input pauses longer than this count as idle time.
+    clock : bool
+        False for a finished case looked at again: no clock, no "image shown".
     """
     _viewer(
-        key=f"viewer-{assignment_id}",
-        data={"assignment_id": assignment_id, "images": images, "idle_threshold_s": idle_threshold_s},
+        key=f"viewer-{case_ref}",
+        data={"case_ref": case_ref, "images": images, "idle_threshold_s": idle_threshold_s, "clock": clock},
         height="content",
     )
 
 
 def report_editor(
-    assignment_id: int, text: str, *, mode: str, attempt: int = 0, autosave_s: float = 3.0,
+    case_ref: str, text: str, *, mode: str, attempt: int = 0, autosave_s: float = 3.0,
     submit_label: str = "Submit", placeholder: str = "",
 ) -> dict | None:
     """The editor and SUBMIT button; returns the submit payload once, on the rerun SUBMIT triggers.
 
     Parameters
     ----------
-    assignment_id : int
+    case_ref : str
+        The case's opaque reference.
     text : str
         Initial text: empty (write), the draft (edit) or the last autosave (resume).
     mode : {"write", "edit", "none"}
@@ -61,11 +69,11 @@ def report_editor(
     Returns
     -------
     dict or None
-        ``{"text", "active_s", "hidden_s", "idle_s"}`` when SUBMIT was pressed on this rerun.
+        ``{"text", "active_s", "hidden_s", "idle_s", "press_id"}`` when SUBMIT was pressed on this rerun.
     """
     result = _editor(
-        key=f"editor-{assignment_id}-{attempt}",
-        data={"assignment_id": assignment_id, "text": text, "mode": mode, "attempt": attempt,
+        key=f"editor-{case_ref}-{attempt}",
+        data={"case_ref": case_ref, "text": text, "mode": mode, "attempt": attempt,
               "autosave_s": autosave_s, "submit_label": submit_label, "placeholder": placeholder},
         on_submit_change=lambda: None,
         height="content",

@@ -3,8 +3,6 @@
 // the text together with the client's reading-clock totals as one trigger, so nothing typed in the last
 // instant is lost between an autosave and the submit.
 
-const HEADERS = { "Content-Type": "application/json", "X-Readerstudy-Client": "1" };
-
 class Editor {
   constructor(root, data, setTriggerValue) {
     this.root = root;
@@ -44,8 +42,8 @@ class Editor {
     const body = JSON.stringify({ text: value });
     this.inFlight = true;
     try {
-      const response = await fetch(`/api/reading/${this.data.assignment_id}/autosave`, {
-        method: "POST", headers: HEADERS, credentials: "same-origin", body,
+      const response = await fetch(`/api/reading/${this.data.case_ref}/autosave`, {
+        method: "POST", headers: BEACON_HEADERS, credentials: "same-origin", body,
         // keepalive lets the request outlive a closing page (browsers cap it at 64 kB in flight). Every save
         // uses it, not only the page-leave one: a periodic save still in flight when the tab closes already
         // counts as saved (lastSaved), so the page-leave save skips it and it must not die with the page.
@@ -67,6 +65,7 @@ class Editor {
     }
   }
   submit() {
+    const pressedAt = performance.now();
     if (this.locked) return;
     if (this.withText && !this.text.value.trim()) {
       this.saved.textContent = "The report is empty; write the findings before submitting.";
@@ -76,10 +75,15 @@ class Editor {
     this.button.disabled = true;
     this.button.textContent = "Submitting…";
     this.text.readOnly = true;
-    const own = window.__readerstudyClock && window.__readerstudyClock.id === this.data.assignment_id;
+    const own = window.__readerstudyClock && window.__readerstudyClock.id === this.data.case_ref;
     const clock = own ? window.__readerstudyClock.snapshot() : {};
     if (own) window.__readerstudyClock.forget();
-    this.setTriggerValue("submit", { text: this.withText ? this.text.value : null, ...clock, nonce: Date.now() });
+    // The press goes to the server at once, beside the page's own rerun: the read's clock stops at the
+    // press even when the rerun is slow or waits for a reconnect (server restart). Both name the press.
+    const pressId = randomId();
+    beacon(`/api/reading/${this.data.case_ref}/press`, { press_id: pressId }, pressedAt);
+    this.setTriggerValue("submit", { text: this.withText ? this.text.value : null, ...clock, press_id: pressId,
+                                     nonce: Date.now() });
   }
   destroy() {
     clearInterval(this.timer);
@@ -96,12 +100,12 @@ export default function (component) {
   const root = parentElement.querySelector(".rs-editor");
   if (!root || !data) return;
   // A rerun hands the same case again: keep what the reader is typing.
-  if (root.__editor && root.__editor.data.assignment_id === data.assignment_id && root.__editor.data.mode === data.mode &&
+  if (root.__editor && root.__editor.data.case_ref === data.case_ref && root.__editor.data.mode === data.mode &&
       root.__editor.data.attempt === data.attempt) {
     root.__editor.setTriggerValue = setTriggerValue;
     return;
   }
   if (root.__editor) root.__editor.destroy();
   root.__editor = new Editor(root, data, setTriggerValue);
-  root.dataset.assignment = String(data.assignment_id);
+  root.dataset.case = data.case_ref;
 }

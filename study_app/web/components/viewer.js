@@ -4,11 +4,10 @@
 // page visibility and idle stretches are measured here and shared with the report editor through
 // window.__readerstudyClock.
 
-const HEADERS = { "Content-Type": "application/json", "X-Readerstudy-Client": "1" };
-
 function post(path, body) {
   return fetch(path, {
-    method: "POST", headers: HEADERS, body: JSON.stringify(body || {}), credentials: "same-origin", keepalive: true,
+    method: "POST", headers: BEACON_HEADERS, body: JSON.stringify(body || {}), credentials: "same-origin",
+    keepalive: true,
   }).catch(() => null);
 }
 
@@ -17,10 +16,10 @@ function post(path, body) {
 const ACTIVITY = ["keydown", "pointerdown", "pointermove", "wheel", "input", "scroll"];
 
 class ReadingClock {
-  constructor(assignmentId, idleThresholdS) {
-    this.id = assignmentId;
+  constructor(caseRef, idleThresholdS) {
+    this.id = caseRef;
     this.idleMs = Math.max(5, idleThresholdS || 60) * 1000;
-    this.storeKey = `readerstudy-clock-${assignmentId}`;
+    this.storeKey = `readerstudy-clock-${caseRef}`;
     let saved = {};
     try { saved = JSON.parse(localStorage.getItem(this.storeKey) || "{}"); } catch (e) { saved = {}; }
     this.base = { visit_s: +saved.visit_s || 0, hidden_s: +saved.hidden_s || 0, idle_s: +saved.idle_s || 0 };
@@ -110,11 +109,11 @@ class ReadingClock {
   }
 }
 
-function clockFor(assignmentId, idleThresholdS) {
+function clockFor(caseRef, idleThresholdS) {
   const current = window.__readerstudyClock;
-  if (current && current.id === assignmentId) return current;
+  if (current && current.id === caseRef) return current;
   if (current) current.stop();
-  window.__readerstudyClock = new ReadingClock(assignmentId, idleThresholdS);
+  window.__readerstudyClock = caseRef === null ? null : new ReadingClock(caseRef, idleThresholdS);
   return window.__readerstudyClock;
 }
 
@@ -282,16 +281,17 @@ class Viewer {
     this.status.textContent =
       `${e.image.label} · W ${Math.round(this.view.ww)} L ${Math.round(this.view.wc)} · ${Math.round(this.view.zoom * 100)}%` +
       (this.view.invert ? " · inverted" : "");
-    if (!this.shownReported) {
+    if (!this.shownReported && this.data.clock !== false) {
       this.shownReported = true;
       // After the browser has put the pixels on screen, not merely decoded them.
       requestAnimationFrame(() => requestAnimationFrame(() => this.reportShown()));
     }
   }
   async reportShown() {
+    const shownAt = performance.now();
     window.__readerstudyClock.start();
     this.root.dataset.shown = "1";
-    const response = await post(`/api/reading/${this.data.assignment_id}/shown`);
+    const response = await beacon(`/api/reading/${this.data.case_ref}/shown`, {}, shownAt);
     if (response && response.ok) this.root.dataset.clock = "started";
   }
   destroy() { this.resizeObserver.disconnect(); }
@@ -301,9 +301,9 @@ export default function (component) {
   const { data, parentElement } = component;
   const root = parentElement.querySelector(".rs-viewer");
   if (!root || !data) return;
-  clockFor(data.assignment_id, data.idle_threshold_s);
-  if (root.__viewer && root.__viewer.data.assignment_id === data.assignment_id) return;
+  clockFor(data.clock === false ? null : data.case_ref, data.idle_threshold_s);
+  if (root.__viewer && root.__viewer.data.case_ref === data.case_ref) return;
   if (root.__viewer) root.__viewer.destroy();
   root.__viewer = new Viewer(root, data);
-  root.dataset.assignment = String(data.assignment_id);
+  root.dataset.case = data.case_ref;
 }

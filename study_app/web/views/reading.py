@@ -12,7 +12,8 @@ from study_app.web.database import shared_database
 
 TASK_LABELS = {"write": "Write", "edit": "Edit", "compare": "Compare", "rate_reasoning": "Rate reasoning"}
 STATUS_LABELS = {
-    "pending": "waiting for another reader's report",
+    # One label for every held case: a round opens whole, so nothing here depends on a case's draft.
+    "pending": "opens with your next reading round",
     "ready": "to do",
     "in_progress": "in progress",
     "submitted": "submitted, questions open",
@@ -24,7 +25,8 @@ VIEW_LABELS = {"PA": "PA", "AP": "AP", "LATERAL": "Lateral", "LL": "Lateral"}
 def _state() -> dict:
     # Per browser tab: which cases this visit has opened, which arms' instructions were read.
     return st.session_state.setdefault("reading", {"visited": set(), "instructed": set(), "attempts": {},
-                                                   "prefetched": set(), "just_done": None, "notice": None})
+                                                   "retry_text": {}, "prefetched": set(), "just_done": None,
+                                                   "notice": None})
 
 
 def _needs_instructions(
@@ -60,8 +62,8 @@ def _answer_text(view: reading_service.CaseView) -> str | None:
 def _end_screen(worklist: reading_service.Worklist) -> None:
     if worklist.waiting:
         st.info(
-            f"You have done every case that is ready. {worklist.waiting} case(s) wait for other readers' reports; "
-            "come back later, your place is kept."
+            "You have done every case that is open. Your next cases open when the current reading round is "
+            "complete; come back later, your place is kept."
         )
     else:
         st.success(f"All {worklist.total} cases are done. Thank you; you can close this tab.")
@@ -80,7 +82,7 @@ def _show_notice(state: dict, worklist: reading_service.Worklist) -> None:
         on_screen = f"done-{state['just_done']}"
     else:
         upcoming = worklist.next_item()
-        on_screen = st.query_params.get("case") or (str(upcoming.assignment_id) if upcoming else "end")
+        on_screen = st.query_params.get("case") or (upcoming.case_ref if upcoming else "end")
     if notice.setdefault("on", on_screen) != on_screen:
         state["notice"] = None
         return
@@ -110,63 +112,58 @@ def render() -> None:
 
     requested = st.query_params.get("case")
     if requested is not None:
-        try:
-            assignment_id = int(requested)
-        except ValueError:
-            st.error(f"'{requested[:20]}' is not a case number.")
-            return
-        item = next((i for i in worklist.items if i.assignment_id == assignment_id), None)
+        case_ref = requested
+        item = worklist.item(case_ref)
     else:
         item = worklist.next_item()
         if item is None:
             _end_screen(worklist)
             return
-        assignment_id = item.assignment_id
+        case_ref = item.case_ref
 
     if item is not None and item.status == "ready":
-        instructions = reading_service.case_view(db, actor, item.assignment_id).instructions
+        instructions = reading_service.case_view(db, actor, item.case_ref).instructions
         if _needs_instructions(worklist, item, instructions, state):
             with st.container(border=True):
                 st.markdown(instructions)  # the design's arm instructions: the only markdown this app renders
-            if st.button("Start", type="primary", key=f"start-{item.assignment_id}"):
+            if st.button("Start", type="primary", key=f"start-{item.case_ref}"):
                 state["instructed"].add(instructions)
                 st.rerun()
             return
 
     try:
-        if assignment_id not in state["visited"]:
-            view = reading_service.open_case(db, actor, assignment_id, new_visit=True)
-            state["visited"].add(assignment_id)
+        if case_ref not in state["visited"]:
+            view = reading_service.open_case(db, actor, case_ref, new_visit=True)
+            state["visited"].add(case_ref)
         else:
-            view = reading_service.case_view(db, actor, assignment_id)
+            view = reading_service.case_view(db, actor, case_ref)
     except (Conflict, NotFound) as error:
         st.error(str(error))
-        return
-    if view.status == "completed":
-        st.error("This case is finished and cannot be reopened.")
         return
     _case(db, actor, view, state)
 
 
 def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
-    if view.assignment_id not in state["prefetched"]:
-        state["prefetched"].add(view.assignment_id)
-        image_service.prefetch_next_case(db, actor, view.assignment_id)
+    if view.case_ref not in state["prefetched"]:
+        state["prefetched"].add(view.case_ref)
+        image_service.prefetch_next_case(db, actor, view.case_ref)
     left, right = st.columns([3, 2], gap="medium")
     with left:
         try:
-            shown = image_service.case_display_images(db, actor, view.assignment_id)
+            shown = image_service.case_display_images(db, actor, view.case_ref)
         except (ServiceError, ValueError, OSError) as error:
             shown = []
             st.error(f"The images of this case cannot be shown: {error}")
         image_viewer(
-            view.assignment_id,
+            view.case_ref,
             [
-                {"id": image.image_id, "label": _image_label(image),
-                 "url": f"/api/image/{view.assignment_id}/{image.image_id}", **display.meta()}
+                {"id": image.ordinal, "label": _image_label(image),
+                 "url": f"/api/image/{view.case_ref}/{image.ordinal}", **display.meta()}
                 for image, display in shown
             ],
             idle_threshold_s=view.idle_threshold_s,
+            # A finished case reopened (the design allows going back) runs no clock.
+            clock=view.status == "in_progress",
         )
     with right:
         st.subheader(f"Case {view.position} of {view.total} · {TASK_LABELS.get(view.task, view.task)}")
@@ -178,6 +175,8 @@ def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
         _plain(view.comparison or "None")
         if view.status == "in_progress":
             _task(db, actor, view, state)
+        elif view.status == "completed":
+            _finished(view)
         else:
             _late_submit(db, actor, view, state)
             _after_submit(db, actor, view, state)
@@ -202,9 +201,11 @@ def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
         _plain(_answer_text(view))
     else:
         st.markdown("**Findings**" + (" (draft: edit until you would sign it)" if view.task == "edit" else ""))
-    editor = {"assignment_id": view.assignment_id, "text": view.editor_text,
+    editor = {"case_ref": view.case_ref,
+              # After a refused submit the editor comes back with what the reader had typed, not the last autosave.
+              "text": state["retry_text"].get(view.case_ref, view.editor_text),
               "mode": view.task if view.task in ("write", "edit") else "none",
-              "attempt": state["attempts"].get(view.assignment_id, 0),
+              "attempt": state["attempts"].get(view.case_ref, 0),
               "placeholder": "Write the findings…" if view.task == "write" else ""}
     state["editor_on_screen"] = editor
     payload = report_editor(**editor)
@@ -221,7 +222,7 @@ def _late_submit(db, actor, view: reading_service.CaseView, state: dict) -> None
     out of sight, to read the press; submitting it is refused (the first submission stands) with a notice.
     """
     editor = state.pop("editor_on_screen", None)
-    if editor is None or editor["assignment_id"] != view.assignment_id:
+    if editor is None or editor["case_ref"] != view.case_ref:
         return
     slot = st.empty()
     with slot:
@@ -236,22 +237,39 @@ def _submit(db, actor, view: reading_service.CaseView, state: dict, payload: dic
         value = payload.get(name)
         return float(value) if isinstance(value, (int, float)) else None
 
+    press_id = payload.get("press_id")
     try:
         result = reading_service.submit(
-            db, actor, view.assignment_id, payload.get("text"),
+            db, actor, view.case_ref, payload.get("text"),
             active_s=seconds("active_s"), hidden_s=seconds("hidden_s"), idle_s=seconds("idle_s"),
+            press_id=press_id if isinstance(press_id, str) else None,
         )
     except AlreadySubmitted:
         state["notice"] = {"text": "This case was already submitted (in another tab or by a double click); "
                                    "the first submission stands."}
     except ServiceError as error:
-        # A refused submit unlocks the editor (new attempt) and says why; nothing was stored.
-        state["attempts"][view.assignment_id] = state["attempts"].get(view.assignment_id, 0) + 1
-        state["notice"] = {"text": f"Not submitted: {error}"}
+        # Nothing was stored. The editor unlocks (a new attempt) with the reader's text as they submitted it.
+        state["attempts"][view.case_ref] = state["attempts"].get(view.case_ref, 0) + 1
+        if isinstance(payload.get("text"), str):
+            state["retry_text"][view.case_ref] = payload["text"]
+        state["notice"] = {"text": f"Not submitted: {error} Your text is kept; press Submit again when ready."}
     else:
+        state["retry_text"].pop(view.case_ref, None)
         if result.status == "completed":
-            state["just_done"] = view.assignment_id
+            state["just_done"] = view.case_ref
     st.rerun()
+
+
+def _finished(view: reading_service.CaseView) -> None:
+    """A finished case reopened because the design allows going back: everything shown, nothing editable."""
+    st.info("This case is finished; its report and answers are locked.")
+    if view.task in ("write", "edit"):
+        st.markdown("**Your submitted findings** (locked)")
+        _plain(view.editor_text)
+    for question in view.questions:
+        labels = {o["value"]: o["label"] for o in question.options}
+        st.markdown(f"**{question.label}**")
+        _plain(labels.get(view.answers.get(question.key, ""), "(not answered)"))
 
 
 def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> None:
@@ -273,28 +291,28 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
         st.markdown("**Model's answer**")
         _plain(view.model_answer)
     st.info("Submitted; the clock has stopped. Please answer the questions below.")
-    with st.form(f"answers-{view.assignment_id}"):
+    with st.form(f"answers-{view.case_ref}"):
         for question in view.questions:
             labels = {o["value"]: o["label"] for o in question.options}
             st.radio(
                 question.label + ("" if question.required else " (optional)"),
                 options=list(labels), format_func=labels.get, index=None,
-                horizontal=question.kind == "likert", key=f"answer-{view.assignment_id}-{question.key}",
+                horizontal=question.kind == "likert", key=f"answer-{view.case_ref}-{question.key}",
             )
         saved = st.form_submit_button("Save answers", type="primary")
     if saved:
         answers = {}
         for question in view.questions:
-            value = st.session_state.get(f"answer-{view.assignment_id}-{question.key}")
+            value = st.session_state.get(f"answer-{view.case_ref}-{question.key}")
             if value is not None:
                 answers[question.key] = value
         try:
-            reading_service.save_answers(db, actor, view.assignment_id, answers)
+            reading_service.save_answers(db, actor, view.case_ref, answers)
         except AlreadySubmitted:
             state["notice"] = {"text": "The answers of this case were already saved (in another tab); they stand."}
             st.rerun()
         except InvalidInput as error:
             st.error(str(error))
             return
-        state["just_done"] = view.assignment_id
+        state["just_done"] = view.case_ref
         st.rerun()

@@ -1,4 +1,4 @@
-"""The reader's worklist: every case with its state; finished ones cannot be opened again."""
+"""The reader's worklist: every case with its place, task and state (never anything about its draft)."""
 
 import pandas as pd
 import streamlit as st
@@ -14,9 +14,16 @@ def render() -> None:
     st.title("Your worklist")
     st.progress(worklist.done / worklist.total if worklist.total else 1.0,
                 text=f"{worklist.done} of {worklist.total} done · {worklist.remaining} remaining")
-    table = pd.DataFrame(
-        [{"#": i.position, "task": TASK_LABELS.get(i.task, i.task), "state": STATUS_LABELS.get(i.status, i.status)}
-         for i in worklist.items]
-    )
-    st.dataframe(table, hide_index=True)
+    rows = []
+    for item in worklist.items:
+        row = {"#": item.position, "task": TASK_LABELS.get(item.task, item.task),
+               "state": STATUS_LABELS.get(item.status, item.status)}
+        if worklist.can_go_back:
+            row["look again"] = f"/reading?case={item.case_ref}" if item.status == "completed" else None
+        rows.append(row)
+    config = {"look again": st.column_config.LinkColumn("look again", display_text="open")} if worklist.can_go_back else None
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config)
+    if worklist.waiting:
+        st.caption("Cases marked “opens with your next reading round” open together when the current round is "
+                   "complete.")
     st.link_button("Continue reading", "/", type="primary")
