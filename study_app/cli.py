@@ -260,7 +260,7 @@ def study_list(db: Database) -> None:
 @click.argument("study_id")
 @db_option
 def study_describe(db: Database, study_id: str) -> None:
-    """Print the allocation's balance: reads per case and per reader per arm, A/B balance, reader overlap.
+    """Print the allocation's balance: reads per case and reader per arm, reading rounds, A/B balance, overlap.
 
     \b
     Example:
@@ -279,9 +279,18 @@ def study_describe(db: Database, study_id: str) -> None:
         click.echo(f"  {arm:<28} {len(values):>4} cases  {values.min() if len(values) else 0} / {values.max() if len(values) else 0}")
     click.echo("\ncases per reader, by arm:")
     click.echo(_indent(balance.reads_per_reader.to_string()))
+    click.echo("\nreading rounds (a reader's cases of one round open together; nothing opens case by case):")
+    click.echo(_indent(balance.rounds.to_string(index=False)))
+    waiting = balance.reader_rounds[balance.reader_rounds["open"] < balance.reader_rounds["cases"]]
+    if len(waiting):
+        click.echo("\nrounds not open yet, per reader:")
+        click.echo(_indent(waiting.to_string(index=False)))
     if len(balance.ab_balance):
-        click.echo("\nA/B position in comparisons (which draft stood as A):")
-        click.echo(_indent(balance.ab_balance.to_string(index=False)))
+        ab = balance.ab_balance
+        n, model_a = int(ab["model_as_a"].sum() + ab["reader_as_a"].sum()), int(ab["model_as_a"].sum())
+        click.echo("\nA/B position in comparisons (which draft stood as A), per reader and worklist half:")
+        click.echo(_indent(ab.to_string(index=False)))
+        click.echo(f"  study-wide: model as A in {model_a} of {n} comparisons ({model_a / n:.1%})")
     click.echo("\nreader x reader overlap (cases both read, any arm):")
     click.echo(_indent(balance.overlap.to_string()))
 

@@ -41,6 +41,16 @@ class QuestionSpec:
     required: bool = True
 
 
+def draft_origin(source_kind: str) -> str:
+    """What a draft source is, as the analysis and the blinding see it: the model's, or a reader's.
+
+    The one statement of the rule, for a design's draft source kinds (``model``, ``arm``, ``manifest``): a
+    model draft is ``model``; a report of another arm and a reader draft recorded in the manifest are both
+    ``reader``.
+    """
+    return "model" if source_kind == "model" else "reader"
+
+
 @dataclass(frozen=True)
 class DraftSourceSpec:
     """Where an arm's draft comes from: a model, another arm's submitted reports, or the manifest."""
@@ -51,7 +61,7 @@ class DraftSourceSpec:
     @property
     def origin(self) -> str:
         """What the draft is, as the analysis sees it: written by a model or by a reader."""
-        return "model" if self.kind == "model" else "reader"
+        return draft_origin(self.kind)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "arm": self.arm}

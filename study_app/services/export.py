@@ -15,6 +15,7 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 from sqlalchemy import select
 
+from study_app.designs import draft_origin
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.errors import InvalidInput
@@ -172,7 +173,7 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
         }
         if arm.task == "compare" and arm.draft_sources and a.a_source_index is not None:
             # Known from the allocation even before the drafts are bound.
-            origins = ["model" if s["kind"] == "model" else "reader" for s in arm.draft_sources]
+            origins = [draft_origin(s["kind"]) for s in arm.draft_sources]
             record["a_source"] = origins[a.a_source_index]
             record["b_source"] = origins[1 - a.a_source_index]
         if a.id in preference:

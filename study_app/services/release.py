@@ -76,13 +76,18 @@ def bind_drafts(session: Session, assignment: Assignment, arm: Arm) -> bool:
     return all(d is not None for d in drafts)
 
 
+def _bound_by_source(assignment: Assignment, arm: Arm) -> list[int | None]:
+    """The bound draft ids in the order of the arm's draft sources (a compare's A is source a_source_index)."""
+    if arm.task == "compare":
+        a_index = assignment.a_source_index or 0
+        pair = [assignment.a_draft_id, assignment.b_draft_id]
+        return pair if a_index == 0 else pair[::-1]
+    return [assignment.draft_id] if arm.draft_sources else []
+
+
 def has_drafts(assignment: Assignment, arm: Arm) -> bool:
     """Whether the assignment's drafts are bound (a write arm needs none)."""
-    if arm.task == "compare":
-        return assignment.a_draft_id is not None and assignment.b_draft_id is not None
-    if arm.draft_sources:
-        return assignment.draft_id is not None
-    return True
+    return all(draft_id is not None for draft_id in _bound_by_source(assignment, arm))
 
 
 def sync_reader_rounds(
@@ -168,7 +173,7 @@ def reader_rounds(session: Session, reader_id: int) -> list[RoundStatus]:
         missing = 0
         waits: set[str] = set()
         for assignment, arm in members:
-            bound = [assignment.a_draft_id, assignment.b_draft_id] if arm.task == "compare" else [assignment.draft_id]
+            bound = _bound_by_source(assignment, arm)
             for source, draft_id in zip(arm.draft_sources, bound):
                 if draft_id is None:
                     missing += 1

@@ -65,9 +65,38 @@ def check_invariants(design, cases, readers, allocation):
         if arm.task == "rate_reasoning":
             with_mc = {c.case_key for c in cases if c.has_mc_item}
             assert {p.case_key for p in rows} <= with_mc
-    # Worklist positions are 1..n per reader.
+    # Worklist positions are 1..n per reader, in reading-round order.
+    rounds = {a.key: a.reading_round for a in design.arms}
     for reader_key, rows in allocation.by_reader().items():
         assert [p.position for p in rows] == list(range(1, len(rows) + 1))
+        assert [rounds[p.arm_key] for p in rows] == sorted(rounds[p.arm_key] for p in rows)
+    check_ab_balance(design, allocation)
+
+
+def model_as_a(design, p) -> bool:
+    sources = design.arm(p.arm_key).draft_sources
+    return sources[p.a_source_index].origin == "model"
+
+
+def check_ab_balance(design, allocation):
+    """Model as Report A in half the comparisons at every level: per reader, per worklist half, study-wide."""
+    compares = [p for p in allocation.assignments if design.arm(p.arm_key).task == "compare"]
+    if not compares:
+        return
+    length = Counter(p.reader_key for p in allocation.assignments)
+
+    def off_balance(rows) -> float:
+        return abs(sum(model_as_a(design, p) for p in rows) - len(rows) / 2)
+
+    by_reader = defaultdict(list)
+    for p in compares:
+        by_reader[p.reader_key].append(p)
+    for reader_key, rows in by_reader.items():
+        assert off_balance(rows) <= 0.5, ("reader", reader_key)
+        first = [p for p in rows if p.position <= length[reader_key] / 2]
+        second = [p for p in rows if p.position > length[reader_key] / 2]
+        assert off_balance(first) <= 1 and off_balance(second) <= 1, ("worklist halves", reader_key)
+    assert off_balance(compares) <= 0.5, "study-wide"
 
 
 def test_chexone_design_on_a_paper_sized_study():
@@ -179,3 +208,32 @@ def test_allocation_invariants_over_random_designs(study):
     check_invariants(design, cases, readers, allocation)
     again = allocate(design, cases, readers, seed)
     assert [vars(p) for p in again.assignments] == [vars(p) for p in allocation.assignments]
+
+
+def test_ab_is_balanced_at_every_level_on_chexone_with_odd_counts():
+    # 5 attendings x 15 compare cases: three each, an odd count per reader (the case that used to favour the model).
+    cases, readers = cohort(15), roster(2, 5, 2)
+    shares, extras_for_model = [], 0
+    for seed in range(1, 41):
+        allocation = allocate(CHEXONE, cases, readers, seed)
+        check_ab_balance(CHEXONE, allocation)
+        compares = [p for p in allocation.assignments if p.arm_key == "attending_compare"]
+        by_reader = defaultdict(list)
+        for p in compares:
+            by_reader[p.reader_key].append(model_as_a(CHEXONE, p))
+        assert {len(v) for v in by_reader.values()} == {3}
+        extras_for_model += sum(sum(v) == 2 for v in by_reader.values())
+        shares.append(sum(model_as_a(CHEXONE, p) for p in compares) / len(compares))
+    # Study-wide: 15 comparisons, so 7 or 8 with the model as A, never the 10 of a fixed rule.
+    assert set(shares) <= {7 / 15, 8 / 15}
+    # Which source gets a reader's odd comparison is random: over 40 seeds x 5 readers, about half each.
+    assert 70 <= extras_for_model <= 130, extras_for_model
+
+
+def test_rounds_order_the_worklist_and_a_task_opens_whole():
+    allocation = allocate(CHEXONE, cohort(40), roster(2, 4, 2), 9)
+    arm_round = {a.key: a.reading_round for a in CHEXONE.arms}
+    assert arm_round == {"resident_scratch": 1, "resident_edit_model": 1, "attending_edit_resident": 2,
+                         "attending_edit_model": 2, "attending_compare": 2, "reasoning_review": 1}
+    for rows in allocation.by_reader().values():
+        assert [arm_round[p.arm_key] for p in rows] == sorted(arm_round[p.arm_key] for p in rows)

@@ -101,3 +101,59 @@ def test_unreadable_and_non_utf8_design_files(tmp_path):
 def test_unknown_shipped_design_lists_the_available_ones():
     with pytest.raises(DesignError, match="available: chexone"):
         shipped_design_path("nope")
+
+
+TWO_EDIT_ARMS = """
+[study]
+name = "Two sources"
+[roles.resident]
+[roles.attending]
+[questions.q]
+kind = "likert"
+label = "Q"
+[[arms]]
+key = "scratch"
+task = "write"
+role = "resident"
+[[arms]]
+key = "edit_reader"
+task = "edit"
+role = "attending"
+draft = "arm:scratch"
+questions = ["q"]
+instructions = "Edit the draft."
+[[arms]]
+key = "edit_model"
+task = "edit"
+role = "attending"
+draft = "model"
+questions = ["q"]
+instructions = "Edit the draft."
+"""
+
+
+def test_arms_of_one_task_open_in_one_round_after_their_sources():
+    design = parse_design(TWO_EDIT_ARMS)
+    assert {a.key: a.reading_round for a in design.arms} == {"scratch": 1, "edit_reader": 2, "edit_model": 2}
+    # An explicit round may delay an arm (and its peers follow), never bring it before its sources.
+    later = parse_design(TWO_EDIT_ARMS.replace('draft = "model"\n', 'draft = "model"\nround = 3\n'))
+    assert {a.key: a.reading_round for a in later.arms} == {"scratch": 1, "edit_reader": 3, "edit_model": 3}
+
+
+def test_a_round_that_would_tell_the_source_is_refused_with_the_reason():
+    with pytest.raises(DesignError, match=r"arms \(edit_model\)\.round: declared 1, but arm 'edit_reader' of the "
+                                          r"same role and task opens in round 2; it must be round 2"):
+        parse_design(TWO_EDIT_ARMS.replace('draft = "model"\n', 'draft = "model"\nround = 1\n'))
+    with pytest.raises(DesignError, match=r"arm 'scratch' \(round 1\) supplies its drafts"):
+        parse_design(TWO_EDIT_ARMS.replace('draft = "arm:scratch"\n', 'draft = "arm:scratch"\nround = 1\n'))
+
+
+@pytest.mark.parametrize("change, differing", [
+    (lambda t: t.replace('instructions = "Edit the draft."', 'instructions = "Edit the AI draft."', 1), "instructions"),
+    (lambda t: t.replace('questions = ["q"]\ninstructions', 'questions = []\ninstructions', 1), "questions"),
+    (lambda t: t.replace('draft = "model"\n', 'draft = "model"\ntimed = false\n'), "timed"),
+])
+def test_same_task_arms_with_drafts_from_different_sources_must_look_alike(change, differing):
+    with pytest.raises(DesignError, match=rf"both are 'edit' arms of role 'attending' with drafts from different "
+                                          rf"sources, but their {differing} differ"):
+        parse_design(change(TWO_EDIT_ARMS))

@@ -93,6 +93,15 @@ def test_describe_reports_the_balance(fresh_db, demo_cohort_dir, tmp_path):
     assert per_reader.loc[["res1", "res2"], "resident_scratch"].sum() == 12
     for _, row in balance.ab_balance.iterrows():
         assert abs(row.model_as_a - row.reader_as_a) <= 1
+        assert row.first_half + row.second_half == row.model_as_a + row.reader_as_a
+        assert abs(row.model_as_a_first_half - row.first_half / 2) <= 1
+    rounds = balance.rounds.set_index("arm")
+    assert rounds.loc["attending_edit_model", "round"] == rounds.loc["attending_edit_resident", "round"] == 2
+    assert "with attending_edit_resident" in rounds.loc["attending_edit_model", "opens"]
+    assert rounds.loc["resident_scratch", "opens"] == "at launch"
+    # Before launch nothing is open; every attending's round waits on resident reports and model drafts.
+    att = balance.reader_rounds.set_index("reader").loc["att1"]
+    assert att["round"] == 2 and att["open"] == 0 and set(att["waits_on"].split(", ")) == {"arm:resident_scratch", "model"}
     # No reader meets a case twice, so the diagonal is each reader's case count.
     assert balance.overlap.loc["res1", "res1"] == per_reader.loc["res1"].sum()
 

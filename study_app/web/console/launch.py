@@ -34,9 +34,19 @@ def balance(readiness) -> None:
         st.dataframe(spread)
     st.caption("Cases per reader and arm")
     st.dataframe(b.reads_per_reader)
+    st.caption("Reading rounds: a reader's cases of one round open together, never case by case, so when a case "
+               "opens says nothing about where its draft came from")
+    st.dataframe(b.rounds, hide_index=True)
+    waiting = b.reader_rounds[b.reader_rounds["open"] < b.reader_rounds["cases"]]
+    if not waiting.empty:
+        st.caption("Rounds not open yet, per reader, and the drafts they wait for")
+        st.dataframe(waiting, hide_index=True)
     if not b.ab_balance.empty:
-        st.caption("Compare arms: which draft is shown as A, per reader")
-        st.dataframe(b.ab_balance, hide_index=True)
+        ab = b.ab_balance
+        n = int(ab["model_as_a"].sum() + ab["reader_as_a"].sum())
+        st.caption(f"Compare arms: which draft is shown as A, per reader and worklist half; study-wide the model is A "
+                   f"in {int(ab['model_as_a'].sum())} of {n}")
+        st.dataframe(ab, hide_index=True)
     with st.expander("Cases read by both readers of each pair"):
         st.dataframe(b.overlap)
 
