@@ -57,9 +57,14 @@ def serve(db_url: str | None = None, *, host: str = "127.0.0.1", port: int = 850
     # Fail before the server starts when the database cannot be opened or migrated.
     from study_app.web.database import shared_database
 
-    shared_database()
+    db = shared_database()
+    from study_app.services.server_keys import COOKIE_SECRET, server_key
     from study_app.web.server import build_app
 
     options = streamlit_options()
     options.update({"server.address": host, "server.port": int(port)})
+    # One cookie secret per database, kept across restarts and shared by replicas, unless the operator sets one.
+    # (Streamlit takes this option only from its environment variable or a config file.)
+    if not os.environ.get("STREAMLIT_SERVER_COOKIE_SECRET"):
+        os.environ["STREAMLIT_SERVER_COOKIE_SECRET"] = server_key(db, COOKIE_SECRET)
     build_app().run(config=options)

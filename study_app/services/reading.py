@@ -302,11 +302,15 @@ def _beacon_time(now: datetime, age_s: object, not_before: datetime | None) -> t
     return at, age
 
 
-def mark_image_shown(db: Database, actor: Actor, case_ref: str, *, age_s: float | None = None) -> datetime:
+def mark_image_shown(
+    db: Database, actor: Actor, case_ref: str, *, age_s: float | None = None, received_at: datetime | None = None,
+) -> datetime:
     """The browser reports the case's first image on screen: the clock starts, once, server side.
 
-    ``age_s`` is how long ago, by the browser's clock, the image was drawn (it retries if the server was
-    unreachable); the clock starts then, never before the case was opened.
+    ``age_s`` is how long before the request was sent, by the browser's clock, the image was drawn (it
+    retries if the server was unreachable); ``received_at`` is when the request reached the server (the route
+    takes it on arrival, before any queueing; default now). The clock starts at the difference, never before
+    the case was opened.
     """
     with db.transaction() as session:
         assignment = reader_case(session, actor, case_ref, for_update=True, viewing=True)
@@ -315,7 +319,7 @@ def mark_image_shown(db: Database, actor: Actor, case_ref: str, *, age_s: float 
                 return assignment.first_shown_at
             raise Conflict("the case is not open")
         if assignment.first_shown_at is None:
-            at, age = _beacon_time(utcnow(), age_s, assignment.opened_at)
+            at, age = _beacon_time(received_at or utcnow(), age_s, assignment.opened_at)
             assignment.first_shown_at = at
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="image_shown",
@@ -333,56 +337,6 @@ def _press_id(value: object) -> str | None:
     if not isinstance(value, str) or not 0 < len(value) <= PRESS_ID_CHARS or not value.isascii():
         raise InvalidInput("press_id must be a short ASCII string")
     return value
-
-
-def record_submit_press(db: Database, actor: Actor, case_ref: str, press_id: str, *, age_s: float | None = None) -> datetime:
-    """The browser reports a SUBMIT press the moment it happens (a beacon beside the page's own request).
-
-    The read's clock stops at the press, not when the page's rerun gets to the submission: a reconnect
-    after a server restart or a slow rerun can delay that by seconds. The submission names the press it
-    carries (``press_id``); whichever of the two reaches the server first, the earlier moment stands.
-
-    Returns the press time recorded (or the submission's, when the press came after it was reconciled).
-    """
-    press_id = _press_id(press_id)
-    if press_id is None:
-        raise InvalidInput("a press needs its press_id")
-    with db.transaction() as session:
-        assignment = reader_case(session, actor, case_ref, for_update=True)
-        at, age = _beacon_time(utcnow(), age_s, assignment.first_shown_at)
-        if assignment.status == "in_progress":
-            if _press_at(session, assignment, press_id) is None:
-                record_event(
-                    session, study_id=assignment.study_id, actor=actor, kind="submit_pressed",
-                    assignment_id=assignment.id, at=at, payload={"press_id": press_id, "age_s": round(age, 3)},
-                )
-            return at
-        response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).first()
-        submitted = _submitted_event(session, assignment)
-        if (response is None or submitted is None or submitted.payload.get("press_id") != press_id
-                or at >= response.submitted_at):
-            return response.submitted_at if response is not None else at
-        # The submission came first (the page's rerun beat this beacon): the press is the truer moment.
-        before = response.submitted_at
-        response.submitted_at = assignment.submitted_at = at
-        if assignment.first_shown_at is not None:
-            response.duration_s = (at - assignment.first_shown_at).total_seconds()
-        record_event(
-            session, study_id=assignment.study_id, actor=actor, kind="submit_time_reconciled",
-            assignment_id=assignment.id, at=utcnow(),
-            payload={"press_id": press_id, "from": before.isoformat(), "to": at.isoformat(),
-                     "duration_s": None if response.duration_s is None else round(response.duration_s, 3)},
-        )
-        return at
-
-
-def _press_at(session: Session, assignment: Assignment, press_id: str) -> datetime | None:
-    for event in session.scalars(
-        select(Event).where(Event.assignment_id == assignment.id, Event.kind == "submit_pressed")
-    ):
-        if event.payload.get("press_id") == press_id:
-            return event.at
-    return None
 
 
 def _submitted_event(session: Session, assignment: Assignment) -> Event | None:
@@ -469,16 +423,22 @@ def submit(
     hidden_s: float | None = None,
     idle_s: float | None = None,
     press_id: str | None = None,
+    age_s: float | None = None,
+    received_at: datetime | None = None,
 ) -> SubmitResult:
     """SUBMIT: lock the text, stop the clock, and release the reports other arms wait for.
 
-    The clock stops at the press: when the browser's press beacon (:func:`record_submit_press`) for
-    ``press_id`` arrived first, its moment is ``submitted_at``; otherwise the moment this call runs, and a
-    later beacon may still move it back to the press.
+    The browser sends the press itself, at once, as a request of its own (``/api/reading/{case_ref}/submit``),
+    not through the page's next rerun: ``submitted_at`` is when that request reached the server, less
+    ``age_s``, the browser's own measure of how long ago the press was (0 unless it had to retry while the
+    server restarted), counted from ``received_at``, when the request reached the server (the route takes
+    it on arrival, so time spent queueing for a thread or the database adds nothing either; default now).
+    A reconnect, a restart or a slow rerun adds nothing to the read's time.
 
-    A second submit of the same case (double click, second tab, retry after a lost reply) raises
-    :class:`AlreadySubmitted`; the first submission stands. The database's one-response-per-assignment
-    constraint backs this up when two requests race.
+    A second submit of the same case (double click, second tab) raises :class:`AlreadySubmitted`; the first
+    submission stands. The same press sent again (a retry whose first answer was lost) is not a second
+    submit: it gets the first one's result. The database's one-response-per-assignment constraint backs
+    this up when two requests race.
     """
     client = {
         name: (_client_seconds(value, name) if value is not None else None)
@@ -489,7 +449,13 @@ def submit(
         with db.transaction() as session:
             assignment = reader_case(session, actor, case_ref, for_update=True)
             if assignment.status in ("submitted", "completed"):
-                raise AlreadySubmitted("this case is already submitted")
+                earlier = _submitted_event(session, assignment)
+                if press_id and earlier is not None and earlier.payload.get("press_id") == press_id:
+                    response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).one()
+                    return SubmitResult(assignment.case_ref, response.submitted_at, response.duration_s,
+                                        assignment.status)
+                raise AlreadySubmitted("this case was already submitted (in another tab or window); "
+                                       "the first submission stands")
             if assignment.status != "in_progress":
                 raise Conflict("open the case before submitting it")
             if assignment.first_shown_at is None:
@@ -503,9 +469,7 @@ def submit(
                     raise InvalidInput("the report is empty; write the findings before submitting")
                 shown = (_draft_text(session, assignment.draft_id) or "") if arm.task == "edit" else ""
             now = utcnow()
-            pressed = _press_at(session, assignment, press_id) if press_id else None
-            at = min(pressed, now) if pressed is not None else now
-            at = max(at, assignment.first_shown_at)
+            at, age = _beacon_time(min(received_at or now, now), age_s, assignment.first_shown_at)
             duration = (at - assignment.first_shown_at).total_seconds()
             session.add(
                 Response(
@@ -521,7 +485,9 @@ def submit(
             assignment.submitted_at = at
             payload = {"duration_s": round(duration, 3), **{k: v for k, v in client.items() if v is not None}}
             if press_id:
-                payload.update(press_id=press_id, clock="press" if pressed is not None else "arrival")
+                payload["press_id"] = press_id
+            if age:
+                payload["age_s"] = round(age, 3)
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="submitted",
                 assignment_id=assignment.id, at=at, payload=payload,
@@ -535,7 +501,8 @@ def submit(
             return SubmitResult(assignment.case_ref, at, duration, assignment.status)
     except IntegrityError:
         # Another request submitted the same case between our read and our write.
-        raise AlreadySubmitted("this case is already submitted") from None
+        raise AlreadySubmitted("this case was already submitted (in another tab or window); "
+                               "the first submission stands") from None
 
 
 def _release_report(session: Session, actor: Actor, assignment: Assignment, final_text: str, now: datetime) -> None:

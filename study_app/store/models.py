@@ -397,6 +397,16 @@ class Autosave(Base):
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ServerKey(Base):
+    """A secret the server keeps across restarts and shares with its replicas (e.g. Streamlit's cookie secret)."""
+
+    __tablename__ = "server_key"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Event(Base):
     """Append-only audit log; triggers in the migration refuse UPDATE and DELETE."""
 

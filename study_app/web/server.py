@@ -9,7 +9,7 @@ then read the cookie through ``st.context.cookies`` on every rerun.
 from __future__ import annotations
 
 import html
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -186,6 +186,7 @@ async def _json(body: bytes) -> dict:
 
 async def image_shown(request: Request) -> Response:
     """POST /api/reading/{case_ref}/shown: the first image is on screen; the server clock starts (once)."""
+    received_at = datetime.now(timezone.utc)  # on arrival: queueing for a thread or the database must not move the clock
     actor, body = await _reader_post(request)
     if actor is None:
         return body
@@ -193,27 +194,40 @@ async def image_shown(request: Request) -> Response:
         data = await _json(body)
         at = await run_in_threadpool(
             lambda: reading.mark_image_shown(shared_database(), actor, request.path_params["case_ref"],
-                                             age_s=data.get("age_s"))
+                                             age_s=data.get("age_s"), received_at=received_at)
         )
     except ServiceError as error:
         return _error(error)
     return JSONResponse({"first_shown_at": at.isoformat()})
 
 
-async def submit_press(request: Request) -> Response:
-    """POST /api/reading/{case_ref}/press: SUBMIT was pressed ``age_s`` ago; the read's clock stops then."""
+async def submit(request: Request) -> Response:
+    """POST /api/reading/{case_ref}/submit: SUBMIT pressed ``age_s`` ago, with the text and the client's totals.
+
+    The press goes to the server as this request, the moment it happens, instead of riding on the page's next
+    rerun (which waits for the websocket, seconds after a server restart); the read's clock stops at it.
+    """
+    received_at = datetime.now(timezone.utc)  # on arrival: queueing for a thread or the database must not move the clock
     actor, body = await _reader_post(request)
     if actor is None:
         return body
     try:
         data = await _json(body)
-        at = await run_in_threadpool(
-            lambda: reading.record_submit_press(shared_database(), actor, request.path_params["case_ref"],
-                                                data.get("press_id"), age_s=data.get("age_s"))
+
+        def seconds(name: str):
+            value = data.get(name)
+            return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+        result = await run_in_threadpool(
+            lambda: reading.submit(
+                shared_database(), actor, request.path_params["case_ref"], data.get("text"),
+                active_s=seconds("active_s"), hidden_s=seconds("hidden_s"), idle_s=seconds("idle_s"),
+                press_id=data.get("press_id"), age_s=data.get("age_s"), received_at=received_at,
+            )
         )
     except ServiceError as error:
         return _error(error)
-    return JSONResponse({"pressed_at": at.isoformat()})
+    return JSONResponse({"submitted_at": result.submitted_at.isoformat(), "status": result.status})
 
 
 async def client_event(request: Request) -> Response:
@@ -257,7 +271,7 @@ ROUTES = [
     # A case is named by its case_ref (opaque, random), never by an assignment id.
     Route("/api/image/{case_ref}/{ordinal:int}", case_image, methods=["GET"]),
     Route("/api/reading/{case_ref}/shown", image_shown, methods=["POST"]),
-    Route("/api/reading/{case_ref}/press", submit_press, methods=["POST"]),
+    Route("/api/reading/{case_ref}/submit", submit, methods=["POST"]),
     Route("/api/reading/{case_ref}/event", client_event, methods=["POST"]),
     Route("/api/reading/{case_ref}/autosave", autosave, methods=["POST"]),
 ]

@@ -19,7 +19,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # What the page says once the server has taken a submission: questions follow (edit, compare) or the case is done
 # at once (write, which asks nothing).
-ACKNOWLEDGED = re.compile(r"Submitted; the clock has stopped|Saved\. This case is finished")
+ACKNOWLEDGED = re.compile(r"Submitted; the clock has stopped|Saved\. This case is finished|"
+                          r"Submitted: the server has your report")
 
 
 def assignment_state(study, case_ref: str):
@@ -109,3 +110,55 @@ def test_kill_during_submit_leaves_whole_or_no_submission(killable_study, browse
         assert stored == 1, (delay, stored)
     assert integrity(study) == "ok"
     print("kill during submit (delay, acknowledged, status after restart, responses):", outcomes)
+
+
+def _duration(study, case_ref: str) -> float:
+    with study.db.read() as session:
+        row = assignment_of(session, case_ref)
+        return session.scalars(select(Response.duration_s).where(Response.assignment_id == row.id)).one()
+
+
+# Presses SUBMIT from inside the page and returns when, by the page's own clock (ms since 1970), it was pressed.
+PRESS = "button => { const at = performance.timeOrigin + performance.now(); button.click(); return at; }"
+
+
+@pytest.mark.parametrize("server_down_at_press", [False, True], ids=["press-right-after-restart", "press-while-down"])
+def test_a_restart_adds_nothing_to_the_reading_time(killable_study, browser, server_down_at_press):
+    """duration_s is first image to the SUBMIT press, whatever the server went through in between.
+
+    Right after a restart the page's websocket is still reconnecting, so a submission riding on it reached the
+    new process seconds late (3.8-12.6 s were added); with the server down at the press, the browser retries
+    until the new process answers, saying how long ago the press was. The true interval is measured by the
+    page's own clock: from the moment the viewer drew the image to the press.
+    """
+    study = killable_study
+    actor = study.actor("res1")
+    case = next(i for i in study.items(actor, status="ready") if i.task == "edit").case_ref
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    sign_in(page, study.base, study.invites["res1"])
+    open_case(page, study.base, case)
+    shown_at_ms = float(page.get_attribute(".rs-viewer", "data-shown-at"))
+    page.locator("textarea.rs-text").fill("Read across a server restart.")
+    page.wait_for_selector(".rs-saved:has-text('Saved')", timeout=20_000)
+    study.server.kill()
+    if server_down_at_press:
+        pressed_at_ms = page.locator("button.rs-submit").evaluate(PRESS)
+        time.sleep(3.0)
+        study.server.start()
+    else:
+        study.server.start()
+        pressed_at_ms = page.locator("button.rs-submit").evaluate(PRESS)
+    page.get_by_text(ACKNOWLEDGED).first.wait_for(timeout=60_000)
+    # And the page moves on to the questions once its websocket is back, without a reload.
+    page.get_by_text("Submitted; the clock has stopped").wait_for(timeout=60_000)
+    scripted = (pressed_at_ms - shown_at_ms) / 1000
+    duration = _duration(study, case)
+    assert abs(duration - scripted) <= 0.5, (duration, scripted)
+    with study.db.read() as session:
+        from study_app.store.models import Event
+
+        submitted = session.scalars(select(Event.payload).where(
+            Event.assignment_id == assignment_of(session, case).id, Event.kind == "submitted")).one()
+    if server_down_at_press:
+        # The press reached the new process only after its 3 s and more of absence, and was dated back.
+        assert submitted["age_s"] >= 3.0, submitted

@@ -156,13 +156,11 @@ def test_reader_signs_in_edits_refreshes_and_compares(residents_done, live_serve
                            "writing_efficiency": "5", "interpretation_efficiency": "5"}
         events = session.execute(select(Event.kind, Event.payload)
                                  .where(Event.assignment_id == assignment_of(session, first).id).order_by(Event.id)).all()
-        kinds = [k for k, _ in events if k not in ("autosave", "hidden", "visible", "idle", "submit_pressed",
-                                                    "submit_time_reconciled")]
+        kinds = [k for k, _ in events if k not in ("autosave", "hidden", "visible", "idle")]
         assert kinds == ["opened", "image_shown", "submitted", "answers_saved", "completed"]
-        # The press reached the server by its own beacon, and the submission carried the same press.
-        pressed = [p["press_id"] for k, p in events if k == "submit_pressed"]
+        # The submission went to the server at the press, named by the press (so a retry is not a second one).
         submitted = next(p for k, p in events if k == "submitted")
-        assert pressed == [submitted["press_id"]]
+        assert len(submitted["press_id"]) == 32
 
         second_row = assignment_of(session, second)
         assert second_row.first_shown_at == before, "a refresh does not restart the clock"
@@ -227,7 +225,7 @@ def test_hidden_and_idle_time_reach_the_submission(residents_done, live_server, 
     assert response.hidden_s == pytest.approx(1.5, abs=0.5)
     assert response.idle_s == pytest.approx(idle_threshold + 1.5, abs=1.0)
     assert response.active_s == pytest.approx(response.duration_s - response.hidden_s - response.idle_s, abs=1.0)
-    kinds = [kind for kind, _ in events if kind not in ("autosave", "submit_pressed", "submit_time_reconciled")]
+    kinds = [kind for kind, _ in events if kind != "autosave"]
     assert kinds == ["opened", "image_shown", "hidden", "visible", "idle", "submitted", "answers_saved",
                      "completed"]
     payload = dict(events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -154,3 +155,44 @@ def test_packed_png_round_trips_the_displayed_values(client, web_study):
         values = unpack_display_png(display.png, display.offset, display.gain)
         assert values.shape == (display.height, display.width)
         assert np.isfinite(values).all()
+
+
+def test_submit_is_the_press_dated_back_by_its_age_and_a_retry_is_not_a_second_submit(client, web_study):
+    from datetime import datetime
+
+    actor, view = _first_case(web_study, client, "res1")
+    ref = view.case_ref
+    client.post(f"/api/reading/{ref}/shown", headers=BEACON)
+    with web_study.db.transaction() as session:  # the image has been on screen for 5 s
+        from tests.case_refs import assignment_of
+
+        row = assignment_of(session, ref)
+        row.first_shown_at = row.first_shown_at - timedelta(seconds=5)
+        shown = row.first_shown_at
+    url = f"/api/reading/{ref}/submit"
+    assert client.post(url, json={"text": "x", "press_id": "p1"}).status_code == 403, "the client header is required"
+    refused = client.post(url, headers=BEACON, json={"text": "   ", "press_id": "p1", "age_s": 0})
+    assert refused.status_code == 422 and "empty" in refused.json()["error"]
+    assert reading.case_view(web_study.db, actor, ref).status == "in_progress", "a refused submit stores nothing"
+    bad_age = client.post(url, headers=BEACON, json={"text": "Lungs clear.", "press_id": "p1", "age_s": 5000})
+    assert bad_age.status_code == 422
+    # The press happened 0.4 s before its request was sent (the browser had to retry).
+    first = client.post(url, headers=BEACON, json={"text": "Lungs clear.", "press_id": "p1", "age_s": 0.4,
+                                                   "active_s": 1.5})
+    answered = datetime.now(shown.tzinfo)
+    assert first.status_code == 200
+    submitted = datetime.fromisoformat(first.json()["submitted_at"])
+    assert shown < submitted <= answered - timedelta(seconds=0.4)
+    # The same press again (its first answer lost on the way): the first submission's answer, not a refusal.
+    again = client.post(url, headers=BEACON, json={"text": "Lungs clear.", "press_id": "p1", "age_s": 3})
+    assert again.status_code == 200 and again.json() == first.json()
+    # Another press (a second tab): refused, the first stands.
+    other = client.post(url, headers=BEACON, json={"text": "Other tab.", "press_id": "p2"})
+    assert other.status_code == 409 and other.json()["kind"] == "AlreadySubmitted"
+    row_id = assignment_id_of(web_study.db, ref)
+    with web_study.db.read() as session:
+        from study_app.store.models import Response
+
+        response = session.scalars(select(Response).where(Response.assignment_id == row_id)).one()
+    assert response.final_text == "Lungs clear." and response.active_s == 1.5
+    assert response.duration_s == pytest.approx((submitted - shown).total_seconds())

@@ -50,10 +50,15 @@ def image_viewer(case_ref: str, images: list[dict[str, Any]], *, idle_threshold_
 
 
 def report_editor(
-    case_ref: str, text: str, *, mode: str, attempt: int = 0, autosave_s: float = 3.0,
-    submit_label: str = "Submit", placeholder: str = "",
+    case_ref: str, text: str, *, mode: str, autosave_s: float = 3.0, submit_label: str = "Submit",
+    placeholder: str = "",
 ) -> dict | None:
-    """The editor and SUBMIT button; returns the submit payload once, on the rerun SUBMIT triggers.
+    """The editor and SUBMIT button.
+
+    The browser sends the submission straight to the server (``/api/reading/{case_ref}/submit``) at the press,
+    and says in the editor when it is refused, keeping the text; once the server has answered, the component
+    asks for a rerun so the page shows the questions. The page learns of the submission from the database;
+    the rerun's payload says only whether this tab's press was the one stored.
 
     Parameters
     ----------
@@ -63,19 +68,18 @@ def report_editor(
         Initial text: empty (write), the draft (edit) or the last autosave (resume).
     mode : {"write", "edit", "none"}
         ``"none"`` shows only the SUBMIT button (compare and reasoning cases).
-    attempt : int
-        Bumped after a refused submit so the browser unlocks the editor.
 
     Returns
     -------
     dict or None
-        ``{"text", "active_s", "hidden_s", "idle_s", "press_id"}`` when SUBMIT was pressed on this rerun.
+        On the rerun the component asked for: ``{"case_ref", "outcome"}`` with outcome ``"stored"`` (this
+        tab's press) or ``"already"`` (another tab or window had submitted first).
     """
     result = _editor(
-        key=f"editor-{case_ref}-{attempt}",
-        data={"case_ref": case_ref, "text": text, "mode": mode, "attempt": attempt,
-              "autosave_s": autosave_s, "submit_label": submit_label, "placeholder": placeholder},
-        on_submit_change=lambda: None,
+        key=f"editor-{case_ref}",
+        data={"case_ref": case_ref, "text": text, "mode": mode, "autosave_s": autosave_s,
+              "submit_label": submit_label, "placeholder": placeholder},
+        on_submitted_change=lambda: None,
         height="content",
     )
-    return getattr(result, "submit", None)
+    return getattr(result, "submitted", None)

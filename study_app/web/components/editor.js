@@ -1,7 +1,9 @@
 // Report editor with autosave and the SUBMIT button (Streamlit components v2 module).
-// The text is autosaved every few seconds and when the page is left, straight to the server; SUBMIT sends
-// the text together with the client's reading-clock totals as one trigger, so nothing typed in the last
-// instant is lost between an autosave and the submit.
+// The text is autosaved every few seconds and when the page is left, straight to the server. SUBMIT sends the
+// text with the client's reading-clock totals straight to the server too, at the press (retried while the
+// server cannot be reached, with the press's age), so the clock stops at the press and nothing typed in the
+// last instant is lost. Only then does the page rerun (a trigger) to show the questions. A refused submit
+// says why in the editor, which stays usable with the text as typed.
 
 class Editor {
   constructor(root, data, setTriggerValue) {
@@ -14,7 +16,7 @@ class Editor {
     this.withText = data.mode !== "none";
     root.classList.toggle("no-text", !this.withText);
     this.text.value = data.text || "";
-    this.text.readOnly = false;  // the template starts read-only; a refused submit's new attempt unlocks it too
+    this.text.readOnly = false;  // the template starts read-only, so nothing is typed before the draft is in
     this.text.placeholder = data.placeholder || "";
     this.lastSaved = this.text.value;
     this.locked = false;
@@ -77,16 +79,49 @@ class Editor {
     this.text.readOnly = true;
     const own = window.__readerstudyClock && window.__readerstudyClock.id === this.data.case_ref;
     const clock = own ? window.__readerstudyClock.snapshot() : {};
-    if (own) window.__readerstudyClock.forget();
-    // The press goes to the server at once, beside the page's own rerun: the read's clock stops at the
-    // press even when the rerun is slow or waits for a reconnect (server restart). Both name the press.
-    const pressId = randomId();
-    beacon(`/api/reading/${this.data.case_ref}/press`, { press_id: pressId }, pressedAt);
-    this.setTriggerValue("submit", { text: this.withText ? this.text.value : null, ...clock, press_id: pressId,
-                                     nonce: Date.now() });
+    const body = { text: this.withText ? this.text.value : null, ...clock, press_id: randomId() };
+    this.send(body, pressedAt, own);
+  }
+  async send(body, pressedAt, own) {
+    const response = await beacon(`/api/reading/${this.data.case_ref}/submit`, body, pressedAt, (problem) => {
+      this.saved.textContent = `Not submitted yet: ${problem}. Your text is kept; retrying…`;
+    });
+    if (response && response.ok) {
+      // Stored: the clock's totals are in the database, the browser no longer keeps them.
+      if (own && window.__readerstudyClock) window.__readerstudyClock.forget();
+      this.root.dataset.submitted = "1";
+      this.saved.textContent = "Submitted: the server has your report.";
+      this.button.textContent = "Submitted";
+      this.showNext("stored");
+      return;
+    }
+    const answer = response ? await response.json().catch(() => ({})) : {};
+    if (response && answer.kind === "AlreadySubmitted") {
+      this.saved.textContent = `Not submitted from this tab: ${answer.error}.`;
+      this.root.dataset.submitted = "other";
+      this.showNext("already");
+      return;
+    }
+    // Refused (or given up after many minutes): nothing was stored; the editor is usable again, text as typed.
+    this.locked = false;
+    this.button.disabled = false;
+    this.button.textContent = this.data.submit_label || "Submit";
+    this.text.readOnly = false;
+    this.saved.textContent = response
+      ? `Not submitted: ${answer.error || `the server answered ${response.status}`}. Your text is kept.`
+      : "Not submitted: the server could not be reached for many minutes. Your text is kept; press Submit again.";
+  }
+  showNext(outcome) {
+    // The page shows the questions (or the next case) on its next run. The request for it rides on the
+    // websocket, which may be reconnecting (a server restart): ask again until the page has moved on.
+    const ask = () => this.setTriggerValue("submitted", { case_ref: this.data.case_ref, outcome, nonce: Date.now() });
+    ask();
+    clearInterval(this.nextTimer);
+    this.nextTimer = setInterval(ask, 3000);
   }
   destroy() {
     clearInterval(this.timer);
+    clearInterval(this.nextTimer);
     document.removeEventListener("visibilitychange", this.onHide);
     window.removeEventListener("pagehide", this.onPageHide);
     this.text.removeEventListener("input", this.onInput);
@@ -99,13 +134,17 @@ export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
   const root = parentElement.querySelector(".rs-editor");
   if (!root || !data) return;
-  // A rerun hands the same case again: keep what the reader is typing.
-  if (root.__editor && root.__editor.data.case_ref === data.case_ref && root.__editor.data.mode === data.mode &&
-      root.__editor.data.attempt === data.attempt) {
+  // Unmounted (the page moved on to the questions or the next case): stop autosaving and asking for reruns.
+  const cleanup = () => {
+    if (root.__editor && !root.isConnected) { root.__editor.destroy(); root.__editor = null; }
+  };
+  // A rerun hands the same case again: keep what the reader is typing (and a submit in flight).
+  if (root.__editor && root.__editor.data.case_ref === data.case_ref && root.__editor.data.mode === data.mode) {
     root.__editor.setTriggerValue = setTriggerValue;
-    return;
+    return cleanup;
   }
   if (root.__editor) root.__editor.destroy();
   root.__editor = new Editor(root, data, setTriggerValue);
   root.dataset.case = data.case_ref;
+  return cleanup;
 }

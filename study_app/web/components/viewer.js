@@ -291,6 +291,8 @@ class Viewer {
     const shownAt = performance.now();
     window.__readerstudyClock.start();
     this.root.dataset.shown = "1";
+    // When the image was drawn, by this page's clock (ms since 1970): what the server's clock start should be.
+    this.root.dataset.shownAt = String(Math.round(performance.timeOrigin + shownAt));
     const response = await beacon(`/api/reading/${this.data.case_ref}/shown`, {}, shownAt);
     if (response && response.ok) this.root.dataset.clock = "started";
   }

@@ -24,9 +24,8 @@ VIEW_LABELS = {"PA": "PA", "AP": "AP", "LATERAL": "Lateral", "LL": "Lateral"}
 
 def _state() -> dict:
     # Per browser tab: which cases this visit has opened, which arms' instructions were read.
-    return st.session_state.setdefault("reading", {"visited": set(), "instructed": set(), "attempts": {},
-                                                   "retry_text": {}, "prefetched": set(), "just_done": None,
-                                                   "notice": None})
+    return st.session_state.setdefault("reading", {"visited": set(), "instructed": set(), "prefetched": set(),
+                                                   "just_done": None, "notice": None})
 
 
 def _needs_instructions(
@@ -101,6 +100,7 @@ def render() -> None:
     if worklist.study_status != "open":
         st.info(f"Reading is not open at the moment (the study is {worklist.study_status}). Your work is saved.")
         return
+    _after_press(worklist, state)
     _show_notice(state, worklist)
     if state["just_done"] is not None:
         st.success("Saved. This case is finished.")
@@ -178,7 +178,6 @@ def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
         elif view.status == "completed":
             _finished(view)
         else:
-            _late_submit(db, actor, view, state)
             _after_submit(db, actor, view, state)
 
 
@@ -201,63 +200,37 @@ def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
         _plain(_answer_text(view))
     else:
         st.markdown("**Findings**" + (" (draft: edit until you would sign it)" if view.task == "edit" else ""))
-    editor = {"case_ref": view.case_ref,
-              # After a refused submit the editor comes back with what the reader had typed, not the last autosave.
-              "text": state["retry_text"].get(view.case_ref, view.editor_text),
+    editor = {"case_ref": view.case_ref, "text": view.editor_text,
               "mode": view.task if view.task in ("write", "edit") else "none",
-              "attempt": state["attempts"].get(view.case_ref, 0),
               "placeholder": "Write the findings…" if view.task == "write" else ""}
-    state["editor_on_screen"] = editor
-    payload = report_editor(**editor)
-    if payload:
-        _submit(db, actor, view, state, payload)
+    state["showing"] = editor
+    report_editor(**editor)
 
 
-def _late_submit(db, actor, view: reading_service.CaseView, state: dict) -> None:
-    """A SUBMIT pressed in this tab after another tab had submitted the case still gets its answer.
+def _after_press(worklist: reading_service.Worklist, state: dict) -> None:
+    """The rerun a submit asked for: say what became of this tab's press, once its case left the editor.
 
-    The press reaches the server as a rerun in which the case is no longer in progress, so the page
-    would not draw the editor and the press would go unread: the reader would see someone else's text
-    locked in place of theirs, with no word why. The editor this tab last showed is called once more,
-    out of sight, to read the press; submitting it is refused (the first submission stands) with a notice.
+    The submission itself went to the server at the press; the page learns the result from the database.
+    Whether it was this tab's press or another tab's that was stored only the editor knows: it is called once
+    more, out of sight, to read the payload of the rerun it asked for (the case is no longer in progress, so
+    the page will not draw the editor again).
     """
-    editor = state.pop("editor_on_screen", None)
-    if editor is None or editor["case_ref"] != view.case_ref:
+    editor = state.get("showing")
+    if editor is None:
         return
+    item = worklist.item(editor["case_ref"])
+    if item is not None and item.status == "in_progress":
+        return
+    state["showing"] = None
     slot = st.empty()
     with slot:
         payload = report_editor(**editor)
     slot.empty()
-    if payload:
-        _submit(db, actor, view, state, payload)
-
-
-def _submit(db, actor, view: reading_service.CaseView, state: dict, payload: dict) -> None:
-    def seconds(name: str) -> float | None:
-        value = payload.get(name)
-        return float(value) if isinstance(value, (int, float)) else None
-
-    press_id = payload.get("press_id")
-    try:
-        result = reading_service.submit(
-            db, actor, view.case_ref, payload.get("text"),
-            active_s=seconds("active_s"), hidden_s=seconds("hidden_s"), idle_s=seconds("idle_s"),
-            press_id=press_id if isinstance(press_id, str) else None,
-        )
-    except AlreadySubmitted:
-        state["notice"] = {"text": "This case was already submitted (in another tab or by a double click); "
+    if payload and payload.get("outcome") == "already":
+        state["notice"] = {"text": "This case was already submitted (in another tab or window); "
                                    "the first submission stands."}
-    except ServiceError as error:
-        # Nothing was stored. The editor unlocks (a new attempt) with the reader's text as they submitted it.
-        state["attempts"][view.case_ref] = state["attempts"].get(view.case_ref, 0) + 1
-        if isinstance(payload.get("text"), str):
-            state["retry_text"][view.case_ref] = payload["text"]
-        state["notice"] = {"text": f"Not submitted: {error} Your text is kept; press Submit again when ready."}
-    else:
-        state["retry_text"].pop(view.case_ref, None)
-        if result.status == "completed":
-            state["just_done"] = view.case_ref
-    st.rerun()
+    elif item is not None and item.status == "completed":
+        state["just_done"] = editor["case_ref"]
 
 
 def _finished(view: reading_service.CaseView) -> None:

@@ -1,4 +1,4 @@
-"""Blinded release: each arm's reading round, and an opaque reference for every assignment
+"""Blinded release: each arm's reading round, an opaque reference for every assignment, server keys
 
 Revision ID: 0002_blinded_release
 Revises: 0001_initial
@@ -7,13 +7,17 @@ Create Date: 2026-12-01 19:30:00
 The reader's browser used to receive assignment ids, sequential integers inserted arm by arm, so their
 order told an attending which drafts came from residents. Every assignment now carries ``case_ref``, a
 random string that the browser sees instead. ``arm.reading_round`` says in which reading round an arm's
-cases open (see docs/designs.md); existing arms get the round the design parser would give them.
+cases open (see docs/designs.md); existing arms get the round the design parser would give them. ``server_key`` keeps the secret that signs
+Streamlit's cookies across restarts (and shares it between replicas): with a fresh secret per process, every
+open tab's websocket was refused after a restart until the reader reloaded the page.
 """
 
 import secrets
 
 import sqlalchemy as sa
 from alembic import op
+
+import study_app.store.models
 
 revision = "0002_blinded_release"
 down_revision = "0001_initial"
@@ -60,9 +64,17 @@ def upgrade() -> None:
         bind.execute(assignment_table.update().where(assignment_table.c.id == assignment_id)
                      .values(case_ref=secrets.token_urlsafe(16)))
     op.create_index("ix_assignment_case_ref", "assignment", ["case_ref"], unique=True)
+    op.create_table(
+        "server_key",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=256), nullable=False),
+        sa.Column("created_at", study_app.store.models.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_server_key")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("server_key")
     op.drop_index("ix_assignment_case_ref", table_name="assignment")
     with op.batch_alter_table("assignment") as batch_op:
         batch_op.drop_column("case_ref")
