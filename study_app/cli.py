@@ -746,6 +746,65 @@ def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, 
     click.echo(f"wrote {report} and {Path(out_dir) / 'results.json'}")
 
 
+@main.group()
+def audit() -> None:
+    """Checks a study's evidence can be trusted.
+
+    \b
+    Example:
+      readerstudy audit blinding demo
+    """
+
+
+@audit.command("blinding")
+@click.argument("study_id")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Family-wise error rate over all features (Holm).")
+@click.option("--permutations", type=click.IntRange(100, 1_000_000), default=5000, show_default=True,
+              help="Monte-Carlo permutations per feature when exact enumeration is larger.")
+@click.option("--no-pages", is_flag=True, help="Skip rendering the case pages (faster; worklists, ids and routes only).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the whole report as JSON to this file.")
+@db_option
+def audit_blinding_command(db: Database, study_id: str, alpha: float, permutations: int, no_pages: bool,
+                           json_out: Path | None) -> None:
+    """Test everything each reader is sent about each blinded case for association with the draft's source.
+
+    Works on a snapshot of the database (the study is not touched), through the same pages, routes and
+    services a browser uses. Exits 0 when no presentation feature predicts the source, 7 when one does.
+
+    \b
+    Example:
+      readerstudy audit blinding demo --json var/blinding.json
+    """
+    from study_app.web.blinding_audit import audit_blinding
+
+    report = audit_blinding(db, SYSTEM, study_id, alpha=alpha, permutations=permutations, pages=not no_pages)
+    click.echo(f"blinding audit of {study_id}: {report.n_cases} blinded case(s) of {report.n_readers} reader(s), "
+               f"{report.n_held} held for a later round; {len(report.verdicts)} features tested, "
+               f"Holm family-wise alpha {alpha}")
+    if report.verdicts:
+        table = report.table()
+        table["p"] = table["p"].map(lambda p: f"{p:.3g}")
+        table["p_holm"] = table["p_holm"].map(lambda p: f"{p:.3g}")
+        click.echo(_indent(table.to_string(index=False)))
+    if len(report.content):
+        click.echo("\ndraft content by true label (the study's subject: described, not a leak):")
+        click.echo(_indent(report.content.to_string(index=False)))
+    click.echo("\nwhat the audit cannot see:")
+    for line in report.cannot_see:
+        click.echo(f"  - {line}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    if report.leaks:
+        for verdict in report.leaks:
+            click.echo(f"LEAK: {verdict.group} {verdict.feature} ({verdict.kind}) predicts the source: "
+                       f"p = {verdict.p_val:.3g}, Holm {verdict.p_holm:.3g}; values {verdict.values_by_label}", err=True)
+        sys.exit(7)
+    click.echo("\nno presentation feature predicts the draft source.")
+
+
 @main.command("serve")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (put a TLS proxy in front).")
