@@ -34,8 +34,8 @@ def stratified_permutation_test(values, labels, strata, *, kind: str = "categori
         stratum keeps its own count of each label.
     kind : {"categorical", "numeric"}
     n_permutations : int
-        Monte-Carlo permutations when the exact distribution has more arrangements than this; otherwise
-        every arrangement is enumerated and the p-value is exact.
+        Monte-Carlo permutations when the exact distribution is out of reach (a stratum with more than
+        50,000 arrangements); otherwise the p-value is exact.
     seed : int
         Seed of the Monte-Carlo permutations.
 
@@ -43,7 +43,8 @@ def stratified_permutation_test(values, labels, strata, *, kind: str = "categori
     -------
     dict
         * ``'statistic'``: the observed statistic (see Notes)
-        * ``'p_val'``: the share of arrangements with a statistic at least as large (exact), or
+        * ``'p_val'``: the share of arrangements with a statistic at least as large (exact: the strata's
+          parts are independent, so the null distribution is the convolution of each stratum's), or
           :math:`(1 + \\#\\{T^* \\ge T\\}) / (1 + B)` for B Monte-Carlo permutations
         * ``'exact'``: whether every arrangement was enumerated
         * ``'n'``, ``'n_label'``, ``'n_strata'``, ``'n_informative_strata'``: units, units with the label,
@@ -105,45 +106,73 @@ def stratified_permutation_test(values, labels, strata, *, kind: str = "categori
     if not informative:
         return {**result, "statistic": 0.0, "p_val": 1.0, "exact": True, "min_p": 1.0}
 
-    def statistic(assignment: list[np.ndarray]) -> float:
-        """assignment[i]: indices (within informative[i]) of the labelled units."""
+    def contribution(group: np.ndarray, chosen) -> float:
+        """One stratum's part of the statistic: its centred rank sum, or its chi-square."""
+        n, m = len(group), len(chosen)
+        values = encoded[group]
         if kind == "numeric":
-            total, variance = 0.0, 0.0
-            for group, chosen in zip(informative, assignment):
-                n, m = len(group), len(chosen)
-                total += encoded[group][chosen].sum() - m * (n + 1) / 2
-                variance += m * (n - m) * (n + 1) / 12
-            return abs(total) / math.sqrt(variance) if variance > 0 else 0.0
-        chi = 0.0
-        for group, chosen in zip(informative, assignment):
-            n, m = len(group), len(chosen)
-            categories, per_category = np.unique(encoded[group], return_counts=True)
-            observed = np.array([(encoded[group][chosen] == c).sum() for c in categories], dtype=float)
-            expected = m * per_category / n
-            chi += float(((observed - expected) ** 2 / expected).sum())
-        return chi
+            return float(values[list(chosen)].sum() - m * (n + 1) / 2)
+        categories, per_category = np.unique(values, return_counts=True)
+        picked = values[list(chosen)]
+        observed_counts = np.array([(picked == c).sum() for c in categories], dtype=float)
+        expected = m * per_category / n
+        return float(((observed_counts - expected) ** 2 / expected).sum())
 
-    observed_assignment = [np.flatnonzero(labels[g]) for g in informative]
-    observed = statistic(observed_assignment)
+    def combine(parts: list[float]) -> float:
+        if kind == "numeric":
+            variance = sum(m * (n - m) * (n + 1) / 12 for n, m in sizes)
+            return abs(sum(parts)) / math.sqrt(variance) if variance > 0 else 0.0
+        return float(sum(parts))
+
     sizes = [(len(g), int(labels[g].sum())) for g in informative]
-    arrangements = math.prod(math.comb(n, m) for n, m in sizes)
+    observed_parts = [contribution(g, np.flatnonzero(labels[g])) for g in informative]
+    observed = combine(observed_parts)
     # A tolerance on ">=": sums of floats that are equal in exact arithmetic must count as equal.
     tolerance = 1e-9 * max(1.0, abs(observed))
-    if arrangements <= n_permutations:
-        at_least = 0
-        for combination in itertools.product(*(itertools.combinations(range(n), m) for n, m in sizes)):
-            if statistic([np.array(c, dtype=int) for c in combination]) >= observed - tolerance:
-                at_least += 1
-        return {**result, "statistic": float(observed), "p_val": at_least / arrangements, "exact": True,
-                "min_p": 1 / arrangements}
+    exact = _exact_distribution(informative, sizes, contribution)
+    if exact is not None:
+        # The statistic is a sum over strata of independent parts: its exact null distribution is the
+        # convolution of each stratum's distribution over all its arrangements.
+        total = sum(exact.values())
+        at_least = sum(count for value, count in exact.items()
+                       if combine([value]) >= observed - tolerance)
+        largest = max(combine([value]) for value in exact)
+        smallest = sum(count for value, count in exact.items() if combine([value]) >= largest - 1e-9 * max(1, largest))
+        return {**result, "statistic": observed, "p_val": at_least / total, "exact": True, "min_p": smallest / total}
     rng = np.random.default_rng(seed)
     at_least = 0
     for _ in range(n_permutations):
-        permuted = [rng.choice(n, size=m, replace=False) for n, m in sizes]
-        if statistic(permuted) >= observed - tolerance:
+        parts = [contribution(g, rng.choice(n, size=m, replace=False)) for g, (n, m) in zip(informative, sizes)]
+        if combine(parts) >= observed - tolerance:
             at_least += 1
-    return {**result, "statistic": float(observed), "p_val": (1 + at_least) / (1 + n_permutations), "exact": False,
+    return {**result, "statistic": observed, "p_val": (1 + at_least) / (1 + n_permutations), "exact": False,
             "min_p": 1 / (1 + n_permutations)}
+
+
+# Exact enumeration while every stratum has at most this many arrangements and the convolution stays small.
+_MAX_STRATUM_ARRANGEMENTS = 50_000
+_MAX_SUPPORT = 200_000
+
+
+def _exact_distribution(groups, sizes, contribution) -> dict[float, int] | None:
+    """The exact null distribution of the summed statistic (value -> number of arrangements), or None when too big."""
+    if any(math.comb(n, m) > _MAX_STRATUM_ARRANGEMENTS for n, m in sizes):
+        return None
+    combined: dict[float, int] = {0.0: 1}
+    for group, (n, m) in zip(groups, sizes):
+        stratum: dict[float, int] = {}
+        for chosen in itertools.combinations(range(n), m):
+            value = round(contribution(group, np.array(chosen, dtype=int)), 9)
+            stratum[value] = stratum.get(value, 0) + 1
+        merged: dict[float, int] = {}
+        for total, count in combined.items():
+            for value, ways in stratum.items():
+                key = round(total + value, 9)
+                merged[key] = merged.get(key, 0) + count * ways
+        if len(merged) > _MAX_SUPPORT:
+            return None
+        combined = merged
+    return combined
 
 
 def holm_adjust(p_values) -> np.ndarray:

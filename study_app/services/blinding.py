@@ -159,6 +159,7 @@ class FeatureVerdict:
     p_val: float
     p_holm: float
     exact: bool
+    separates: bool
     leak: bool
     values_by_label: dict
 
@@ -185,7 +186,7 @@ class BlindingReport:
         return pd.DataFrame([{
             "group": v.group, "feature": v.feature, "kind": v.kind, "readers": v.n_readers, "cases": v.n_cases,
             "by_label": ", ".join(f"{k} {n}" for k, n in sorted(v.n_by_label.items())),
-            "p": v.p_val, "p_holm": v.p_holm, "exact": v.exact, "leak": v.leak,
+            "p": v.p_val, "p_holm": v.p_holm, "exact": v.exact, "separates": v.separates, "leak": v.leak,
         } for v in self.verdicts])
 
     def to_dict(self) -> dict:
@@ -205,6 +206,12 @@ def assess(features: pd.DataFrame, *, study_id: str, alpha: float = DEFAULT_ALPH
            permutations: int = DEFAULT_PERMUTATIONS, seed: int = 0, cannot_see: list[str] | None = None,
            content: pd.DataFrame | None = None) -> BlindingReport:
     """Test every presentation feature for association with the true label, within readers.
+
+    A feature is a leak when its Holm-adjusted p-value is below ``alpha``, or when it separates the labels
+    outright: a categorical feature whose values for one label never occur for the other, with at least two
+    cases of each and some value shared by several cases. Such a feature names the source of every case
+    once a reader has seen one of each, whatever the p-value a small study allows (four readers with three
+    cases of each source cannot give an exact p below 1e-4).
 
     Parameters
     ----------
@@ -232,14 +239,18 @@ def assess(features: pd.DataFrame, *, study_id: str, alpha: float = DEFAULT_ALPH
                                              rows["reader"].tolist(), kind=scale, n_permutations=permutations,
                                              seed=seed)
         values_by_label = {str(label): sorted({str(v) for v in g["value"]})[:5] for label, g in rows.groupby("label")}
-        raw.append((group, feature, kind, rows, result, values_by_label))
+        value_sets = [set(map(str, g["value"])) for _, g in rows.groupby("label")]
+        separates = (scale == "categorical" and len(value_sets) == 2 and not (value_sets[0] & value_sets[1])
+                     and rows.groupby("label").size().min() >= 2 and rows["value"].astype(str).nunique() < len(rows))
+        raw.append((group, feature, kind, rows, {**result, "separates": separates}, values_by_label))
     adjusted = holm_adjust([r[4]["p_val"] for r in raw]) if raw else np.array([])
     verdicts = [
         FeatureVerdict(
             feature=feature, kind=kind, group=group, n_readers=int(rows["reader"].nunique()),
             n_cases=int(rows["case_ref"].nunique()), n_by_label=rows.groupby("label")["case_ref"].nunique().to_dict(),
             statistic=result["statistic"], p_val=result["p_val"], p_holm=float(p_holm), exact=result["exact"],
-            leak=bool(p_holm < alpha), values_by_label=values_by_label,
+            separates=bool(result["separates"]), leak=bool(p_holm < alpha or result["separates"]),
+            values_by_label=values_by_label,
         )
         for (group, feature, kind, rows, result, values_by_label), p_holm in zip(raw, adjusted)
     ]

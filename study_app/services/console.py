@@ -298,3 +298,30 @@ def change_study_status(db: Database, actor: Actor, study_id: str, action: str, 
     if len((reason or "").strip()) < MIN_STATUS_REASON_CHARS:
         raise InvalidInput(f"say why you {action} the study (a few words for the audit log)")
     return change_status(db, actor, study_id, action, reason=reason.strip())
+
+
+def blinding_audit(db: Database, actor: Actor, study_id: str, *, pages: bool = True, timeout_s: float = 1800) -> dict:
+    """Run ``readerstudy audit blinding`` on the study in a process of its own and return its report (a dict).
+
+    A process of its own: the audit runs the reader pages on a snapshot of the database, pointing the pages'
+    database setting at the snapshot while it runs; inside the serving process that would reach readers.
+    """
+    import json
+    import subprocess
+    import sys
+
+    require_coordinator(actor, "audit a study's blinding")
+    with db.read() as session:
+        get_study(session, study_id)
+    with tempfile.TemporaryDirectory(prefix="readerstudy-console-audit-") as folder:
+        out = Path(folder) / "audit.json"
+        command = [sys.executable, "-c", "from study_app.cli import main; main()", "audit", "blinding", study_id,
+                   "--db", db.url, "--json", str(out)] + ([] if pages else ["--no-pages"])
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"the blinding audit did not finish within {timeout_s / 60:.0f} minutes") from None
+        if done.returncode not in (0, 7) or not out.is_file():
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise Unavailable(f"the blinding audit failed: {last}")
+        return json.loads(out.read_text(encoding="utf-8"))

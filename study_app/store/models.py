@@ -44,11 +44,12 @@ def utcnow() -> datetime:
 
 
 def new_case_ref() -> str:
-    """A reader's reference to one assignment in URLs, page keys and browser storage: 128 random bits.
+    """A reader's reference to one assignment in URLs, page keys and browser storage: 128 random bits, in hex.
 
-    It carries no order, arm or source (assignment ids are sequential and must never reach a browser).
+    It carries no order, arm or source (assignment ids are sequential and must never reach a browser). Hex,
+    not URL-safe base64: Streamlit refuses element keys containing ``__``, which base64 draws now and then.
     """
-    return secrets.token_urlsafe(16)
+    return secrets.token_hex(16)
 
 
 class UTCDateTime(TypeDecorator):

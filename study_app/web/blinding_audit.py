@@ -227,6 +227,7 @@ def _page_features(rows, token: str, reader: Actor, snapshot: Database, case: Bl
         if name.startswith("component:"):
             _add(rows, case, f"{name}.data", "structure", _digest([_DIGITS.sub("#", body)]))
     _add(rows, case, "size.page_bytes_without_content", "size", sum(len(b) for _, b in elements), "numeric")
+    _add(rows, case, "page.images", "size", len(view.images), "numeric")
     _add(rows, case, "timing.page_ms", "timing", round(elapsed * 1000, 1), "numeric")
 
 
@@ -253,6 +254,11 @@ def _elements(block, case: BlindedCase, content: dict[str, list[str]]):
                         message["json"] = json.loads(message["json"])
                     except ValueError:
                         pass
+                data = message.get("json")
+                if isinstance(data, dict) and isinstance(data.get("images"), list):
+                    # The case's own views (their number, labels, sizes, windows) are content of the case;
+                    # the audit tests them as features of their own, and the page's structure without them.
+                    data["images"] = "{images}"
             body = json.dumps(_normalise_value(message, case, content), sort_keys=True)
         yield str(kind), body
         children = getattr(node, "children", None)

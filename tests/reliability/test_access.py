@@ -227,47 +227,105 @@ def collect_shown(page) -> dict[str, list[str]]:
     }""")
 
 
+# Every element of the page, through shadow roots: tag, attributes (values with the case's reference and numbers
+# replaced), own text; plus the page's browser storage keys.
+PAGE_SHAPE = """(ref) => {
+    // (Streamlit gives each page load a random embedding id of its own.)
+    const norm = (v) => String(v).split(ref).join('{ref}').replace(/[0-9a-f]{32}/g, '{other}')
+        .replace(/stAppEmbeddingId-[a-z0-9]+/g, 'stAppEmbeddingId-{id}').replace(/\\d+/g, '#');
+    const out = [];
+    const walk = (root, depth) => {
+        for (const el of root.children) {
+            const attrs = [...el.attributes].map(a => a.name + '=' + norm(a.value)).sort().join(' ');
+            const own = norm([...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim())
+                .filter(Boolean).join(' '));
+            out.push([depth, el.tagName.toLowerCase(), attrs, own]);
+            if (el.shadowRoot) walk(el.shadowRoot, depth + 1);
+            walk(el, depth + 1);
+        }
+    };
+    walk(document, 0);
+    // Keys of other cases (earlier visits) are history, not this page's.
+    const storage = Object.keys(localStorage).map(norm).filter(k => !k.includes('{other}')).sort();
+    return {elements: out, storage};
+}"""
+
+
 @pytest.mark.browser
 def test_edit_pages_do_not_reveal_the_drafts_source(served_study, browser):
+    """An attending's model-draft and resident-draft edit pages, element by element, in Chromium.
+
+    Two cases with the same views are compared, so that everything but the draft's text (and the case's own
+    indication) must be identical: tags, attributes, texts, browser storage keys, the requests the page makes
+    and what the websocket carries.
+    """
     study = served_study
     actor = study.actor("att2")
-    by_source = {}
+    candidates = {}
     with study.db.read() as session:
         for item in study.items(actor, task="edit", status="ready"):
             row = assignment_of(session, item.case_ref)
             draft = session.get(Draft, row.draft_id)
-            by_source.setdefault(draft.source_kind, (item.case_ref, draft.report))
-    assert set(by_source) == {"model", "reader"}, by_source
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    urls, frames = [], []
-    page.on("request", lambda request: urls.append(request.url))
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: frames.append(payload)))
+            views = tuple(session.scalars(select(Image.view).where(Image.case_id == row.case_id).order_by(Image.ordinal)))
+            candidates.setdefault(views, {}).setdefault(draft.source_kind, (item.case_ref, draft.report, row.case_id))
+    views, by_source = next((v, c) for v, c in candidates.items() if set(c) == {"model", "reader"})
+    # Both pages under the same conditions: another edit case already started, so neither opens on the
+    # instructions screen (which comes before a task's first case, whatever its source).
+    compared = {ref for ref, _, _ in by_source.values()}
+    third = next(i for i in study.items(actor, task="edit", status="ready") if i.case_ref not in compared)
+    from study_app.services import reading
+
+    reading.open_case(study.db, actor, third.case_ref)
     token = study.session_token("att2")
-    context.add_cookies([{"name": auth.SESSION_COOKIE, "value": token, "url": study.base}])
-    shown = {}
-    for source, (assignment_id, report) in by_source.items():
-        urls.clear()
-        frames.clear()
-        open_case(page, study.base, assignment_id)
+    shown, shapes = {}, {}
+    for source, (case_ref, report, case_id) in by_source.items():
+        # A fresh browser profile for each page, so both load alike (cold cache, no earlier visit in storage).
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_cookies([{"name": auth.SESSION_COOKIE, "value": token, "url": study.base}])
+        page = context.new_page()
+        requests, frames = [], []
+        page.on("requestfinished", lambda request, requests=requests: requests.append(request))
+        page.on("websocket", lambda ws, frames=frames: ws.on("framereceived", lambda payload: frames.append(payload)))
+        open_case(page, study.base, case_ref)
+        page.wait_for_timeout(2500)  # let the page settle: the clock's periodic save, the page's own reruns
         assert page.locator("textarea.rs-text").input_value() == report, "the draft is pre-filled"
+        with study.db.read() as session:
+            from study_app.store.models import Case
+
+            case = session.get(Case, case_id)
+            own_content = [report, *report.splitlines(), case.indication or "", case.comparison or ""]
         collected = collect_shown(page)
         received = b"".join(f if isinstance(f, bytes) else f.encode() for f in frames)
-        assert received and urls, "the checks below must have something to look at"
+        assert received and requests, "the checks below must have something to look at"
         for line in report.splitlines():
             received = received.replace(line.encode(), b"")
         texts = "\n".join(collected["texts"]).replace(report, "")
         for line in report.splitlines():
             texts = texts.replace(line, "")
         haystacks = {"text": texts.lower(), "attributes": "\n".join(collected["attrs"]).lower(),
-                     "urls": "\n".join(urls).lower(), "websocket": received.decode("utf-8", "replace").lower()}
+                     "urls": "\n".join(r.url for r in requests).lower(),
+                     "websocket": received.decode("utf-8", "replace").lower()}
         found = [(where, token) for where, hay in haystacks.items() for token in SOURCE_TOKENS if token in hay]
         assert not found, (source, found)
+        shape = page.evaluate(PAGE_SHAPE, case_ref)
+        for element in shape["elements"]:
+            for content in sorted(filter(None, own_content), key=len, reverse=True):
+                element[2] = element[2].replace(content, "{content}")
+                element[3] = element[3].replace(content, "{content}")
+        calls = sorted({(r.method, re.sub(r"\d+", "#", r.url.replace(case_ref, "{ref}").split("?")[0]),
+                         r.response().status if r.response() else None)
+                        for r in requests if "/api/" in r.url})
+        shapes[source] = {"elements": shape["elements"], "storage": shape["storage"], "api_calls": calls}
         shown[source] = sorted(re.sub(r"\d+", "#", h.strip())
                                for h in page.locator("h1, h2, h3, strong").all_inner_texts())
-    # Same headings and labels for both: the page's layout does not tell the two sources apart either.
+        context.close()
     assert shown["model"] == shown["reader"]
-    context.close()
+    assert shapes["model"]["storage"] == shapes["reader"]["storage"]
+    assert "readerstudy-clock-{ref}" in shapes["model"]["storage"]
+    assert shapes["model"]["api_calls"] == shapes["reader"]["api_calls"]
+    model, reader = shapes["model"]["elements"], shapes["reader"]["elements"]
+    differing = [(i, a, b) for i, (a, b) in enumerate(zip(model, reader)) if a != b]
+    assert len(model) == len(reader) and not differing, (views, differing[:5])
 
 
 @pytest.mark.browser

@@ -135,3 +135,32 @@ def test_demo_prints_a_working_coordinator_password(run, demo_cohort_dir, tmp_pa
     assert verify_coordinator_password(db, "demo", passwords[1]) is not None
     assert verify_coordinator_password(db, "demo", passwords[0]) is None
     db.dispose()
+
+
+def test_audit_blinding_says_no_leak_on_the_demo_and_exits_7_on_one(run, tmp_path, demo_cohort_dir):
+    import json
+
+    from sqlalchemy import select
+
+    from study_app.demo import build_demo_study
+    from study_app.services.database import open_database
+    from study_app.store.models import Arm, Assignment
+
+    db_url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    db = open_database(db_url)
+    import shutil
+
+    shutil.copytree(demo_cohort_dir, tmp_path / "cohort")
+    build_demo_study(db, cohort_dir=tmp_path / "cohort")
+    clean = run("audit", "blinding", "demo", "--db", db_url, "--no-pages", "--json", tmp_path / "clean.json")
+    assert clean.exit_code == 0, clean.output
+    assert "no presentation feature predicts the draft source" in clean.output
+    assert json.loads((tmp_path / "clean.json").read_text())["leaks"] == []
+    with db.transaction() as session:  # the old release rule: model-draft edits open before the others
+        for assignment, arm in session.execute(select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id)):
+            if arm.key == "attending_edit_model":
+                assignment.status = "ready"
+    db.dispose()
+    leaky = run("audit", "blinding", "demo", "--db", db_url, "--no-pages")
+    assert leaky.exit_code == 7
+    assert "LEAK: attending/edit worklist.state (state) predicts the source" in leaky.output

@@ -205,6 +205,15 @@ def test_run_analysis_shows_the_report(console_study, console_page):
     assert len(at.get("iframe")) == 1
 
 
+def test_blinding_audit_runs_from_the_data_page(console_study, console_page):
+    at = console_page("console-data", study="demo")
+    at.checkbox[0].uncheck()  # worklists, identifiers and routes only: the pages are the CLI tests' part
+    at = click(at, "Run the blinding audit", timeout=180)
+    assert not at.exception, at.exception
+    assert "No presentation feature predicts the draft source" in shown(at)
+    assert "36 blinded case(s) of 4 reader(s), 36 held for a later round" in shown(at)
+
+
 def test_analysis_missing_is_said(console_study, console_page, monkeypatch):
     import study_app.web.console.data as data_page
 

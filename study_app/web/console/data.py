@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import streamlit as st
 
-from study_app.services.console import analysis_available, analysis_report, audit_log, export_zip
+from study_app.services.console import analysis_available, analysis_report, audit_log, blinding_audit, export_zip
 from study_app.services.errors import ServiceError
 from study_app.web.console.access import choose_study, coordinator_or_stop, show_problems
 from study_app.web.database import shared_database
 
 EXPORT_KEY = "console_export"
 REPORT_KEY = "console_report"
+BLINDING_KEY = "console_blinding"
 
 
 def export_section(actor, study_id: str) -> None:
@@ -61,6 +63,38 @@ def analysis_section(actor, study_id: str) -> None:
         st.iframe(report[1], height=900)
 
 
+def blinding_section(actor, study_id: str) -> None:
+    st.subheader("Blinding audit")
+    st.caption("Everything each reader is sent about each blinded case (worklist, pages, identifiers, addresses, "
+               "sizes, messages, release times), collected on a copy of the database through the reader pages and "
+               "routes, and tested for association with the draft's source. The study is not touched.")
+    pages = st.checkbox("Render every open case page (slower)", value=True)
+    if st.button("Run the blinding audit"):
+        with st.spinner("Auditing..."):
+            try:
+                st.session_state[BLINDING_KEY] = (study_id, blinding_audit(shared_database(), actor, study_id,
+                                                                           pages=pages))
+            except ServiceError as error:
+                show_problems("No audit:", str(error))
+    done = st.session_state.get(BLINDING_KEY)
+    if not done or done[0] != study_id:
+        return
+    report = done[1]
+    summary = (f"{report['n_cases']} blinded case(s) of {report['n_readers']} reader(s), {report['n_held']} held "
+               f"for a later round; {len(report['verdicts'])} features tested (Holm, alpha {report['alpha']}).")
+    if report["leaks"]:
+        st.error("A feature predicts the draft source: " + ", ".join(report["leaks"]) + ". " + summary)
+    else:
+        st.success("No presentation feature predicts the draft source. " + summary)
+    st.dataframe(pd.DataFrame(report["verdicts"]).drop(columns=["values_by_label"]), hide_index=True)
+    if report["content"]:
+        st.caption("The drafts' own content by source (the study's subject: described, not a leak)")
+        st.dataframe(pd.DataFrame(report["content"]), hide_index=True)
+    with st.expander("What the audit cannot see"):
+        for line in report["cannot_see"]:
+            st.text(line)
+
+
 def render() -> None:
     actor = coordinator_or_stop()
     st.title("Data")
@@ -69,4 +103,5 @@ def render() -> None:
         return
     export_section(actor, study_id)
     audit_section(actor, study_id)
+    blinding_section(actor, study_id)
     analysis_section(actor, study_id)

@@ -62,7 +62,7 @@ def upgrade() -> None:
     assignment_table = sa.table("assignment", sa.column("id"), sa.column("case_ref"))
     for (assignment_id,) in bind.execute(sa.select(assignment_table.c.id)).all():
         bind.execute(assignment_table.update().where(assignment_table.c.id == assignment_id)
-                     .values(case_ref=secrets.token_urlsafe(16)))
+                     .values(case_ref=secrets.token_hex(16)))
     op.create_index("ix_assignment_case_ref", "assignment", ["case_ref"], unique=True)
     op.create_table(
         "server_key",
