@@ -11,7 +11,7 @@ import pandas as pd
 from analysis.stats.agreement import icc_oneway, intraclass_corr
 from analysis.stats.bootstrap import bootstrap_ci, two_way_bootstrap_ratio
 from analysis.stats.descriptive import describe
-from analysis.stats.mixed import DEFAULT_MAX_READS, crossed_mixed_ratio
+from analysis.stats.mixed import DEFAULT_MAX_READS, mixed_model_ratio
 from analysis.stats.paired import pair_by_key, paired_ttest, wilcoxon_signed_rank
 from analysis.stats.proportions import mcnemar_test, proportion_shares, sign_test, wilson_ci
 from analysis.stats.text import edit_metrics
@@ -195,7 +195,7 @@ def _duration_comparison(rr, levels, seed, n_boot, mixed_max_reads) -> dict:
         comp["reader_paired_ttest"] = None
         comp["reader_wilcoxon"] = None
     try:
-        comp["mixed_model"] = crossed_mixed_ratio(rr, "duration_s", "condition", levels,
+        comp["mixed_model"] = mixed_model_ratio(rr, "duration_s", "condition", levels,
                                                   max_reads=mixed_max_reads, seed=seed)
     except (ValueError, np.linalg.LinAlgError) as exc:
         comp["mixed_model"] = {"error": str(exc)}

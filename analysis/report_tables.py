@@ -43,9 +43,9 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
             m = c.get("mixed_model", {})
             if "ratio" in m:
                 tests.append({"role": role, "comparison": name,
-                              "method": "mixed model log(duration), crossed reader + case" + (" (case subsample)" if m["subsampled"] else ""),
+                              "method": "mixed model log(duration), reader, reader x condition, case" + (" (case subsample)" if m["subsampled"] else ""),
                               "estimate": m["ratio"], "unit": "ratio of geometric means", "ci_low": m["ci_low"],
-                              "ci_high": m["ci_high"], "statistic": m["z"], "p_val": m["p_val"], "n": m["n_reads"]})
+                              "ci_high": m["ci_high"], "statistic": m["t"], "p_val": m["p_val"], "n": m["n_reads"]})
             b = c["two_way_bootstrap"]
             tests.append({"role": role, "comparison": name, "method": "two-way (reader x case) bootstrap",
                           "estimate": b["ratio"], "unit": "ratio of geometric means", "ci_low": b["ci_low"],

@@ -51,7 +51,7 @@ def _iso(base: pd.Timestamp, seconds: np.ndarray) -> pd.Series:
 def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_ratio: float = 0.7, *,
                    n_residents: int | None = None, reads_per_reader: int = 46,
                    attending_time_ratio: float = 0.9, reader_sd: float = 0.3, case_sd: float = 0.25,
-                   residual_sd: float = 0.35, preference: dict | None = None, position_bias: float = 0.0,
+                   residual_sd: float = 0.35, reader_condition_sd: float = 0.0, preference: dict | None = None, position_bias: float = 0.0,
                    edit_reasons: dict | None = None, likert_means: dict | None = None,
                    likert_reader_sd: float = 2.0, likert_case_sd: float = 2.0, likert_noise_sd: float = 3.0,
                    share_submitted_only: float = 0.03, share_unfinished: float = 0.02,
@@ -79,6 +79,10 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
         True ratio attending edit-model / edit-reader-draft.
     reader_sd, case_sd, residual_sd : float
         Standard deviations of reader, case and residual effects on log(duration_s).
+    reader_condition_sd : float
+        Standard deviation of a reader x condition effect on log(duration_s): readers
+        differ in how much a condition (e.g. a model draft) speeds them up. Drawn from
+        its own stream, so 0 leaves every other draw of a seed unchanged.
     preference : dict, optional
         Probabilities of preferred_source ``model``/``reader``/``equivalent``.
     position_bias : float
@@ -216,6 +220,10 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
 
     log_d = np.array([base_log[(rl, c)] for rl, c in zip(role, cond)]) + reader_effect[r_idx] + \
         case_effect[c_idx] + rng.normal(0, residual_sd, n)
+    if reader_condition_sd > 0:
+        cond_codes = pd.Categorical(cond, categories=list(arms)).codes
+        rc_effect = np.random.default_rng([seed, 1]).normal(0, reader_condition_sd, (n_readers, len(arms)))
+        log_d = log_d + rc_effect[r_idx, cond_codes]
     duration = np.where(done, np.round(np.exp(log_d), 3), np.nan)
     gaps = rng.exponential(30.0, n)
     order = np.lexsort((a["position"].to_numpy(), r_idx))
@@ -326,6 +334,7 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
                             "label": [f"{r.title()} {i + 1}" for i, r in enumerate(roles)]})
     truth = {
         "time_ratio": time_ratio, "attending_time_ratio": attending_time_ratio, "reader_sd": reader_sd,
+        "reader_condition_sd": reader_condition_sd,
         "case_sd": case_sd, "residual_sd": residual_sd, "preference": preference,
         "position_bias": position_bias, "edit_reasons": edit_reasons, "likert_means": likert_means,
         "likert_latent_icc": likert_case_sd ** 2 / (likert_reader_sd ** 2 + likert_case_sd ** 2 + likert_noise_sd ** 2),

@@ -10,7 +10,7 @@ import analysis.stats as stats_pkg
 
 MODULES = ["analysis.stats.descriptive", "analysis.stats.paired", "analysis.stats.proportions",
            "analysis.stats.agreement", "analysis.stats.bootstrap", "analysis.stats.text",
-           "analysis.stats.mixed", "analysis.stats.mrmc", "analysis.simulate"]
+           "analysis.stats.mixed", "analysis.stats.lmm", "analysis.stats.mrmc", "analysis.simulate"]
 SECTIONS = ("Parameters", "Returns", "Notes", "References", "Examples")
 
 
