@@ -103,7 +103,9 @@ class _REML:
         self.ztb_s, self.ztb_l = ztb[~in_big], ztb[in_big]
 
     def evaluate(self, theta):
-        theta = np.asarray(theta, dtype=float)
+        # The simplex polish is unbounded: the deviance depends on |theta| and beyond a relative SD of
+        # 1e4 there is nothing left to fit, so theta is folded and clipped like the L-BFGS-B bounds.
+        theta = np.minimum(np.abs(np.asarray(theta, dtype=float)), 1e4)
         t_big = theta[self.big]
         lam_s = theta[self.small_terms]
         a_ll = t_big ** 2 * self.d_l + 1.0
@@ -121,10 +123,13 @@ class _REML:
             logdet_a += 2 * np.log(np.diag(chol[0])).sum()
         xvx = self.xtx - quad[1:, 1:]
         xvy = self.xty - quad[1:, 0]
+        sign, logdet_x = np.linalg.slogdet(xvx)
+        if sign <= 0:
+            # Far out (a relative SD in the thousands) X'V^-1 X underflows: no optimum there.
+            return 1e10 + float(theta @ theta), np.full(self.p, np.nan), np.nan, xvx
         beta = np.linalg.solve(xvx, xvy)
         r2 = self.yty - quad[0, 0] - beta @ xvy
         dof = self.n - self.p
-        sign, logdet_x = np.linalg.slogdet(xvx)
         dev = logdet_a + logdet_x + dof * (1 + np.log(2 * np.pi * max(r2, 1e-300) / dof))
         return dev, beta, r2 / dof, xvx
 
@@ -139,7 +144,7 @@ class _REML:
     def fit(self, start=None, polish: bool = True) -> _Fit:
         k = len(self.names)
         x0 = np.ones(k) if start is None else np.asarray(start, dtype=float)
-        res = optimize.minimize(lambda th: self.evaluate(th)[0], x0, method="L-BFGS-B", bounds=[(0, None)] * k,
+        res = optimize.minimize(lambda th: self.evaluate(th)[0], x0, method="L-BFGS-B", bounds=[(0, 1e4)] * k,
                                 options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
         best, converged = res, bool(res.success)
         if polish:
@@ -158,7 +163,7 @@ class _REML:
             # optimum; then the polish converging, or failing to improve the deviance by more
             # than 1e-7, is the criterion.
             converged = converged or bool(res2.success) or abs(res.fun - res2.fun) < 1e-7
-        theta = np.abs(best.x)
+        theta = np.minimum(np.abs(best.x), 1e4)
         dev, beta, s2, xvx = self.evaluate(theta)
         return _Fit(theta=theta, sigma2=float(s2), beta=beta, deviance=float(dev), converged=converged, xvx=xvx)
 
@@ -174,6 +179,7 @@ class LMMResult:
     n_obs: int = 0
     converged: bool = False
     levels: dict = field(default_factory=dict)
+    variance_covariance: pd.DataFrame | None = None
 
 
 def _satterthwaite(model: _REML, fit: _Fit, names: list[str]):
@@ -254,6 +260,8 @@ def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: 
           design, or estimated at 0 and removed before the df were computed)
         * ``deviance``: the REML criterion (lme4's ``REMLcrit``) of the final model
         * ``n_obs``, ``converged``, ``levels``
+        * ``variance_covariance``: asymptotic covariance matrix of the estimated
+          variances (:math:`A = 2H^{-1}`), indexed by term and ``residual``
 
     Raises
     ------
@@ -349,8 +357,11 @@ def _fit_and_summarise(y, x, names, kept, dropped, levels, confidence) -> LMMRes
                     for nm in at_zero]
         start = [th for nm, th in zip(model.names, fit.theta) if nm not in at_zero]
         kept = {k: v for k, v in kept.items() if k not in at_zero}
-        model = _REML(y, x, kept)
+        model = _REML(y, x, kept) if kept else None
         fit = model.fit(start=start, polish=True) if kept else None
+    if fit is not None and not fit.sigma2 > 1e-10 * np.var(y):
+        raise ValueError("the residual variance is estimated 0 (every observation is explained by the random "
+                         "effects): the model is degenerate and no test is given")
     if fit is None:
         # Only the residual: ordinary least squares with n - p df.
         beta, *_ = np.linalg.lstsq(x, y, rcond=None)
@@ -360,8 +371,11 @@ def _fit_and_summarise(y, x, names, kept, dropped, levels, confidence) -> LMMRes
         df = np.full(x.shape[1], float(dof))
         vcomp = {"residual": s2}
         deviance, converged = float("nan"), True
+        var_cov = pd.DataFrame([[2 * s2 ** 2 / dof]], index=["residual"], columns=["residual"])
     else:
-        cov, df, phi, _ = _satterthwaite(model, fit, model.names)
+        cov, df, phi, acov = _satterthwaite(model, fit, model.names)
+        vnames = list(model.names) + ["residual"]
+        var_cov = pd.DataFrame(acov, index=vnames, columns=vnames)
         beta = fit.beta
         vcomp = {nm: float(v) for nm, v in zip(model.names, phi[:-1])}
         vcomp["residual"] = float(phi[-1])
@@ -379,4 +393,5 @@ def _fit_and_summarise(y, x, names, kept, dropped, levels, confidence) -> LMMRes
                      "ci_low": float(beta[j] - q * se[j]), "ci_high": float(beta[j] + q * se[j])})
     return LMMResult(fixed=pd.DataFrame(rows), variance_components=vcomp, terms_dropped=dropped,
                      deviance=deviance, n_obs=int(y.size), converged=converged,
-                     levels={"reference": levels[0], "comparison": levels[1]} if levels else {})
+                     levels={"reference": levels[0], "comparison": levels[1]} if levels else {},
+                     variance_covariance=var_cov)
