@@ -134,3 +134,25 @@ def test_demo_prints_a_working_coordinator_password(run, demo_cohort_dir, tmp_pa
     assert verify_coordinator_password(db, "demo", passwords[1]) is not None
     assert verify_coordinator_password(db, "demo", passwords[0]) is None
     db.dispose()
+
+
+def test_plan_power_prints_the_grid_and_writes_table_and_plot(run, tmp_path):
+    result = run("plan", "power", "--design", "chexone", "--readers", "6,12", "--cases", "80,240",
+                 "--out", tmp_path / "power")
+    assert result.exit_code == 0, result.output
+    assert "power of resident_drafting_time (time ratio 0.8" in result.output
+    assert "fewest readers reaching 80%" in result.output or "no grid cell reaches 80%" in result.output
+    assert (tmp_path / "power" / "power.csv").read_text().startswith("n_readers,n_cases")
+    assert "plotly" in (tmp_path / "power" / "power.html").read_text()[:5000].lower()
+    bad = run("plan", "power", "--design", "chexone", "--effect", "-1")
+    assert bad.exit_code == 5 and bad.output.startswith("error: cannot plan power: a time-ratio effect must be positive")
+
+
+def test_analyze_puts_the_pre_specified_primary_result_first(run, tmp_path):
+    from analysis.simulate import simulate_study, write_export
+
+    write_export(simulate_study(seed=2), tmp_path / "export")
+    result = run("analyze", tmp_path / "export", "--out", tmp_path / "report", "--n-boot", "100")
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("primary endpoint resident_drafting_time (shipped default plan): ") and "p " in first
