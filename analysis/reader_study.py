@@ -368,7 +368,7 @@ def _icc(answers) -> dict:
             item["two_way"].update(var_target=float(two["var_target"].iloc[0]),
                                    var_rater=float(two["var_rater"].iloc[0]),
                                    var_residual=float(two["var_residual"].iloc[0]), k=float(two["k"].iloc[0]),
-                                   note=str(two["note"].iloc[0]))
+                                   subsampled=bool(two["subsampled"].iloc[0]), note=str(two["note"].iloc[0]))
             item["choice"] = "ICC(A,1)"
         except ValueError as exc:
             item["two_way"] = {"error": str(exc)}

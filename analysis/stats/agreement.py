@@ -267,8 +267,14 @@ def _connected(t_codes: np.ndarray, r_codes: np.ndarray) -> bool:
     return n_comp == 1
 
 
+#: Above this many ratings the two-way ICC is estimated on a seeded random subset of whole
+#: targets: the REML information matrix is computed with dense n x n matrices.
+ICC_MAX_RATINGS = 3000
+
+
 def icc_crossed(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, k: float | None = None,
-                confidence: float = 0.95) -> pd.DataFrame:
+                confidence: float = 0.95, max_ratings: int | None = ICC_MAX_RATINGS,
+                seed: int = 20240601) -> pd.DataFrame:
     """Two-way random-effects ICCs of a sparse, connected design from REML variance components.
 
     Parameters
@@ -281,6 +287,11 @@ def icc_crossed(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, 
         Number of raters whose mean ICC(A,k) describes (default: the average number
         of ratings per target, :math:`k_0` of :func:`icc_oneway`).
     confidence : float
+    max_ratings : int or None
+        Above this many ratings, estimate on a seeded random subset of whole targets
+        (None: never); ``subsampled`` says so.
+    seed : int
+        Seed of that subset.
 
     Returns
     -------
@@ -289,7 +300,8 @@ def icc_crossed(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, 
         ``k`` raters), ``ICC(C,1)`` (consistency: rater offsets removed); columns
         ``Type``, ``Description``, ``ICC``, ``ci_low``, ``ci_high``, ``var_target``,
         ``var_rater``, ``var_residual``, ``k``, ``n_targets``, ``n_raters``,
-        ``n_ratings``, ``note`` (a variance estimated at 0, or why no interval).
+        ``n_ratings``, ``subsampled``, ``note`` (a variance estimated at 0, or why no
+        interval).
 
     Raises
     ------
@@ -340,6 +352,13 @@ def icc_crossed(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, 
     _refuse_duplicates(sub, targets, raters)
     sizes = sub.groupby(targets, observed=True)[ratings].transform("size")
     sub = sub.loc[sizes >= 2]
+    subsampled = False
+    if max_ratings is not None and len(sub) > max_ratings:
+        keys = sub[targets].unique()
+        n_keep = max(2, int(max_ratings / (len(sub) / len(keys))))
+        keep = np.random.default_rng(seed).choice(keys, size=min(n_keep, len(keys)), replace=False)
+        sub = sub.loc[sub[targets].isin(keep)]
+        subsampled = True
     t_codes, t_levels = pd.factorize(sub[targets])
     r_codes, r_levels = pd.factorize(sub[raters])
     if len(t_levels) < 2 or len(r_levels) < 2:
@@ -388,5 +407,5 @@ def icc_crossed(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, 
         rows.append({"Type": typ, "Description": descr, "ICC": float(icc), "ci_low": lo, "ci_high": hi,
                      "var_target": float(v_t), "var_rater": float(v_r), "var_residual": float(v_e), "k": k,
                      "n_targets": int(len(t_levels)), "n_raters": int(len(r_levels)), "n_ratings": int(len(frame)),
-                     "note": note if np.isfinite(lo) else (note or "target variance estimated 0: no interval")})
+                     "subsampled": subsampled, "note": note if np.isfinite(lo) else (note or "target variance estimated 0: no interval")})
     return pd.DataFrame(rows)

@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, sparse, stats
 
+#: The Satterthwaite df use dense n x n matrices; above this many observations the
+#: caller must subsample (mixed_model_ratio and icc_crossed do, by whole cases or targets).
+MAX_OBSERVATIONS = 6000
 #: A variance component whose REML estimate falls below this share of the total
 #: variance is at the boundary (0): it is removed and the model refitted, so the
 #: Satterthwaite df are computed where the likelihood is smooth (lmerTest's
@@ -144,8 +147,13 @@ class _REML:
     def fit(self, start=None, polish: bool = True) -> _Fit:
         k = len(self.names)
         x0 = np.ones(k) if start is None else np.asarray(start, dtype=float)
-        res = optimize.minimize(lambda th: self.evaluate(th)[0], x0, method="L-BFGS-B", bounds=[(0, 1e4)] * k,
-                                options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000})
+        # Bounded search over the variance ratios s = theta^2, not theta: the deviance depends on
+        # theta^2, so in theta every theta_k = 0 is a stationary point where a gradient method can
+        # stop at a saddle (it did: ICC fits stuck at s = 0 with a deviance 11 above the optimum);
+        # in s the gradient at 0 says whether the variance should leave the boundary.
+        res = optimize.minimize(lambda v: self.evaluate(np.sqrt(v))[0], x0 ** 2, method="L-BFGS-B",
+                                bounds=[(0, 1e8)] * k, options={"ftol": 1e-14, "gtol": 1e-10, "maxiter": 2000})
+        res.x = np.sqrt(res.x)
         best, converged = res, bool(res.success)
         if polish:
             # A polishing pass from the first optimum with a small simplex: L-BFGS-B's finite
@@ -327,6 +335,9 @@ def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: 
         raise ValueError(f"{dv} has non-finite values")
     if np.ptp(y) == 0:
         raise ValueError(f"{dv} has no variation (every value is {y[0]:g}); no model is fitted")
+    if y.size > MAX_OBSERVATIONS:
+        raise ValueError(f"{y.size} observations: the Satterthwaite df need dense {y.size} x {y.size} matrices; "
+                         f"fit at most {MAX_OBSERVATIONS} (subsample whole cases)")
     x_cols = [np.ones(y.size)]
     names = ["intercept"]
     if fixed:

@@ -124,3 +124,24 @@ def test_large_data_is_fitted_on_a_seeded_case_subsample():
     r2 = mixed_model_ratio(residents, "duration_s", "condition", ("write", "edit_model"), max_reads=250, seed=1)
     assert r1["subsampled"] and r1["n_reads"] < len(residents)
     assert r1["ratio"] == r2["ratio"]
+
+
+def test_fit_does_not_stop_at_the_zero_variance_saddle():
+    """Regression: optimising over theta (SD ratios), L-BFGS-B stopped at theta = (0, 0) on these ratings,
+    a stationary point of every REML deviance (it depends on theta^2), 11.5 above the optimum. The fit must
+    reach at least the best deviance of a coarse grid (an independent search)."""
+    from analysis.stats.lmm import _REML, _term_codes
+
+    rng = np.random.default_rng(434343)
+    for _ in range(2):  # the second study this stream draws
+        t = rng.normal(0, 2.0, 80)
+        rows = [(i, j, t[i] + rng.normal(0, 3.0)) for i in range(80) for j in rng.choice(11, 3, replace=False)]
+    d = pd.DataFrame(rows, columns=["target", "rater", "y"])
+    fit = mixed_model(d, "y", ("target", "rater"))
+    model = _REML(d["y"].to_numpy(), np.ones((len(d), 1)), {k: _term_codes(d, k) for k in ("target", "rater")})
+    grid = min(model.evaluate(np.array([a, b]))[0] for a in np.linspace(0, 1.5, 31) for b in np.linspace(0, 0.5, 11))
+    assert fit.variance_components["target"] > 1.0
+    # The rater variance may sit at 0 (removed), so compare the deviances of the same model.
+    full = model.evaluate(np.sqrt([fit.variance_components["target"] / fit.variance_components["residual"],
+                                   fit.variance_components["rater"] / fit.variance_components["residual"]]))[0]
+    assert full <= grid + 1e-6
