@@ -417,8 +417,8 @@ def _edit_metric_summary(reads) -> dict:
 def _with_min_p(test: dict) -> dict:
     """Add the smallest two-sided p-value the test could give with these n (exact method only):
     with 5 readers the exact signed-rank test cannot go below 2/2^5 = 0.0625."""
-    n_nonzero = int(test.get("n", 0)) - int(test.get("n_zero", 0)) if test.get("zero_method") == "wilcox" \
-        else int(test.get("n", 0)) - int(test.get("n_zero", 0))
+    # The exact method is used only without zeros (R's rule), so n - n_zero is the ranked count.
+    n_nonzero = int(test.get("n", 0)) - int(test.get("n_zero", 0))
     test["min_attainable_p"] = min(1.0, 2.0 / 2 ** n_nonzero) if test.get("method") == "exact" and n_nonzero \
         else float("nan")
     return test
