@@ -1,10 +1,50 @@
-"""Write the methods paragraph from the design, counts and tests actually used in a results dict."""
+"""Write the methods paragraph, with a citation for each method, from the plan, design, counts and tests actually used in a results dict."""
 
 from __future__ import annotations
+
+#: Full references of the methods the paragraph cites, keyed by the short citation used in it.
+REFERENCES = {
+    "Obuchowski & Rockette 1995": "Obuchowski, N. A., & Rockette, H. E. (1995). Hypothesis testing of diagnostic accuracy for multiple readers and multiple tests: an ANOVA approach with dependent observations. Communications in Statistics - Simulation and Computation, 24(2), 285-308.",
+    "Hillis 2007": "Hillis, S. L. (2007). A comparison of denominator degrees of freedom methods for multiple observer ROC analysis. Statistics in Medicine, 26(3), 596-619.",
+    "Hillis et al. 2008": "Hillis, S. L., Berbaum, K. S., & Metz, C. E. (2008). Recent developments in the Dorfman-Berbaum-Metz procedure for multireader ROC study analysis. Academic Radiology, 15(5), 647-661.",
+    "Hillis 2014": "Hillis, S. L. (2014). A marginal-mean ANOVA approach for analyzing multireader multicase radiological imaging data. Statistics in Medicine, 33(2), 330-360.",
+    "Efron 1982": "Efron, B. (1982). The Jackknife, the Bootstrap and Other Resampling Plans. Philadelphia: SIAM.",
+    "Patterson & Thompson 1971": "Patterson, H. D., & Thompson, R. (1971). Recovery of inter-block information when block sizes are unequal. Biometrika, 58(3), 545-554.",
+    "Satterthwaite 1946": "Satterthwaite, F. E. (1946). An approximate distribution of estimates of variance components. Biometrics Bulletin, 2(6), 110-114.",
+    "Kuznetsova et al. 2017": "Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. (2017). lmerTest package: tests in linear mixed effects models. Journal of Statistical Software, 82(13), 1-26.",
+    "Barr et al. 2013": "Barr, D. J., Levy, R., Scheepers, C., & Tily, H. J. (2013). Random effects structure for confirmatory hypothesis testing: keep it maximal. Journal of Memory and Language, 68(3), 255-278.",
+    "Holm 1979": "Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scandinavian Journal of Statistics, 6(2), 65-70.",
+    "Owen 2007": "Owen, A. B. (2007). The pigeonhole bootstrap. The Annals of Applied Statistics, 1(2), 386-411.",
+    "Student 1908": "Student (1908). The probable error of a mean. Biometrika, 6(1), 1-25.",
+    "Wilcoxon 1945": "Wilcoxon, F. (1945). Individual comparisons by ranking methods. Biometrics Bulletin, 1(6), 80-83.",
+    "Pratt 1959": "Pratt, J. W. (1959). Remarks on zeros and ties in the Wilcoxon signed rank procedures. Journal of the American Statistical Association, 54(287), 655-667.",
+    "Wilson 1927": "Wilson, E. B. (1927). Probable inference, the law of succession, and statistical inference. Journal of the American Statistical Association, 22(158), 209-212.",
+    "McNemar 1947": "McNemar, Q. (1947). Note on the sampling error of the difference between correlated proportions or percentages. Psychometrika, 12(2), 153-157.",
+    "Clopper & Pearson 1934": "Clopper, C. J., & Pearson, E. S. (1934). The use of confidence or fiducial limits illustrated in the case of the binomial. Biometrika, 26(4), 404-413.",
+    "Shrout & Fleiss 1979": "Shrout, P. E., & Fleiss, J. L. (1979). Intraclass correlations: uses in assessing rater reliability. Psychological Bulletin, 86(2), 420-428.",
+    "McGraw & Wong 1996": "McGraw, K. O., & Wong, S. P. (1996). Forming inferences about some intraclass correlation coefficients. Psychological Methods, 1(1), 30-46.",
+    "Donner 1986": "Donner, A. (1986). A review of inference procedures for the intraclass correlation coefficient in the one-way random effects model. International Statistical Review, 54(1), 67-82.",
+    "Efron 1987": "Efron, B. (1987). Better bootstrap confidence intervals. Journal of the American Statistical Association, 82(397), 171-185.",
+}
 
 
 def _fmt_counts(mapping: dict) -> str:
     return ", ".join(f"{v} {k}{'s' if v != 1 else ''}" for k, v in sorted(mapping.items()))
+
+
+def _design_sentence(results: dict) -> str:
+    primary = next((e for e in results.get("endpoints", []) if e["family"] == "primary" and e.get("or")), None)
+    if primary is None:
+        return ""
+    digest = primary["or"]
+    if digest["design"] == "factorial":
+        return "In the primary comparison every reader read the same cases in both conditions (factorial design)."
+    if (digest["variance_components"].get("cov1") or 0) == 0:
+        return ("In the primary comparison each reader read different cases in the two conditions, so the "
+                "within-reader covariance is estimated as zero and the analysis rests on the reader-to-reader "
+                "variation of the per-reader differences, the marginal-mean view of the OR model (Hillis 2014).")
+    return ("Readers' cells share some cases, and each covariance was estimated from the cases two cells share "
+            "(Hillis 2014).")
 
 
 def methods_paragraph(results: dict) -> str:
@@ -18,57 +58,91 @@ def methods_paragraph(results: dict) -> str:
     Returns
     -------
     str
-        One paragraph naming the counts, pairing keys, tests, zero handling,
-        bootstrap settings and the ICC form chosen with its reason.
+        Paragraphs (separated by a blank line): the data and exclusions; the
+        pre-specified plan, its primary analysis and multiplicity; the random-reader
+        methods for every endpoint; the paper's per-read statistics; reliability.
+        Each method carries its citation (full references: :data:`REFERENCES`).
     """
     d = results["design"]
-    parts = [
+    plan = results.get("plan", {})
+    data = [
         f"{d['n_reads']} reads (assignments with status {' or '.join(d['counted_statuses'])}) of "
         f"{d['n_cases']} cases by {d['n_readers']} readers ({_fmt_counts(d['readers_by_role'])}) were analysed; "
         f"{d['n_assignments'] - d['n_reads']} assignments without a submission were excluded"
-        + (f" and {d['n_reads_missing_duration']} counted reads lacked a duration." if d["n_reads_missing_duration"] else "."),
-        "Durations are server-side wall-clock seconds from the first display of the image to SUBMIT and are "
-        "summarised per read as mean ± SD with 95% bootstrap confidence intervals "
-        f"({results['n_boot']} resamples, numpy PCG64 seed {results['seed']}; BCa, falling back to percentile "
-        "when BCa is undefined).",
+        + (f", {d['n_reads_missing_duration']} counted reads lacked a duration" if d["n_reads_missing_duration"] else "")
+        + (f" and {d['n_reads_zero_duration_excluded']} reads with a zero duration were excluded from the time "
+           "analyses" if d.get("n_reads_zero_duration_excluded") else "") + ".",
+        "Durations are server-side wall-clock seconds from the first display of the image to SUBMIT.",
     ]
-    comps = [(role, name, c) for role, b in results.get("duration", {}).items() for name, c in b["comparisons"].items()]
+    pre = []
+    if plan:
+        source = ("pre-specified in the study's design file, frozen at study creation" if plan["source"] == "design"
+                  else "the platform's shipped default plan (the design file states none)")
+        eps = results.get("endpoints", [])
+        primary = next((e for e in eps if e["family"] == "primary"), None)
+        secondary = [e for e in eps if e["family"] == "secondary"]
+        pre.append(f"The analysis plan was {source} (SHA-256 {plan['sha256'][:12]}...). "
+                   f"Readers were treated as a {plan['readers']} and cases as a {plan['cases']} factor.")
+        if primary:
+            pre.append(f"Primary endpoint: {primary['description']}.")
+        if secondary:
+            pre.append("Secondary endpoints: " + "; ".join(e["description"] for e in secondary) + ".")
+        statement = results.get("multiplicity", {}).get("statement", "")
+        if plan.get("multiplicity") == "holm":
+            statement = statement.replace("Holm's step-down procedure", "Holm's step-down procedure (Holm 1979)")
+        pre.append(statement)
+    mrmc = [
+        "Each endpoint was analysed as a per-reader figure of merit (mean log duration, reported as a ratio of "
+        "geometric means; mean Likert score; share of edits needing no edit; share of comparisons preferring the "
+        "model minus the share preferring the reader draft) with the Obuchowski-Rockette model "
+        "(Obuchowski & Rockette 1995), error covariances estimated by jackknifing cases within each reader x "
+        "condition cell and pairing cells by the cases they share (Efron 1982), and Hillis's denominator degrees of "
+        "freedom (Hillis 2007; Hillis et al. 2008). " + _design_sentence(results) + " Conclusions for random "
+        "readers and random cases (the usual generalisation), fixed "
+        "readers (these readers, random cases; normal approximation) and fixed cases (t on (t-1)(r-1) df) are "
+        "reported side by side, with per-reader estimates and variance components.",
+    ]
+    comps = [c for b in results.get("duration", {}).values() for c in b["comparisons"].values()]
     if comps:
-        descr = "; ".join(f"{role}s, {c['reference']} vs {c['comparison']} ({c['n_readers_paired']} readers paired)"
-                          for role, name, c in comps)
-        parts.append(
-            f"Conditions were compared ({descr}) by a paired t-test and a Wilcoxon signed-rank test on each "
-            "reader's mean duration per condition (pairs formed explicitly by reader_id), by a linear mixed model on "
-            "log(duration) with crossed random intercepts for reader and case (REML, statsmodels MixedLM with "
-            "variance components), reported as a ratio of geometric means with a Wald 95% CI, and by a two-way "
-            "bootstrap resampling readers and cases independently (percentile CI).")
-        if any(c.get("mixed_model", {}).get("subsampled") for _, _, c in comps):
-            parts.append("Where a comparison had more reads than the mixed model can fit in memory, the model was "
-                         "fitted on a seeded random subset of whole cases; the two-way bootstrap used every read.")
+        mrmc.append(
+            "As a sensitivity analysis, log duration was fitted by a linear mixed model with random intercepts for "
+            "reader, reader x condition (readers differ in their benefit; Barr et al. 2013) and case, and case x "
+            "condition where a case was read more than once in a condition, by REML (Patterson & Thompson 1971), "
+            "with Satterthwaite degrees of freedom (Satterthwaite 1946; as in lmerTest, Kuznetsova et al. 2017); "
+            "a variance component estimated at zero or not identified by the design was removed, as reported.")
+        if any((c.get("mixed_model") or {}).get("subsampled") for c in comps):
+            mrmc.append("Where a comparison had more reads than the mixed model's dense computations allow, it was "
+                        "fitted on a seeded random subset of whole cases; the OR analysis used every read.")
+    paper = [
+        "The paper's per-read statistics are reported next to these (exploratory): durations as mean ± SD and "
+        "median; paired t-tests (Student 1908) and Wilcoxon signed-rank tests (Wilcoxon 1945) on each reader's "
+        "mean per condition, exact when there were no ties and at most 50 pairs (the smallest attainable p-value "
+        "is reported when it exceeds alpha); a two-way bootstrap resampling readers and cases "
+        f"(Owen 2007; {results['n_boot']} resamples, seed {results['seed']}); Likert items against the neutral 0 "
+        "with Pratt's treatment of zeros (Pratt 1959)."]
     if results.get("edit_reasons"):
-        parts.append("Edit reasons (none, content, style, both) are reported as shares by role and draft source with "
-                     "Wilson 95% intervals.")
+        paper.append("Edit reasons are shares by role and draft source; their intervals in the figures are the "
+                     "random-reader OR intervals (per-read Wilson intervals, Wilson 1927, ignore clustering).")
     mc = results.get("no_edit_mcnemar", {})
     if mc:
-        parts.append("'No editing needed' for the model draft versus the resident draft of the same case was compared "
-                     "with McNemar's test (" + "; ".join(f"{role}s: {r['n_pairs']} pairs by {r['pairing']}, "
-                                                          f"{r['method']}" for role, r in mc.items())
-                     + "; exact binomial when fewer than 25 discordant pairs).")
-    if results.get("likert"):
-        parts.append("Likert items (+10 strongly agree to -10 strongly disagree) are given as mean ± SD with bootstrap "
-                     "CIs; each was tested against the neutral 0 with the Wilcoxon signed-rank test with Pratt's "
-                     "treatment of zero (neutral) answers, and model versus reader drafts were compared on reader "
-                     "means with the Wilcoxon signed-rank test (zeros dropped, Wilcox's method), exact when there "
-                     "were no ties and at most 50 pairs, otherwise the normal approximation with tie and continuity "
-                     "corrections.")
+        paper.append("'No editing needed' for the model versus the resident draft of the same case used McNemar's "
+                     "test (McNemar 1947; " + "; ".join(f"{role}s: {r['n_pairs']} pairs by {r['pairing']}, "
+                                                        f"{'exact binomial' if r['method'] == 'exact' else 'chi-squared with continuity correction'}"
+                                                        for role, r in mc.items()) + ").")
     pref = results.get("preference", {})
     if pref:
-        parts.append(f"In {pref['n']} blinded side-by-side comparisons, shares of preferred source are given with "
-                     "Wilson 95% intervals; model versus reader preference was tested with an exact two-sided sign "
-                     "(binomial) test on non-tied comparisons, the A/B position effect with an exact binomial test "
-                     "of position A wins against 0.5, and the reader-level net preference with a Wilcoxon test.")
+        paper.append(f"In {pref['n']} blinded comparisons the per-read sign test of model versus reader preference "
+                     "and the binomial test of the A/B position used exact binomial p-values with Clopper-Pearson "
+                     "intervals (Clopper & Pearson 1934).")
     icc = results.get("icc", {})
     if icc.get("items"):
-        parts.append("Inter-reader reliability of each rating used the intraclass correlation on drafts rated by "
-                     "several readers. " + icc["reason"] + " Duplicate ratings of a draft by one reader were refused.")
-    return " ".join(parts)
+        paper.append("Inter-reader reliability: " + icc["reason"] + " (Shrout & Fleiss 1979; McGraw & Wong 1996; "
+                     "Donner 1986). Duplicate ratings of a draft by one reader were refused.")
+    return "\n\n".join(" ".join(p) for p in (data, pre, mrmc, paper) if p)
+
+
+def cited(results: dict) -> list[str]:
+    """Full references of every method the methods paragraph cites, in citation order."""
+    text = methods_paragraph(results)
+    found = [(text.find(key), ref) for key, ref in REFERENCES.items() if key in text]
+    return [ref for _, ref in sorted(found)]

@@ -8,16 +8,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.stats.agreement import icc_oneway, intraclass_corr
+from analysis.endpoints import analyse_endpoint, endpoint_frame, or_summary
+from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
+from analysis.stats.agreement import icc_crossed, icc_oneway, intraclass_corr
 from analysis.stats.bootstrap import bootstrap_ci, two_way_bootstrap_ratio
 from analysis.stats.descriptive import describe
-from analysis.stats.mixed import DEFAULT_MAX_READS, crossed_mixed_ratio
+from analysis.stats.mixed import DEFAULT_MAX_READS, mixed_model_ratio
+from analysis.stats.mrmc import or_hillis
+from analysis.stats.multiplicity import adjust_pvalues
 from analysis.stats.paired import pair_by_key, paired_ttest, wilcoxon_signed_rank
 from analysis.stats.proportions import mcnemar_test, proportion_shares, sign_test, wilson_ci
 from analysis.stats.text import edit_metrics
 from analysis.tables import COUNTED_STATUSES, AnalysisInputError, StudyTables
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2
 EDIT_REASONS = ("none", "content", "style", "both")
 LIKERT_ITEMS = ("indication_applicability", "writing_efficiency", "interpretation_efficiency")
 REASONING_ITEMS = ("factuality", "causal_support")
@@ -25,11 +29,13 @@ REASONING_ITEMS = ("factuality", "causal_support")
 DURATION_COMPARISONS = {"write_vs_edit_model": ("write", "edit_model"),
                         "edit_reader_vs_edit_model": ("edit_reader", "edit_model")}
 ICC_CHOICE_REASON = (
-    "ICC(1) (one-way random, single reader) is reported as the primary reliability: in this design "
-    "different cases are read by different readers, so reader is not a crossed factor and the two-way "
-    "ICC(2)/ICC(3) forms, which need every reader on every case, are not estimable; ICC(1,k) gives the "
-    "reliability of the mean of k0 readers. The six Shrout-Fleiss forms are added only when the "
-    "ratings are fully crossed.")
+    "Different readers rate different drafts, but the design is connected (raters and drafts are linked through "
+    "shared ratings), so reader and draft variances are separable: the two-way random-effects ICC(A,1) "
+    "(absolute agreement of single readers) and ICC(A,k) (of the mean of k0 readers) are estimated from "
+    "crossed REML variance components, with logit-scale Wald intervals. For an item whose design is not "
+    "connected the one-way ICC(1) and ICC(1,k) are used instead, which ignore systematic reader differences. "
+    "The one-way forms are reported for every item for comparison, and the six Shrout-Fleiss forms when the "
+    "ratings happen to be fully crossed.")
 
 
 @dataclass
@@ -83,7 +89,8 @@ def _with_ci(values, seed: int, n_boot: int) -> dict:
 
 
 def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 1000,
-                 require_all_arms: bool = True, mixed_max_reads: int | None = DEFAULT_MAX_READS) -> AnalysisResult:
+                 require_all_arms: bool = True, mixed_max_reads: int | None = DEFAULT_MAX_READS,
+                 plan: AnalysisPlan | None = None) -> AnalysisResult:
     """Compute every reader-study statistic, the report tables, figures and methods text.
 
     Parameters
@@ -99,6 +106,10 @@ def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 100
         set False to analyse a study in progress.
     mixed_max_reads : int or None
         Largest data set fitted by the mixed model before subsampling cases.
+    plan : AnalysisPlan, optional
+        The pre-specified plan; default: the one the export carries
+        (``export_meta.json``, checked against its SHA-256), else the shipped default,
+        stated as such in the report.
 
     Returns
     -------
@@ -107,7 +118,8 @@ def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 100
     Raises
     ------
     AnalysisInputError
-        No counted reads, an empty arm, or a reader rating the same draft twice.
+        No counted reads, an empty arm, a reader rating the same draft twice, or an
+        analysis plan that does not parse or does not match its hash.
     """
     reads = tables.counted_reads()
     if reads.empty:
@@ -119,15 +131,31 @@ def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 100
         raise AnalysisInputError(
             f"arm(s) with no submitted/completed read: {', '.join(map(str, empty))}; "
             "pass require_all_arms=False to analyse a study in progress")
+    if plan is None:
+        try:
+            plan = plan_from_meta(tables.meta)
+        except ValueError as exc:
+            raise AnalysisInputError(str(exc)) from None
     reads = edit_metrics(reads)
     missing_duration = reads["duration_s"].isna().sum()
+    # Zero durations are the one documented exclusion (validation lists them): left out of
+    # every time analysis, counted in the design block and the report.
+    zero_ids = set(tables.exclusions.get("zero_duration", []))
+    timed = reads.loc[~reads["assignment_id"].isin(zero_ids)]
     answers = tables.answers.merge(
         reads[["assignment_id", "reader_id", "reader_role", "case_id", "task", "draft_source", "draft_id",
                "condition"]], on="assignment_id", how="inner")
 
     results: dict = {"results_version": RESULTS_VERSION, "seed": seed, "n_boot": n_boot}
     results["design"] = _design(tables, reads, arms_all, arms_counted, int(missing_duration))
-    results["duration"] = _durations(reads, seed, n_boot, mixed_max_reads)
+    results["design"]["n_reads_zero_duration_excluded"] = len(zero_ids)
+    results["design"]["zero_duration_assignment_ids"] = sorted(zero_ids)
+    mixed_cache: dict = {}
+    results["duration"] = _durations(timed, seed, n_boot, mixed_max_reads, mixed_cache)
+    results["plan"] = _plan_block(plan)
+    results["endpoints"] = _endpoints(plan, timed, answers, seed, mixed_max_reads, mixed_cache)
+    results["multiplicity"] = _multiplicity_statement(plan, results["endpoints"])
+    results["mrmc"] = _mrmc_blocks(timed, answers, plan.confidence)
     results["edit_reasons"] = _edit_reasons(answers)
     results["no_edit_mcnemar"] = _no_edit_mcnemar(answers)
     results["likert"] = _ratings(answers, LIKERT_ITEMS, seed, n_boot, compare_sources=True)
@@ -135,6 +163,7 @@ def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 100
     results["preference"] = _preference(reads)
     results["icc"] = _icc(answers)
     results["edit_metrics"] = _edit_metric_summary(reads)
+    results["caveats"] = _caveats(results, plan)
     results = _clean(results)
 
     from analysis.figures import build_figures
@@ -163,7 +192,7 @@ def _design(tables, reads, arms_all, arms_counted, missing_duration) -> dict:
     }
 
 
-def _durations(reads, seed, n_boot, mixed_max_reads) -> dict:
+def _durations(reads, seed, n_boot, mixed_max_reads, mixed_cache) -> dict:
     out = {}
     timed = reads.dropna(subset=["duration_s"])
     for role, rr in timed.groupby("reader_role"):
@@ -174,6 +203,7 @@ def _durations(reads, seed, n_boot, mixed_max_reads) -> dict:
             if not set(levels) <= present:
                 continue
             block["comparisons"][name] = _duration_comparison(rr, levels, seed, n_boot, mixed_max_reads)
+            mixed_cache[(str(role), levels)] = block["comparisons"][name]["mixed_model"]
         out[str(role)] = block
     return out
 
@@ -189,16 +219,19 @@ def _duration_comparison(rr, levels, seed, n_boot, mixed_max_reads) -> dict:
         tt = paired_ttest(paired[cmp_], paired[ref]).iloc[0].to_dict()
         tt["diff_bootstrap"] = bootstrap_ci(paired[cmp_] - paired[ref], "mean", n_boot=n_boot, seed=seed)
         comp["reader_paired_ttest"] = tt
-        comp["reader_wilcoxon"] = wilcoxon_signed_rank(paired[cmp_], paired[ref], zero_method="wilcox",
-                                                       method="auto").iloc[0].to_dict()
+        comp["reader_wilcoxon"] = _with_min_p(wilcoxon_signed_rank(paired[cmp_], paired[ref], zero_method="wilcox",
+                                                                   method="auto").iloc[0].to_dict())
     else:
         comp["reader_paired_ttest"] = None
         comp["reader_wilcoxon"] = None
     try:
-        comp["mixed_model"] = crossed_mixed_ratio(rr, "duration_s", "condition", levels,
+        comp["mixed_model"] = mixed_model_ratio(rr, "duration_s", "condition", levels,
                                                   max_reads=mixed_max_reads, seed=seed)
     except (ValueError, np.linalg.LinAlgError) as exc:
         comp["mixed_model"] = {"error": str(exc)}
+    comp["or_hillis"] = _or_or_error(rr.loc[rr["duration_s"] > 0].assign(
+        value=lambda d: np.log(d["duration_s"].astype(float))), (cmp_, ref), ratio=True,
+        label=f"mean log duration, {cmp_} vs {ref}")
     comp["two_way_bootstrap"] = two_way_bootstrap_ratio(rr, "duration_s", "condition", levels,
                                                         n_boot=n_boot, seed=seed)
     return comp
@@ -271,8 +304,8 @@ def _ratings(answers, items, seed, n_boot, compare_sources: bool) -> dict:
                 paired = pair_by_key(g, "score", "source", "reader_id", ("reader", "model"))
                 test = None
                 if len(paired) >= 2:
-                    test = wilcoxon_signed_rank(paired["model"], paired["reader"], zero_method="wilcox",
-                                                method="auto").iloc[0].to_dict()
+                    test = _with_min_p(wilcoxon_signed_rank(paired["model"], paired["reader"], zero_method="wilcox",
+                                                            method="auto").iloc[0].to_dict())
                     test.update(mean_diff=float((paired["model"] - paired["reader"]).mean()))
                 block.setdefault(str(role), {})["model_vs_reader_by_reader"] = {
                     "pairing": "reader_id (each reader's mean score per draft source)",
@@ -291,7 +324,8 @@ def _preference(reads) -> dict:
     non_tie = cmp_.loc[cmp_["preferred"].isin(["A", "B"])]
     per_reader = cmp_.groupby("reader_id")["preferred_source"].agg(
         lambda s: ((s == "model").sum() - (s == "reader").sum()) / len(s))
-    reader_level = wilcoxon_signed_rank(per_reader.to_numpy(), zero_method="wilcox", method="auto").iloc[0].to_dict()
+    reader_level = _with_min_p(wilcoxon_signed_rank(per_reader.to_numpy(), zero_method="wilcox",
+                                                    method="auto").iloc[0].to_dict())
     reader_level.update(n_readers=int(per_reader.size), mean_net_model_share=float(per_reader.mean()))
     position_a_model = cmp_.loc[cmp_["a_source"].notna()]
     return {
@@ -310,7 +344,7 @@ def _preference(reads) -> dict:
 
 
 def _icc(answers) -> dict:
-    out = {"choice": "ICC1", "reason": ICC_CHOICE_REASON, "items": {}}
+    out = {"choice": "ICC(A,1)", "reason": ICC_CHOICE_REASON, "items": {}}
     present = set(answers["question_key"].unique())
     keys = [k for k in LIKERT_ITEMS + REASONING_ITEMS if k in present]
     for key in keys:
@@ -327,6 +361,18 @@ def _icc(answers) -> dict:
         if "error" in item:
             out["items"][key] = item
             continue
+        try:
+            two = icc_crossed(sub, "target", "reader_id", "score")
+            item["two_way"] = {row.Type: {"ICC": row.ICC, "ci_low": row.ci_low, "ci_high": row.ci_high}
+                               for row in two.itertuples()}
+            item["two_way"].update(var_target=float(two["var_target"].iloc[0]),
+                                   var_rater=float(two["var_rater"].iloc[0]),
+                                   var_residual=float(two["var_residual"].iloc[0]), k=float(two["k"].iloc[0]),
+                                   subsampled=bool(two["subsampled"].iloc[0]), note=str(two["note"].iloc[0]))
+            item["choice"] = "ICC(A,1)"
+        except ValueError as exc:
+            item["two_way"] = {"error": str(exc)}
+            item["choice"] = "ICC1"
         # Residents and attendings may rate the same model draft; per-role ICCs keep
         # the two perspectives apart, the pooled one is the headline.
         item["by_role"] = {str(role): _icc_oneway_block(g) for role, g in sub.groupby("reader_role")}
@@ -365,4 +411,161 @@ def _edit_metric_summary(reads) -> dict:
                           "share": float(unchanged.mean()) if unchanged.size else float("nan"),
                           "ci_low": low, "ci_high": high},
         }
+    return out
+
+
+def _with_min_p(test: dict) -> dict:
+    """Add the smallest two-sided p-value the test could give with these n (exact method only):
+    with 5 readers the exact signed-rank test cannot go below 2/2^5 = 0.0625."""
+    # The exact method is used only without zeros (R's rule), so n - n_zero is the ranked count.
+    n_nonzero = int(test.get("n", 0)) - int(test.get("n_zero", 0))
+    test["min_attainable_p"] = min(1.0, 2.0 / 2 ** n_nonzero) if test.get("method") == "exact" and n_nonzero \
+        else float("nan")
+    return test
+
+
+def _or_or_error(frame, levels, *, ratio=False, null=None, bounds=None, label="", test="condition"):
+    """The OR digest of one comparison, or {'error': why} when the data cannot support it."""
+    try:
+        res = or_hillis(frame, "value", test, "reader_id", "case_id", levels=levels, null=null, bounds=bounds)
+    except ValueError as exc:
+        return {"error": str(exc), "label": label}
+    n = int(frame[test].isin(levels).sum())
+    return or_summary(res, ratio=ratio, n_reads=n, label=label)
+
+
+def _plan_block(plan: AnalysisPlan) -> dict:
+    return {"source": plan.source, "sha256": plan.sha256, "alpha": plan.alpha, "multiplicity": plan.multiplicity,
+            "readers": plan.readers, "cases": plan.cases, "conclusion": plan.conclusion,
+            "confidence": plan.confidence, "table": plan.to_dict(),
+            "endpoints": [{"family": fam, "name": e.name, "description": e.describe()} for fam, e in plan.endpoints()]}
+
+
+def _endpoints(plan: AnalysisPlan, reads, answers, seed, mixed_max_reads, mixed_cache) -> list:
+    out = []
+    for family, e in plan.endpoints():
+        cached = mixed_cache.get((e.role, (e.reference, e.comparison))) if e.method == "mixed_model" else None
+        r = analyse_endpoint(e, reads, answers, conclusion=plan.conclusion, confidence=plan.confidence, seed=seed,
+                             mixed_max_reads=mixed_max_reads, mixed_result=cached)
+        r["family"] = family
+        out.append(r)
+    secondary = [r for r in out if r["family"] == "secondary"]
+    adjusted = adjust_pvalues([r.get("p_val") if r.get("p_val") is not None else np.nan for r in secondary],
+                              plan.multiplicity)
+    for r, p_adj in zip(secondary, adjusted):
+        r["p_adjusted"] = float(p_adj)
+    for r in out:
+        if r["family"] == "primary":
+            r["p_adjusted"] = r.get("p_val")
+        p_used = r.get("p_adjusted") if r["family"] != "sensitivity" else r.get("p_val")
+        r["significant"] = bool(p_used is not None and np.isfinite(p_used) and p_used <= plan.alpha) \
+            if r["family"] != "sensitivity" else None
+    return out
+
+
+def _multiplicity_statement(plan: AnalysisPlan, endpoints: list) -> dict:
+    secondary = [r["name"] for r in endpoints if r["family"] == "secondary"]
+    method = {"holm": "Holm's step-down procedure", "bonferroni": "the Bonferroni correction",
+              "none": "no correction"}[plan.multiplicity]
+    text = (f"The primary endpoint was tested at alpha = {plan.alpha:g} two-sided. The {len(secondary)} secondary "
+            f"endpoints form one family whose p-values were adjusted with {method} (family-wise error rate "
+            f"{plan.alpha:g}); an endpoint that could not be estimated counts in the family size. Sensitivity "
+            "analyses of the primary endpoint and every other statistic in this report are exploratory and "
+            "carry unadjusted p-values.")
+    return {"method": plan.multiplicity, "alpha": plan.alpha, "family": secondary, "statement": text}
+
+
+def _mrmc_blocks(reads, answers, confidence) -> dict:
+    """OR/Hillis for every endpoint of the study (exploratory unless the plan names it)."""
+    out: dict = {"duration": {}, "no_edit": {}, "edit_reasons": {}, "likert": {}, "reasoning": {}, "preference": {}}
+    timed = reads.loc[reads["duration_s"].notna() & (reads["duration_s"] > 0)].assign(
+        value=lambda d: np.log(d["duration_s"].astype(float)))
+    for role, rr in timed.groupby("reader_role"):
+        present = set(rr["condition"])
+        block = {}
+        for name, (ref, cmp_) in DURATION_COMPARISONS.items():
+            if {ref, cmp_} <= present:
+                block[name] = _or_or_error(rr, (cmp_, ref), ratio=True, label=f"time ratio {cmp_} / {ref}")
+        for cond in sorted(present):
+            block[f"geometric_mean.{cond}"] = _or_or_error(rr, (cond,), ratio=True,
+                                                           label=f"geometric-mean duration, {cond}")
+        out["duration"][str(role)] = block
+    er = answers.loc[answers["question_key"].eq("edit_reason") & answers["task"].eq("edit") & answers["value"].notna()]
+    for role, g in er.groupby("reader_role"):
+        conds = tuple(sorted(set(g["condition"]), reverse=True))  # edit_reader, edit_model: model - reader
+        for reason in EDIT_REASONS:
+            frame = g.assign(value=g["value"].eq(reason).astype(float))
+            res = _or_or_error(frame, conds, bounds=(0.0, 1.0), label=f"share '{reason}', {' vs '.join(conds)}")
+            out["edit_reasons"].setdefault(str(role), {})[reason] = res
+            if reason == "none":
+                out["no_edit"][str(role)] = res
+    for key, items in (("likert", LIKERT_ITEMS), ("reasoning", REASONING_ITEMS)):
+        sub = answers.loc[answers["question_key"].isin(items) & answers["value"].notna()].copy()
+        sub["value"] = pd.to_numeric(sub["value"], errors="coerce")
+        for (item, role), g in sub.groupby(["question_key", "reader_role"]):
+            conds = tuple(sorted(set(g["condition"]), reverse=True))
+            block = {}
+            if len(conds) == 2:
+                block["difference"] = _or_or_error(g, conds, bounds=(-10.0, 10.0),
+                                                   label=f"{item}: {conds[0]} - {conds[1]}")
+            for cond in conds:
+                block[cond] = _or_or_error(g, (cond,), null=0.0, bounds=(-10.0, 10.0),
+                                           label=f"{item}: {cond} against neutral 0")
+            out[key].setdefault(str(item), {})[str(role)] = block
+    cmp_ = reads.loc[reads["task"].eq("compare") & reads["preferred_source"].notna()]
+    for role, g in cmp_.groupby("reader_role"):
+        e = Endpoint(name="preference", endpoint="preference_share", role=str(role), condition="compare", null=0.0)
+        frame = endpoint_frame(e, reads, answers)
+        shares = {}
+        for src in ("model", "reader", "equivalent"):
+            f = g.assign(value=g["preferred_source"].eq(src).astype(float))
+            shares[src] = _or_or_error(f, ("compare",), bounds=(0.0, 1.0), label=f"share preferring {src}")
+        out["preference"][str(role)] = {
+            "model_minus_reader": _or_or_error(frame, ("model_preferred", "reader_preferred"), test="test",
+                                               label="share preferring the model - share preferring the reader"),
+            "shares": shares}
+    return out
+
+
+def _caveats(results: dict, plan: AnalysisPlan) -> list:
+    """Plain-language warnings a reader of the report needs next to the numbers."""
+    alpha = plan.alpha
+    out = []
+    for role, block in results.get("duration", {}).items():
+        for name, comp in block.get("comparisons", {}).items():
+            w = comp.get("reader_wilcoxon") or {}
+            mp = w.get("min_attainable_p")
+            if mp is not None and np.isfinite(mp) and mp > alpha:
+                out.append(f"{role}s, {name}: the exact Wilcoxon signed-rank test on {w['n'] - w['n_zero']} reader "
+                           f"means cannot give p below {mp:.4f} > alpha = {alpha:g}, so it cannot reject whatever the "
+                           "data; rely on the OR/Hillis and mixed-model analyses.")
+    for item, block in results.get("likert", {}).items():
+        for role, by in block.items():
+            w = (by.get("model_vs_reader_by_reader") or {}).get("wilcoxon") or {}
+            mp = w.get("min_attainable_p")
+            if mp is not None and np.isfinite(mp) and mp > alpha:
+                out.append(f"{item}, {role}s: the reader-level Wilcoxon test cannot give p below {mp:.4f} > alpha.")
+    rl = (results.get("preference") or {}).get("reader_level") or {}
+    mp = rl.get("min_attainable_p")
+    if mp is not None and np.isfinite(mp) and mp > alpha:
+        out.append(f"preference: the reader-level Wilcoxon test on {rl.get('n_readers')} readers cannot give p below "
+                   f"{mp:.4f} > alpha.")
+    for role, r in results.get("no_edit_mcnemar", {}).items():
+        n = r.get("n_discordant") or 0
+        if r.get("method") == "exact" and n and 2 * 0.5 ** n > alpha:
+            out.append(f"{role}s, 'no editing needed' McNemar: {n} discordant pair(s) cannot give p below "
+                       f"{min(1.0, 2 * 0.5 ** n):.4f} > alpha.")
+    for r in results.get("endpoints", []):
+        if r.get("error"):
+            out.append(f"pre-specified endpoint {r['name']} ({r['family']}) has no result: {r['error']}")
+        elif r.get("n_readers") is not None and r["n_readers"] < 4 and r.get("method") == "or_hillis":
+            out.append(f"{r['name']}: only {r['n_readers']} readers; random-reader intervals are wide and their "
+                       "degrees of freedom few.")
+    n_zero = results["design"].get("n_reads_zero_duration_excluded", 0)
+    if n_zero:
+        out.append(f"{n_zero} read(s) with a zero duration were excluded from every time analysis "
+                   "(listed in results.json, design.zero_duration_assignment_ids).")
+    if plan.source == "default":
+        out.append("The study's design states no analysis plan: the shipped default plan was applied and is "
+                   "reported as pre-specified by default, not by the study team.")
     return out

@@ -1,38 +1,86 @@
-"""Write the self-contained HTML report (plotly inlined once, works offline) and results.json."""
+"""Write the self-contained HTML report (pre-specified results first, plotly inlined once, works offline) and results.json."""
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 import plotly.io as pio
 import plotly.offline
 
+from analysis.methods_text import cited
 from analysis.reader_study import AnalysisResult
 
 _TABLE_TITLES = {
-    "duration": "Durations per read (seconds)",
-    "duration_tests": "Duration comparisons (clustering-aware)",
-    "edit_reasons": "Edit reasons by draft source",
+    "endpoints": "Pre-specified endpoints (primary, secondary with multiplicity adjustment, sensitivity)",
+    "conclusions": "Random- and fixed-reader conclusions side by side (pre-specified endpoints)",
+    "variance_components": "Variance components (OR: reader, test x reader, error variance and Cov1-Cov3)",
+    "per_reader": "Primary endpoint per reader (fixed-reader case-sampling 95% CI)",
+    "duration": "Durations per read (as in the paper), with the geometric mean and its random-reader 95% CI",
+    "duration_tests": "Duration comparisons",
+    "edit_reasons": "Edit reasons by draft source (share per read; random-reader 95% CI)",
     "no_edit_mcnemar": "'No editing needed': model vs resident draft of the same case (McNemar)",
-    "likert": "Likert items (mean, bootstrap CI, Wilcoxon vs neutral)",
-    "likert_tests": "Likert: model vs reader drafts (paired by reader)",
+    "likert": "Likert items (per-read mean ± SD; random-reader 95% CI; Wilcoxon vs neutral)",
+    "likert_tests": "Likert: model vs reader drafts",
     "reasoning": "Reasoning review ratings",
-    "preference": "Blinded preference",
+    "preference": "Blinded preference (random-reader 95% CI of each share)",
     "icc": "Inter-reader reliability (ICC)",
-    "edit_metrics": "Text edit metrics by draft source",
+    "edit_metrics": "Text edit metrics by draft source (per read)",
+    "mrmc": "OR/Hillis analysis of every endpoint (random readers; fixed-reader interval alongside)",
 }
-_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+_EXPLORATORY = ("duration", "duration_tests", "edit_reasons", "no_edit_mcnemar", "likert", "likert_tests",
+                "reasoning", "preference", "icc", "edit_metrics", "mrmc")
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f3f3f3}h1{font-size:1.6em}h2{font-size:1.2em;margin-top:2em}p.methods{line-height:1.5}"""
+th{background:#f3f3f3}h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em}p.methods{line-height:1.5}
+.primary{border:2px solid #333;padding:.6em 1em;background:#fafafa}.caveat{color:#8a4b00}
+.label{font-size:12px;color:#555;text-transform:uppercase;letter-spacing:.05em}"""
+
+
+def format_p(p) -> str:
+    """A p-value as a journal prints it: ``< 0.001``, else three decimals; empty when missing.
+
+    >>> format_p(5.578e-86), format_p(0.05166), format_p(None)
+    ('< 0.001', '0.052', '')
+    """
+    if p is None or (isinstance(p, float) and not math.isfinite(p)):
+        return ""
+    p = float(p)
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _cell(value, column: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if column.startswith("p_") or column.endswith("_p_val") or column in ("min_attainable_p",):
+        return format_p(value)
+    if isinstance(value, float):
+        # Rounding noise (a difference of 1e-16) is zero, not a number to read.
+        return "0" if abs(value) < 1e-12 else f"{value:.4g}"
+    return str(value)
 
 
 def _table_html(frame: pd.DataFrame) -> str:
     if frame is None or frame.empty:
         return "<p><em>no data</em></p>"
-    return frame.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}", border=0, escape=True)
+    shown = pd.DataFrame({c: [_cell(v, c) for v in frame[c].tolist()] for c in frame.columns})
+    drop = [c for c in shown.columns if (shown[c] == "").all()]
+    return shown.drop(columns=drop).to_html(index=False, border=0, escape=True)
+
+
+def _primary_sentence(r: dict) -> str:
+    if r.get("error"):
+        return f"No result for the primary endpoint: {r['error']}"
+    what = {"ratio": "time ratio", "difference": "difference", "mean": "mean"}[r["scale"]]
+    verdict = "significant" if r.get("significant") else "not significant"
+    df = f", {r['df']:.1f} df" if r.get("df") is not None and math.isfinite(r["df"]) else ""
+    return (f"{r['description']}: {what} {r['estimate']:.3f} (95% CI {r['ci_low']:.3f} to {r['ci_high']:.3f}{df}), "
+            f"p {('= ' + format_p(r['p_val'])) if not format_p(r['p_val']).startswith('<') else format_p(r['p_val'])}"
+            f"; {r.get('n_readers')} readers, {r.get('n_cases')} cases, {r.get('n_reads')} reads; {verdict} at "
+            "the pre-specified alpha.")
 
 
 def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
@@ -48,28 +96,67 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
     Returns
     -------
     pathlib.Path
-        Path of ``report.html``. The page embeds plotly.js once (no CDN), so it
-        opens offline; ``results.json`` holds every number (NaN written as null).
+        Path of ``report.html``: the pre-specified primary result first, then the
+        secondary endpoints with the multiplicity statement, random- and fixed-reader
+        conclusions, variance components, the per-reader table and forest plot,
+        caveats, the methods paragraph with references, and, labelled exploratory,
+        the paper's per-read panels and tables and the OR analysis of every endpoint.
+        plotly.js is embedded once (no CDN), so it opens offline; ``results.json``
+        holds every number (NaN written as null).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result.results, indent=2, allow_nan=False))
-    design = result.results.get("design", {})
+    res = result.results
+    (out / "results.json").write_text(json.dumps(res, indent=2, allow_nan=False))
+    design = res.get("design", {})
+    plan = res.get("plan", {})
     title = f"Reader study analysis: {design.get('study_id') or 'study'}"
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+    esc = html.escape
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{esc(title)}</title>",
              f"<style>{_CSS}</style>",
              f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
-             "<h2>Methods</h2>", f"<p class='methods'>{html.escape(result.methods)}</p>"]
-    icc = result.results.get("icc", {})
+             f"<h1>{esc(title)}</h1>"]
+    if plan:
+        source = ("pre-specified in the design file (frozen at study creation)" if plan["source"] == "design"
+                  else "<strong>the shipped default plan</strong>: the design states no analysis plan")
+        parts.append(f"<p>Analysis plan: {source}; SHA-256 <code>{esc(plan['sha256'])}</code>; alpha "
+                     f"{plan['alpha']:g}; {esc(plan['multiplicity'])} over the secondary endpoints; readers "
+                     f"{esc(plan['readers'])}, cases {esc(plan['cases'])}.</p>")
+    primary = next((r for r in res.get("endpoints", []) if r["family"] == "primary"), None)
+    if primary:
+        parts += ["<div class='primary'><div class='label'>Primary endpoint (pre-specified)</div>",
+                  f"<p><strong>{esc(_primary_sentence(primary))}</strong></p>",
+                  _table_html(result.tables.get("primary")), "</div>"]
+    parts += ["<h2>Pre-specified endpoints</h2>",
+              f"<p>{esc(res.get('multiplicity', {}).get('statement', ''))}</p>",
+              _table_html(result.tables.get("endpoints"))]
+    for name in ("conclusions", "variance_components", "per_reader"):
+        parts.append(f"<h3>{esc(_TABLE_TITLES[name])}</h3>{_table_html(result.tables.get(name))}")
+    if "forest_primary" in result.figures:
+        parts.append(pio.to_html(result.figures["forest_primary"], include_plotlyjs=False, full_html=False,
+                                 div_id="fig-forest_primary"))
+    caveats = res.get("caveats", [])
+    if caveats:
+        parts.append("<h2>Caveats and exclusions</h2><ul>"
+                     + "".join(f"<li class='caveat'>{esc(c)}</li>" for c in caveats) + "</ul>")
+    parts.append("<h2>Methods</h2>")
+    parts += [f"<p class='methods'>{esc(p)}</p>" for p in result.methods.split("\n\n")]
+    refs = cited(res)
+    if refs:
+        parts.append("<h3>References</h3><ol>" + "".join(f"<li>{esc(r)}</li>" for r in refs) + "</ol>")
+    icc = res.get("icc", {})
     if icc.get("reason"):
-        parts.append(f"<p><strong>ICC form:</strong> {html.escape(icc['reason'])}</p>")
-    parts.append("<h2>Figures</h2>")
+        parts.append(f"<p><strong>ICC form:</strong> {esc(icc['reason'])}</p>")
+    parts.append("<h2>Exploratory: the paper's panels and per-read numbers, and every endpoint's MRMC analysis</h2>"
+                 "<p>Not pre-specified: p-values here are unadjusted and descriptive. Per-read summaries are kept "
+                 "as the paper reports them; every interval shown is clustering-aware (random readers and cases) "
+                 "unless its column says otherwise.</p>")
     for name, fig in result.figures.items():
-        parts.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"fig-{name}"))
-    parts.append("<h2>Tables</h2>")
-    for name, frame in result.tables.items():
-        parts.append(f"<h3>{html.escape(_TABLE_TITLES.get(name, name))}</h3>{_table_html(frame)}")
+        if name != "forest_primary":
+            parts.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"fig-{name}"))
+    for name in _EXPLORATORY:
+        if name in result.tables:
+            parts.append(f"<h3>{esc(_TABLE_TITLES.get(name, name))}</h3>{_table_html(result.tables[name])}")
     parts.append("</body></html>")
     path = out / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

@@ -1,8 +1,126 @@
-"""Flatten the nested results into the report's tables (estimate, CI, test, p-value per row)."""
+"""Flatten the nested results into the report's tables: pre-specified endpoints first, then the paper's per-read numbers and the exploratory MRMC analyses."""
 
 from __future__ import annotations
 
 import pandas as pd
+
+from analysis.stats.mrmc import CONCLUSION_LABELS, CONCLUSIONS
+
+UNITS = {"ratio": "ratio (comparison / reference)", "difference": "difference (comparison - reference)",
+         "mean": "mean"}
+
+
+def _ci(d: dict) -> tuple:
+    return d.get("ci_low"), d.get("ci_high")
+
+
+def _endpoint_rows(results: dict) -> list[dict]:
+    rows = []
+    for r in results.get("endpoints", []):
+        lo, hi = _ci(r)
+        rows.append({"family": r["family"], "endpoint": r["name"], "what": r["description"],
+                     "estimate": r.get("estimate"), "scale": UNITS.get(r.get("scale"), ""), "ci_low": lo, "ci_high": hi,
+                     "df": r.get("df"), "p_val": r.get("p_val"),
+                     "p_adjusted": r.get("p_adjusted") if r["family"] == "secondary" else None,
+                     "significant": {True: "yes", False: "no"}.get(r.get("significant"), ""),
+                     "n_readers": r.get("n_readers"), "n_cases": r.get("n_cases"), "n_reads": r.get("n_reads"),
+                     "note": r.get("error") or r.get("note") or ""})
+    return rows
+
+
+def _conclusion_rows(results: dict) -> list[dict]:
+    rows = []
+    for r in results.get("endpoints", []):
+        digest = r.get("or")
+        if not digest:
+            continue
+        for c in CONCLUSIONS:
+            d = digest["conclusions"][c]
+            rows.append({"endpoint": r["name"], "conclusion": CONCLUSION_LABELS[c],
+                         "pre_specified": "yes" if c == r["conclusion"] else "", "estimate": d["estimate"],
+                         "ci_low": d["ci_low"], "ci_high": d["ci_high"], "df": d["df"], "p_val": d["p_val"],
+                         "note": d["note"]})
+    return rows
+
+
+def _variance_rows(results: dict) -> list[dict]:
+    rows = []
+    for r in results.get("endpoints", []):
+        if r.get("or"):
+            vc = r["or"]["variance_components"]
+            rows.append({"endpoint": r["name"], "design": r["or"]["design"], **{k: vc.get(k) for k in (
+                "reader", "test_x_reader", "error", "cov1", "cov2", "cov3")}})
+        elif r.get("mixed_model"):
+            m = r["mixed_model"]
+            rows.append({"endpoint": r["name"], "design": "mixed model: " + m["model"],
+                         "reader": m["var_reader"], "test_x_reader": m["var_reader_condition"],
+                         "error": m["var_residual"], "case": m["var_case"], "case_x_condition": m["var_case_condition"]})
+    return rows
+
+
+def _per_reader_rows(endpoint: dict) -> list[dict]:
+    digest = endpoint.get("or") or {}
+    if not digest or len(digest["levels"]) != 2:
+        return []
+    first, second = digest["levels"]
+    by = {}
+    for row in digest["readers"]:
+        by.setdefault(row["reader"], {})[row["test"]] = row
+    rows = []
+    for d in digest["reader_differences"]:
+        cells = by.get(d["reader"], {})
+        rows.append({"reader": d["reader"], f"{second}": cells.get(second, {}).get("estimate"),
+                     f"n_{second}": cells.get(second, {}).get("n_cases"), f"{first}": cells.get(first, {}).get("estimate"),
+                     f"n_{first}": cells.get(first, {}).get("n_cases"),
+                     "estimate": d["estimate"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "p_val": d["p_val"]})
+    return rows
+
+
+def _mrmc_rows(results: dict) -> list[dict]:
+    rows = []
+    m = results.get("mrmc", {})
+
+    def add(block_name, role, key, digest):
+        if not digest:
+            return
+        if "error" in digest:
+            rows.append({"block": block_name, "role": role, "what": digest.get("label") or key, "note": digest["error"]})
+            return
+        d = digest["conclusions"]["random_readers_random_cases"]
+        f = digest["conclusions"]["fixed_readers_random_cases"]
+        rows.append({"block": block_name, "role": role, "what": digest["label"], "estimate": d["estimate"],
+                     "ci_low": d["ci_low"], "ci_high": d["ci_high"], "df": d["df"], "p_val": d["p_val"],
+                     "fixed_readers_ci_low": f["ci_low"], "fixed_readers_ci_high": f["ci_high"],
+                     "fixed_readers_p_val": f["p_val"], "n_readers": digest["n_readers"],
+                     "n_cases": digest["n_cases"], "n_reads": digest["n_reads"], "note": d["note"]})
+
+    for role, block in m.get("duration", {}).items():
+        for key, digest in block.items():
+            add("duration", role, key, digest)
+    for role, by in m.get("edit_reasons", {}).items():
+        for reason, digest in by.items():
+            add("edit reason", role, reason, digest)
+    for key in ("likert", "reasoning"):
+        for item, by_role in m.get(key, {}).items():
+            for role, block in by_role.items():
+                for sub, digest in block.items():
+                    add(key, role, f"{item} {sub}", digest)
+    for role, block in m.get("preference", {}).items():
+        add("preference", role, "model - reader", block.get("model_minus_reader"))
+        for src, digest in block.get("shares", {}).items():
+            add("preference", role, src, digest)
+    return rows
+
+
+def _rrrc_mean(results, path, test):
+    """The random-reader mean and CI of one condition from the MRMC block, or (None, None, None)."""
+    node = results.get("mrmc", {})
+    for key in path:
+        node = (node or {}).get(key)
+    if not node or "error" in node:
+        return None, None, None
+    mean = node["means"].get(test, {}).get("random_readers_random_cases", {})
+    return mean.get("estimate"), mean.get("ci_low"), mean.get("ci_high")
 
 
 def build_tables(results: dict) -> dict[str, pd.DataFrame]:
@@ -16,49 +134,89 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
     Returns
     -------
     dict of str to pandas.DataFrame
+        Pre-specified: ``primary``, ``endpoints``, ``conclusions`` (random- and
+        fixed-reader side by side), ``variance_components``, ``per_reader`` (the
+        primary endpoint). Per read, as in the paper, with random-reader CIs:
         ``duration``, ``duration_tests``, ``edit_reasons``, ``no_edit_mcnemar``,
-        ``likert``, ``likert_tests``, ``reasoning``, ``preference``, ``icc``, ``edit_metrics``.
+        ``likert``, ``likert_tests``, ``reasoning``, ``preference``, ``icc``,
+        ``edit_metrics``. Exploratory: ``mrmc`` (OR/Hillis for every endpoint).
     """
     t: dict[str, pd.DataFrame] = {}
+    endpoint_rows = _endpoint_rows(results)
+    t["primary"] = pd.DataFrame([r for r in endpoint_rows if r["family"] == "primary"])
+    t["endpoints"] = pd.DataFrame(endpoint_rows)
+    t["conclusions"] = pd.DataFrame(_conclusion_rows(results))
+    t["variance_components"] = pd.DataFrame(_variance_rows(results))
+    primary = next((r for r in results.get("endpoints", []) if r["family"] == "primary"), {})
+    t["per_reader"] = pd.DataFrame(_per_reader_rows(primary))
+
     rows, tests = [], []
     for role, block in results.get("duration", {}).items():
         for cond, d in block["by_condition"].items():
+            gm, lo, hi = _rrrc_mean(results, ("duration", role, f"geometric_mean.{cond}"), cond)
             rows.append({"role": role, "condition": cond, "n": d["n"],
                          "mean_sd": f"{d['mean']:.1f} ± {d['sd']:.1f}" if d["sd"] is not None else "",
-                         "mean_s": d["mean"], "sd_s": d["sd"],
-                         "median_s": d["median"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
-                         "ci_method": d["ci_method"]})
+                         "median_s": d["median"], "q1_s": d["q1"], "q3_s": d["q3"],
+                         "geometric_mean_s": gm, "ci_low": lo, "ci_high": hi})
         for name, c in block["comparisons"].items():
+            o = c.get("or_hillis") or {}
+            if o and "error" not in o:
+                rr = o["conclusions"]["random_readers_random_cases"]
+                fr = o["conclusions"]["fixed_readers_random_cases"]
+                tests.append({"role": role, "comparison": name, "method": "OR/Hillis, mean log duration (random readers)",
+                              "estimate": rr["estimate"], "unit": "time ratio", "ci_low": rr["ci_low"],
+                              "ci_high": rr["ci_high"], "statistic": rr["statistic"], "df": rr["df"],
+                              "p_val": rr["p_val"], "n": o["n_reads"]})
+                tests.append({"role": role, "comparison": name, "method": "OR, fixed readers (these readers only)",
+                              "estimate": fr["estimate"], "unit": "time ratio", "ci_low": fr["ci_low"],
+                              "ci_high": fr["ci_high"], "statistic": fr["statistic"], "df": None,
+                              "p_val": fr["p_val"], "n": o["n_reads"]})
+            m = c.get("mixed_model", {})
+            if "ratio" in m:
+                tests.append({"role": role, "comparison": name,
+                              "method": f"mixed model, {m['model']}, Satterthwaite df"
+                                        + (" (case subsample)" if m["subsampled"] else ""),
+                              "estimate": m["ratio"], "unit": "time ratio", "ci_low": m["ci_low"],
+                              "ci_high": m["ci_high"], "statistic": m["t"], "df": m["df"], "p_val": m["p_val"],
+                              "n": m["n_reads"]})
+            elif m.get("error"):
+                tests.append({"role": role, "comparison": name, "method": "mixed model", "note": m["error"]})
             tt = c.get("reader_paired_ttest")
             if tt:
                 tests.append({"role": role, "comparison": name, "method": "paired t-test on reader means",
                               "estimate": tt["mean_diff"], "unit": "s (comparison - reference)",
                               "ci_low": tt["ci_low"], "ci_high": tt["ci_high"], "statistic": tt["T"],
-                              "p_val": tt["p_val"], "n": tt["n_pairs"]})
+                              "df": tt["dof"], "p_val": tt["p_val"], "n": tt["n_pairs"]})
             w = c.get("reader_wilcoxon")
             if w:
-                tests.append({"role": role, "comparison": name, "method": f"Wilcoxon signed-rank on reader means ({w['method']})",
-                              "estimate": None, "unit": "", "ci_low": None, "ci_high": None, "statistic": w["V"],
-                              "p_val": w["p_val"], "n": w["n"]})
-            m = c.get("mixed_model", {})
-            if "ratio" in m:
                 tests.append({"role": role, "comparison": name,
-                              "method": "mixed model log(duration), crossed reader + case" + (" (case subsample)" if m["subsampled"] else ""),
-                              "estimate": m["ratio"], "unit": "ratio of geometric means", "ci_low": m["ci_low"],
-                              "ci_high": m["ci_high"], "statistic": m["z"], "p_val": m["p_val"], "n": m["n_reads"]})
+                              "method": f"Wilcoxon signed-rank on reader means ({w['method']})", "statistic": w["V"],
+                              "p_val": w["p_val"], "n": w["n"], "min_attainable_p": w.get("min_attainable_p")})
             b = c["two_way_bootstrap"]
             tests.append({"role": role, "comparison": name, "method": "two-way (reader x case) bootstrap",
-                          "estimate": b["ratio"], "unit": "ratio of geometric means", "ci_low": b["ci_low"],
-                          "ci_high": b["ci_high"], "statistic": None, "p_val": None, "n": b["n_reads"]})
+                          "estimate": b["ratio"], "unit": "time ratio", "ci_low": b["ci_low"],
+                          "ci_high": b["ci_high"], "n": b["n_reads"]})
     t["duration"] = pd.DataFrame(rows)
     t["duration_tests"] = pd.DataFrame(tests)
-    t["edit_reasons"] = pd.DataFrame([
-        {"role": role, "draft_source": src, "reason": reason, "count": s["count"], "n": d["n"], "share": s["share"],
-         "ci_low": s["ci_low"], "ci_high": s["ci_high"]}
-        for role, by_src in results.get("edit_reasons", {}).items() for src, d in by_src.items()
-        for reason, s in d["shares"].items()])
-    t["no_edit_mcnemar"] = pd.DataFrame([{"role": role, **{k: v for k, v in r.items() if not k.endswith("_label")}}
-                                         for role, r in results.get("no_edit_mcnemar", {}).items()])
+
+    er_rows = []
+    for role, by_src in results.get("edit_reasons", {}).items():
+        for src, d in by_src.items():
+            for reason, s in d["shares"].items():
+                _, lo, hi = _rrrc_mean(results, ("edit_reasons", role, reason), f"edit_{src}")
+                er_rows.append({"role": role, "draft_source": src, "reason": reason, "count": s["count"], "n": d["n"],
+                                "share": s["share"], "ci_low": lo, "ci_high": hi})
+    t["edit_reasons"] = pd.DataFrame(er_rows)
+    mc_rows = []
+    for role, r in results.get("no_edit_mcnemar", {}).items():
+        row = {"role": role, "b": r["b"], "c": r["c"], "n_pairs": r["n_pairs"], "pairing": r["pairing"],
+               "method": "exact binomial" if r["method"] == "exact" else "chi-squared, continuity corrected",
+               "p_val": r["p_val"], "share_no_edit_model": r["share_no_edit_model"],
+               "share_no_edit_reader": r["share_no_edit_reader"]}
+        if r["method"] != "exact":
+            row["chi2"] = r["chi2"]
+        mc_rows.append(row)
+    t["no_edit_mcnemar"] = pd.DataFrame(mc_rows)
     for key in ("likert", "reasoning"):
         rows, tests = [], []
         for item, block in results.get(key, {}).items():
@@ -66,26 +224,39 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
                 for src, d in by_src.items():
                     if src == "model_vs_reader_by_reader":
                         w = d.get("wilcoxon") or {}
+                        diff = (results.get("mrmc", {}).get(key, {}).get(item, {}).get(role, {}).get("difference")
+                                or {})
+                        rr = (diff.get("conclusions") or {}).get("random_readers_random_cases", {})
+                        tests.append({"item": item, "role": role, "test": "OR/Hillis model - reader draft (random readers)",
+                                      "estimate": rr.get("estimate"), "ci_low": rr.get("ci_low"),
+                                      "ci_high": rr.get("ci_high"), "df": rr.get("df"), "p_val": rr.get("p_val"),
+                                      "n": diff.get("n_readers")})
                         tests.append({"item": item, "role": role, "test": "Wilcoxon model vs reader drafts, reader means",
-                                      "mean_diff": w.get("mean_diff"), "V": w.get("V"), "p_val": w.get("p_val"),
-                                      "n": d["n_readers_paired"], "method": w.get("method"),
-                                      "zero_method": w.get("zero_method")})
+                                      "estimate": w.get("mean_diff"), "statistic": w.get("V"), "p_val": w.get("p_val"),
+                                      "n": d["n_readers_paired"], "min_attainable_p": w.get("min_attainable_p")})
                         continue
+                    cond = f"edit_{src}" if src in ("model", "reader") else src
+                    _, lo, hi = _rrrc_mean(results, (key, item, role, cond), cond)
                     w = d["wilcoxon_vs_neutral"]
                     rows.append({"item": item, "role": role, "source": src, "n": d["n"], "mean": d["mean"],
-                                 "sd": d["sd"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+                                 "sd": d["sd"], "ci_low": lo, "ci_high": hi,
                                  "wilcoxon_V_vs_0": w["V"], "p_val_vs_0": w["p_val"], "n_zero": w["n_zero"]})
         t[key] = pd.DataFrame(rows)
         if key == "likert":
             t["likert_tests"] = pd.DataFrame(tests)
     pref = results.get("preference", {})
     if pref:
-        rows = [{"preferred_source": k, **v} for k, v in pref["shares"].items()]
+        rows = []
+        for src, v in pref["shares"].items():
+            role = next(iter(results.get("mrmc", {}).get("preference", {})), None)
+            _, lo, hi = _rrrc_mean(results, ("preference", role, "shares", src), "compare") if role else (None,) * 3
+            rows.append({"preferred_source": src, "count": v["count"], "n": pref["n"], "share": v["share"],
+                         "ci_low": lo, "ci_high": hi})
         st, pe, rl = pref["sign_test_model_vs_reader"], pref["position_effect"], pref["reader_level"]
-        rows.append({"preferred_source": "sign test model vs reader (non-ties)", "count": st["n_positive"],
-                     "share": st["share_positive"], "ci_low": st["ci_low"], "ci_high": st["ci_high"], "p_val": st["p_val"]})
-        rows.append({"preferred_source": "position A wins (non-ties)", "count": pe["n_positive"],
-                     "share": pe["share_positive"], "ci_low": pe["ci_low"], "ci_high": pe["ci_high"], "p_val": pe["p_val"]})
+        rows.append({"preferred_source": "sign test model vs reader (non-ties, per read)", "count": st["n_positive"],
+                     "n": st["n"], "share": st["share_positive"], "p_val": st["p_val"]})
+        rows.append({"preferred_source": "position A wins (non-ties)", "count": pe["n_positive"], "n": pe["n"],
+                     "share": pe["share_positive"], "p_val": pe["p_val"]})
         rows.append({"preferred_source": "reader-level net model share (Wilcoxon)", "count": rl["n_readers"],
                      "share": rl["mean_net_model_share"], "p_val": rl["p_val"]})
         t["preference"] = pd.DataFrame(rows)
@@ -94,6 +265,11 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
         if "error" in d:
             icc_rows.append({"item": item, "type": "-", "note": d["error"]})
             continue
+        for typ, v in d.get("two_way", {}).items():
+            if isinstance(v, dict) and "ICC" in v:
+                icc_rows.append({"item": item, "raters": "all roles", "type": typ, "ICC": v["ICC"],
+                                 "ci_low": v["ci_low"], "ci_high": v["ci_high"], "n_targets": d["n_targets"],
+                                 "note": d["two_way"].get("note", "")})
         for typ in ("ICC1", "ICC1k"):
             icc_rows.append({"item": item, "raters": "all roles", "type": typ, **d[typ], "k0": d["k0"],
                              "n_targets": d["n_targets"]})
@@ -111,4 +287,5 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
          "edit_words_median": d["edit_words"]["median"], "unchanged_share": d["unchanged"]["share"],
          "unchanged_ci_low": d["unchanged"]["ci_low"], "unchanged_ci_high": d["unchanged"]["ci_high"]}
         for role, by_src in results.get("edit_metrics", {}).items() for src, d in by_src.items()])
+    t["mrmc"] = pd.DataFrame(_mrmc_rows(results))
     return t

@@ -51,7 +51,7 @@ def _iso(base: pd.Timestamp, seconds: np.ndarray) -> pd.Series:
 def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_ratio: float = 0.7, *,
                    n_residents: int | None = None, reads_per_reader: int = 46,
                    attending_time_ratio: float = 0.9, reader_sd: float = 0.3, case_sd: float = 0.25,
-                   residual_sd: float = 0.35, preference: dict | None = None, position_bias: float = 0.0,
+                   residual_sd: float = 0.35, reader_condition_sd: float = 0.0, preference: dict | None = None, position_bias: float = 0.0,
                    edit_reasons: dict | None = None, likert_means: dict | None = None,
                    likert_reader_sd: float = 2.0, likert_case_sd: float = 2.0, likert_noise_sd: float = 3.0,
                    share_submitted_only: float = 0.03, share_unfinished: float = 0.02,
@@ -79,6 +79,10 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
         True ratio attending edit-model / edit-reader-draft.
     reader_sd, case_sd, residual_sd : float
         Standard deviations of reader, case and residual effects on log(duration_s).
+    reader_condition_sd : float
+        Standard deviation of a reader x condition effect on log(duration_s): readers
+        differ in how much a condition (e.g. a model draft) speeds them up. Drawn from
+        its own stream, so 0 leaves every other draw of a seed unchanged.
     preference : dict, optional
         Probabilities of preferred_source ``model``/``reader``/``equivalent``.
     position_bias : float
@@ -216,6 +220,10 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
 
     log_d = np.array([base_log[(rl, c)] for rl, c in zip(role, cond)]) + reader_effect[r_idx] + \
         case_effect[c_idx] + rng.normal(0, residual_sd, n)
+    if reader_condition_sd > 0:
+        cond_codes = pd.Categorical(cond, categories=list(arms)).codes
+        rc_effect = np.random.default_rng([seed, 1]).normal(0, reader_condition_sd, (n_readers, len(arms)))
+        log_d = log_d + rc_effect[r_idx, cond_codes]
     duration = np.where(done, np.round(np.exp(log_d), 3), np.nan)
     gaps = rng.exponential(30.0, n)
     order = np.lexsort((a["position"].to_numpy(), r_idx))
@@ -326,6 +334,7 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
                             "label": [f"{r.title()} {i + 1}" for i, r in enumerate(roles)]})
     truth = {
         "time_ratio": time_ratio, "attending_time_ratio": attending_time_ratio, "reader_sd": reader_sd,
+        "reader_condition_sd": reader_condition_sd,
         "case_sd": case_sd, "residual_sd": residual_sd, "preference": preference,
         "position_bias": position_bias, "edit_reasons": edit_reasons, "likert_means": likert_means,
         "likert_latent_icc": likert_case_sd ** 2 / (likert_reader_sd ** 2 + likert_case_sd ** 2 + likert_noise_sd ** 2),
@@ -362,3 +371,63 @@ def write_export(tables: StudyTables, folder, fmt: str = "csv") -> None:
         else:
             frame.to_csv(folder / f"{name}.csv", index=False)
     (folder / "export_meta.json").write_text(json.dumps(tables.meta, indent=2, default=str))
+
+
+def simulate_timed_reads(n_readers: int = 6, n_cases: int = 80, *, time_ratio: float = 1.0, reader_sd: float = 0.3,
+                         reader_condition_sd: float = 0.0, case_sd: float = 0.25, residual_sd: float = 0.35,
+                         base_s: float = 180.0, conditions: tuple[str, str] = ("write", "edit_model"),
+                         seed: int = 0) -> pd.DataFrame:
+    """Durations of one role's two-condition comparison under the CheXOne allocation, fast.
+
+    Parameters
+    ----------
+    n_readers, n_cases : int
+        Readers of the role; every case is read once in each condition, by two
+        different readers, and each reader has the same number of cases per
+        condition (within one), as the shipped design allocates residents.
+    time_ratio : float
+        True ratio of geometric means, ``conditions[1]`` / ``conditions[0]``.
+    reader_sd, reader_condition_sd, case_sd, residual_sd : float
+        SDs of the reader, reader x condition, case and residual effects on
+        log(duration); reader x condition is each reader's own deviation in each
+        condition (readers differ in how much the second condition helps them).
+    base_s : float
+        Geometric-mean duration of ``conditions[0]``.
+    conditions : tuple of str
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``reader_id``, ``reader_role`` (``'resident'``), ``case_id``, ``condition``,
+        ``duration_s``: one row per read, ``2 * n_cases`` rows. Used by the
+        type-I/coverage simulations and the power simulation.
+
+    Examples
+    --------
+    >>> from analysis.simulate import simulate_timed_reads
+    >>> d = simulate_timed_reads(seed=1)
+    >>> len(d), bool(d.groupby("case_id")["reader_id"].nunique().eq(2).all())
+    (160, True)
+    """
+    if n_readers < 2:
+        raise ValueError("need at least 2 readers: each case is read by two different readers")
+    rng = np.random.default_rng(seed)
+    cases = rng.permutation(n_cases)
+    writer = np.arange(n_cases) % n_readers
+    # The second condition's reader is the first one shifted by a per-case offset 1..R-1, so it
+    # is never the same reader and the per-reader counts stay balanced within one.
+    shift = 1 + (np.arange(n_cases) // n_readers) % (n_readers - 1)
+    editor = (writer + shift) % n_readers
+    reader = np.concatenate([writer, editor])
+    case = np.concatenate([cases, cases])
+    cond = np.repeat([0, 1], n_cases)
+    u = rng.normal(0, reader_sd, n_readers)
+    uc = rng.normal(0, reader_condition_sd, (n_readers, 2))
+    v = rng.normal(0, case_sd, n_cases)
+    log_y = (np.log(base_s) + cond * np.log(time_ratio) + u[reader] + uc[reader, cond] + v[case]
+             + rng.normal(0, residual_sd, 2 * n_cases))
+    width = max(2, len(str(max(n_readers, n_cases))))
+    return pd.DataFrame({"reader_id": [f"R{r + 1:0{width}d}" for r in reader], "reader_role": "resident",
+                         "case_id": [f"C{c + 1:0{width}d}" for c in case],
+                         "condition": np.asarray(conditions)[cond], "duration_s": np.exp(log_y)})

@@ -35,9 +35,24 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 COUNTED_STATUSES = ("submitted", "completed")
 
 TASKS = ("write", "edit", "compare", "rate_reasoning")
+STATUSES = ("pending", "ready", "in_progress", "submitted", "completed")
 DRAFT_SOURCES = ("model", "reader")
 PREFERRED_SOURCES = ("model", "reader", "equivalent")
 SENTINELS = ("NA", "N/A", "NaN", "nan", "None", "null", "NULL", "-999", "-1")
+LIKERT_VALUES = ("10", "5", "0", "-5", "-10")
+#: Allowed answer values of the CheXOne questions, used when export_meta.json does not
+#: carry the design's questions (older exports, simulated studies).
+DEFAULT_QUESTIONS = {
+    "edit_reason": {"kind": "choice", "values": ["none", "content", "style", "both"]},
+    "preference": {"kind": "choice", "values": ["A", "B", "equivalent"]},
+    **{key: {"kind": "likert", "values": list(LIKERT_VALUES)} for key in (
+        "indication_applicability", "writing_efficiency", "interpretation_efficiency", "factuality",
+        "causal_support")},
+}
+# Columns that identify a read: an empty one would silently drop or merge reads.
+KEY_COLUMNS = {"assignments": ("assignment_id", "reader_id", "reader_role", "case_id", "arm", "task", "status"),
+               "answers": ("assignment_id", "question_key"), "readers": ("reader_id", "role"),
+               "cases": ("case_id",)}
 
 
 class AnalysisInputError(ValueError):
@@ -57,6 +72,10 @@ class StudyTables:
         The audit log, when exported.
     meta : dict
         Content of ``export_meta.json`` (schema_version, study id, seed, ...).
+    exclusions : dict
+        Documented exclusions found by the validation, ``{reason: [assignment_id, ...]}``;
+        ``zero_duration``: counted reads with ``duration_s == 0``, left out of every
+        time analysis (a read cannot take no time) and counted in the report.
     """
 
     assignments: pd.DataFrame
@@ -66,6 +85,7 @@ class StudyTables:
     readers: pd.DataFrame
     events: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
+    exclusions: dict = field(default_factory=dict)
 
     def counted_reads(self) -> pd.DataFrame:
         """Assignments whose status is in :data:`COUNTED_STATUSES`, with a ``condition`` column.
@@ -153,7 +173,16 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
         Missing table or column; duplicated ``assignment_id`` or reader x case x
         arm; duplicated answer (assignment x question); unknown task, draft source
         or preferred source; sentinel strings where a duration should be; negative
-        durations; answers to unknown assignments.
+        durations; answers to unknown assignments. Also (each message names the table,
+        the 1-based data row and the column): an empty key column (assignment_id,
+        reader_id, reader_role, case_id, arm, task, status; answers' assignment_id and
+        question_key; readers' reader_id and role), a reader_id missing from readers or
+        a reader_role disagreeing with readers.role, a submitted edit without
+        draft_source, a preferred_source contradicting the A/B letter and
+        a_source/b_source, a comparison of two drafts of the same source, an answer
+        outside its question's scale or options (from ``meta['questions']``, else the
+        CheXOne questions), a preference answer disagreeing with
+        assignments.preferred.
     """
     if not isinstance(meta, dict):
         raise AnalysisInputError("meta must be the export_meta.json content (a dict)")
@@ -170,6 +199,8 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
             raise AnalysisInputError(f"table {name!r} lacks column(s): {', '.join(absent)}")
         tables[name] = frame.copy()
 
+    for name, cols in KEY_COLUMNS.items():
+        _check_keys(tables[name], name, cols)
     a = tables["assignments"]
     for col in ("assignment_id", "reader_id", "case_id"):
         a[col] = a[col].astype(str)
@@ -184,14 +215,21 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
             f"duplicated read: reader {first['reader_id']} has case {first['case_id']} in arm "
             f"{first['arm']} {int(dup.sum())} times; a reader x case x arm is read once")
     _check_vocabulary(a, "task", TASKS)
+    _check_vocabulary(a, "status", STATUSES)
     _check_vocabulary(a, "draft_source", DRAFT_SOURCES)
     _check_vocabulary(a, "a_source", DRAFT_SOURCES)
     _check_vocabulary(a, "b_source", DRAFT_SOURCES)
     _check_vocabulary(a, "preferred_source", PREFERRED_SOURCES)
     _check_vocabulary(a, "preferred", ("A", "B", "equivalent"))
     a["duration_s"] = _numeric(a["duration_s"], "assignments.duration_s")
-    if (a["duration_s"] < 0).any():
-        raise AnalysisInputError("assignments.duration_s has negative durations")
+    bad = a["duration_s"].notna() & ~np.isfinite(a["duration_s"].fillna(0))
+    if bad.any():
+        raise AnalysisInputError(f"{_where(a, bad, 'assignments')}: duration_s is not finite")
+    negative = a["duration_s"] < 0
+    if negative.any():
+        raise AnalysisInputError(
+            f"{_where(a, negative, 'assignments')}: duration_s is negative ({a.loc[negative, 'duration_s'].iloc[0]:g}); "
+            "a duration is submitted_at - first_shown_at and cannot be negative")
     for col in ("edit_chars", "edit_words", "active_s"):
         if col in a.columns:
             a[col] = _numeric(a[col], f"assignments.{col}")
@@ -199,6 +237,17 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
         a["unchanged"] = _boolean(a["unchanged"], "assignments.unchanged")
     for col in ("shown_text", "final_text"):
         a[col] = a[col].astype("string")
+
+    readers = tables["readers"]
+    readers["reader_id"] = readers["reader_id"].astype(str)
+    _check_roles(a, readers)
+    counted = a["status"].isin(COUNTED_STATUSES)
+    no_source = counted & a["task"].eq("edit") & a["draft_source"].isna()
+    if no_source.any():
+        raise AnalysisInputError(
+            f"{_where(a, no_source, 'assignments')}: an edit without draft_source; the condition "
+            "(edit of a model or of a reader draft) cannot be known")
+    _check_compare(a)
 
     ans = tables["answers"]
     ans["assignment_id"] = ans["assignment_id"].astype(str)
@@ -213,11 +262,108 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
         raise AnalysisInputError(
             f"{int(unknown.sum())} answer(s) refer to unknown assignment_id, e.g. "
             f"{ans.loc[unknown, 'assignment_id'].iloc[0]}")
-    ans["value"] = ans["value"].astype("string")
-    readers = tables["readers"]
-    readers["reader_id"] = readers["reader_id"].astype(str)
+    ans["value"] = ans["value"].astype("string").str.strip()
+    _check_answers(ans, a, meta.get("questions") or DEFAULT_QUESTIONS)
     tables["cases"]["case_id"] = tables["cases"]["case_id"].astype(str)
-    return StudyTables(meta=dict(meta), **{n: tables.get(n) for n in TABLE_NAMES})
+    zero = counted & a["duration_s"].eq(0)
+    exclusions = {"zero_duration": a.loc[zero, "assignment_id"].tolist()}
+    return StudyTables(meta=dict(meta), exclusions=exclusions, **{n: tables.get(n) for n in TABLE_NAMES})
+
+
+def _where(frame: pd.DataFrame, mask: pd.Series, table: str) -> str:
+    """Name the first offending row (1-based data row, header not counted) and how many there are."""
+    positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+    first = positions[0]
+    ident = ""
+    for col in ("assignment_id", "reader_id", "case_id"):
+        if col in frame.columns and pd.notna(frame[col].iloc[first]):
+            ident = f" ({col} {frame[col].iloc[first]})"
+            break
+    more = f" and {positions.size - 1} more row(s)" if positions.size > 1 else ""
+    return f"{table} row {first + 1}{ident}{more}"
+
+
+def _check_keys(frame: pd.DataFrame, table: str, columns: tuple[str, ...]) -> None:
+    for col in columns:
+        if col not in frame.columns:
+            continue
+        empty = frame[col].isna() | frame[col].astype("string").str.strip().eq("")
+        if empty.any():
+            raise AnalysisInputError(
+                f"{_where(frame, empty, table)}: column {col} is empty; every read needs it "
+                "(an empty key would drop or merge reads silently)")
+
+
+def _check_roles(a: pd.DataFrame, readers: pd.DataFrame) -> None:
+    dup = readers["reader_id"].duplicated(keep=False)
+    if dup.any():
+        raise AnalysisInputError(f"{_where(readers, dup, 'readers')}: reader_id listed twice in readers")
+    role = a["reader_id"].map(readers.set_index("reader_id")["role"].astype(str))
+    unknown = role.isna()
+    if unknown.any():
+        raise AnalysisInputError(f"{_where(a, unknown, 'assignments')}: reader_id is not in readers")
+    mismatch = role.ne(a["reader_role"].astype(str))
+    if mismatch.any():
+        i = int(np.flatnonzero(mismatch.to_numpy())[0])
+        raise AnalysisInputError(
+            f"{_where(a, mismatch, 'assignments')}: reader_role {a['reader_role'].iloc[i]!r} disagrees with "
+            f"readers.role {role.iloc[i]!r} for reader {a['reader_id'].iloc[i]}")
+
+
+def _check_compare(a: pd.DataFrame) -> None:
+    cmp_ = a["task"].eq("compare")
+    both = cmp_ & a["a_source"].notna() & a["b_source"].notna()
+    same = both & a["a_source"].eq(a["b_source"])
+    if same.any():
+        raise AnalysisInputError(f"{_where(a, same, 'assignments')}: a comparison shows two {a.loc[same, 'a_source'].iloc[0]} "
+                                 "drafts (a_source == b_source); it needs one model and one reader draft")
+    letter = a["preferred"]
+    expected = pd.Series(np.where(letter.eq("A"), a["a_source"], np.where(letter.eq("B"), a["b_source"],
+                                  np.where(letter.eq("equivalent"), "equivalent", None))), index=a.index)
+    stated = a["preferred_source"]
+    contradiction = letter.notna() & (stated.isna() | expected.isna() | stated.astype("string").ne(expected.astype("string")))
+    if contradiction.any():
+        i = int(np.flatnonzero(contradiction.to_numpy())[0])
+        raise AnalysisInputError(
+            f"{_where(a, contradiction, 'assignments')}: preferred {letter.iloc[i]!r} with a_source "
+            f"{a['a_source'].iloc[i]!r}, b_source {a['b_source'].iloc[i]!r} means preferred_source "
+            f"{expected.iloc[i]!r}, but the row says {stated.iloc[i]!r}")
+    orphan = letter.isna() & stated.notna()
+    if orphan.any():
+        raise AnalysisInputError(f"{_where(a, orphan, 'assignments')}: preferred_source without preferred (A/B)")
+
+
+def _check_answers(ans: pd.DataFrame, a: pd.DataFrame, questions: dict) -> None:
+    for key, spec in questions.items():
+        allowed = {str(v) for v in spec.get("values", [])}
+        if not allowed:
+            continue
+        rows = ans["question_key"].eq(key) & ans["value"].notna()
+        if spec.get("kind") == "likert":
+            # "5.0" and "+5" are the score 5; anything else off the 5-point scale is refused.
+            score = pd.to_numeric(ans.loc[rows, "value"], errors="coerce")
+            ok = score.isin([float(v) for v in allowed])
+            ans.loc[rows & ok.reindex(ans.index, fill_value=False), "value"] = \
+                score[ok].astype(int).astype(str).to_numpy()
+        else:
+            ok = ans.loc[rows, "value"].isin(allowed)
+        bad = rows & ~ok.reindex(ans.index, fill_value=True)
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise AnalysisInputError(
+                f"{_where(ans, bad, 'answers')}: value {ans['value'].iloc[i]!r} for {key!r} is outside the "
+                f"question's {'scale' if spec.get('kind') == 'likert' else 'options'} "
+                f"({', '.join(sorted(allowed, key=lambda v: (len(v), v)))})")
+    pref = ans.loc[ans["question_key"].eq("preference") & ans["value"].notna(), ["assignment_id", "value"]]
+    if not pref.empty:
+        letters = a.set_index("assignment_id")["preferred"]
+        recorded = pref["assignment_id"].map(letters)
+        clash = recorded.notna() & recorded.astype("string").ne(pref["value"])
+        if clash.any():
+            first = pref.loc[clash].iloc[0]
+            raise AnalysisInputError(
+                f"answers: assignment {first['assignment_id']} answered preference {first['value']!r} but "
+                f"assignments.preferred is {letters[first['assignment_id']]!r}")
 
 
 def _check_vocabulary(frame: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> None:

@@ -743,6 +743,17 @@ def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, 
     except AnalysisInputError as error:
         _fail(f"cannot analyse {source}: {error}", 5)
     report = write_report(result, out_dir)
+    primary = next((e for e in result.results["endpoints"] if e["family"] == "primary"), None)
+    if primary is not None:
+        from analysis.report import format_p
+
+        plan = result.results["plan"]
+        if primary.get("error"):
+            click.echo(f"primary endpoint {primary['name']}: no result ({primary['error']})")
+        else:
+            click.echo(f"primary endpoint {primary['name']} ({'pre-specified' if plan['source'] == 'design' else 'shipped default plan'}): "
+                       f"{primary['estimate']:.3f} (95% CI {primary['ci_low']:.3f} to {primary['ci_high']:.3f}), "
+                       f"p {format_p(primary['p_val'])}")
     click.echo(f"wrote {report} and {Path(out_dir) / 'results.json'}")
 
 
@@ -803,6 +814,98 @@ def audit_blinding_command(db: Database, study_id: str, alpha: float, permutatio
                        f"p = {verdict.p_val:.3g}, Holm {verdict.p_holm:.3g}; values {verdict.values_by_label}", err=True)
         sys.exit(7)
     click.echo("\nno presentation feature predicts the draft source.")
+
+# --- planning --------------------------------------------------------------------------------------
+
+
+@main.group("plan")
+def plan_group() -> None:
+    """Plan a study before it runs: power and sample size of the pre-specified primary endpoint.
+
+    \b
+    Example:
+      readerstudy plan power --design chexone
+    """
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected whole numbers separated by commas, got {text!r}", param_hint=option)
+    if not values or min(values) < 2:
+        raise click.BadParameter("expected whole numbers of at least 2", param_hint=option)
+    return values
+
+
+@plan_group.command("power")
+@click.option("--design", "design_path", required=True, type=click.Path(path_type=Path),
+              help="Design file (TOML) with an [analysis] plan, or 'chexone' for the shipped design.")
+@click.option("--pilot", "pilot_dir", default=None, type=click.Path(path_type=Path),
+              help="A pilot export folder: its variance components replace the design's assumptions.")
+@click.option("--readers", default=None, help="Readers per role to consider, e.g. 4,6,8,12 (default: the plan's).")
+@click.option("--cases", default=None, help="Cases to consider, e.g. 40,80,160 (default: the plan's).")
+@click.option("--effect", type=float, default=None,
+              help="Effect to detect: a time ratio (0.8 = 20% faster) or a difference (default: the plan's).")
+@click.option("--simulate", "n_sim", type=click.IntRange(0, 100_000), default=0, show_default=True,
+              help="Also simulate this many studies per grid cell through the analysis (OR and mixed model).")
+@click.option("--seed", type=int, default=None, help="Seed of the simulations (default: the plan's).")
+@click.option("--allocation", type=click.Choice(["chexone", "factorial"]), default="chexone", show_default=True,
+              help="chexone: each case read once per condition by different readers; factorial: every reader "
+                   "reads every case in both conditions.")
+@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
+              help="Folder for power.csv and power.html (a plotly plot, works offline).")
+def plan_power(design_path: Path, pilot_dir: Path | None, readers: str | None, cases: str | None,
+               effect: float | None, n_sim: int, seed: int | None, allocation: str, out_dir: Path | None) -> None:
+    """Power of the primary endpoint over a grid of readers x cases (Obuchowski-Rockette/Hillis; optional simulation).
+
+    \b
+    Example:
+      readerstudy plan power --design chexone --readers 6,8,12 --cases 80,160 --out plans/power
+      readerstudy plan power --design design.toml --pilot exports/pilot --simulate 200
+    """
+    from analysis import load_tables
+    from analysis.plan import default_plan
+    from analysis.power import power_figure, power_grid
+    from analysis.tables import AnalysisInputError
+    from study_app.designs import load_design, shipped_design_path
+
+    if not design_path.exists() and "/" not in str(design_path) and not design_path.suffix:
+        design_path = shipped_design_path(str(design_path))
+    design = load_design(design_path)
+    plan = design.analysis_plan or default_plan()
+    try:
+        pilot = load_tables(pilot_dir) if pilot_dir is not None else None
+        grid = power_grid(plan, pilot=pilot, readers=_int_list(readers, "--readers"),
+                          cases=_int_list(cases, "--cases"), effect=effect, n_sim=n_sim, seed=seed,
+                          allocation=allocation)
+    except (AnalysisInputError, ValueError) as error:
+        _fail(f"cannot plan power: {error}", 5)
+    a = grid.attrs
+    what = f"time ratio {a['effect']:g}" if plan.primary.endpoint == "time_ratio" else f"difference {a['effect']:g}"
+    click.echo(f"power of {plan.primary.name} ({what}, alpha {plan.alpha:g}, random readers and cases, "
+               f"{a['source']} variance components{'' if plan.source == 'design' else ', shipped default plan'}):")
+    shown = grid.copy()
+    shown["cases_per_reader_condition"] = shown["cases_per_reader_condition"].round(1)
+    for col in [c for c in shown.columns if c.startswith("power") or c in ("se", "ddf", "mc_se")]:
+        shown[col] = shown[col].round(3)
+    click.echo(shown.to_string(index=False))
+    enough = grid.loc[grid["power"] >= 0.8]
+    if enough.empty:
+        click.echo("no grid cell reaches 80% power: add readers (reader x condition variance does not shrink with cases)")
+    else:
+        best = enough.sort_values(["n_readers", "n_cases"]).iloc[0]
+        click.echo(f"fewest readers reaching 80%: {int(best['n_readers'])} readers x {int(best['n_cases'])} cases "
+                   f"(power {best['power']:.2f})")
+    if out_dir is not None:
+        import plotly.io as pio
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        grid.to_csv(out_dir / "power.csv", index=False)
+        pio.write_html(power_figure(grid), out_dir / "power.html", include_plotlyjs=True, full_html=True)
+        click.echo(f"wrote {out_dir / 'power.csv'} and {out_dir / 'power.html'}")
 
 
 @main.command("serve")

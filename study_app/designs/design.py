@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from analysis.plan import AnalysisPlan, check_plan_against_design, parse_plan
+
 TASKS = ("write", "edit", "compare", "rate_reasoning")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LIKERT_OPTIONS = (
@@ -101,6 +103,7 @@ class StudyDesign:
     idle_threshold_s: float
     invite_valid_days: int
     source_text: str = field(repr=False)
+    analysis_plan: AnalysisPlan | None = None  # the [analysis] table; None: the shipped default applies
 
     @property
     def sha256(self) -> str:
@@ -359,7 +362,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise DesignError(f"{source}: not valid TOML: {error}") from None
-    _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints"}, source)
+    _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints", "analysis"}, source)
 
     study = data.get("study", {})
     if not isinstance(study, dict):
@@ -434,6 +437,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
     if not isinstance(constraints, dict):
         raise DesignError("constraints: expected a table")
     _unknown_keys(constraints, {"distinct_case_per_reader", "allow_going_back"}, "constraints")
+    plan = _parse_analysis_plan(data.get("analysis"), arms, questions)
     return StudyDesign(
         name=name,
         description=str(study.get("description", "")),
@@ -446,7 +450,29 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         idle_threshold_s=idle,
         invite_valid_days=invite_days,
         source_text=text,
+        analysis_plan=plan,
     )
+
+
+def arm_condition(arm: ArmSpec) -> str:
+    """The condition the analysis gives an arm's reads: the task, or edit_<origin of the draft>."""
+    return f"edit_{arm.draft_sources[0].origin}" if arm.task == "edit" else arm.task
+
+
+def _parse_analysis_plan(raw: Any, arms: tuple[ArmSpec, ...], questions: dict[str, QuestionSpec]) -> AnalysisPlan | None:
+    """The [analysis] table, parsed and checked by analysis.plan (which knows nothing of designs)."""
+    if raw is None:
+        return None
+    conditions: dict[str, set[str]] = {}
+    for arm in arms:
+        conditions.setdefault(arm.role, set()).add(arm_condition(arm))
+    likert = {k for k, q in questions.items() if q.kind == "likert"}
+    try:
+        plan = parse_plan(raw)
+        check_plan_against_design(plan, conditions, likert)
+    except ValueError as error:
+        raise DesignError(str(error)) from None
+    return plan
 
 
 def load_design(path: str | Path) -> StudyDesign:

@@ -275,8 +275,17 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
 
 
 def export_meta(db: Database, actor: Actor, study_id: str, frames: dict[str, pd.DataFrame]) -> dict:
+    """export_meta.json: identity and provenance of the export, plus what the analysis needs to
+    validate answers (each question's kind and allowed values) and the pre-specified analysis
+    plan frozen in the design (or the shipped default, marked as such), with its SHA-256."""
+    from analysis.plan import default_plan
+
+    from study_app.services.studies import study_design
+
     with db.read() as session:
         study = get_study(session, study_id)
+        design = study_design(study)
+        plan = design.analysis_plan or default_plan()
         meta = {
             "schema_version": SCHEMA_VERSION,
             "study_id": study.id,
@@ -289,6 +298,12 @@ def export_meta(db: Database, actor: Actor, study_id: str, frames: dict[str, pd.
             "exported_at": iso(datetime.now(timezone.utc)),
             "package_version": package_version(),
             "tables": {name: len(frame) for name, frame in frames.items()},
+            "questions": {
+                key: {"kind": q.kind, "values": [o.value for o in q.options]} for key, q in design.questions.items()
+            },
+            "analysis_plan": plan.to_dict(),
+            "analysis_plan_sha256": plan.sha256,
+            "analysis_plan_source": plan.source,
         }
     return meta
 

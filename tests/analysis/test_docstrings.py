@@ -10,7 +10,8 @@ import analysis.stats as stats_pkg
 
 MODULES = ["analysis.stats.descriptive", "analysis.stats.paired", "analysis.stats.proportions",
            "analysis.stats.agreement", "analysis.stats.bootstrap", "analysis.stats.text",
-           "analysis.stats.mixed", "analysis.simulate"]
+           "analysis.stats.mixed", "analysis.stats.lmm", "analysis.stats.mrmc", "analysis.stats.multiplicity",
+           "analysis.simulate", "analysis.power", "analysis.report"]
 SECTIONS = ("Parameters", "Returns", "Notes", "References", "Examples")
 
 
@@ -29,8 +30,9 @@ def test_docstring_examples_run(module):
     assert result.failed == 0
 
 
-@pytest.mark.parametrize("module", MODULES + ["analysis.tables", "analysis.reader_study", "analysis.report",
-                                              "analysis.figures", "analysis.methods_text", "analysis.report_tables"])
+@pytest.mark.parametrize("module", MODULES + ["analysis.tables", "analysis.reader_study", "analysis.plan",
+                                              "analysis.endpoints", "analysis.figures", "analysis.methods_text",
+                                              "analysis.report_tables"])
 def test_module_says_its_job_in_one_sentence(module):
     doc = importlib.import_module(module).__doc__
     assert doc and doc.strip().endswith(".") and doc.count("\n") == 0

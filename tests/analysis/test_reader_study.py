@@ -58,9 +58,12 @@ def test_paired_outcome_and_ratings_reported(paper_sized_result):
     assert lk["model"]["mean"] > lk["reader"]["mean"]  # simulated latent means 4 vs 2
     assert lk["model"]["wilcoxon_vs_neutral"]["zero_method"] == "pratt"
     assert set(r["reasoning"]) == {"factuality", "causal_support"}
-    assert r["icc"]["choice"] == "ICC1"
-    assert "different cases are read by different readers" in r["icc"]["reason"]
+    # The sparse design is connected, so the two-way form is estimable and is the headline.
+    assert r["icc"]["choice"] == "ICC(A,1)" and "connected" in r["icc"]["reason"]
+    assert "not estimable" not in r["icc"]["reason"]
     item = r["icc"]["items"]["indication_applicability"]
+    two = item["two_way"]["ICC(A,1)"]
+    assert two["ci_low"] < two["ICC"] < two["ci_high"]
     assert item["ICC1"]["ci_low"] < item["ICC1"]["ICC"] < item["ICC1"]["ci_high"]
 
 
@@ -70,7 +73,7 @@ def test_comparisons_found_by_columns_not_arm_names(paper_sized_study):
     renamed = run_analysis(tables_from_frames(frames, paper_sized_study.meta), n_boot=20, seed=1,
                            mixed_max_reads=150).results
     original = run_analysis(paper_sized_study, n_boot=20, seed=1, mixed_max_reads=150).results
-    for key in ("duration", "edit_reasons", "preference", "likert", "icc", "no_edit_mcnemar"):
+    for key in ("duration", "edit_reasons", "preference", "likert", "icc", "no_edit_mcnemar", "endpoints", "mrmc"):
         assert renamed[key] == original[key]
 
 
@@ -112,8 +115,8 @@ def test_report_and_results_from_an_export_folder(tmp_path):
     assert html.count("plotly.js v") <= 2 and html.count("<script type='text/javascript'>") == 1
     # (the bundle itself mentions cdn.plot.ly for map topojson; no script is loaded from anywhere)
     assert "<script src" not in html and 'src="http' not in html
-    for name in ("drafting_time", "editing_time", "edit_reasons", "applicability", "efficiency", "preference",
-                 "reasoning"):
+    for name in ("forest_primary", "drafting_time", "editing_time", "edit_reasons", "applicability", "efficiency",
+                 "preference", "reasoning"):
         assert f'id="fig-{name}"' in html, name
     assert "paired t-test" in html and result.methods[:40] in html
     data = json.loads((tmp_path / "report" / "results.json").read_text())
@@ -128,6 +131,14 @@ def test_every_results_key_is_documented(paper_sized_result):
     comp = r["duration"]["resident"]["comparisons"]["write_vs_edit_model"]
     keys |= set(comp) | set(comp["mixed_model"]) | set(comp["two_way_bootstrap"]) | set(r["preference"])
     keys |= set(r["design"]) | set(r["no_edit_mcnemar"]["attending"]) | set(r["icc"])
+    keys |= set(r["plan"]) | set(r["multiplicity"])
+    for e in r["endpoints"]:
+        keys |= set(e)
+    digest = comp["or_hillis"]
+    keys |= set(digest) | set(digest["conclusions"]["random_readers_random_cases"]) | set(digest["global_test"][
+        "random_readers_random_cases"])
+    keys |= set(r["mrmc"]) | set(r["mrmc"]["preference"]["attending"])
+    keys |= set(r["icc"]["items"]["indication_applicability"]) | set(r["icc"]["items"]["indication_applicability"]["two_way"])
     missing = sorted(k for k in keys if f"`{k}`" not in text)
     assert not missing, f"undocumented results keys: {missing}"
 

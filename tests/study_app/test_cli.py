@@ -164,3 +164,24 @@ def test_audit_blinding_says_no_leak_on_the_demo_and_exits_7_on_one(run, tmp_pat
     leaky = run("audit", "blinding", "demo", "--db", db_url, "--no-pages")
     assert leaky.exit_code == 7
     assert "LEAK: attending/edit worklist.state (state) predicts the source" in leaky.output
+
+def test_plan_power_prints_the_grid_and_writes_table_and_plot(run, tmp_path):
+    result = run("plan", "power", "--design", "chexone", "--readers", "6,12", "--cases", "80,240",
+                 "--out", tmp_path / "power")
+    assert result.exit_code == 0, result.output
+    assert "power of resident_drafting_time (time ratio 0.8" in result.output
+    assert "fewest readers reaching 80%" in result.output or "no grid cell reaches 80%" in result.output
+    assert (tmp_path / "power" / "power.csv").read_text().startswith("n_readers,n_cases")
+    assert "plotly" in (tmp_path / "power" / "power.html").read_text()[:5000].lower()
+    bad = run("plan", "power", "--design", "chexone", "--effect", "-1")
+    assert bad.exit_code == 5 and bad.output.startswith("error: cannot plan power: a time-ratio effect must be positive")
+
+
+def test_analyze_puts_the_pre_specified_primary_result_first(run, tmp_path):
+    from analysis.simulate import simulate_study, write_export
+
+    write_export(simulate_study(seed=2), tmp_path / "export")
+    result = run("analyze", tmp_path / "export", "--out", tmp_path / "report", "--n-boot", "100")
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("primary endpoint resident_drafting_time (shipped default plan): ") and "p " in first

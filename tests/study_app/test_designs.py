@@ -157,3 +157,29 @@ def test_same_task_arms_with_drafts_from_different_sources_must_look_alike(chang
     with pytest.raises(DesignError, match=rf"both are 'edit' arms of role 'attending' with drafts from different "
                                           rf"sources, but their {differing} differ"):
         parse_design(change(TWO_EDIT_ARMS))
+
+def test_shipped_design_pre_specifies_its_analysis():
+    design = load_design(shipped_design_path("chexone"))
+    plan = design.analysis_plan
+    assert plan is not None and plan.source == "design"
+    assert (plan.primary.role, plan.primary.reference, plan.primary.comparison) == ("resident", "write", "edit_model")
+    assert plan.multiplicity == "holm" and len(plan.secondary) == 4
+    assert plan.power["effect"] == 0.8
+    assert parse_design(MINIMAL).analysis_plan is None  # the shipped default applies, stated as such
+
+
+@pytest.mark.parametrize(
+    "plan, message",
+    [
+        ('[analysis]\nalpha = 2\n', "analysis.alpha: expected between 0 and 0.5"),
+        ('[analysis.primary]\nname = "t"\nendpoint = "time_ratio"\nrole = "fellow"\nreference = "write"\n'
+         'comparison = "edit_model"\n', "analysis.primary.role: 'fellow' is not a role"),
+        ('[analysis.primary]\nname = "t"\nendpoint = "time_ratio"\nrole = "resident"\nreference = "write"\n'
+         'comparison = "edit_model"\n', "no arm of role 'resident' produces condition 'edit_model'"),
+    ],
+)
+def test_bad_analysis_plans_are_refused_with_the_key_named(plan, message):
+    with pytest.raises(DesignError) as error:
+        parse_design(MINIMAL.replace("[[arms]]", plan + "[[arms]]", 1) if plan.startswith("[analysis]\nalpha")
+                     else MINIMAL + plan)
+    assert message in str(error.value)

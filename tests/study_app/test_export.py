@@ -84,6 +84,14 @@ def test_export_round_trip_values_and_formats(demo_study, tmp_path):
     meta = json.loads((out / "export_meta.json").read_text())
     assert meta["schema_version"] and meta["study_id"] == "demo" and meta["seed"] == 20240601
     assert len(meta["design_sha256"]) == 64 and meta["package_version"] and ISO_MS.match(meta["exported_at"])
+    # The pre-specified plan frozen in the design, with its hash, and what validates the answers.
+    from analysis.plan import plan_from_meta
+
+    plan = plan_from_meta(meta)
+    assert meta["analysis_plan_source"] == "design" and plan.primary.name == "resident_drafting_time"
+    assert meta["analysis_plan_sha256"] == plan.sha256
+    assert meta["questions"]["writing_efficiency"] == {"kind": "likert", "values": ["10", "5", "0", "-5", "-10"]}
+    assert meta["questions"]["edit_reason"]["values"] == ["none", "content", "style", "both"]
     assignments = pd.read_csv(out / "assignments.csv")
     row = assignments.set_index("assignment_id").loc[edited]
     assert row.status == "completed" and row.task == "edit" and row.draft_source == "model"

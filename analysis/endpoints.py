@@ -1,0 +1,204 @@
+"""The reader-study endpoints as per-reader figures of merit, analysed with Obuchowski-Rockette/Hillis (and the mixed model for times)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.plan import Endpoint
+from analysis.stats.mixed import DEFAULT_MAX_READS, mixed_model_ratio
+from analysis.stats.mrmc import CONCLUSION_LABELS, CONCLUSIONS, or_hillis
+
+LIKERT_BOUNDS = (-10.0, 10.0)
+SHARE_BOUNDS = (0.0, 1.0)
+PREFERENCE_TESTS = ("model_preferred", "reader_preferred")
+
+
+def _clean_float(v):
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return v
+    return v if np.isfinite(v) else None
+
+
+def or_summary(res, *, ratio: bool = False, n_reads: int | None = None, label: str = "") -> dict:
+    """A JSON-friendly digest of an :class:`~analysis.stats.mrmc.ORResult`.
+
+    With ``ratio`` the FOM is a mean log duration: differences and means are
+    exponentiated (time ratio, geometric mean in seconds) and ``log_*`` keep the
+    log-scale numbers.
+    """
+    f = np.exp if ratio else (lambda v: v)
+    two = len(res.levels) == 2
+    conclusions, means = {}, {}
+    for c in CONCLUSIONS:
+        if two:
+            row = res.differences.set_index("conclusion").loc[c]
+            entry = {"estimate": f(row["estimate"]), "ci_low": f(row["ci_low"]), "ci_high": f(row["ci_high"]),
+                     "se": row["se"], "df": row["df"], "statistic": row["statistic"], "p_val": row["p_val"],
+                     "note": row["note"], "label": CONCLUSION_LABELS[c]}
+            if ratio:
+                entry.update(log_estimate=row["estimate"], log_ci_low=row["ci_low"], log_ci_high=row["ci_high"])
+        else:
+            row = res.means.set_index("conclusion").loc[c]
+            entry = {"estimate": f(row["estimate"]), "ci_low": f(row["ci_low"]), "ci_high": f(row["ci_high"]),
+                     "se": row["se"], "df": row["df"], "statistic": row.get("statistic", np.nan),
+                     "p_val": row.get("p_val", np.nan), "null": row.get("null", np.nan), "note": row["note"],
+                     "label": CONCLUSION_LABELS[c]}
+        conclusions[c] = {k: _clean_float(v) if k not in ("note", "label") else v for k, v in entry.items()}
+    for test in res.levels:
+        rows = res.means.loc[res.means["test"] == test].set_index("conclusion")
+        means[test] = {c: {"estimate": _clean_float(f(rows.loc[c, "estimate"])),
+                           "ci_low": _clean_float(f(rows.loc[c, "ci_low"])),
+                           "ci_high": _clean_float(f(rows.loc[c, "ci_high"])),
+                           "df": _clean_float(rows.loc[c, "df"]), "note": rows.loc[c, "note"]}
+                       for c in CONCLUSIONS}
+    readers = res.readers.copy()
+    for col in ("estimate", "ci_low", "ci_high"):
+        readers[col] = f(readers[col])
+    rdiff = res.reader_differences.copy()
+    for col in ("estimate", "ci_low", "ci_high"):
+        rdiff[col] = f(rdiff[col])
+    tests = {}
+    if two:
+        for _, row in res.tests.iterrows():
+            tests[row["conclusion"]] = {"statistic": row["statistic"], "value": _clean_float(row["value"]),
+                                        "df1": _clean_float(row["df1"]), "df2": _clean_float(row["df2"]),
+                                        "p_val": _clean_float(row["p_val"]),
+                                        "denominator": _clean_float(row["denominator"]), "note": row["note"]}
+    return {
+        "label": label, "fom": res.fom, "scale": "ratio" if ratio else ("difference" if two else "mean"),
+        "levels": list(res.levels), "design": res.design, "design_description": res.design_description,
+        "n_readers": res.n_readers, "n_readers_dropped": res.n_readers_dropped, "n_cases": res.n_cases,
+        "n_reads": n_reads, "conclusions": conclusions, "means": means, "global_test": tests,
+        "variance_components": {r.component: _clean_float(r.estimate) for r in res.variance_components.itertuples()},
+        "readers": readers.to_dict(orient="records"), "reader_differences": rdiff.to_dict(orient="records"),
+        "notes": list(res.notes),
+    }
+
+
+def endpoint_frame(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
+    """The reads an endpoint uses: one row per read with ``value``, ``test``, ``reader_id``, ``case_id``.
+
+    Parameters
+    ----------
+    endpoint : Endpoint
+    reads : pandas.DataFrame
+        Counted reads with ``condition`` (zero durations already excluded from timing).
+    answers : pandas.DataFrame
+        Answers joined to their reads.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``value`` is log(duration) for ``time_ratio``, the 0/1 indicator for shares
+        and the score for ``likert_mean``; ``test`` is the condition (for a
+        preference, ``model_preferred`` / ``reader_preferred`` on the same reads).
+    """
+    conds = [c for c in (endpoint.reference, endpoint.comparison, endpoint.condition) if c]
+    cols = ["value", "test", "reader_id", "case_id"]
+    if endpoint.endpoint == "time_ratio":
+        sub = reads.loc[reads["reader_role"].eq(endpoint.role) & reads["condition"].isin(conds)]
+        sub = sub.loc[sub["duration_s"].notna() & (sub["duration_s"] > 0)]
+        return pd.DataFrame({"value": np.log(sub["duration_s"].to_numpy(dtype=float)), "test": sub["condition"],
+                             "reader_id": sub["reader_id"], "case_id": sub["case_id"]})[cols]
+    if endpoint.endpoint == "preference_share":
+        sub = reads.loc[reads["reader_role"].eq(endpoint.role) & reads["task"].eq("compare")
+                        & reads["preferred_source"].notna()]
+        parts = [pd.DataFrame({"value": sub["preferred_source"].eq(src).astype(float).to_numpy(), "test": name,
+                               "reader_id": sub["reader_id"].to_numpy(), "case_id": sub["case_id"].to_numpy()})
+                 for name, src in zip(PREFERENCE_TESTS, ("model", "reader"))]
+        return pd.concat(parts, ignore_index=True)[cols]
+    key = "edit_reason" if endpoint.endpoint == "no_edit_share" else endpoint.item
+    sub = answers.loc[answers["question_key"].eq(key) & answers["reader_role"].eq(endpoint.role)
+                      & answers["condition"].isin(conds) & answers["value"].notna()]
+    if endpoint.endpoint == "no_edit_share":
+        value = sub["value"].eq("none").astype(float)
+    else:
+        value = pd.to_numeric(sub["value"], errors="coerce")
+    return pd.DataFrame({"value": value.to_numpy(dtype=float), "test": sub["condition"].to_numpy(),
+                         "reader_id": sub["reader_id"].to_numpy(), "case_id": sub["case_id"].to_numpy()})[cols]
+
+
+def _levels(endpoint: Endpoint):
+    if endpoint.endpoint == "preference_share":
+        return PREFERENCE_TESTS, None
+    if endpoint.reference:
+        return (endpoint.comparison, endpoint.reference), None
+    return (endpoint.condition,), endpoint.null
+
+
+def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFrame, *, conclusion: str,
+                     confidence: float = 0.95, seed: int = 20240601,
+                     mixed_max_reads: int | None = DEFAULT_MAX_READS, mixed_result: dict | None = None) -> dict:
+    """Analyse one pre-specified endpoint by its method; never raises for data that cannot support it.
+
+    Parameters
+    ----------
+    endpoint : Endpoint
+    reads, answers : pandas.DataFrame
+        As for :func:`endpoint_frame`.
+    conclusion : str
+        The OR conclusion the plan names (``random_readers_random_cases``, ...).
+    confidence, seed, mixed_max_reads
+        Interval level; seed and size limit of the mixed model's case subsample.
+    mixed_result : dict, optional
+        A :func:`~analysis.stats.mixed_model_ratio` result already computed for the
+        same role and conditions (the per-read duration block fits it too).
+
+    Returns
+    -------
+    dict
+        ``name``, ``description``, ``endpoint``, ``role``, ``method``, ``conclusion``,
+        ``scale`` (``ratio``, ``difference`` or ``mean``), ``estimate``, ``ci_low``,
+        ``ci_high``, ``df``, ``statistic``, ``p_val``, ``n_readers``, ``n_cases``,
+        ``n_reads``, the full ``or`` digest (:func:`or_summary`) or ``mixed_model``
+        result, and ``error`` (why there is no estimate) when the data cannot
+        support the endpoint: no reads, one reader, no variation.
+    """
+    out = {"name": endpoint.name, "description": endpoint.describe(), "endpoint": endpoint.endpoint,
+           "role": endpoint.role, "method": endpoint.method, "conclusion": conclusion,
+           "reference": endpoint.reference, "comparison": endpoint.comparison, "condition": endpoint.condition,
+           "item": endpoint.item, "null": endpoint.null, "error": None}
+    frame = endpoint_frame(endpoint, reads, answers)
+    levels, null = _levels(endpoint)
+    ratio = endpoint.endpoint == "time_ratio"
+    out["scale"] = "ratio" if ratio else ("difference" if len(levels) == 2 else "mean")
+    out["n_reads"] = int(len(frame) // (2 if endpoint.endpoint == "preference_share" else 1))
+    missing = [lv for lv in levels if not frame["test"].eq(lv).any()]
+    if frame.empty or (missing and endpoint.endpoint != "preference_share"):
+        out["error"] = (f"no {endpoint.role} reads in condition(s) {', '.join(missing or levels)}: "
+                        "the endpoint cannot be estimated from this export")
+        return out
+    if endpoint.method == "mixed_model":
+        sub = reads.loc[reads["reader_role"].eq(endpoint.role) & reads["duration_s"].gt(0)]
+        mm = mixed_result
+        if mm is None or confidence != 0.95:
+            try:
+                mm = mixed_model_ratio(sub, "duration_s", "condition", (endpoint.reference, endpoint.comparison),
+                                       max_reads=mixed_max_reads, seed=seed, confidence=confidence)
+            except ValueError as exc:
+                mm = {"error": str(exc)}
+        if "error" in mm:
+            out["error"] = mm["error"]
+            return out
+        out.update(estimate=mm["ratio"], ci_low=mm["ci_low"], ci_high=mm["ci_high"], df=mm["df"],
+                   statistic=mm["t"], p_val=mm["p_val"], n_readers=mm["n_readers"], n_cases=mm["n_cases"],
+                   conclusion="random_readers_random_cases", mixed_model=mm)
+        return out
+    try:
+        res = or_hillis(frame, "value", "test", "reader_id", "case_id", levels=levels, null=null,
+                        bounds=None if ratio else (SHARE_BOUNDS if endpoint.endpoint != "likert_mean" else LIKERT_BOUNDS),
+                        confidence=confidence)
+    except ValueError as exc:
+        out["error"] = str(exc)
+        return out
+    digest = or_summary(res, ratio=ratio, n_reads=out["n_reads"], label=endpoint.describe())
+    chosen = digest["conclusions"][conclusion]
+    out.update(estimate=chosen["estimate"], ci_low=chosen["ci_low"], ci_high=chosen["ci_high"], df=chosen["df"],
+               statistic=chosen["statistic"], p_val=chosen["p_val"], n_readers=res.n_readers,
+               n_cases=res.n_cases, note=chosen["note"], **{"or": digest})
+    if chosen["p_val"] is None and chosen["note"]:
+        out["error"] = chosen["note"]
+    return out
