@@ -228,7 +228,8 @@ def assess(features: pd.DataFrame, *, study_id: str, alpha: float = DEFAULT_ALPH
     -------
     BlindingReport
     """
-    from analysis.stats.association import holm_adjust, stratified_permutation_test
+    from analysis.stats.association import stratified_permutation_test
+    from analysis.stats.multiplicity import adjust_pvalues
 
     if not 0 < alpha < 1:
         raise ValueError("alpha must be between 0 and 1")
@@ -243,7 +244,7 @@ def assess(features: pd.DataFrame, *, study_id: str, alpha: float = DEFAULT_ALPH
         separates = (scale == "categorical" and len(value_sets) == 2 and not (value_sets[0] & value_sets[1])
                      and rows.groupby("label").size().min() >= 2 and rows["value"].astype(str).nunique() < len(rows))
         raw.append((group, feature, kind, rows, {**result, "separates": separates}, values_by_label))
-    adjusted = holm_adjust([r[4]["p_val"] for r in raw]) if raw else np.array([])
+    adjusted = adjust_pvalues([r[4]["p_val"] for r in raw], "holm") if raw else np.array([])
     verdicts = [
         FeatureVerdict(
             feature=feature, kind=kind, group=group, n_readers=int(rows["reader"].nunique()),
