@@ -47,7 +47,9 @@ def test_a_study_from_start_to_export(run, demo_cohort_dir, tmp_path):
     readers = write_demo_readers(tmp_path / "readers.csv")
     result = run("cohort", "validate", manifest)
     assert result.exit_code == 0 and "valid, 12 case(s)" in result.output
-    assert run("db", "upgrade").output.startswith("database at revision 0001")
+    from study_app.store import head_revision
+
+    assert run("db", "upgrade").output == f"database at revision {head_revision()}\n"
     result = run("study", "create", "pilot", "--design", "chexone", "--cohort", manifest, "--readers", readers,
                  "--seed", "9")
     assert result.exit_code == 0, result.output
@@ -80,6 +82,11 @@ def test_demo_no_serve_builds_and_prints_links(run, demo_cohort_dir, tmp_path):
 
 
 def test_error_exits_are_one_clear_line(run, tmp_path, cohort_copy):
+    no_database = run("study", "describe", "nope")
+    assert no_database.exit_code == 7 and no_database.output.strip() == (
+        f"error: There is no study database at {tmp_path / 'cli.sqlite'}; check the path (--db or READERSTUDY_DB).")
+    assert not (tmp_path / "cli.sqlite").exists(), "a command that only reads never creates a database"
+    run("db", "upgrade")
     missing = run("study", "describe", "nope")
     assert missing.exit_code == 2 and missing.output.strip() == "error: no study 'nope' (studies: none yet)"
     manifest = cohort_copy / "manifest.csv"
