@@ -247,9 +247,10 @@ def test_a_reader_cannot_create_a_study(empty_db, cohort_zip):
     assert leftovers(cohorts_root(empty_db)) == []
 
 
-def test_the_shipped_server_config_accepts_a_cohort_sized_upload():
-    """Streamlit refuses any upload above server.maxUploadSize before the console sees it."""
+def test_streamlits_in_memory_uploader_takes_only_small_files():
+    """Streamlit keeps uploads in memory and refuses any above server.maxUploadSize; cohort zips stream to disk
+    through /console/upload instead, so the shipped limit is the small files' (design, reader list)."""
     from study_app.serve import streamlit_options
-    from study_app.services.uploads import MAX_UPLOAD_MB
+    from study_app.services.uploads import MAX_SMALL_UPLOAD_MB
 
-    assert streamlit_options()["server.maxUploadSize"] >= MAX_UPLOAD_MB
+    assert streamlit_options()["server.maxUploadSize"] == MAX_SMALL_UPLOAD_MB
