@@ -59,7 +59,7 @@ async def upload_page(request: Request) -> Response:
         "<label>Cohort zip<input name='file' type='file' accept='.zip,application/zip' required></label>"
         "<button type='submit'>Upload</button></form>"
         "<p><progress id='progress' max='1' value='0' hidden></progress></p><p id='status' role='status'></p>"
-        "<p><a href='/console-studies'>Back to the Studies page</a></p>"
+        "<p><a href='/'>Back to the Studies page</a></p>"
         "<script src='/console/upload.js'></script>",
         form=True,
     )

@@ -211,6 +211,27 @@ def _cookie(scope, name: str) -> str | None:
     return None
 
 
+# A refused request's small body is read and dropped, so the client gets the answer rather than a reset connection.
+DRAIN_BYTES = 64 * 1024
+
+
+async def _drain(scope, receive) -> None:
+    try:
+        declared = int(_header(scope, b"content-length") or 0)
+    except ValueError:
+        return
+    if not 0 < declared <= DRAIN_BYTES:
+        return
+    received = 0
+    while received <= DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        received += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
 class SecurityMiddleware:
     """ASGI middleware in front of Streamlit and our routes; see the module docstring for the rules."""
 
@@ -311,6 +332,7 @@ class SecurityMiddleware:
             # Closing before accepting makes the server answer the handshake with HTTP 403.
             await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
             return
+        await _drain(scope, receive)
         body = json.dumps({"error": message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"cache-control", b"no-store"), (b"connection", b"close")]

@@ -260,3 +260,26 @@ def test_reset_needs_a_reason_and_resets(console_study, console_page):
     at = submit(at, "Reset the case")
     assert f"Case {item.position} of res1 reset" in shown(at)
     assert audit_log(console_study.db, COORDINATOR, "demo").iloc[0]["kind"] == "reset"
+
+
+# --- interventions: locked sign-ins ----------------------------------------------------------------------
+
+
+def test_a_locked_sign_in_is_unlocked_from_the_console_and_audited(console_study, console_page):
+    from sqlalchemy import select
+
+    from study_app.services.throttle import locked_sign_ins
+    from study_app.store.models import Event, SignInThrottle, utcnow
+
+    assert "Locked sign-ins" not in shown(console_page("console-interventions", study="demo"))
+    with console_study.db.transaction() as session:
+        session.add(SignInThrottle(kind="user", key="mallory-target", failures=11, locked_at=utcnow()))
+    at = console_page("console-interventions", study="demo")
+    assert "Locked sign-ins" in shown(at)
+    at.text_input(key="console_unlock_reason").input("she called from the ward")
+    at = submit(at, "Unlock")
+    assert "Unlocked username mallory-target." in shown(at)
+    assert locked_sign_ins(console_study.db, COORDINATOR) == []
+    with console_study.db.read() as session:
+        event = session.scalars(select(Event).where(Event.kind == "sign_in_unlocked")).one()
+    assert event.actor == "coordinator:coord" and event.payload["reason"] == "she called from the ward"

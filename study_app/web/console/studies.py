@@ -44,9 +44,9 @@ def uploads_section(actor) -> None:
     right.link_button("Upload a cohort zip", "/console/upload")
     waiting = staged_uploads(shared_database(), actor)
     if waiting:
-        st.dataframe(pd.DataFrame([{"study id": u.study_id, "uploaded zip": f"{u.size_bytes / 1024**2:.1f} MB",
-                                    "uploaded at": pd.Timestamp(u.uploaded_at, unit="s", tz="UTC")}
-                                   for u in waiting]), hide_index=True)
+        st.text("Uploaded zips waiting for their study: " + ", ".join(
+            f"{u.study_id} ({u.size_bytes / 1024**2:.1f} MB, {pd.Timestamp(u.uploaded_at, unit='s'):%Y-%m-%d %H:%M} UTC)"
+            for u in waiting))
 
 
 def create_form(actor) -> None:
