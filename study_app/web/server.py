@@ -390,6 +390,21 @@ ROUTES = [
 ]
 
 
+async def service_error(request: Request, error: ServiceError) -> Response:
+    """A ServiceError no route caught (the database failing while the session cookie is checked, say): the same
+    plain sentence, JSON for the browser's scripts (/api/...) and a page for people, never a 500."""
+    if isinstance(error, DatabaseUnavailable) and request.method not in ("GET", "HEAD"):
+        # The fault met a read on the way (the cookie's session), but what the person did was a save.
+        from study_app.services.database import fault_message
+
+        error = DatabaseUnavailable(fault_message(error.reason, write=True), reason=error.reason)
+    if request.url.path.startswith("/api/"):
+        headers = {"Retry-After": "60"} if isinstance(error, DatabaseUnavailable) else None
+        return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=_status_of(error),
+                            headers=headers)
+    return _fault_page(error)
+
+
 def build_app(guard: Guard | None = None):
     """The ASGI app: the Streamlit entry script plus the routes above, behind the security middleware.
 
@@ -407,6 +422,7 @@ def build_app(guard: Guard | None = None):
     guard = guard or Guard.for_serving("127.0.0.1", 8501)
     app = st.App(
         str(ENTRY_SCRIPT), routes=ROUTES, on_script_error=show_script_error,
+        exception_handlers={ServiceError: service_error},
         middleware=[Middleware(SecurityMiddleware, guard=guard, body_limits=UPLOAD_BODY_LIMITS)],
     )
     return app
