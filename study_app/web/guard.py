@@ -52,12 +52,13 @@ def _index_inline_script_hashes() -> list[str]:
             for body in re.findall(r"<script>(.*?)</script>", page, re.S)]
 
 
-# Verified in Chromium (tests/web/test_security_browser.py): Streamlit's pages need inline styles (emotion), their
-# own scripts, websockets and fonts; components v2 (the viewer, the editor) import their script from a blob: URL
-# the page itself made (markup alone cannot mint one); images come from the app or data:/blob: URLs. Nothing else.
+# Verified in Chromium (tests/reliability/test_csp.py): Streamlit's pages need inline styles (emotion), their own
+# scripts, websockets and fonts; components v2 (the viewer, the editor) import their script from a blob: URL the
+# page itself made (markup alone cannot mint one); Streamlit's protobuf runtime compiles a small WebAssembly module
+# ('wasm-unsafe-eval' allows that and nothing of JavaScript's eval); images come from the app or data:/blob: URLs.
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
-    " ".join(["script-src 'self' blob:", *_index_inline_script_hashes()]),
+    " ".join(["script-src 'self' blob: 'wasm-unsafe-eval'", *_index_inline_script_hashes()]),
     "style-src 'self' 'unsafe-inline'",
     "img-src 'self' data: blob:",
     "font-src 'self' data:",
