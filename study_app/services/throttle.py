@@ -9,6 +9,8 @@ refused without costing an argon2 verification. A correct password clears both c
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -51,6 +53,43 @@ LOCKED_MESSAGE = ("sign-in is locked after too many failed attempts; another coo
                   "console's Interventions page, or run `readerstudy coordinator unlock` on the server")
 
 
+# Waits already decided, kept in this process: a guess that arrives during one is refused without touching the
+# database (the database stays the truth; this only saves it from a flood of doomed attempts).
+_waits: dict[tuple[str, str], float] = {}
+_waits_lock = threading.Lock()
+MAX_REMEMBERED_WAITS = 10_000
+
+
+def _remember_wait(keys, seconds: float) -> None:
+    until = time.monotonic() + seconds
+    with _waits_lock:
+        if len(_waits) > MAX_REMEMBERED_WAITS:
+            now = time.monotonic()
+            for key in [k for k, t in _waits.items() if t <= now]:
+                del _waits[key]
+        for key in keys:
+            _waits[key] = max(_waits.get(key, 0.0), until)
+
+
+def refused_now(username: str, address: str) -> SignInThrottled | None:
+    """The refusal of an attempt that arrives while a wait already decided for its username or address runs
+    (no database work: cheap enough to call for every request before anything else), else None."""
+    now = time.monotonic()
+    with _waits_lock:
+        until = max(_waits.get(("user", _key("user", username)), 0.0),
+                    _waits.get(("address", _key("address", address)), 0.0))
+    if until <= now:
+        return None
+    seconds = max(1, math.ceil(until - now))
+    return SignInThrottled(f"too many failed sign-ins; wait {seconds} s and try again", seconds)
+
+
+def forget_waits() -> None:
+    """Drop the remembered waits (tests that move the database's clock; the database alone decides then)."""
+    with _waits_lock:
+        _waits.clear()
+
+
 def backoff_s(failures: int) -> float:
     """The wait before the next attempt after ``failures`` failures (0 while within the free ones)."""
     if failures < FREE_FAILURES:
@@ -85,6 +124,9 @@ def begin_attempt(db: Database, username: str, address: str) -> None:
     SignInThrottled
         The last failure is too recent for the count so far; ``retry_after_s`` says how long to wait.
     """
+    refused = refused_now(username, address)
+    if refused is not None:
+        raise refused
     for attempt in range(2):
         try:
             return _begin_attempt_once(db, username, address)
@@ -96,6 +138,7 @@ def begin_attempt(db: Database, username: str, address: str) -> None:
 
 def _begin_attempt_once(db: Database, username: str, address: str) -> None:
     now = utcnow()
+    waiting: list[tuple[tuple[str, str], float]] = []
     with db.transaction() as session:
         rows = [_row(session, "user", _key("user", username)), _row(session, "address", _key("address", address))]
         wait = 0.0
@@ -117,7 +160,10 @@ def _begin_attempt_once(db: Database, username: str, address: str) -> None:
             for row in rows:
                 if row.last_failure_at is not None:
                     due = row.last_failure_at + timedelta(seconds=backoff_s(row.failures))
-                    wait = max(wait, (due - now).total_seconds())
+                    own_wait = (due - now).total_seconds()
+                    if own_wait > 0:
+                        waiting.append(((row.kind, row.key), own_wait))
+                    wait = max(wait, own_wait)
             if wait <= 0:
                 for row in rows:
                     row.failures += 1
@@ -125,6 +171,8 @@ def _begin_attempt_once(db: Database, username: str, address: str) -> None:
     if locked:
         raise SignInLocked(LOCKED_MESSAGE)
     if wait > 0:
+        for key, own_wait in waiting:  # only the count that imposes a wait: the other key stays free
+            _remember_wait([key], own_wait)
         seconds = max(1, math.ceil(wait))
         raise SignInThrottled(f"too many failed sign-ins; wait {seconds} s and try again", seconds)
 
@@ -181,6 +229,8 @@ def unlock_sign_in(db: Database, actor: Actor, *, username: str | None = None, a
         if row is None or row.locked_at is None:
             raise NotFound(f"{'username' if kind == 'user' else 'address'} '{value}' is not locked")
         lifted = LockedSignIn(row.kind, row.key, row.failures, row.locked_at)
+        with _waits_lock:
+            _waits.pop((kind, key), None)
         row.locked_at = None
         row.failures = 0
         row.last_failure_at = None

@@ -213,6 +213,7 @@ def _console_form(message: str, current: Actor | None, status: int) -> HTMLRespo
 async def console_signin(request: Request) -> Response:
     """GET/POST /console/signin: coordinator password sign-in, throttled per username and client address."""
     global _sign_ins_in_flight
+    from study_app.services import throttle
     from study_app.services.throttle import SignInThrottled
     from study_app.web.guard import client_address
 
@@ -225,6 +226,12 @@ async def console_signin(request: Request) -> Response:
     form = await request.form()
     if current is not None and form.get("replace") != "1":
         return _console_form("", current, 200)  # ask first: the form now carries the notice
+    address = client_address(request.scope)
+    refused = throttle.refused_now(str(form.get("username", "")), address)
+    if refused is not None:  # a wait already decided: answered here, no thread, no database
+        response = _console_form(f"<p class='error'>{html.escape(str(refused))}</p>", current, 429)
+        response.headers["Retry-After"] = str(refused.retry_after_s)
+        return response
     if _sign_ins_in_flight >= MAX_SIGN_INS_IN_FLIGHT:
         return _console_form("<p class='error'>The server is busy checking other sign-ins; try again in a minute."
                              "</p>", current, 503)
@@ -233,7 +240,7 @@ async def console_signin(request: Request) -> Response:
         token, _actor = await run_in_threadpool(
             lambda: auth.coordinator_sign_in(
                 shared_database(), str(form.get("username", "")), str(form.get("password", "")),
-                address=client_address(request.scope), previous_session=request.cookies.get(auth.SESSION_COOKIE),
+                address=address, previous_session=request.cookies.get(auth.SESSION_COOKIE),
             )
         )
     except SignInThrottled as error:

@@ -28,8 +28,17 @@ def accounts(fresh_db):
     return fresh_db
 
 
+@pytest.fixture(autouse=True)
+def no_remembered_waits():
+    throttle.forget_waits()
+    yield
+    throttle.forget_waits()
+
+
 def age_failures(db, seconds: float) -> None:
-    """Move every recorded failure into the past, as if the attacker had waited that long."""
+    """Move every recorded failure into the past, as if the attacker had waited that long (the waits this
+    process remembers are real time, so they go too)."""
+    throttle.forget_waits()
     with db.transaction() as session:
         for row in session.scalars(select(SignInThrottle)):
             if row.last_failure_at is not None:
@@ -192,3 +201,19 @@ def test_verifications_beyond_the_wait_are_refused_as_busy(accounts, monkeypatch
         for _ in taken:
             auth._verification_slots.release()
     assert auth.coordinator_sign_in(accounts, "alice", PASSWORD, address="10.0.0.1")[1].name == "alice"
+
+
+def test_a_wait_already_decided_is_refused_without_the_database_and_only_for_its_key(accounts, monkeypatch):
+    db = accounts
+    for n in range(throttle.FREE_FAILURES):  # alice fails from three addresses: only her own count waits
+        fail(db, address=f"10.1.0.{n}")
+    assert isinstance(fail(db, address="10.1.0.9"), SignInThrottled)
+
+    def no_database():
+        raise AssertionError("the database was used for a guess already refused")
+
+    monkeypatch.setattr(db, "transaction", no_database)
+    with pytest.raises(SignInThrottled):
+        auth.coordinator_sign_in(db, "alice", PASSWORD, address="10.1.0.50")
+    assert throttle.refused_now("alice", "anywhere") is not None
+    assert throttle.refused_now("bob", "10.1.0.9") is None, "the address imposed no wait"
