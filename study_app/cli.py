@@ -785,7 +785,7 @@ def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, 
                 raise click.UsageError("SOURCE is not an export folder; name the study with --study to read a database")
             from study_app.services.export import build_tables, export_meta
 
-            db = open_database(source)
+            db = open_database(source, create=False)
             try:
                 frames = build_tables(db, SYSTEM, study_id)
                 tables = tables_from_frames(frames, export_meta(db, SYSTEM, study_id, frames))

@@ -137,10 +137,12 @@ def begin_attempt(db: Database, username: str, address: str) -> None:
 
 
 def _begin_attempt_once(db: Database, username: str, address: str) -> None:
-    now = utcnow()
     waiting: list[tuple[tuple[str, str], float]] = []
     with db.transaction() as session:
         rows = [_row(session, "user", _key("user", username)), _row(session, "address", _key("address", address))]
+        # The time once the rows are ours: read before waiting for another attempt's lock, it could precede that
+        # attempt's failure and invent a wait.
+        now = utcnow()
         wait = 0.0
         for row in rows:
             if row.locked_at is not None:
@@ -158,7 +160,7 @@ def _begin_attempt_once(db: Database, username: str, address: str) -> None:
         else:
             locked = False
             for row in rows:
-                if row.last_failure_at is not None:
+                if row.last_failure_at is not None and backoff_s(row.failures) > 0:
                     due = row.last_failure_at + timedelta(seconds=backoff_s(row.failures))
                     own_wait = (due - now).total_seconds()
                     if own_wait > 0:
