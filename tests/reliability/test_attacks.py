@@ -223,6 +223,7 @@ def test_uploads_need_a_signed_in_coordinator_and_are_bounded_in_memory(served_s
 # --- password guessing ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fifty_parallel_wrong_passwords_are_throttled_then_locked_and_the_cli_lifts_it(study_server):
     # Behind a proxy (trusted), so the attacker and the real coordinator have addresses of their own.
     study = study_server(env={"READERSTUDY_TRUSTED_PROXIES": "127.0.0.1"})
