@@ -405,7 +405,7 @@ async def service_error(request: Request, error: ServiceError) -> Response:
         from study_app.services.database import fault_message
 
         error = DatabaseUnavailable(fault_message(error.reason, write=True), reason=error.reason)
-    if request.url.path.startswith("/api/"):
+    if request.scope["path"].startswith("/api/"):  # the routed path (request.url is rebuilt from Host)
         headers = {"Retry-After": "60"} if isinstance(error, DatabaseUnavailable) else None
         return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=_status_of(error),
                             headers=headers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,25 +44,26 @@ def coordinator_cookie(study, name: str = "guard") -> str:
     return token
 
 
+@contextmanager
 def streamlit_session(study, cookie: str | None = None):
-    """A websocket session as the browser opens it (own origin); returns the open socket and its session id."""
+    """A websocket session as the browser opens it (own origin): the open socket and its session id, for the block."""
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     headers = {"Cookie": f"{auth.SESSION_COOKIE}={cookie}"} if cookie else {}
-    ws = ws_connect(study.base.replace("http", "ws") + "/_stcore/stream", origin=study.base,
-                    subprotocols=["streamlit"], additional_headers=headers, open_timeout=10)
-    rerun = BackMsg()
-    rerun.rerun_script.query_string = ""
-    ws.send(rerun.SerializeToString())
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        message = ForwardMsg()
-        message.ParseFromString(ws.recv(timeout=30))
-        if message.WhichOneof("type") == "new_session":
-            return ws, message.new_session.initialize.session_id
-    ws.close()
-    raise AssertionError("no new_session message from the server")
+    with ws_connect(study.base.replace("http", "ws") + "/_stcore/stream", origin=study.base,
+                    subprotocols=["streamlit"], additional_headers=headers, open_timeout=10) as ws:
+        rerun = BackMsg()
+        rerun.rerun_script.query_string = ""
+        ws.send(rerun.SerializeToString())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            message = ForwardMsg()
+            message.ParseFromString(ws.recv(timeout=30))
+            if message.WhichOneof("type") == "new_session":
+                yield ws, message.new_session.initialize.session_id
+                return
+        raise AssertionError("no new_session message from the server")
 
 
 def session_alive(study, cookie: str) -> bool:
@@ -108,9 +110,8 @@ def test_the_websocket_and_every_stcore_route_accept_only_the_public_origin(serv
         with pytest.raises(InvalidStatus) as refused:
             ws_connect(ws_url, origin=origin, subprotocols=["streamlit"], open_timeout=10).close()
         assert refused.value.response.status_code == 403, origin
-    ws, session_id = streamlit_session(study)  # the study's own page: accepted
-    ws.close()
-    assert session_id
+    with streamlit_session(study) as (_, session_id):  # the study's own page: accepted
+        assert session_id
     with httpx.Client(base_url=study.base, timeout=30) as client:
         for path in ("/_stcore/health", "/_stcore/host-config", "/_stcore/metrics"):
             assert client.get(path, headers={"Origin": f"http://localhost:{port + 1}"}).status_code == 403, path
@@ -188,8 +189,7 @@ def test_uploads_need_a_signed_in_coordinator_and_are_bounded_in_memory(served_s
     server = psutil.Process(study.server.process.pid)
     reader = study.session_token("att3")
     coordinator = coordinator_cookie(study)
-    ws, session_id = streamlit_session(study)
-    try:
+    with streamlit_session(study) as (_, session_id):
         with httpx.Client(base_url=study.base, timeout=30) as client:
             xsrf = client.get("/_stcore/health").cookies["_streamlit_xsrf"]
         url = f"/_stcore/upload_file/{session_id}/file-1"
@@ -216,8 +216,6 @@ def test_uploads_need_a_signed_in_coordinator_and_are_bounded_in_memory(served_s
         assert raw_upload(study, "/console/upload/x1", 1024, {auth.SESSION_COOKIE: coordinator}, own(study)) == 403
         assert raw_upload(study, "/console/upload/x1", 2 * 1024**3, {auth.SESSION_COOKIE: coordinator},
                           {**own(study), "X-Readerstudy-Client": "1"}) == 413
-    finally:
-        ws.close()
 
 
 # --- password guessing ---------------------------------------------------------------------------------------
