@@ -22,7 +22,7 @@ from study_app.services.actors import SYSTEM
 from study_app.store.models import Event, SignInThrottle, WebSession
 from study_app.web.guard import SECURITY_HEADERS
 from tests.browser_support import free_port
-from tests.reliability.conftest import open_case, sign_in
+from tests.reliability.conftest import sign_in
 
 PASSWORD = "a long coordinator password"
 UPLOAD_MB = 100

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from study_app.services import auth, throttle
 from study_app.services.actors import SYSTEM, Actor, reader_actor
