@@ -25,10 +25,22 @@ class CleanErrors(click.Group):
     """Turns expected failures into one clear message and an exit code, for every subcommand."""
 
     def invoke(self, ctx: click.Context):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from study_app.services.database import translate
+
         try:
             return super().invoke(ctx)
         except ServiceError as error:
             _fail(str(error), error.exit_code)
+        except SQLAlchemyError as error:
+            # A database fault outside a service's transaction (a command reading the schema revision, say).
+            translated = translate(error)
+            if not isinstance(translated, ServiceError):
+                raise
+            _fail(str(translated), translated.exit_code)
+        except SettingError as error:
+            _fail(str(error), 2)
         except (ValueError, OSError) as error:
             # Library-level input errors (design, manifest, image) carry their own clear messages.
             from cohorts.manifest import ManifestError
@@ -45,8 +57,19 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def db_option(function):
-    """--db URL, shared by every command that touches the database."""
+class SettingError(ValueError):
+    """A malformed setting (an origin, a proxy address): one line, exit 2."""
+
+
+def db_option(function=None, *, create: bool = False):
+    """--db URL, shared by every command that touches the database.
+
+    Only the commands that start a study database (``db upgrade``, ``coordinator add``, ``study create``,
+    ``demo``) take ``create=True``; every other command refuses a SQLite file that is not there, so a mistyped
+    path says so instead of opening a new, empty study.
+    """
+    if function is None:
+        return functools.partial(db_option, create=create)
 
     @click.option(
         "--db",
@@ -58,7 +81,7 @@ def db_option(function):
     )
     @functools.wraps(function)
     def wrapper(*args, db_url: str | None, **kwargs):
-        db = open_database(db_url)
+        db = open_database(db_url, create=create)
         try:
             return function(*args, db=db, **kwargs)
         finally:
@@ -92,7 +115,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@db_option
+@db_option(create=True)
 def db_upgrade(db: Database) -> None:
     """Create the database or bring it to the newest schema (migrations are recorded in it).
 
@@ -122,7 +145,7 @@ def coordinator() -> None:
 @click.argument("username")
 @click.password_option("--password", envvar="READERSTUDY_COORDINATOR_PASSWORD",
                        help="The password (prompted for when not given; or $READERSTUDY_COORDINATOR_PASSWORD).")
-@db_option
+@db_option(create=True)
 def coordinator_add(db: Database, username: str, password: str) -> None:
     """Create a coordinator account (argon2id password hash) who signs in to the console at /console/signin.
 
@@ -134,6 +157,45 @@ def coordinator_add(db: Database, username: str, password: str) -> None:
 
     create_coordinator(db, SYSTEM, username, password)
     click.echo(f"coordinator '{username}' created; sign in at /console/signin")
+
+
+@coordinator.command("unlock")
+@click.argument("username", required=False)
+@click.option("--address", default=None, metavar="ADDR", help="Unlock a client address instead of a username.")
+@click.option("--reason", default="", help="Why (recorded in the audit log).")
+@db_option
+def coordinator_unlock(db: Database, username: str | None, address: str | None, reason: str) -> None:
+    """Lift a sign-in lockout (after too many wrong passwords) of a username or a client address; audited.
+
+    \b
+    Example:
+      readerstudy coordinator unlock alice --reason "forgot her password, reset by phone"
+      readerstudy coordinator unlock --address 10.0.4.17
+    """
+    from study_app.services.throttle import unlock_sign_in
+
+    lifted = unlock_sign_in(db, SYSTEM, username=username, address=address, reason=reason)
+    what = "username" if lifted.kind == "user" else "address"
+    click.echo(f"{what} '{lifted.key}' unlocked (it had {lifted.failures} failed sign-ins)")
+
+
+@coordinator.command("locked")
+@db_option
+def coordinator_locked(db: Database) -> None:
+    """List the usernames and client addresses locked after too many failed sign-ins.
+
+    \b
+    Example:
+      readerstudy coordinator locked
+    """
+    from study_app.services.throttle import locked_sign_ins
+
+    locked = locked_sign_ins(db, SYSTEM)
+    if not locked:
+        click.echo("nothing is locked")
+    for row in locked:
+        click.echo(f"{'username' if row.kind == 'user' else 'address'}\t{row.key}\t{row.failures} failures\t"
+                   f"locked {row.locked_at:%Y-%m-%d %H:%M} UTC")
 
 
 # --- cohorts --------------------------------------------------------------------------------------
@@ -210,7 +272,7 @@ def study() -> None:
               help="Reader list (CSV: reader_id, role, label, name, email).")
 @click.option("--seed", type=int, default=None, help="Allocation seed (default: a random one, printed and stored).")
 @click.option("--name", default=None, help="Study name (default: the design's).")
-@db_option
+@db_option(create=True)
 def study_create(db: Database, study_id: str, design_path: Path, manifest_path: Path, readers_path: Path,
                  seed: int | None, name: str | None) -> None:
     """Create a study: import the cohort and readers and allocate every assignment, all or nothing.
@@ -732,7 +794,7 @@ def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, 
                 raise click.UsageError("SOURCE is not an export folder; name the study with --study to read a database")
             from study_app.services.export import build_tables, export_meta
 
-            db = open_database(source)
+            db = open_database(source, create=False)
             try:
                 frames = build_tables(db, SYSTEM, study_id)
                 tables = tables_from_frames(frames, export_meta(db, SYSTEM, study_id, frames))
@@ -782,7 +844,7 @@ def audit_blinding_command(db: Database, study_id: str, alpha: float, permutatio
     """Test everything each reader is sent about each blinded case for association with the draft's source.
 
     Works on a snapshot of the database (the study is not touched), through the same pages, routes and
-    services a browser uses. Exits 0 when no presentation feature predicts the source, 7 when one does.
+    services a browser uses. Exits 0 when no presentation feature predicts the source, 8 when one does.
 
     \b
     Example:
@@ -812,7 +874,7 @@ def audit_blinding_command(db: Database, study_id: str, alpha: float, permutatio
         for verdict in report.leaks:
             click.echo(f"LEAK: {verdict.group} {verdict.feature} ({verdict.kind}) predicts the source: "
                        f"p = {verdict.p_val:.3g}, Holm {verdict.p_holm:.3g}; values {verdict.values_by_label}", err=True)
-        sys.exit(7)
+        sys.exit(8)
     click.echo("\nno presentation feature predicts the draft source.")
 
 # --- planning --------------------------------------------------------------------------------------
@@ -907,26 +969,53 @@ def plan_power(design_path: Path, pilot_dir: Path | None, readers: str | None, c
         pio.write_html(power_figure(grid), out_dir / "power.html", include_plotlyjs=True, full_html=True)
         click.echo(f"wrote {out_dir / 'power.csv'} and {out_dir / 'power.html'}")
 
+def security_options(function):
+    """--public-origin and --trusted-proxy, shared by the commands that start the web app."""
+
+    @click.option("--public-origin", "public_origins", multiple=True, metavar="URL",
+                  help="The address readers' browsers use, e.g. https://study.example.org (repeatable; default: "
+                       "$READERSTUDY_PUBLIC_ORIGIN, else the bound address). Only pages from it may sign in, "
+                       "submit or open the app's websocket.")
+    @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="ADDR",
+                  help="A reverse proxy's address or network whose X-Forwarded-For/-Proto are believed (repeatable; "
+                       "default: $READERSTUDY_TRUSTED_PROXIES, else none).")
+    @functools.wraps(function)
+    def wrapper(*args, public_origins: tuple[str, ...], trusted_proxies: tuple[str, ...], **kwargs):
+        from study_app.serve import security_settings
+
+        host, port = kwargs.get("host", "127.0.0.1"), kwargs.get("port", DEFAULT_PORT)
+        try:
+            security_settings(host, port, list(public_origins), list(trusted_proxies))  # refuse bad ones up front
+        except ValueError as error:
+            raise SettingError(str(error)) from None
+        return function(*args, public_origins=list(public_origins), trusted_proxies=list(trusted_proxies), **kwargs)
+
+    return wrapper
+
 
 @main.command("serve")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (put a TLS proxy in front).")
 @click.option("--image-cache", type=click.Path(path_type=Path), default=Path("var/image-cache"), show_default=True,
               help="Folder for display copies of the images, kept across restarts.")
+@security_options
 @db_option
-def serve_command(db: Database, port: int, host: str, image_cache: Path) -> None:
+def serve_command(db: Database, port: int, host: str, image_cache: Path, public_origins: list[str],
+                  trusted_proxies: list[str]) -> None:
     """Start the web app (reader pages, coordinator console, sign-in links) with streamlit_config.toml's options.
 
     \b
     Example:
       readerstudy serve --db var/readerstudy.sqlite --port 8501
+      readerstudy serve --port 8501 --public-origin https://study.example.org --trusted-proxy 127.0.0.1
     """
     from study_app.serve import serve
 
     url = db.url
     db.dispose()
     click.echo(f"serving {url} on http://{host}:{port} (Ctrl-C stops)")
-    serve(url, host=host, port=port, image_cache=image_cache)
+    serve(url, host=host, port=port, image_cache=image_cache, public_origins=public_origins,
+          trusted_proxies=trusted_proxies)
 
 
 # --- demo -----------------------------------------------------------------------------------------
@@ -937,8 +1026,10 @@ def serve_command(db: Database, port: int, host: str, image_cache: Path) -> None
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--cohort-dir", type=click.Path(path_type=Path), default=Path("var/demo-cohort"), show_default=True)
-@db_option
-def demo(db: Database, no_serve: bool, port: int, host: str, cohort_dir: Path) -> None:
+@security_options
+@db_option(create=True)
+def demo(db: Database, no_serve: bool, port: int, host: str, cohort_dir: Path, public_origins: list[str],
+         trusted_proxies: list[str]) -> None:
     """Build the demo study (generated images and texts, no patient data) and print the readers' links.
 
     \b
@@ -962,4 +1053,5 @@ def demo(db: Database, no_serve: bool, port: int, host: str, cohort_dir: Path) -
     url = db.url
     db.dispose()
     click.echo(f"serving on {base_url} (Ctrl-C stops)")
-    serve(url, host=host, port=port, image_cache=Path("var/image-cache"))
+    serve(url, host=host, port=port, image_cache=Path("var/image-cache"), public_origins=public_origins,
+          trusted_proxies=trusted_proxies)

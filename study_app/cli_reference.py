@@ -45,9 +45,12 @@ def render_cli_reference() -> str:
         "",
         "Generated from the commands by `python -m study_app.cli_reference > docs/cli.md`; a test fails when",
         "this file and the commands disagree. Every command that touches the database takes `--db URL`",
-        "(default: `$READERSTUDY_DB`, else `./var/readerstudy.sqlite`). User errors print `error: ...` on",
-        "stderr and exit non-zero: 1 bad input file, 2 not found, 3 not allowed, 4 conflicts with the",
-        "study's state, 5 invalid input, 6 a needed service (model server) is unavailable.",
+        "(default: `$READERSTUDY_DB`, else `./var/readerstudy.sqlite`); only `db upgrade`, `coordinator add`,",
+        "`study create` and `demo` create a SQLite file that is not there, every other command says it is missing.",
+        "User errors print `error: ...` on stderr and exit non-zero: 1 bad input file, 2 not found (or a bad",
+        "setting), 3 not allowed, 4 conflicts with the study's state, 5 invalid input, 6 a needed service (model",
+        "server) is unavailable, 7 the study database is busy, full, read-only, damaged, missing or unreachable;",
+        "`audit blinding` exits 8 when something readers are sent predicts a draft's source.",
         "",
     ]
     for path, command in _commands(main, ("readerstudy",)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import threading
 from datetime import timedelta
 
 from argon2 import PasswordHasher
@@ -11,7 +12,8 @@ from sqlalchemy import select, update
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
-from study_app.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from study_app.services import throttle
+from study_app.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unavailable
 from study_app.services.events import record_event
 from study_app.services.invites import hash_token
 from study_app.store.models import Coordinator, Invite, Reader, WebSession, utcnow
@@ -25,6 +27,11 @@ MIN_PASSWORD_CHARS = 12
 MAX_TOKEN_CHARS = 200
 
 _hasher = PasswordHasher()
+# Each argon2 verification takes 64 MiB and a core for ~0.1 s. However many sign-ins arrive, at most this many
+# run at once, so guessing cannot take the memory or the CPU that readers' pages need.
+MAX_CONCURRENT_VERIFICATIONS = 2
+VERIFICATION_WAIT_S = 10.0
+_verification_slots = threading.BoundedSemaphore(MAX_CONCURRENT_VERIFICATIONS)
 # Verifying against this when the user is unknown costs the same as a real check: timing reveals no usernames.
 _DUMMY_HASH = _hasher.hash("not a real password, only a timing equaliser")
 
@@ -40,7 +47,22 @@ def _new_session(session, *, reader_id: int | None = None, coordinator_id: int |
     return token
 
 
-def exchange_invite(db: Database, token: str) -> tuple[str, Actor]:
+def invite_holder(db: Database, token: str) -> str | None:
+    """The reader key a still-usable invite belongs to, without spending it (None for any unusable token).
+
+    The sign-in page names the link's reader when the browser is signed in as someone else, so that a
+    swap of identities is never silent.
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        return None
+    with db.read() as session:
+        invite = session.scalars(select(Invite).where(Invite.token_hash == hash_token(token))).first()
+        if invite is None or invite.used_at is not None or invite.revoked_at is not None or invite.expires_at <= utcnow():
+            return None
+        return session.get(Reader, invite.reader_id).reader_key
+
+
+def exchange_invite(db: Database, token: str, *, previous_session: str | None = None) -> tuple[str, Actor]:
     """Trade a reader's invite token for a new browser session; the invite cannot be used again.
 
     Parameters
@@ -49,6 +71,8 @@ def exchange_invite(db: Database, token: str) -> tuple[str, Actor]:
         The study database.
     token : str
         The ``token`` of the personal link ``{base}/signin?token=...``.
+    previous_session : str, optional
+        The browser's current session cookie, revoked in the same transaction (the reader confirmed the swap).
 
     Returns
     -------
@@ -82,6 +106,12 @@ def exchange_invite(db: Database, token: str) -> tuple[str, Actor]:
         if claimed != 1:
             raise PermissionDenied("this sign-in link has already been used; ask your study coordinator for a new one")
         reader = session.get(Reader, invite.reader_id)
+        if previous_session and len(previous_session) <= MAX_TOKEN_CHARS:
+            session.execute(
+                update(WebSession)
+                .where(WebSession.token_hash == hash_token(previous_session), WebSession.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
         session_token = _new_session(session, reader_id=reader.id, lifetime=timedelta(days=READER_SESSION_DAYS))
         actor = Actor(kind="reader", name=reader.reader_key, reader_id=reader.id)
         record_event(session, study_id=reader.study_id, actor=actor, kind="signed_in", reader_id=reader.id)
@@ -186,10 +216,14 @@ def verify_coordinator_password(db: Database, username: str, password: str) -> A
     with db.read() as session:
         coordinator = session.scalars(select(Coordinator).where(Coordinator.username == (username or ""))).first()
     stored = coordinator.password_hash if coordinator is not None else _DUMMY_HASH
+    if not _verification_slots.acquire(timeout=VERIFICATION_WAIT_S):
+        raise Unavailable("the server is busy checking other sign-ins; try again in a minute")
     try:
         _hasher.verify(stored, password or "")
     except (VerificationError, InvalidHashError):
         return None
+    finally:
+        _verification_slots.release()
     if coordinator is None:
         return None
     if _hasher.check_needs_rehash(stored):
@@ -198,12 +232,44 @@ def verify_coordinator_password(db: Database, username: str, password: str) -> A
     return Actor(kind="coordinator", name=coordinator.username, coordinator_id=coordinator.id)
 
 
-def coordinator_sign_in(db: Database, username: str, password: str) -> tuple[str, Actor]:
-    """Password sign-in for the console: a new session token, or PermissionDenied with one neutral message."""
+def coordinator_sign_in(db: Database, username: str, password: str, *, address: str = "unknown",
+                        previous_session: str | None = None) -> tuple[str, Actor]:
+    """Password sign-in for the console: a new session token, or PermissionDenied with one neutral message.
+
+    Parameters
+    ----------
+    db : Database
+    username, password : str
+        As typed.
+    address : str
+        The client's address (after trusted proxies), throttled like the username.
+    previous_session : str, optional
+        The browser's current session cookie, revoked with the sign-in (its user confirmed the swap).
+
+    Raises
+    ------
+    PermissionDenied
+        Unknown username or wrong password (one message for both).
+    throttle.SignInThrottled, throttle.SignInLocked
+        Too many recent failures for the username or the address (see ``study_app.services.throttle``);
+        the password was not checked.
+    Unavailable
+        Too many sign-ins are being checked at once; the password was not checked.
+    """
+    if not isinstance(password, str) or len(password) > 1024:
+        raise PermissionDenied("unknown username or wrong password")
+    throttle.begin_attempt(db, username, address)
     actor = verify_coordinator_password(db, username, password)
     if actor is None:
         raise PermissionDenied("unknown username or wrong password")
     with db.transaction() as session:
+        throttle.clear_failures(session, username, address)
+        if previous_session and len(previous_session) <= MAX_TOKEN_CHARS:
+            session.execute(
+                update(WebSession)
+                .where(WebSession.token_hash == hash_token(previous_session), WebSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
         token = _new_session(
             session, coordinator_id=actor.coordinator_id, lifetime=timedelta(hours=COORDINATOR_SESSION_HOURS)
         )

@@ -321,7 +321,7 @@ def blinding_audit(db: Database, actor: Actor, study_id: str, *, pages: bool = T
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise Unavailable(f"the blinding audit did not finish within {timeout_s / 60:.0f} minutes") from None
-        if done.returncode not in (0, 7) or not out.is_file():
+        if done.returncode not in (0, 8) or not out.is_file():
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise Unavailable(f"the blinding audit failed: {last}")
         return json.loads(out.read_text(encoding="utf-8"))

@@ -35,3 +35,17 @@ class Unavailable(ServiceError):
     """Something the action needs is not there: a model server down, a model not served, a package missing."""
 
     exit_code = 6
+
+
+class DatabaseUnavailable(Unavailable):
+    """The study database cannot do the work right now: busy beyond the wait, disk full, read-only, damaged,
+    missing or unreachable. Raised once, by ``study_app.services.database``, for every caller; the message
+    says in plain words what happened and that nothing was saved, so a page or the CLI shows it as it is.
+    """
+
+    exit_code = 7
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        # One of database.FAULT_REASONS: lets a route pick its status and a page its wording.
+        self.reason = reason

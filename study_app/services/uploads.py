@@ -10,8 +10,10 @@ either complete or absent.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -23,7 +25,7 @@ from typing import BinaryIO
 from cohorts.manifest import MANIFEST_EXTENSIONS, validate_manifest
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
-from study_app.services.errors import Conflict, InvalidInput, ServiceError
+from study_app.services.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from study_app.services.roster import parse_roster
 from study_app.services.studies import STUDY_ID, StudySummary, create_study
 
@@ -36,15 +38,53 @@ MAX_RATIO = 200
 # Small members (a CSV of blank lines) may compress very well without being dangerous.
 RATIO_FLOOR_BYTES = 1024**2
 CHUNK = 1024**2
-# The browser upload is held in the server's memory; a cohort larger than this is copied to the server instead.
+# One upload request (the zip as the browser sends it, streamed to disk); a larger cohort is copied to the server.
 MAX_UPLOAD_MB = 1024
-# Design files and reader lists are a few kilobytes.
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024**2
+# Design files and reader lists are a few kilobytes; they go through Streamlit's uploader, in memory, bounded
+# by server.maxUploadSize (streamlit_config.toml), which must equal this.
 MAX_SMALL_UPLOAD_MB = 5
+# Room the database and the readers' work keep on the disk: an upload or an extraction that would leave less
+# is refused before it starts.
+RESERVE_BYTES = 256 * 1024**2
+RESERVE_FRACTION = 0.10
+STAGING_FOLDER = ".uploads"
 MANIFEST_NAMES = tuple(f"manifest{ext}" for ext in MANIFEST_EXTENSIONS)
 
 
 class UploadRefused(InvalidInput):
     """The archive is unsafe or too large; nothing was extracted."""
+
+
+class DiskFull(Unavailable):
+    """The disk has no room for the upload or its extraction; nothing was kept."""
+
+    exit_code = 7
+
+
+def reserve_bytes(folder: Path) -> int:
+    """Free space an upload must leave on ``folder``'s disk: 256 MB, or a tenth of a small disk."""
+    return min(RESERVE_BYTES, int(shutil.disk_usage(folder).total * RESERVE_FRACTION))
+
+
+def require_free_space(folder: Path, needed: int, *, what: str) -> None:
+    """DiskFull unless ``needed`` bytes fit on ``folder``'s disk with the reserve left over."""
+    usage = shutil.disk_usage(folder)
+    reserve = reserve_bytes(folder)
+    if needed + reserve > usage.free:
+        raise DiskFull(f"not enough disk space for {what}: it needs {_mb(needed)}, the server has {_mb(usage.free)} "
+                       f"free and keeps {_mb(reserve)} for the study database; nothing was written")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024**2:.1f} MB"
+
+
+def _disk_full(error: OSError) -> bool:
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+DISK_FILLED = "the server's disk filled up while {what}; nothing was kept. Free some space and try again"
 
 
 @dataclass(frozen=True)
@@ -155,6 +195,8 @@ def extract_archive(archive: bytes | BinaryIO | str | Path, target: str | Path,
     UploadRefused
         Not a zip, an unsafe member (absolute path, ``..``, link, device, encrypted), too many or too
         large files, or a member inflating like a zip bomb. ``target`` is then not created.
+    DiskFull
+        The files would not fit on the disk (checked before extracting), or the disk filled up meanwhile.
     Conflict
         ``target`` exists already.
     """
@@ -175,6 +217,8 @@ def extract_archive(archive: bytes | BinaryIO | str | Path, target: str | Path,
     try:
         with zipped:
             members = _check_members(zipped, limits)
+            # The sizes are the archive's claims; a member that lies is stopped by _copy_bounded below.
+            require_free_space(target.parent, sum(info.file_size for info, _ in members), what="unpacking the cohort")
             budget = limits.max_total_bytes
             for info, relpath in members:
                 out = staging.joinpath(*relpath.parts)
@@ -190,6 +234,10 @@ def extract_archive(archive: bytes | BinaryIO | str | Path, target: str | Path,
                     raise UploadRefused(f"'{info.filename}' cannot be extracted ({error})") from None
                 except FileExistsError:
                     raise UploadRefused(f"'{info.filename}': the archive holds this file twice") from None
+                except OSError as error:
+                    if _disk_full(error):
+                        raise DiskFull(DISK_FILLED.format(what="unpacking the cohort")) from None
+                    raise
         os.replace(staging, target)  # replaces our empty reservation in one step
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -259,7 +307,8 @@ def create_study_from_upload(
     design_text: str | None = None,
     readers_text: str,
     seed: int,
-    archive: bytes | BinaryIO | None = None,
+    archive: bytes | BinaryIO | Path | None = None,
+    uploaded: bool = False,
     manifest_path: str | Path | None = None,
     name: str | None = None,
     limits: UploadLimits = UploadLimits(),
@@ -273,6 +322,8 @@ def create_study_from_upload(
     design_text : an uploaded design (TOML), kept in the study's cohort folder.
     readers_text : the readers CSV as uploaded.
     archive : the cohort zip (manifest and images); extracted under ``cohorts_root(db)/<study_id>``.
+    uploaded : instead of ``archive``, the zip streamed for this study id to ``PUT /console/upload/<study id>``
+        (see :func:`begin_upload`); removed once the study exists, kept for another try otherwise.
     manifest_path : instead of ``archive``, a manifest already on the server.
 
     Returns
@@ -285,6 +336,14 @@ def create_study_from_upload(
     if not STUDY_ID.match(study_id or ""):
         return NewStudy([f"study id '{study_id}' must be lower-case letters, digits, '-' or '_' (at most 32), "
                          "starting with a letter or digit"])
+    if uploaded:
+        if archive is not None:
+            raise InvalidInput("give either an uploaded zip or a cohort zip, not both")
+        found = staged_upload(db, actor, study_id)
+        if found is None:
+            return NewStudy([f"cohort: no zip has been uploaded for '{study_id}' yet; upload it on the "
+                             "cohort upload page (/console/upload) first"])
+        archive = found.path
     if (archive is None) == (manifest_path is None):
         raise InvalidInput("give either a cohort zip or a manifest on the server, not both or neither")
     if design_path is None and not design_text:
@@ -324,9 +383,145 @@ def create_study_from_upload(
             summary = create_study(db, actor, study_id=study_id, design_path=design_path, manifest_path=manifest,
                                    readers_path=readers_path, seed=seed, name=name or None)
         staging = None
+        if uploaded:
+            Path(archive).unlink(missing_ok=True)
         return NewStudy([], summary, cohort_dir)
     except ServiceError as error:
         return NewStudy(str(error).splitlines())
+    except OSError as error:
+        if _disk_full(error):
+            return NewStudy([DISK_FILLED.format(what="creating the study")])
+        raise
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+
+
+# --- the cohort zip, streamed from the browser to disk -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """A cohort zip on the server, waiting for the study it was uploaded for to be created."""
+
+    study_id: str
+    path: Path
+    size_bytes: int
+    uploaded_at: float  # seconds since the epoch (the file's modification time)
+
+
+def _staging_folder(db: Database) -> Path:
+    return cohorts_root(db) / STAGING_FOLDER
+
+
+def staged_upload(db: Database, actor: Actor, study_id: str) -> StagedUpload | None:
+    """The zip uploaded for ``study_id`` and not used yet, or None."""
+    require_coordinator(actor, "see uploaded cohorts")
+    if not STUDY_ID.match(study_id or ""):
+        return None
+    path = _staging_folder(db) / f"{study_id}.zip"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return StagedUpload(study_id, path, info.st_size, info.st_mtime)
+
+
+def staged_uploads(db: Database, actor: Actor) -> list[StagedUpload]:
+    """Every uploaded zip whose study is not created yet, newest first."""
+    require_coordinator(actor, "see uploaded cohorts")
+    folder = _staging_folder(db)
+    found = [staged_upload(db, actor, p.stem) for p in folder.glob("*.zip")] if folder.is_dir() else []
+    return sorted((f for f in found if f is not None), key=lambda f: -f.uploaded_at)
+
+
+class UploadWriter:
+    """Writes one upload to a partial file as it arrives, never past the size the request declared; the file
+    takes its final name only when every declared byte is there."""
+
+    def __init__(self, study_id: str, final: Path, declared: int) -> None:
+        self.study_id = study_id
+        self.final = final
+        self.declared = declared
+        self.written = 0
+        self.partial = final.with_name(f"{final.name}.{secrets.token_hex(6)}.partial")
+        self._file = open(self.partial, "xb")
+
+    def write(self, chunk: bytes) -> None:
+        if self.written + len(chunk) > self.declared:
+            self.abort()
+            raise UploadRefused("the upload is longer than it declared; nothing was kept")
+        try:
+            self._file.write(chunk)
+        except OSError as error:
+            self.abort()
+            if _disk_full(error):
+                raise DiskFull(DISK_FILLED.format(what="receiving the upload")) from None
+            raise
+        self.written += len(chunk)
+
+    def finish(self) -> StagedUpload:
+        if self.written != self.declared:
+            self.abort()
+            raise UploadRefused(f"the upload stopped after {self.written} of {self.declared} bytes; nothing was kept")
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as error:
+            self.abort()
+            if _disk_full(error):
+                raise DiskFull(DISK_FILLED.format(what="receiving the upload")) from None
+            raise
+        os.replace(self.partial, self.final)  # a second upload for the same study replaces the first whole
+        info = self.final.stat()
+        return StagedUpload(self.study_id, self.final, info.st_size, info.st_mtime)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def begin_upload(db: Database, actor: Actor, study_id: str, declared_bytes: int) -> UploadWriter:
+    """Start receiving a cohort zip for the study ``study_id`` (not created yet), after every check that needs
+    no byte of it: who, which study, how large, and whether the disk has room.
+
+    Raises
+    ------
+    PermissionDenied
+        Not a coordinator.
+    InvalidInput / UploadRefused
+        A bad study id, an empty upload, or one above ``MAX_UPLOAD_MB``.
+    Conflict
+        The study or its cohort folder exists already.
+    DiskFull
+        The zip would not fit with the reserve left free.
+    """
+    from study_app.store.models import Study
+
+    require_coordinator(actor, "upload a cohort")
+    if not STUDY_ID.match(study_id or ""):
+        raise InvalidInput(f"study id '{str(study_id)[:40]}' must be lower-case letters, digits, '-' or '_' "
+                           "(at most 32), starting with a letter or digit")
+    if declared_bytes <= 0:
+        raise UploadRefused("the upload is empty")
+    if declared_bytes > MAX_UPLOAD_BYTES:
+        raise UploadRefused(f"the zip is larger than {MAX_UPLOAD_MB} MB; copy a cohort that large to the server "
+                            "and give its folder instead")
+    with db.read() as session:
+        if session.get(Study, study_id) is not None:
+            raise Conflict(f"study '{study_id}' exists already; an upload never changes a study's cohort")
+    if (cohorts_root(db) / study_id).exists():
+        raise Conflict(f"{cohorts_root(db) / study_id} exists already; choose another study id")
+    folder = _staging_folder(db)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if _disk_full(error):
+            raise DiskFull(DISK_FILLED.format(what="receiving the upload")) from None
+        raise
+    previous = folder / f"{study_id}.zip"
+    # The zip it replaces frees its room once the new one is complete, so it does not count as free now.
+    require_free_space(folder, declared_bytes, what=f"a {_mb(declared_bytes)} upload")
+    return UploadWriter(study_id, previous, declared_bytes)

@@ -11,8 +11,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DB_ENV = "READERSTUDY_DB"
 DEFAULT_SQLITE_PATH = Path("var") / "readerstudy.sqlite"
-# Long enough to ride out a checkpoint or a burst of submits; short enough to fail visibly.
-SQLITE_BUSY_TIMEOUT_MS = 15_000
+# How long a write waits for a lock held by someone else before it gives up with a clear "busy" message:
+# long enough to ride out a checkpoint or a burst of submits, short enough that a reader is told in time.
+BUSY_TIMEOUT_ENV = "READERSTUDY_DB_BUSY_TIMEOUT_S"
+DEFAULT_BUSY_TIMEOUT_S = 15.0
+
+
+def busy_timeout_s() -> float:
+    """The lock wait of this process: $READERSTUDY_DB_BUSY_TIMEOUT_S, else 15 s (SQLite and PostgreSQL alike)."""
+    try:
+        value = float(os.environ.get(BUSY_TIMEOUT_ENV) or DEFAULT_BUSY_TIMEOUT_S)
+    except ValueError:
+        return DEFAULT_BUSY_TIMEOUT_S
+    return min(max(value, 0.1), 600.0)
 
 
 def default_db_url() -> str:
@@ -36,7 +47,7 @@ def _on_sqlite_connect(dbapi_connection, _record) -> None:
     # BEGIN IMMEDIATE takes the write lock up front and two writers never deadlock mid-transaction.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s() * 1000)}")
     cursor.execute("PRAGMA journal_mode = WAL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA synchronous = NORMAL")
@@ -62,11 +73,17 @@ def make_engine(url: str | None = None, *, echo: bool = False) -> Engine:
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": busy_timeout_s()})
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", _on_sqlite_begin)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    connect_args = {}
+    if parsed.get_backend_name() == "postgresql":
+        # A row lock (SELECT ... FOR UPDATE) waits as long as SQLite's busy timeout, not forever; an unreachable
+        # server fails the connection within the same bound instead of TCP's minutes.
+        connect_args = {"options": f"-c lock_timeout={int(busy_timeout_s() * 1000)}",
+                        "connect_timeout": max(1, int(busy_timeout_s()))}
+    return create_engine(url, echo=echo, pool_pre_ping=True, connect_args=connect_args)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -127,6 +127,26 @@ class Coordinator(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class SignInThrottle(Base):
+    """Failed password sign-ins counted per username and per client address, for backoff and lockout.
+
+    A row exists once something failed; ``locked_at`` stays set until a coordinator or the CLI lifts it.
+    """
+
+    __tablename__ = "sign_in_throttle"
+    __table_args__ = (
+        UniqueConstraint("kind", "key"),
+        CheckConstraint("kind IN ('user', 'address')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(String(128))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Invite(Base):
     """A reader's personal link; only the token's hash is kept."""
 

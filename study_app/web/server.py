@@ -19,8 +19,13 @@ from starlette.routing import Route
 
 from study_app.services import auth, images, reading
 from study_app.services.actors import Actor
-from study_app.services.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceError
+from study_app.services.errors import (
+    Conflict, DatabaseUnavailable, InvalidInput, NotFound, PermissionDenied, ServiceError, Unavailable,
+)
+from study_app.web.cohort_upload import UPLOAD_BODY_LIMITS, UPLOAD_ROUTES
 from study_app.web.database import shared_database
+from study_app.web.guard import GUARD_SCOPE_KEY, Guard, SecurityMiddleware
+from study_app.web.report_view import REPORT_ROUTES
 
 ENTRY_SCRIPT = Path(__file__).with_name("app.py")
 # The viewer's and editor's fetches carry this header: a cross-site form cannot set it, and a cross-site
@@ -28,7 +33,8 @@ ENTRY_SCRIPT = Path(__file__).with_name("app.py")
 CLIENT_HEADER = "X-Readerstudy-Client"
 MAX_BODY_BYTES = 256_000
 
-_STATUS = {NotFound: 404, PermissionDenied: 403, Conflict: 409, InvalidInput: 422}
+_STATUS = {NotFound: 404, PermissionDenied: 403, Conflict: 409, InvalidInput: 422, DatabaseUnavailable: 503,
+           Unavailable: 503}
 
 
 def _status_of(error: ServiceError) -> int:
@@ -38,91 +44,235 @@ def _status_of(error: ServiceError) -> int:
     return 400
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+PAGE_CSS = ("body{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#222}"
+            "button{font-size:1.05rem;padding:.6rem 1.4rem;border-radius:.4rem;border:0;background:#1f5fa8;color:#fff;"
+            "cursor:pointer}button.secondary{background:#e4e8ee;color:#222}"
+            "input{font-size:1rem;padding:.4rem;margin:.2rem 0 .8rem;width:100%;box-sizing:border-box}"
+            ".error{color:#a11}.notice{background:#fff4d6;border-left:4px solid #d9a400;padding:.6rem .8rem}"
+            "progress{width:100%}")
+
+
+def _page(title: str, body: str, status: int = 200, *, form: bool = False,
+          headers: dict[str, str] | None = None) -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"
         f"{html.escape(title)}</title><meta name='viewport' content='width=device-width, initial-scale=1'>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;color:#222}"
-        "button{font-size:1.05rem;padding:.6rem 1.4rem;border-radius:.4rem;border:0;background:#1f5fa8;color:#fff;"
-        "cursor:pointer}input{font-size:1rem;padding:.4rem;margin:.2rem 0 .8rem;width:100%;box-sizing:border-box}"
-        ".error{color:#a11}</style></head><body>" + body + "</body></html>",
+        f"<style>{PAGE_CSS}</style></head><body>" + body + "</body></html>",
         status_code=status,
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        # A form's own page says where its POST comes from (Referrer-Policy no-referrer would make the
+        # browser send "Origin: null", which the guard refuses); same-origin still tells other sites nothing.
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "same-origin" if form else "no-referrer",
+                 **(headers or {})},
     )
 
 
+def _fault_page(error: ServiceError) -> HTMLResponse:
+    return _page("Not available", f"<h1>Not available</h1><p class='error'>{html.escape(str(error))}</p>",
+                 _status_of(error), headers={"Retry-After": "60"} if isinstance(error, DatabaseUnavailable) else None)
+
+
 def _set_session_cookie(response: Response, request: Request, token: str, lifetime: timedelta) -> None:
+    guard = request.scope.get(GUARD_SCOPE_KEY)
     response.set_cookie(
         auth.SESSION_COOKIE, token, max_age=int(lifetime.total_seconds()), path="/", httponly=True,
         # Lax, not Strict: a reader who opens the app from a bookmark or a mail must arrive signed in.
-        samesite="lax", secure=request.url.scheme == "https",
+        # Secure whenever readers use HTTPS, even when the TLS proxy talks plain HTTP to this server.
+        samesite="lax", secure=request.url.scheme == "https" or bool(guard and guard.secure_cookies),
+    )
+
+
+async def _signed_in(request: Request) -> Actor | None:
+    """Whoever this browser's cookie signs in now (reader or coordinator), or None."""
+    return await run_in_threadpool(auth.actor_for_session, shared_database(), request.cookies.get(auth.SESSION_COOKIE))
+
+
+def _who(actor: Actor) -> str:
+    return f"reader {actor.name}" if actor.kind == "reader" else f"coordinator {actor.name}"
+
+
+def _swap_notice(current: Actor, incoming: str) -> str:
+    return (f"<p class='notice' id='swap'>This browser is signed in as <b>{html.escape(_who(current))}</b>. "
+            f"Continuing signs {html.escape(_who(current))} out here and signs in {html.escape(incoming)}. "
+            "Their work is saved either way.</p>")
+
+
+def _signin_form(token: str, current: Actor | None, holder: str | None) -> HTMLResponse:
+    incoming = f"reader {holder}"
+    # A spent or unknown link cannot swap anyone in: its POST fails with its own message.
+    swapping = current is not None and holder is not None and not (current.kind == "reader" and current.name == holder)
+    button = f"Sign out {_who(current)} and sign in" if swapping else "Sign in and start reading"
+    return _page(
+        "Sign in to the reader study",
+        "<h1>Reader study</h1>" + (_swap_notice(current, incoming) if swapping else "")
+        + "<p>This is your personal sign-in link. It works once; after that this browser stays signed in.</p>"
+        "<form method='post' action='/signin'>"
+        f"<input type='hidden' name='token' value='{html.escape(token, quote=True)}'>"
+        + ("<input type='hidden' name='replace' value='1'>" if swapping else "")
+        + f"<button type='submit' id='signin'>{html.escape(button)}</button></form>"
+        + ("<p><a href='/'>Keep " + html.escape(_who(current)) + " signed in</a></p>" if swapping else ""),
+        form=True,
     )
 
 
 async def signin_form(request: Request) -> Response:
-    """GET /signin?token=...: a confirm button, so a mail scanner that follows links cannot burn the invite."""
+    """GET /signin?token=...: a confirm button, so a mail scanner that follows links cannot burn the invite.
+
+    When the browser is signed in as someone else, the page says so and the button says it signs them out.
+    """
     token = request.query_params.get("token", "")
     if not token:
         return _page("Sign in", "<h1>Sign in</h1><p class='error'>This link has no sign-in token. "
                      "Use the personal link your study coordinator sent you.</p>", 400)
-    return _page(
-        "Sign in to the reader study",
-        "<h1>Reader study</h1><p>This is your personal sign-in link. It works once; after that this browser "
-        "stays signed in.</p><form method='post' action='/signin'>"
-        f"<input type='hidden' name='token' value='{html.escape(token, quote=True)}'>"
-        "<button type='submit' id='signin'>Sign in and start reading</button></form>",
-    )
+    try:
+        current = await _signed_in(request)
+        holder = await run_in_threadpool(auth.invite_holder, shared_database(), token)
+    except ServiceError as error:
+        return _fault_page(error)
+    return _signin_form(token, current, holder)
 
 
 async def signin(request: Request) -> Response:
-    """POST /signin: the invite becomes a session cookie (HttpOnly, SameSite=Lax); the link is spent."""
+    """POST /signin: the invite becomes a session cookie (HttpOnly, SameSite=Lax); the link is spent.
+
+    A browser signed in as someone else is asked first (the form comes back with the notice) unless the
+    post confirms the swap; identities are never exchanged silently.
+    """
     form = await request.form()
     token = str(form.get("token", ""))
+    previous = request.cookies.get(auth.SESSION_COOKIE)
     db = shared_database()
     try:
-        session_token, _actor = await run_in_threadpool(auth.exchange_invite, db, token)
+        current = await _signed_in(request)
+        if current is not None and form.get("replace") != "1":
+            holder = await run_in_threadpool(auth.invite_holder, db, token)
+            if holder is not None and not (current.kind == "reader" and current.name == holder):
+                return _signin_form(token, current, holder)
+        session_token, _actor = await run_in_threadpool(
+            lambda: auth.exchange_invite(db, token, previous_session=previous)
+        )
     except PermissionDenied as error:
         return _page("Sign-in failed", f"<h1>Sign-in failed</h1><p class='error'>{html.escape(str(error))}</p>", 403)
+    except ServiceError as error:
+        return _fault_page(error)
     response = RedirectResponse("/", status_code=303)
     _set_session_cookie(response, request, session_token, timedelta(days=auth.READER_SESSION_DAYS))
     return response
 
 
+async def signout_form(request: Request) -> Response:
+    """GET /signout: a confirm button. A link from anywhere (another site included) signs nobody out."""
+    try:
+        current = await _signed_in(request)
+    except ServiceError as error:
+        return _fault_page(error)
+    if current is None:
+        return _page("Signed out", "<h1>Not signed in</h1><p>This browser is not signed in.</p>")
+    return _page(
+        "Sign out", f"<h1>Sign out?</h1><p>This browser is signed in as {html.escape(_who(current))}. Your work is "
+        "saved. A reader needs a new link from the coordinator to sign in again.</p>"
+        "<form method='post' action='/signout'><button type='submit' id='signout'>Sign out</button></form>"
+        "<p><a href='/'>Back to the study</a></p>", form=True,
+    )
+
+
 async def signout(request: Request) -> Response:
-    """GET /signout: revoke this browser's session and drop the cookie."""
+    """POST /signout (from this study's own page only: the guard checks the origin): revoke and drop the cookie."""
     token = request.cookies.get(auth.SESSION_COOKIE)
     if token:
-        await run_in_threadpool(auth.revoke_session, shared_database(), token)
+        try:
+            await run_in_threadpool(auth.revoke_session, shared_database(), token)
+        except ServiceError as error:
+            return _fault_page(error)
     response = _page("Signed out", "<h1>Signed out</h1><p>You can close this tab. Your work is saved; "
                      "ask your coordinator for a new link to continue on another computer.</p>")
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
 
 
-async def console_signin(request: Request) -> Response:
-    """GET/POST /console/signin: coordinator password sign-in."""
-    message = ""
-    if request.method == "POST":
-        form = await request.form()
-        try:
-            token, _actor = await run_in_threadpool(
-                auth.coordinator_sign_in, shared_database(), str(form.get("username", "")),
-                str(form.get("password", "")),
-            )
-        except PermissionDenied as error:
-            message = f"<p class='error'>{html.escape(str(error))}</p>"
-        else:
-            response = RedirectResponse("/", status_code=303)
-            _set_session_cookie(response, request, token, timedelta(hours=auth.COORDINATOR_SESSION_HOURS))
-            return response
+# However many password sign-ins arrive, at most this many wait in (or for) the thread pool at once; the rest
+# are told to retry, so guesses cannot take the threads that serve readers' images.
+MAX_SIGN_INS_IN_FLIGHT = 8
+_sign_ins_in_flight = 0
+
+
+def _console_form(message: str, current: Actor | None, status: int) -> HTMLResponse:
+    swapping = current is not None
     return _page(
         "Coordinator sign-in",
-        "<h1>Coordinator sign-in</h1>" + message + "<form method='post' action='/console/signin'>"
+        "<h1>Coordinator sign-in</h1>" + message
+        + (_swap_notice(current, "the coordinator below") if swapping else "")
+        + "<form method='post' action='/console/signin'>"
         "<label>Username<input name='username' autocomplete='username' required></label>"
         "<label>Password<input name='password' type='password' autocomplete='current-password' required></label>"
-        "<button type='submit'>Sign in</button></form>",
-        403 if message else 200,
+        + ("<input type='hidden' name='replace' value='1'>" if swapping else "")
+        + "<button type='submit'>Sign in</button></form>",
+        status, form=True,
     )
+
+
+async def console_signin(request: Request) -> Response:
+    """GET/POST /console/signin: coordinator password sign-in, throttled per username and client address."""
+    global _sign_ins_in_flight
+    from study_app.services import throttle
+    from study_app.services.throttle import SignInThrottled
+    from study_app.web.guard import client_address
+
+    try:
+        current = await _signed_in(request)
+    except ServiceError as error:
+        return _fault_page(error)
+    if request.method != "POST":
+        return _console_form("", current, 200)
+    form = await request.form()
+    if current is not None and form.get("replace") != "1":
+        return _console_form("", current, 200)  # ask first: the form now carries the notice
+    address = client_address(request.scope)
+    refused = throttle.refused_now(str(form.get("username", "")), address)
+    if refused is not None:  # a wait already decided: answered here, no thread, no database
+        response = _console_form(f"<p class='error'>{html.escape(str(refused))}</p>", current, 429)
+        response.headers["Retry-After"] = str(refused.retry_after_s)
+        return response
+    if _sign_ins_in_flight >= MAX_SIGN_INS_IN_FLIGHT:
+        return _console_form("<p class='error'>The server is busy checking other sign-ins; try again in a minute."
+                             "</p>", current, 503)
+    _sign_ins_in_flight += 1
+    try:
+        token, _actor = await run_in_threadpool(
+            lambda: auth.coordinator_sign_in(
+                shared_database(), str(form.get("username", "")), str(form.get("password", "")),
+                address=address, previous_session=request.cookies.get(auth.SESSION_COOKIE),
+            )
+        )
+    except SignInThrottled as error:
+        response = _console_form(f"<p class='error'>{html.escape(str(error))}</p>", current, 429)
+        response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
+    except PermissionDenied as error:
+        return _console_form(f"<p class='error'>{html.escape(str(error))}</p>", current, 403)
+    except ServiceError as error:
+        return _console_form(f"<p class='error'>{html.escape(str(error))}</p>", current, _status_of(error))
+    finally:
+        _sign_ins_in_flight -= 1
+    response = RedirectResponse("/", status_code=303)
+    _set_session_cookie(response, request, token, timedelta(hours=auth.COORDINATOR_SESSION_HOURS))
+    return response
+
+
+async def ready(request: Request) -> Response:
+    """GET /ready: 200 when the study database can take readers' work, 503 (with the reason) when it is
+    unreachable, read-only, missing or damaged. For proxies and orchestrators; Streamlit's /_stcore/health
+    only says the process is up."""
+    from study_app.services.database import readiness
+
+    try:
+        state = await run_in_threadpool(lambda: readiness(shared_database()))
+    except DatabaseUnavailable as error:  # the database could not even be opened
+        return JSONResponse({"status": "unavailable", "reason": error.reason, "message": str(error)},
+                            status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "30"})
+    if state.ready:
+        return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+    return JSONResponse({"status": "unavailable", "reason": state.reason, "message": state.message},
+                        status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "30"})
 
 
 async def _reader(request: Request) -> Actor | None:
@@ -266,8 +416,12 @@ async def autosave(request: Request) -> Response:
 ROUTES = [
     Route("/signin", signin_form, methods=["GET"]),
     Route("/signin", signin, methods=["POST"]),
-    Route("/signout", signout, methods=["GET"]),
+    Route("/signout", signout_form, methods=["GET"]),
+    Route("/signout", signout, methods=["POST"]),
     Route("/console/signin", console_signin, methods=["GET", "POST"]),
+    Route("/ready", ready, methods=["GET"]),
+    *UPLOAD_ROUTES,
+    *REPORT_ROUTES,
     # A case is named by its case_ref (opaque, random), never by an assignment id.
     Route("/api/image/{case_ref}/{ordinal:int}", case_image, methods=["GET"]),
     Route("/api/reading/{case_ref}/shown", image_shown, methods=["POST"]),
@@ -277,8 +431,39 @@ ROUTES = [
 ]
 
 
-def build_app():
-    """The ASGI app: the Streamlit entry script plus the routes above."""
-    import streamlit as st
+async def service_error(request: Request, error: ServiceError) -> Response:
+    """A ServiceError no route caught (the database failing while the session cookie is checked, say): the same
+    plain sentence, JSON for the browser's scripts (/api/...) and a page for people, never a 500."""
+    if isinstance(error, DatabaseUnavailable) and request.method not in ("GET", "HEAD"):
+        # The fault met a read on the way (the cookie's session), but what the person did was a save.
+        from study_app.services.database import fault_message
 
-    return st.App(str(ENTRY_SCRIPT), routes=ROUTES)
+        error = DatabaseUnavailable(fault_message(error.reason, write=True), reason=error.reason)
+    if request.scope["path"].startswith("/api/"):  # the routed path (request.url is rebuilt from Host)
+        headers = {"Retry-After": "60"} if isinstance(error, DatabaseUnavailable) else None
+        return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=_status_of(error),
+                            headers=headers)
+    return _fault_page(error)
+
+
+def build_app(guard: Guard | None = None):
+    """The ASGI app: the Streamlit entry script plus the routes above, behind the security middleware.
+
+    Parameters
+    ----------
+    guard : Guard, optional
+        The public origins and host names (``readerstudy serve`` builds it from ``--public-origin``);
+        default: the loopback address on port 8501.
+    """
+    import streamlit as st
+    from starlette.middleware import Middleware
+
+    from study_app.web.errors import show_script_error
+
+    guard = guard or Guard.for_serving("127.0.0.1", 8501)
+    app = st.App(
+        str(ENTRY_SCRIPT), routes=ROUTES, on_script_error=show_script_error,
+        exception_handlers={ServiceError: service_error},
+        middleware=[Middleware(SecurityMiddleware, guard=guard, body_limits=UPLOAD_BODY_LIMITS)],
+    )
+    return app

@@ -30,10 +30,12 @@ HOSTILE_REPORT = ('<b>bold</b> <script>window.__rs_pwned = 1</script> <img src="
 class ServerProcess:
     """`serve()` of the reader app in a child process, which a test may SIGKILL and start again on the same port."""
 
-    def __init__(self, db_url: str, workdir: Path, port: int | None = None):
+    def __init__(self, db_url: str, workdir: Path, port: int | None = None, env: dict[str, str] | None = None):
         self.db_url = db_url
         self.workdir = workdir
         self.port = port or free_port()
+        # Settings of the served app (READERSTUDY_TRUSTED_PROXIES, READERSTUDY_DB_BUSY_TIMEOUT_S ...).
+        self.env = dict(env or {})
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.starts = 0
@@ -43,7 +45,7 @@ class ServerProcess:
         code = f"from study_app.serve import serve; serve({self.db_url!r}, port={self.port})"
         log = open(self.workdir / f"server-{self.starts}.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=self.workdir, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            [sys.executable, "-c", code], cwd=self.workdir, env=dict(os.environ, PYTHONUNBUFFERED="1", **self.env),
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -122,15 +124,21 @@ def finish_residents(db: Database, invites: dict[str, str], text: str) -> None:
                                      {q.key: q.options[0]["value"] for q in view.questions})
 
 
-def _serve_copy(template: Path, invites: dict[str, str], workdir: Path, *, residents_text: str | None):
-    path = workdir / "study.sqlite"
+def _serve_copy(template: Path, invites: dict[str, str], workdir: Path, *, residents_text: str | None,
+                env: dict[str, str] | None = None, db_dir: Path | None = None):
+    path = (db_dir or workdir) / "study.sqlite"
     shutil.copyfile(template, path)
     url = f"sqlite:///{path}"
     db = open_database(url)
     if residents_text is not None:
         finish_residents(db, invites, residents_text)
-    server = ServerProcess(url, workdir)
-    server.start()
+    server = ServerProcess(url, workdir, env=env)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()  # a server that did not come up in time is still a process of ours
+        db.dispose()
+        raise
     spent = {"res1", "res2"} if residents_text is not None else set()
     return ServedStudy(db, url, path, dict(invites), server, spent)
 
@@ -153,6 +161,27 @@ def killable_study(demo_template, tmp_path):  # noqa: F811
     yield study
     study.server.stop()
     study.db.dispose()
+
+
+@pytest.fixture
+def study_server(demo_template, tmp_path):  # noqa: F811
+    """``study_server(env=None, db_dir=None)``: a live server of its own on a fresh copy of the demo study, with
+    the given settings (environment) and the database file in ``db_dir`` (a small file system, say); every
+    server started is stopped at the end of the test."""
+    template, invites = demo_template
+    started: list[ServedStudy] = []
+
+    def start(*, env: dict[str, str] | None = None, db_dir: Path | None = None) -> ServedStudy:
+        workdir = tmp_path / f"server-{len(started)}"
+        workdir.mkdir()
+        study = _serve_copy(template, invites, workdir, residents_text=None, env=env, db_dir=db_dir)
+        started.append(study)
+        return study
+
+    yield start
+    for study in started:
+        study.server.stop()
+        study.db.dispose()
 
 
 @pytest.fixture

@@ -143,7 +143,8 @@ def test_invite_link_works_once_and_sets_a_safe_cookie(served_study):
     study = served_study
     token = study.invites["rad2"]
     study.spent.add("rad2")
-    with httpx.Client(base_url=study.base, timeout=30) as client:
+    # The browser's own sign-in form sends the page's origin; the server refuses a post without one (test_attacks.py).
+    with httpx.Client(base_url=study.base, timeout=30, headers={"Origin": study.base}) as client:
         assert client.get("/signin", params={"token": token}).status_code == 200  # a mail scanner's GET spends nothing
         first = client.post("/signin", data={"token": token})
         assert first.status_code == 303
@@ -153,7 +154,7 @@ def test_invite_link_works_once_and_sets_a_safe_cookie(served_study):
         assert "httponly" in parts
         assert "samesite=lax" in set_cookie.lower().replace(" ", "")
         session_value = first.cookies[auth.SESSION_COOKIE]
-    with httpx.Client(base_url=study.base, timeout=30) as other_browser:
+    with httpx.Client(base_url=study.base, timeout=30, headers={"Origin": study.base}) as other_browser:
         second = other_browser.post("/signin", data={"token": token})
         assert second.status_code == 403
         assert auth.SESSION_COOKIE not in second.cookies

@@ -48,7 +48,9 @@ def test_a_study_from_start_to_export(run, demo_cohort_dir, tmp_path):
     readers = write_demo_readers(tmp_path / "readers.csv")
     result = run("cohort", "validate", manifest)
     assert result.exit_code == 0 and "valid, 12 case(s)" in result.output
-    assert run("db", "upgrade").output.startswith(f"database at revision {head_revision()}")
+    from study_app.store import head_revision
+
+    assert run("db", "upgrade").output == f"database at revision {head_revision()}\n"
     result = run("study", "create", "pilot", "--design", "chexone", "--cohort", manifest, "--readers", readers,
                  "--seed", "9")
     assert result.exit_code == 0, result.output
@@ -81,6 +83,11 @@ def test_demo_no_serve_builds_and_prints_links(run, demo_cohort_dir, tmp_path):
 
 
 def test_error_exits_are_one_clear_line(run, tmp_path, cohort_copy):
+    no_database = run("study", "describe", "nope")
+    assert no_database.exit_code == 7 and no_database.output.strip() == (
+        f"error: There is no study database at {tmp_path / 'cli.sqlite'}; check the path (--db or READERSTUDY_DB).")
+    assert not (tmp_path / "cli.sqlite").exists(), "a command that only reads never creates a database"
+    run("db", "upgrade")
     missing = run("study", "describe", "nope")
     assert missing.exit_code == 2 and missing.output.strip() == "error: no study 'nope' (studies: none yet)"
     manifest = cohort_copy / "manifest.csv"
@@ -137,7 +144,7 @@ def test_demo_prints_a_working_coordinator_password(run, demo_cohort_dir, tmp_pa
     db.dispose()
 
 
-def test_audit_blinding_says_no_leak_on_the_demo_and_exits_7_on_one(run, tmp_path, demo_cohort_dir):
+def test_audit_blinding_says_no_leak_on_the_demo_and_exits_8_on_one(run, tmp_path, demo_cohort_dir):
     import json
 
     from sqlalchemy import select
@@ -162,7 +169,7 @@ def test_audit_blinding_says_no_leak_on_the_demo_and_exits_7_on_one(run, tmp_pat
                 assignment.status = "ready"
     db.dispose()
     leaky = run("audit", "blinding", "demo", "--db", db_url, "--no-pages")
-    assert leaky.exit_code == 7
+    assert leaky.exit_code == 8
     assert "LEAK: attending/edit worklist.state (state) predicts the source" in leaky.output
 
 def test_plan_power_prints_the_grid_and_writes_table_and_plot(run, tmp_path):

@@ -28,7 +28,8 @@ def client(web_study):
 
 
 def signed_in(client, web_study, reader_key: str):
-    response = client.post("/signin", data={"token": web_study.invites[reader_key]})
+    # replace=1: the reader confirmed signing out whoever this client was signed in as (asked first otherwise).
+    response = client.post("/signin", data={"token": web_study.invites[reader_key], "replace": "1"})
     assert response.status_code == 303 and response.headers["location"] == "/"
     return response
 
@@ -50,6 +51,23 @@ def test_signin_sets_an_httponly_samesite_cookie_and_the_link_dies(client, web_s
     assert again.status_code == 403 and "already used" in again.text
 
 
+def test_signing_in_over_another_reader_asks_first_and_swaps_only_when_confirmed(client, web_study):
+    from study_app.services.auth import actor_for_session
+
+    signed_in(client, web_study, "res1")
+    res1_cookie = client.cookies.get(SESSION_COOKIE)
+    token = web_study.invites["res2"]
+    page = client.get(f"/signin?token={token}")
+    assert "signed in as <b>reader res1</b>" in page.text and "signs in reader res2" in page.text
+    asked = client.post("/signin", data={"token": token})  # a post that did not confirm: asked again
+    assert asked.status_code == 200 and "id='swap'" in asked.text and "set-cookie" not in asked.headers
+    assert actor_for_session(web_study.db, client.cookies.get(SESSION_COOKIE)).name == "res1"
+    swapped = client.post("/signin", data={"token": token, "replace": "1"})
+    assert swapped.status_code == 303
+    assert actor_for_session(web_study.db, client.cookies.get(SESSION_COOKIE)).name == "res2"
+    assert actor_for_session(web_study.db, res1_cookie) is None, "the replaced session is signed out"
+
+
 def test_signin_without_token_or_with_markup_is_escaped(client):
     assert client.get("/signin").status_code == 400
     page = client.get("/signin?token=%22%3E%3Cscript%3Ealert(1)%3C/script%3E")
@@ -62,7 +80,10 @@ def test_signout_revokes_the_session(client, web_study):
     from study_app.services.auth import actor_for_session
 
     assert actor_for_session(web_study.db, token) is not None
-    out = client.get("/signout")
+    confirm = client.get("/signout")  # a link, from anywhere, only asks
+    assert confirm.status_code == 200 and "<form method='post' action='/signout'>" in confirm.text
+    assert "set-cookie" not in confirm.headers and actor_for_session(web_study.db, token) is not None
+    out = client.post("/signout")
     assert out.status_code == 200 and 'readerstudy_session=""' in out.headers["set-cookie"]
     assert actor_for_session(web_study.db, token) is None
 

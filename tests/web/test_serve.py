@@ -49,10 +49,11 @@ def test_serve_opens_the_database_then_runs_the_app_with_host_and_port(tmp_path,
     import study_app.web.database as web_database
     import study_app.web.server as web_server
 
-    monkeypatch.setattr(web_server, "build_app", lambda: FakeApp())
+    monkeypatch.setattr(web_server, "build_app", lambda guard=None: FakeApp())
     # serve() sets these for the app; recorded here so monkeypatch puts them back afterwards.
     monkeypatch.delenv(DB_URL_ENV, raising=False)
     monkeypatch.delenv("READERSTUDY_IMAGE_CACHE", raising=False)
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     url = f"sqlite:///{tmp_path / 'served.sqlite'}"
     try:
         serve_module.serve(url, host="127.0.0.2", port=8999, image_cache=tmp_path / "cache")

@@ -50,10 +50,23 @@ def finish_first_case(db, reader_key: str = "res1"):
 # --- studies ---------------------------------------------------------------------------------------------
 
 
-def fill_create_form(at, study_id: str, cohort_zip: bytes, readers: str = READERS_CSV):
+def stage_zip(db, study_id: str, cohort_zip: bytes) -> None:
+    """The zip as PUT /console/upload/<study id> leaves it on the server (streamed in chunks)."""
+    from study_app.services.uploads import begin_upload
+
+    writer = begin_upload(db, COORDINATOR, study_id, len(cohort_zip))
+    for start in range(0, len(cohort_zip), 65536):
+        writer.write(cohort_zip[start:start + 65536])
+    writer.finish()
+
+
+def fill_create_form(at, study_id: str, cohort_zip: bytes, readers: str = READERS_CSV, *, db=None):
+    from study_app.web.database import shared_database
+
+    stage_zip(db or shared_database(), study_id, cohort_zip)
     at.text_input[0].input(study_id)
     uploads = {u.label: u for u in at.file_uploader}
-    uploads["Cohort zip"].upload("cohort.zip", cohort_zip, "application/zip")
+    assert "Cohort zip" not in uploads, "a cohort zip never goes through Streamlit's in-memory uploader"
     uploads["Readers CSV (reader_id, role, label)"].upload("readers.csv", readers.encode(), "text/csv")
     return submit(at, "Check and create")
 
@@ -64,6 +77,7 @@ def test_create_a_study_from_an_uploaded_zip(console_study, console_page):
     assert "Created study upload1: 12 cases, 8 readers" in shown(at)
     assert "upload1" in {s.study_id for s in list_studies(console_study.db, COORDINATOR)}
     assert (console_study.path.parent / "cohorts" / "upload1" / "manifest.csv").is_file()
+    assert not (console_study.path.parent / "cohorts" / ".uploads" / "upload1.zip").exists(), "the staged zip is used up"
     assert at.session_state["console_study"] == "upload1"
 
 
@@ -76,6 +90,8 @@ def test_create_with_a_bad_manifest_lists_rows_and_creates_nothing(console_study
     assert "manifest row 3, column images" in shown(at)
     assert "broken1" not in {s.study_id for s in list_studies(console_study.db, COORDINATOR)}
     assert not (console_study.path.parent / "cohorts" / "broken1").exists()
+    # The uploaded zip stays for another try (a fixed readers CSV, say) until a study uses it.
+    assert (console_study.path.parent / "cohorts" / ".uploads" / "broken1.zip").is_file()
 
 
 def test_create_without_a_readers_csv_says_so(console_study, console_page):
@@ -253,3 +269,26 @@ def test_reset_needs_a_reason_and_resets(console_study, console_page):
     at = submit(at, "Reset the case")
     assert f"Case {item.position} of res1 reset" in shown(at)
     assert audit_log(console_study.db, COORDINATOR, "demo").iloc[0]["kind"] == "reset"
+
+
+# --- interventions: locked sign-ins ----------------------------------------------------------------------
+
+
+def test_a_locked_sign_in_is_unlocked_from_the_console_and_audited(console_study, console_page):
+    from sqlalchemy import select
+
+    from study_app.services.throttle import locked_sign_ins
+    from study_app.store.models import Event, SignInThrottle, utcnow
+
+    assert "Locked sign-ins" not in shown(console_page("console-interventions", study="demo"))
+    with console_study.db.transaction() as session:
+        session.add(SignInThrottle(kind="user", key="mallory-target", failures=11, locked_at=utcnow()))
+    at = console_page("console-interventions", study="demo")
+    assert "Locked sign-ins" in shown(at)
+    at.text_input(key="console_unlock_reason").input("she called from the ward")
+    at = submit(at, "Unlock")
+    assert "Unlocked username mallory-target." in shown(at)
+    assert locked_sign_ins(console_study.db, COORDINATOR) == []
+    with console_study.db.read() as session:
+        event = session.scalars(select(Event).where(Event.kind == "sign_in_unlocked")).one()
+    assert event.actor == "coordinator:coord" and event.payload["reason"] == "she called from the ward"

@@ -21,8 +21,6 @@ from tests.web_console.test_uploads import zip_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# The real entry script of the app, with the console pages in its coordinator branch.
-ENTRY = Path(__file__).resolve().parents[2] / "study_app" / "web" / "app.py"
 PASSWORD = "correct horse battery staple"
 
 
@@ -41,15 +39,8 @@ def console_server(tmp_path):
     db = open_database(url)
     auth.create_coordinator(db, SYSTEM, "coord", PASSWORD)
     port = free_port()
-    code = (
-        "import os\n"
-        f"os.environ['READERSTUDY_DB'] = {url!r}\n"
-        "import streamlit as st\n"
-        "from study_app.serve import streamlit_options\n"
-        "from study_app.web.server import ROUTES\n"
-        f"options = dict(streamlit_options(), **{{'server.address': '127.0.0.1', 'server.port': {port}}})\n"
-        f"st.App({str(ENTRY)!r}, routes=ROUTES).run(config=options)\n"
-    )
+    # serve() itself: the app with its security middleware, exactly as `readerstudy serve` starts it.
+    code = f"from study_app.serve import serve; serve({url!r}, port={port})"
     log_path = tmp_path / "server.log"
     log = open(log_path, "w")
     server = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
@@ -99,12 +90,23 @@ def test_coordinator_runs_a_study_from_upload_to_progress(console_server, chromi
         coordinator.click("button[type=submit]")
         coordinator.get_by_role("heading", name="Studies").first.wait_for()
 
-        # Studies: upload the cohort zip and the readers CSV; every image is checked before anything is created.
+        # Studies: the cohort zip goes up on its own page (streamed to disk), then the form picks it up by study id.
+        with coordinator.expect_popup() as opened:  # a link button opens its own tab
+            coordinator.get_by_role("link", name="Upload a cohort zip").click()
+        upload = opened.value
+        upload.get_by_role("heading", name="Upload a cohort zip").wait_for()
+        upload.fill("input[name=study]", "pilot")
+        upload.set_input_files("input[name=file]", str(cohort_zip))
+        upload.click("button[type=submit]")
+        upload.wait_for_selector("#status[data-result=uploaded]")
+        assert "for study 'pilot'" in upload.inner_text("#status")
+        upload.close()
+        go(coordinator, base, "", "Studies")  # the console's first page is its root
+        coordinator.get_by_text("Uploaded zips waiting for their study: pilot").wait_for()
         coordinator.get_by_role("textbox", name="Study id").fill("pilot")
         coordinator.get_by_role("textbox", name="Study id").press("Enter")
         files = coordinator.locator("input[type=file]")
-        files.nth(1).set_input_files(str(cohort_zip))
-        files.nth(2).set_input_files(str(readers_csv))
+        files.nth(1).set_input_files(str(readers_csv))
         coordinator.get_by_text("readers.csv").first.wait_for()
         coordinator.get_by_role("button", name="Check and create").click()
         coordinator.get_by_text(re.compile(r"Created study pilot: 12 cases, 8 readers")).wait_for(timeout=90_000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from study_app.services import console
+from study_app.services import console, throttle, uploads
 from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.drafting import drafts_status
 from study_app.services.errors import InvalidInput, PermissionDenied
@@ -23,6 +23,10 @@ CALLS = {
     "change_study_status": lambda db, actor: console.change_study_status(db, actor, "demo", "pause", reason="why not"),
     "start_drafting": lambda db, actor: console.start_drafting(db, actor, "pilot", backend=None,
                                                                work=lambda report: None),
+    # Issue 13: the locked sign-ins (unlocking them: tests/study_app/test_throttle.py) and the cohort upload.
+    "locked_sign_ins": lambda db, actor: throttle.locked_sign_ins(db, actor),
+    "staged_uploads": lambda db, actor: uploads.staged_uploads(db, actor),
+    "begin_upload": lambda db, actor: uploads.begin_upload(db, actor, "fresh-upload", 10).abort(),
 }
 
 

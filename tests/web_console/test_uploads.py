@@ -14,7 +14,7 @@ import pytest
 from study_app.demo import DEMO_READERS
 from study_app.designs import shipped_design_path
 from study_app.services.actors import reader_actor
-from study_app.services.errors import Conflict, PermissionDenied
+from study_app.services.errors import Conflict, InvalidInput, PermissionDenied
 from study_app.services.studies import list_studies
 from study_app.services.uploads import (
     UploadLimits,
@@ -247,9 +247,84 @@ def test_a_reader_cannot_create_a_study(empty_db, cohort_zip):
     assert leftovers(cohorts_root(empty_db)) == []
 
 
-def test_the_shipped_server_config_accepts_a_cohort_sized_upload():
-    """Streamlit refuses any upload above server.maxUploadSize before the console sees it."""
+def test_streamlits_in_memory_uploader_takes_only_small_files():
+    """Streamlit keeps uploads in memory and refuses any above server.maxUploadSize; cohort zips stream to disk
+    through /console/upload instead, so the shipped limit is the small files' (design, reader list)."""
     from study_app.serve import streamlit_options
-    from study_app.services.uploads import MAX_UPLOAD_MB
+    from study_app.services.uploads import MAX_SMALL_UPLOAD_MB
 
-    assert streamlit_options()["server.maxUploadSize"] >= MAX_UPLOAD_MB
+    assert streamlit_options()["server.maxUploadSize"] == MAX_SMALL_UPLOAD_MB
+
+
+# --- the streamed upload (PUT /console/upload/<study id>) and the disk -------------------------------------------
+
+
+def stream(db, study_id: str, data: bytes, declared: int | None = None, chunk: int = 65536):
+    from study_app.services.uploads import begin_upload
+
+    writer = begin_upload(db, COORDINATOR, study_id, len(data) if declared is None else declared)
+    for start in range(0, len(data), chunk):
+        writer.write(data[start:start + chunk])
+    return writer.finish()
+
+
+def test_a_streamed_upload_lands_whole_and_creates_the_study_once(empty_db, cohort_zip):
+    from study_app.services.uploads import staged_upload
+
+    staged = stream(empty_db, "pilot", cohort_zip)
+    assert staged.size_bytes == len(cohort_zip) and staged.path.read_bytes() == cohort_zip
+    assert leftovers(staged.path.parent) == ["pilot.zip"], "no partial file is left beside it"
+    outcome = create(empty_db, uploaded=True)
+    assert outcome.problems == [] and outcome.summary.n_cases == 12
+    assert staged_upload(empty_db, COORDINATOR, "pilot") is None, "used up"
+    with pytest.raises(Conflict, match="exists already"):
+        stream(empty_db, "pilot", cohort_zip)  # a created study's cohort never changes by upload
+
+
+def test_an_upload_that_is_short_or_long_of_its_declared_size_is_dropped(empty_db):
+    from study_app.services.uploads import begin_upload
+
+    with pytest.raises(UploadRefused, match="stopped after 3 of 10 bytes"):
+        stream(empty_db, "s1", b"abc", declared=10)
+    writer = begin_upload(empty_db, COORDINATOR, "s2", 4)
+    with pytest.raises(UploadRefused, match="longer than it declared"):
+        writer.write(b"abcdef")
+    assert leftovers(cohorts_root(empty_db) / ".uploads") == []
+    for study_id, size, says in (("Bad Id", 10, "must be lower-case"), ("s3", 0, "empty"),
+                                 ("s4", 2 * 1024**3, "larger than 1024 MB")):
+        with pytest.raises(InvalidInput, match=says):
+            begin_upload(empty_db, COORDINATOR, study_id, size)
+    with pytest.raises(PermissionDenied):
+        begin_upload(empty_db, reader_actor(1, "res1"), "s5", 10)
+
+
+def test_an_upload_or_an_extraction_that_does_not_fit_the_disk_says_so(tmp_path, cohort_zip):
+    from study_app.services.database import open_database
+    from study_app.services.uploads import DiskFull, begin_upload
+    from tests.fault_support import fill, small_disk
+
+    with small_disk(tmp_path / "disk", "24m") as disk:
+        db = open_database(f"sqlite:///{disk / 'study.sqlite'}")
+        try:
+            with pytest.raises(DiskFull, match="not enough disk space for a 30.0 MB upload"):
+                begin_upload(db, COORDINATOR, "big", 30 * 1024**2)
+            # Fits when it starts, but the disk fills up meanwhile (another upload, the database, the logs).
+            writer = begin_upload(db, COORDINATOR, "racing", 4 * 1024**2)
+            filler = fill(disk)
+            with pytest.raises(DiskFull, match="filled up while receiving the upload; nothing was kept"):
+                for _ in range(4):
+                    writer.write(b"\1" * 1024**2)
+            assert leftovers(disk / "cohorts" / ".uploads") == []
+            filler.unlink()
+            # An archive whose files would not fit once unpacked is refused before a byte is unpacked.
+            import numpy as np
+
+            bits = np.random.default_rng(0).integers(0, 2, 6 * 1024**2, dtype=np.uint8).tobytes()  # ~8-fold
+            roomy = zip_of({f"img/{n}.bin": bits for n in range(4)})  # ~3 MB that unpacks to 24 MB
+            stream(db, "roomy", roomy)
+            outcome = create(db, study_id="roomy", uploaded=True)
+            assert outcome.summary is None
+            assert any("not enough disk space for unpacking the cohort" in p for p in outcome.problems), outcome.problems
+            assert leftovers(disk / "cohorts") == [".uploads"], "no cohort folder, no staging folder left"
+        finally:
+            db.dispose()

@@ -11,6 +11,7 @@ from study_app.services.console import analysis_available, analysis_report, audi
 from study_app.services.errors import ServiceError
 from study_app.web.console.access import choose_study, coordinator_or_stop, show_problems
 from study_app.web.database import shared_database
+from study_app.web.report_view import keep_report
 
 EXPORT_KEY = "console_export"
 REPORT_KEY = "console_report"
@@ -51,16 +52,19 @@ def analysis_section(actor, study_id: str) -> None:
     if st.button("Run the analysis"):
         with st.spinner("Running the analysis..."):
             try:
-                st.session_state[REPORT_KEY] = (study_id, analysis_report(shared_database(), actor, study_id,
-                                                                           n_boot=int(n_boot)))
+                st.session_state[REPORT_KEY] = [study_id, analysis_report(shared_database(), actor, study_id,
+                                                                           n_boot=int(n_boot)), None]
             except ServiceError as error:
                 show_problems("No report:", str(error))
     report = st.session_state.get(REPORT_KEY)
     if report and report[0] == study_id:
         st.download_button("Download the report (HTML)", report[1], file_name=f"{study_id}-report.html",
                            mime="text/html")
-        # The report is our own analysis package's page, every text in it HTML-escaped by write_report.
-        st.iframe(report[1], height=900)
+        # Not srcdoc: the report's charts run inline scripts, which the app's policy refuses to every page and
+        # to srcdoc frames; the report gets its own sandboxed address instead (study_app/web/report_view.py).
+        if report[2] is None:
+            report[2] = keep_report(actor.coordinator_id, report[1])
+        st.iframe(report[2], height=900)
 
 
 def blinding_section(actor, study_id: str) -> None:

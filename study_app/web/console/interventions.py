@@ -9,6 +9,7 @@ from study_app.services.errors import ServiceError
 from study_app.services.interventions import reset_assignment
 from study_app.services.lifecycle import TRANSITIONS
 from study_app.services.studies import study_summary
+from study_app.services.throttle import locked_sign_ins, unlock_sign_in
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
@@ -53,9 +54,33 @@ def reset_section(actor, study_id: str) -> None:
                 show_problems("Not reset:", str(error))
 
 
+def sign_in_locks_section(actor) -> None:
+    """Coordinator accounts or client addresses locked after too many wrong passwords, and the unlock."""
+    locked = locked_sign_ins(shared_database(), actor)
+    if not locked:
+        return
+    st.subheader("Locked sign-ins")
+    st.caption("Locked after too many wrong passwords. Unlock only what you recognise (a colleague who forgot "
+               "their password, your own proxy's address); the unlock is recorded in the audit log.")
+    labels = {f"{'username' if x.kind == 'user' else 'address'} {x.key} ({x.failures} failures, locked "
+              f"{x.locked_at:%Y-%m-%d %H:%M} UTC)": x for x in locked}
+    with st.form("console_unlock"):
+        choice = st.selectbox("Locked", list(labels))
+        reason = st.text_input("Reason (recorded in the audit log)", key="console_unlock_reason")
+        if st.form_submit_button("Unlock"):
+            row = labels[choice]
+            try:
+                unlock_sign_in(shared_database(), actor, reason=reason,
+                               **({"username": row.key} if row.kind == "user" else {"address": row.key}))
+                st.success(plain(f"Unlocked {choice.split(' (')[0]}."))
+            except ServiceError as error:
+                show_problems("Not unlocked:", str(error))
+
+
 def render() -> None:
     actor = coordinator_or_stop()
     st.title("Interventions")
+    sign_in_locks_section(actor)
     study_id = choose_study(actor)
     if study_id is None:
         return

@@ -11,7 +11,7 @@ from study_app.designs import shipped_design_path
 from study_app.services.console import shipped_designs
 from study_app.services.errors import ServiceError
 from study_app.services.studies import list_studies
-from study_app.services.uploads import MAX_SMALL_UPLOAD_MB, MAX_UPLOAD_MB, create_study_from_upload, find_manifest
+from study_app.services.uploads import MAX_SMALL_UPLOAD_MB, create_study_from_upload, find_manifest, staged_uploads
 from study_app.web.console.access import STUDY_KEY, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
@@ -32,8 +32,26 @@ def study_table(actor) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
+UPLOADED = "the zip uploaded for this study id"
+
+
+def uploads_section(actor) -> None:
+    """Cohort zips go to the server on a page of their own, streamed to disk (a browser upload here would sit
+    in the server's memory); the form below picks one up by its study id."""
+    left, right = st.columns([3, 1])
+    left.caption("A cohort zip (manifest and images) is uploaded first, on the upload page, for the study id "
+                 "you will create; then fill the form.")
+    right.link_button("Upload a cohort zip", "/console/upload")
+    waiting = staged_uploads(shared_database(), actor)
+    if waiting:
+        st.text("Uploaded zips waiting for their study: " + ", ".join(
+            f"{u.study_id} ({u.size_bytes / 1024**2:.1f} MB, {pd.Timestamp(u.uploaded_at, unit='s'):%Y-%m-%d %H:%M} UTC)"
+            for u in waiting))
+
+
 def create_form(actor) -> None:
     st.subheader("Create a study")
+    uploads_section(actor)
     with st.form("console_create_study", clear_on_submit=False):
         left, right = st.columns(2)
         study_id = left.text_input("Study id", placeholder="pilot", help="lower-case letters, digits, - or _")
@@ -42,10 +60,7 @@ def create_form(actor) -> None:
         design_choice = right.selectbox("Design", [*shipped_designs(), "upload a design file"])
         design_file = right.file_uploader("Design file (TOML)", type=["toml"], key="console_design_file",
                                          max_upload_size=MAX_SMALL_UPLOAD_MB)
-        cohort_choice = st.radio("Cohort", ["upload a zip (manifest + images)", "a folder on the server"],
-                                 horizontal=True)
-        cohort_zip = st.file_uploader("Cohort zip", type=["zip"], key="console_cohort_zip", max_upload_size=MAX_UPLOAD_MB,
-                                      help=f"Up to {MAX_UPLOAD_MB} MB; copy a larger cohort to the server instead.")
+        cohort_choice = st.radio("Cohort", [UPLOADED, "a folder on the server"], horizontal=True)
         server_path = st.text_input("Manifest or cohort folder on the server", placeholder="/data/cohorts/pilot")
         readers_file = st.file_uploader("Readers CSV (reader_id, role, label)", type=["csv"], key="console_readers",
                                         max_upload_size=MAX_SMALL_UPLOAD_MB)
@@ -63,13 +78,9 @@ def create_form(actor) -> None:
             design_text = design_file.getvalue().decode("utf-8", errors="replace")
     else:
         design_path = shipped_design_path(design_choice)
-    archive = manifest_path = None
-    if cohort_choice.startswith("upload"):
-        if cohort_zip is None:
-            problems.append("cohort: upload the cohort zip or name a folder on the server")
-        else:
-            archive = cohort_zip.getvalue()
-    else:
+    manifest_path = None
+    uploaded = cohort_choice == UPLOADED
+    if not uploaded:
         path = Path(server_path.strip()).expanduser() if server_path.strip() else None
         if path is None:
             problems.append("cohort: name the manifest or the cohort folder on the server")
@@ -87,7 +98,7 @@ def create_form(actor) -> None:
             outcome = create_study_from_upload(
                 shared_database(), actor, study_id=study_id.strip(), name=name.strip() or None, seed=int(seed),
                 design_path=design_path, design_text=design_text, readers_text=readers_text,
-                archive=archive, manifest_path=manifest_path,
+                uploaded=uploaded, manifest_path=manifest_path,
             )
         except ServiceError as error:
             show_problems("Nothing was created:", str(error))

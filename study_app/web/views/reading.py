@@ -9,6 +9,7 @@ from study_app.services import reading as reading_service
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, ServiceError
 from study_app.web.components import image_viewer, report_editor
 from study_app.web.database import shared_database
+from study_app.web.markup import inert_markdown
 
 TASK_LABELS = {"write": "Write", "edit": "Edit", "compare": "Compare", "rate_reasoning": "Rate reasoning"}
 STATUS_LABELS = {
@@ -125,7 +126,7 @@ def render() -> None:
         instructions = reading_service.case_view(db, actor, item.case_ref).instructions
         if _needs_instructions(worklist, item, instructions, state):
             with st.container(border=True):
-                st.markdown(instructions)  # the design's arm instructions: the only markdown this app renders
+                st.markdown(inert_markdown(instructions))  # the only markdown this app renders; loads nothing
             if st.button("Start", type="primary", key=f"start-{item.case_ref}"):
                 state["instructed"].add(instructions)
                 st.rerun()
@@ -168,7 +169,7 @@ def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
     with right:
         st.subheader(f"Case {view.position} of {view.total} · {TASK_LABELS.get(view.task, view.task)}")
         with st.expander("Instructions"):
-            st.markdown(view.instructions)
+            st.markdown(inert_markdown(view.instructions))
         st.markdown("**Indication**")
         _plain(view.indication)
         st.markdown("**Comparison**")

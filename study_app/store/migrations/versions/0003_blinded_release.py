@@ -1,7 +1,7 @@
 """Blinded release: each arm's reading round, an opaque reference for every assignment, server keys
 
-Revision ID: 0002_blinded_release
-Revises: 0001_initial
+Revision ID: 0003_blinded_release
+Revises: 0002_sign_in_throttle
 Create Date: 2026-12-01 19:30:00
 
 The reader's browser used to receive assignment ids, sequential integers inserted arm by arm, so their
@@ -19,8 +19,8 @@ from alembic import op
 
 import study_app.store.models
 
-revision = "0002_blinded_release"
-down_revision = "0001_initial"
+revision = "0003_blinded_release"
+down_revision = "0002_sign_in_throttle"
 branch_labels = None
 depends_on = None
 
