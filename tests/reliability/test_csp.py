@@ -55,7 +55,7 @@ def test_the_reader_works_under_the_policy_and_instructions_load_nothing_remote(
     actor = study.actor("res1")
     case = study.items(actor, status="ready")[0].case_ref
     with study.db.transaction() as session:
-        arm_id = session.get(Assignment, case).arm_id
+        arm_id = assignment_of(session, case).arm_id
         session.execute(update(Arm).where(Arm.id == arm_id).values(instructions=HOSTILE_INSTRUCTIONS))
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     reports, outside = watch(context, study.base)

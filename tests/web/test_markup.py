@@ -9,6 +9,7 @@ from sqlalchemy import update
 
 from study_app.store.models import Arm, Assignment
 from study_app.web.markup import inert_markdown
+from tests.case_refs import assignment_of
 
 
 @pytest.mark.parametrize(("written", "shown"), [
@@ -38,9 +39,9 @@ def test_no_link_syntax_survives_in_any_text():
 
 def test_the_case_page_renders_the_instructions_inert(web_study, open_page):
     token, actor = web_study.sign_in("res1")
-    case = web_study.items(actor, status="ready")[0].assignment_id
+    case = web_study.items(actor, status="ready")[0].case_ref
     with web_study.db.transaction() as session:
-        arm = session.get(Assignment, case).arm_id
+        arm = assignment_of(session, case).arm_id
         session.execute(update(Arm).where(Arm.id == arm).values(
             instructions="Read [the protocol](https://evil.example/p) first. ![x](http://evil.example/x.png)"))
     at = open_page(token, case=case)
