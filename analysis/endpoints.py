@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import DEFAULT_SEED
 from analysis.plan import Endpoint
 from analysis.stats.mixed import DEFAULT_MAX_READS, mixed_model_ratio
 from analysis.stats.mrmc import CONCLUSION_LABELS, CONCLUSIONS, or_hillis
@@ -130,7 +131,7 @@ def _levels(endpoint: Endpoint):
 
 
 def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFrame, *, conclusion: str,
-                     confidence: float = 0.95, seed: int = 20240601,
+                     confidence: float = 0.95, seed: int = DEFAULT_SEED,
                      mixed_max_reads: int | None = DEFAULT_MAX_READS, mixed_result: dict | None = None) -> dict:
     """Analyse one pre-specified endpoint by its method; never raises for data that cannot support it.
 

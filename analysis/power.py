@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.defaults import DEFAULT_SEED
 from analysis.plan import AnalysisPlan
 from analysis.simulate import simulate_timed_reads
 from analysis.stats.mixed import mixed_model_ratio
@@ -16,7 +17,7 @@ from analysis.stats.mrmc import or_hillis
 #: Planning assumptions when neither the design nor a pilot gives them (log-duration SDs
 #: of the order the CheXOne-like simulations use; state your own in [analysis.power]).
 DEFAULT_POWER = {"effect": 0.8, "readers": [4, 6, 8, 10, 12], "cases": [40, 80, 120, 160, 240], "n_sim": 200,
-                 "seed": 20240601, "reader_sd": 0.3, "reader_condition_sd": 0.15, "case_sd": 0.25,
+                 "seed": DEFAULT_SEED, "reader_sd": 0.3, "reader_condition_sd": 0.15, "case_sd": 0.25,
                  "residual_sd": 0.35}
 
 
@@ -146,7 +147,7 @@ def cases_per_cell(n_cases: int, n_readers: int, allocation: str) -> float:
 
 
 def simulated_power(effect_ratio: float, n_readers: int, n_cases: int, *, sds: dict, method: str = "or_hillis",
-                    n_sim: int = 200, seed: int = 20240601, alpha: float = 0.05) -> dict:
+                    n_sim: int = 200, seed: int = DEFAULT_SEED, alpha: float = 0.05) -> dict:
     """Power of the primary time-ratio analysis by simulation through the analysis code itself.
 
     Parameters

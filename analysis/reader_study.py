@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import study_seed
 from analysis.endpoints import analyse_endpoint, endpoint_frame, or_summary
 from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
 from analysis.stats.agreement import icc_crossed, icc_oneway, intraclass_corr
@@ -88,7 +89,7 @@ def _with_ci(values, seed: int, n_boot: int) -> dict:
     return d
 
 
-def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 1000,
+def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 1000,
                  require_all_arms: bool = True, mixed_max_reads: int | None = DEFAULT_MAX_READS,
                  plan: AnalysisPlan | None = None) -> AnalysisResult:
     """Compute every reader-study statistic, the report tables, figures and methods text.
@@ -97,8 +98,9 @@ def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 100
     ----------
     tables : StudyTables
         Validated export (:func:`analysis.load_tables`).
-    seed : int
-        Seed of every resample (bootstrap, mixed-model case subsample).
+    seed : int, optional
+        Seed of every resample (bootstrap, mixed-model case subsample); default the study's own seed from
+        the export (:func:`analysis.defaults.study_seed`), so the figures reproduce from the export alone.
     n_boot : int
         Bootstrap resamples (1,000 by default).
     require_all_arms : bool
@@ -121,6 +123,8 @@ def run_analysis(tables: StudyTables, *, seed: int = 20240601, n_boot: int = 100
         No counted reads, an empty arm, a reader rating the same draft twice, or an
         analysis plan that does not parse or does not match its hash.
     """
+    if seed is None:
+        seed = study_seed(tables.meta)
     reads = tables.counted_reads()
     if reads.empty:
         raise AnalysisInputError(f"no assignment has status in {COUNTED_STATUSES}: nothing to analyse")

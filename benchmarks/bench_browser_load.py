@@ -87,7 +87,8 @@ def build_load_study(folder: Path, n_readers: int, n_cases: int) -> tuple[str, l
     from study_app.services.actors import SYSTEM
     from study_app.services.database import open_database
     from study_app.services.invites import issue_invites
-    from study_app.services.studies import create_study, launch_study
+    from study_app.services.creation import create_study
+    from study_app.services.launch import launch_study
 
     manifest = build_demo_cohort(folder / "cohort", n_cases=n_cases, seed=0, large_case_size=(600, 700))
     design = folder / "design.toml"

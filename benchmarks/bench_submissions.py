@@ -39,7 +39,8 @@ readers_per_case = %d
 def build(folder: Path):
     from study_app.services.actors import SYSTEM
     from study_app.services.database import open_database
-    from study_app.services.studies import create_study, launch_study
+    from study_app.services.creation import create_study
+    from study_app.services.launch import launch_study
 
     rng = np.random.default_rng(0)
     (folder / "img").mkdir()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 import sys
 from pathlib import Path
 
@@ -244,7 +243,7 @@ def cohort_import(db: Database, manifest: Path, study_id: str) -> None:
     Example:
       readerstudy cohort import cohort/second_batch.csv --study pilot
     """
-    from study_app.services.studies import import_cohort
+    from study_app.services.creation import import_cohort
 
     summary = import_cohort(db, SYSTEM, study_id, manifest)
     click.echo(f"imported into '{study_id}': now {summary.n_cases} cases, {summary.n_assignments} assignments")
@@ -283,12 +282,10 @@ def study_create(db: Database, study_id: str, design_path: Path, manifest_path: 
           --readers readers.csv --seed 20240601
     """
     from study_app.designs import shipped_design_path
-    from study_app.services.studies import create_study
+    from study_app.services.creation import create_study
 
     if not design_path.exists() and "/" not in str(design_path) and not design_path.suffix:
         design_path = shipped_design_path(str(design_path))
-    if seed is None:
-        seed = secrets.randbelow(2**31)
     summary = create_study(
         db, SYSTEM, study_id=study_id, design_path=design_path, manifest_path=manifest_path,
         readers_path=readers_path, seed=seed, name=name,
@@ -328,7 +325,7 @@ def study_describe(db: Database, study_id: str) -> None:
     Example:
       readerstudy study describe demo
     """
-    from study_app.services.studies import describe_study
+    from study_app.services.balance import describe_study
 
     balance = describe_study(db, SYSTEM, study_id)
     s = balance.summary
@@ -371,11 +368,14 @@ def study_launch(db: Database, study_id: str) -> None:
     Example:
       readerstudy study launch pilot
     """
-    from study_app.services.studies import launch_study
+    from study_app.services.launch import launch_notes, launch_study
 
     summary = launch_study(db, SYSTEM, study_id)
     ready = summary.by_status.get("ready", 0)
-    click.echo(f"launched '{study_id}': {ready} assignments ready, {summary.by_status.get('pending', 0)} waiting")
+    click.echo(f"launched '{study_id}': {ready} assignments ready, {summary.by_status.get('pending', 0)} held for a "
+               "later reading round")
+    for note in launch_notes(db, SYSTEM, study_id):
+        click.echo(f"note: {note}", err=True)
 
 
 def _status_command(action: str, summary_line: str):
@@ -784,26 +784,23 @@ def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, 
       readerstudy analyze exports/pilot --out reports/pilot
       readerstudy analyze sqlite:///var/readerstudy.sqlite --study pilot --out reports/pilot
     """
-    from analysis import AnalysisInputError, load_tables, run_analysis, tables_from_frames, write_report
+    from analysis import AnalysisInputError, load_tables, run_analysis, write_report
 
-    try:
-        if Path(source).is_dir():
-            tables = load_tables(source)
-        else:
-            if not study_id:
-                raise click.UsageError("SOURCE is not an export folder; name the study with --study to read a database")
-            from study_app.services.export import build_tables, export_meta
+    if Path(source).is_dir():
+        try:
+            result = run_analysis(load_tables(source), seed=seed, n_boot=n_boot, require_all_arms=not in_progress)
+        except AnalysisInputError as error:
+            _fail(f"cannot analyse {source}: {error}", 5)
+    else:
+        if not study_id:
+            raise click.UsageError("SOURCE is not an export folder; name the study with --study to read a database")
+        from study_app.services.analysis import analyse_study
 
-            db = open_database(source, create=False)
-            try:
-                frames = build_tables(db, SYSTEM, study_id)
-                tables = tables_from_frames(frames, export_meta(db, SYSTEM, study_id, frames))
-            finally:
-                db.dispose()
-        result = run_analysis(tables, seed=seed if seed is not None else int(tables.meta.get("seed", 20240601)),
-                              n_boot=n_boot, require_all_arms=not in_progress)
-    except AnalysisInputError as error:
-        _fail(f"cannot analyse {source}: {error}", 5)
+        db = open_database(source, create=False)
+        try:
+            result = analyse_study(db, SYSTEM, study_id, seed=seed, n_boot=n_boot, in_progress=in_progress)
+        finally:
+            db.dispose()
     report = write_report(result, out_dir)
     primary = next((e for e in result.results["endpoints"] if e["family"] == "primary"), None)
     if primary is not None:

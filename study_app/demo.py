@@ -12,7 +12,9 @@ from study_app.services.database import Database
 from study_app.services.drafting import import_recorded_drafts
 from study_app.services.errors import NotFound
 from study_app.services.invites import IssuedInvite, issue_invites
-from study_app.services.studies import create_study, launch_study, study_summary
+from study_app.services.creation import create_study
+from study_app.services.launch import launch_study
+from study_app.services.studies import study_summary
 
 DEMO_STUDY_ID = "demo"
 DEMO_SEED = 20240601

@@ -107,3 +107,43 @@ def chromium() -> str:
         pytest.skip("no Chromium found (CI unset); install Debian's chromium to run the browser tests")
     pytest.importorskip("playwright.sync_api")
     return path
+
+
+def _leftover_processes():
+    """Processes this test process started (directly or not) that are still alive."""
+    import psutil
+
+    alive = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """`make test` leaves no process behind: every server and helper a test started is stopped by now.
+
+    Runs in each xdist worker (and in a plain run), after every fixture has been torn down; the controller's
+    own children are the workers themselves. Anything still alive is killed, named, and fails the run.
+    """
+    import psutil
+
+    if getattr(session.config, "workerinput", None) is None and session.config.pluginmanager.has_plugin("dsession"):
+        return
+    left = _leftover_processes()
+    if not left:
+        return
+    described = []
+    for process in left:
+        try:
+            described.append(f"pid {process.pid}: {' '.join(process.cmdline())[:160]}")
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(left, timeout=10)
+    message = "processes left running by the tests (now killed):\n  " + "\n  ".join(described)
+    session.config.pluginmanager.get_plugin("terminalreporter").write_line(message, red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

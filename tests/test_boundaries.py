@@ -78,3 +78,25 @@ def test_pages_hold_no_sql():
         if module.split(".")[0] == "sqlalchemy" or module.startswith("study_app.store")
     ]
     assert not offences, "\n".join(offences)
+
+
+def test_no_module_imports_another_modules_private_names():
+    """A rule reached through another module's private helper has two homes; public names say which is the one."""
+    offences = []
+    for package in ("study_app", *LIBRARIES):
+        for path in python_files(package):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                        and node.module.split(".")[0] in ("study_app", *LIBRARIES) and node.module != module:
+                    offences += [f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}.{alias.name}"
+                                 for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not offences, "\n".join(offences)
+
+
+def test_services_studies_is_the_study_record_not_a_hub():
+    """Creation, launch and balance live in their own modules; the study record module holds none of them."""
+    import study_app.services.studies as record
+
+    for name in ("create_study", "import_cohort", "reallocate", "launch_study", "launch_checklist", "describe_study"):
+        assert not hasattr(record, name), name

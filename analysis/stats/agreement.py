@@ -6,6 +6,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.defaults import DEFAULT_SEED
+
+
 ICC_DESCRIPTIONS = {
     "ICC1": "one-way random, single rater",
     "ICC2": "two-way random, absolute agreement, single rater",
@@ -274,7 +277,7 @@ ICC_MAX_RATINGS = 3000
 
 def icc_crossed(data: pd.DataFrame, targets: str, raters: str, ratings: str, *, k: float | None = None,
                 confidence: float = 0.95, max_ratings: int | None = ICC_MAX_RATINGS,
-                seed: int = 20240601) -> pd.DataFrame:
+                seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """Two-way random-effects ICCs of a sparse, connected design from REML variance components.
 
     Parameters

@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from analysis.defaults import DEFAULT_SEED
+
+
 # Bound the resample matrix (resamples x observations) held at once, so 1,000
 # resamples of 100,000 reads stay at a few tens of MB.
 _CELLS_PER_CHUNK = 4_000_000
@@ -42,7 +45,7 @@ def _jackknife(x: np.ndarray, func: Callable, is_mean: bool) -> np.ndarray:
     return out
 
 
-def bootstrap_ci(x, statistic: str | Callable = "mean", *, n_boot: int = 1000, seed: int = 20240601,
+def bootstrap_ci(x, statistic: str | Callable = "mean", *, n_boot: int = 1000, seed: int = DEFAULT_SEED,
                  confidence: float = 0.95, method: str = "bca") -> dict:
     """Bootstrap confidence interval of a one-sample statistic, BCa with percentile fallback.
 
@@ -148,7 +151,7 @@ def _bca_limits(values, boot, estimate, func, is_mean, alpha):
 
 def two_way_bootstrap_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple[str, str], *,
                             reader: str = "reader_id", case: str = "case_id", n_boot: int = 1000,
-                            seed: int = 20240601, confidence: float = 0.95) -> dict:
+                            seed: int = DEFAULT_SEED, confidence: float = 0.95) -> dict:
     """Ratio of geometric means between two conditions with a two-way (reader x case) bootstrap CI.
 
     Parameters

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.defaults import DEFAULT_SEED
 from analysis.stats.lmm import mixed_model
 
 #: Above this many reads the model is fitted on a seeded random subset of whole
@@ -16,7 +17,7 @@ RANDOM_TERMS = ("reader", "reader:condition", "case", "case:condition")
 
 def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple[str, str], *,
                       reader: str = "reader_id", case: str = "case_id",
-                      max_reads: int | None = DEFAULT_MAX_READS, seed: int = 20240601,
+                      max_reads: int | None = DEFAULT_MAX_READS, seed: int = DEFAULT_SEED,
                       confidence: float = 0.95) -> dict:
     """Ratio of geometric means from a random-reader mixed model on log(dv).
 

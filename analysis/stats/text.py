@@ -73,6 +73,40 @@ def levenshtein_words(shown, final) -> int:
     return int(Levenshtein.distance(_normalise(shown).split(), _normalise(final).split()))
 
 
+def edit_distances(shown, final) -> tuple[int, int, bool]:
+    """The three edit metrics of one read: character and word distances, and whether the text was left unchanged.
+
+    Parameters
+    ----------
+    shown, final : str or None
+        The draft shown in the editor and the submitted text; missing counts as "".
+
+    Returns
+    -------
+    tuple of (int, int, bool)
+        :func:`levenshtein_chars`, :func:`levenshtein_words`, and whether the two texts are equal after
+        whitespace normalisation. The one definition: the export computes its ``edit_chars``,
+        ``edit_words`` and ``unchanged`` columns with it, and :func:`edit_metrics` fills missing ones with it.
+
+    Notes
+    -----
+    All three compare the texts after whitespace normalisation (runs collapsed, ends stripped), so a
+    re-wrapped line is neither an edit nor a change.
+
+    References
+    ----------
+    Levenshtein, V. I. (1966). Soviet Physics Doklady, 10(8), 707-710.
+
+    Examples
+    --------
+    >>> from analysis.stats.text import edit_distances
+    >>> edit_distances("Heart normal.", "  Heart normal.")
+    (0, 0, True)
+    """
+    a, b = _normalise(shown), _normalise(final)
+    return int(Levenshtein.distance(a, b)), int(Levenshtein.distance(a.split(), b.split())), a == b
+
+
 def edit_metrics(assignments: pd.DataFrame, recompute: bool = False) -> pd.DataFrame:
     """Fill ``edit_chars``, ``edit_words`` and ``unchanged`` where the export lacks them.
 
@@ -115,11 +149,8 @@ def edit_metrics(assignments: pd.DataFrame, recompute: bool = False) -> pd.DataF
             out[col] = pd.NA
     todo = has_final & (out["edit_chars"].isna() | out["edit_words"].isna() | out["unchanged"].isna())
     if todo.any():
-        shown = out.loc[todo, "shown_text"].map(_normalise).tolist()
-        final = out.loc[todo, "final_text"].map(_normalise).tolist()
-        chars = [Levenshtein.distance(s, f) for s, f in zip(shown, final)]
-        words = [Levenshtein.distance(s.split(), f.split()) for s, f in zip(shown, final)]
-        same = [s == f for s, f in zip(shown, final)]
+        measured = [edit_distances(s, f) for s, f in zip(out.loc[todo, "shown_text"], out.loc[todo, "final_text"])]
+        chars, words, same = ([m[i] for m in measured] for i in range(3))
         fill_chars = out.loc[todo, "edit_chars"].isna()
         fill_words = out.loc[todo, "edit_words"].isna()
         fill_same = out.loc[todo, "unchanged"].isna()

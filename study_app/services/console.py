@@ -18,29 +18,14 @@ from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.errors import ServiceError, Unavailable
 from study_app.services.export import iso, write_export
-from study_app.services.studies import StudyBalance, describe_study, get_study, launch_checklist
-from study_app.store.models import Event, Invite, Reader, utcnow
+from study_app.services.invites import link_state, newest_invite
+from study_app.services.balance import describe_study, StudyBalance
+from study_app.services.launch import launch_checklist
+from study_app.services.studies import get_study
+from study_app.store.models import Event, Reader
 
 READER_COLUMNS = ["reader", "role", "label", "link", "link_issued_at", "link_expires_at", "signed_in_at"]
 EVENT_COLUMNS = ["event_id", "at", "actor", "reader", "assignment_id", "kind", "payload"]
-
-
-def _aware(moment):
-    """SQLite gives naive UTC datetimes back; compare them as aware ones."""
-    now = utcnow()
-    return moment.replace(tzinfo=now.tzinfo) if moment is not None and moment.tzinfo is None else moment
-
-
-def _link_state(invite: Invite | None) -> str:
-    if invite is None:
-        return "none"
-    if invite.revoked_at is not None:
-        return "revoked"
-    if invite.used_at is not None:
-        return "used"
-    if _aware(invite.expires_at) <= utcnow():
-        return "expired"
-    return "issued"
 
 
 def reader_links(db: Database, actor: Actor, study_id: str) -> pd.DataFrame:
@@ -58,11 +43,9 @@ def reader_links(db: Database, actor: Actor, study_id: str) -> pd.DataFrame:
     with db.read() as session:
         get_study(session, study_id)
         for reader in session.scalars(select(Reader).where(Reader.study_id == study_id).order_by(Reader.id)):
-            invite = session.scalars(
-                select(Invite).where(Invite.reader_id == reader.id).order_by(Invite.id.desc()).limit(1)
-            ).first()
+            invite = newest_invite(session, reader.id)
             rows.append({
-                "reader": reader.reader_key, "role": reader.role, "label": reader.label, "link": _link_state(invite),
+                "reader": reader.reader_key, "role": reader.role, "label": reader.label, "link": link_state(invite),
                 "link_issued_at": iso(invite.created_at) if invite else None,
                 "link_expires_at": iso(invite.expires_at) if invite else None,
                 "signed_in_at": iso(invite.used_at) if invite else None,
@@ -72,7 +55,7 @@ def reader_links(db: Database, actor: Actor, study_id: str) -> pd.DataFrame:
 
 @dataclass
 class LaunchReadiness:
-    """Everything the launch page checks: drafts per arm, a link per reader, and the allocation's balance."""
+    """Everything the launch page shows: the launch checklist (``launch.launch_checklist``) and the balance."""
 
     status: str
     draft_problems: list[str]
@@ -81,28 +64,25 @@ class LaunchReadiness:
 
     @property
     def ok(self) -> bool:
-        """True when the study may be launched now (a draft study with every draft and every link)."""
-        return self.status == "draft" and not self.draft_problems and not self.readers_without_link
+        """True when the study may be launched now: a draft study whose checklist has no problem. Readers
+        without a link are a note, not a block (links can be issued after launch), here and on the CLI."""
+        return self.status == "draft" and not self.draft_problems
 
     @property
     def problems(self) -> list[str]:
-        problems = list(self.draft_problems)
-        if self.readers_without_link:
-            problems.append(f"{len(self.readers_without_link)} reader(s) have no usable link yet: "
-                            + ", ".join(self.readers_without_link))
-        return problems
+        return list(self.draft_problems)
 
 
 def launch_readiness(db: Database, actor: Actor, study_id: str) -> LaunchReadiness:
-    """The launch checklist of a study (`launch_checklist`), its readers' links and its allocation balance."""
+    """The launch checklist of a study (`launch.launch_checklist`, the rule the launch itself applies) and its
+    allocation balance."""
     require_coordinator(actor, "check a study before launch")
     with db.read() as session:
         study = get_study(session, study_id)
         status = study.status
-        draft_problems = launch_checklist(session, study).problems if status == "draft" else []
-    links = reader_links(db, actor, study_id)
-    without = links.loc[~links["link"].isin(["issued", "used"]), "reader"].tolist()
-    return LaunchReadiness(status, draft_problems, without, describe_study(db, actor, study_id))
+        check = launch_checklist(session, study)
+    return LaunchReadiness(status, check.problems if status == "draft" else [], check.readers_without_link,
+                           describe_study(db, actor, study_id))
 
 
 def audit_log(db: Database, actor: Actor, study_id: str, *, limit: int | None = None) -> pd.DataFrame:
@@ -157,20 +137,11 @@ def analysis_report(db: Database, actor: Actor, study_id: str, *, n_boot: int = 
     --in-progress``). Raises Unavailable when the `analysis` package is missing, InvalidInput when
     the data cannot be analysed yet (no counted read, for instance).
     """
-    from study_app.services.errors import InvalidInput
-    from study_app.services.export import build_tables, export_meta
+    from study_app.services.analysis import analyse_study
 
-    try:
-        from analysis import AnalysisInputError, run_analysis, tables_from_frames, write_report
-    except ImportError as error:
-        raise Unavailable(f"the analysis package is not available here ({error})") from None
-    frames = build_tables(db, actor, study_id)
-    try:
-        tables = tables_from_frames(frames, export_meta(db, actor, study_id, frames))
-        result = run_analysis(tables, seed=int(tables.meta.get("seed", 20240601)), n_boot=n_boot,
-                              require_all_arms=not in_progress)
-    except AnalysisInputError as error:
-        raise InvalidInput(f"the study cannot be analysed yet: {error}") from None
+    result = analyse_study(db, actor, study_id, n_boot=n_boot, in_progress=in_progress)
+    from analysis import write_report
+
     with tempfile.TemporaryDirectory(prefix="readerstudy-report-") as scratch:
         return write_report(result, scratch).read_text(encoding="utf-8")
 

@@ -12,9 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
-from rapidfuzz.distance import Levenshtein
 from sqlalchemy import select
 
+from analysis.stats.text import edit_distances
 from study_app.designs import draft_origin
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
@@ -74,22 +74,11 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def normalise_whitespace(text: str) -> str:
-    return " ".join(text.split())
-
-
-def edit_metrics(shown: str, final: str) -> tuple[int, int, bool]:
-    """Character and word Levenshtein distances between shown and final text, and whether it is unchanged."""
-    chars = Levenshtein.distance(shown, final)
-    words = Levenshtein.distance(shown.split(), final.split())
-    return chars, words, normalise_whitespace(shown) == normalise_whitespace(final)
-
-
 def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.DataFrame]:
     """The six tidy tables of a study as DataFrames, rows in a stable order."""
     require_coordinator(actor, "export a study")
     with db.read() as session:
-        study = get_study(session, study_id)
+        get_study(session, study_id)  # NotFound, naming the known studies
         readers = {r.id: r for r in session.scalars(select(Reader).where(Reader.study_id == study_id))}
         cases = {c.id: c for c in session.scalars(select(Case).where(Case.study_id == study_id))}
         arms = {a.id: a for a in session.scalars(select(Arm).where(Arm.study_id == study_id))}
@@ -181,7 +170,7 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
             record["preferred"] = choice
             record["preferred_source"] = {"A": record["a_source"], "B": record["b_source"]}.get(choice, "equivalent")
         if response is not None and arm.task in ("write", "edit"):
-            chars, words, unchanged = edit_metrics(response.shown_text, response.final_text)
+            chars, words, unchanged = edit_distances(response.shown_text, response.final_text)
             record.update(edit_chars=chars, edit_words=words, unchanged=unchanged)
         assignment_records.append(record)
 

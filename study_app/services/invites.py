@@ -65,3 +65,27 @@ def issue_invites(
             )
             issued.append(IssuedInvite(reader.reader_key, reader.role, token))
     return issued
+
+
+def link_state(invite: Invite | None, now=None) -> str:
+    """The state of a reader's newest link: ``none``, ``issued`` (not used yet), ``used`` (the reader signed in
+    with it), ``expired`` or ``revoked``. The one definition, for the console's readers list and for launch."""
+    if invite is None:
+        return "none"
+    if invite.revoked_at is not None:
+        return "revoked"
+    if invite.used_at is not None:
+        return "used"
+    now = now or utcnow()
+    expires = invite.expires_at if invite.expires_at.tzinfo is not None else invite.expires_at.replace(tzinfo=now.tzinfo)
+    return "expired" if expires <= now else "issued"
+
+
+def newest_invite(session, reader_id: int) -> Invite | None:
+    return session.scalars(select(Invite).where(Invite.reader_id == reader_id).order_by(Invite.id.desc()).limit(1)).first()
+
+
+def readers_without_usable_link(session, study_id: str) -> list[str]:
+    """Reader ids of the study whose newest link is missing, expired or revoked (they cannot sign in yet)."""
+    return [r.reader_key for r in session.scalars(select(Reader).where(Reader.study_id == study_id).order_by(Reader.id))
+            if link_state(newest_invite(session, r.id)) not in ("issued", "used")]

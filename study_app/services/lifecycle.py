@@ -6,7 +6,7 @@ from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.errors import Conflict
 from study_app.services.events import record_event
-from study_app.services.studies import StudySummary, _summary, get_study
+from study_app.services.studies import get_study, StudySummary, summarise
 from study_app.store.models import utcnow
 
 # status now -> action -> status after
@@ -32,4 +32,4 @@ def change_status(db: Database, actor: Actor, study_id: str, action: str, *, rea
         record_event(session, study_id=study_id, actor=actor, kind=action,
                      payload={"from": before, "to": study.status, "reason": reason})
         session.flush()
-        return _summary(session, study)
+        return summarise(session, study)

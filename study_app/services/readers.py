@@ -11,7 +11,8 @@ from study_app.services.database import Database
 from study_app.services.errors import InvalidInput, NotFound
 from study_app.services.events import record_event
 from study_app.services.roster import RosterEntry, load_roster, parse_roster
-from study_app.services.studies import StudySummary, _store_readers, _summary, get_study, reallocate, study_design
+from study_app.services.creation import reallocate, store_readers
+from study_app.services.studies import get_study, study_design, StudySummary, summarise
 from study_app.store.models import Invite, Reader, WebSession, utcnow
 
 
@@ -28,13 +29,13 @@ def add_readers(db: Database, actor: Actor, study_id: str, entries: list[RosterE
                      for e in entries if e.role not in roles]
         if problems:
             raise InvalidInput("\n".join(problems))
-        _store_readers(session, study, entries)
+        store_readers(session, study, entries)
         allocation = reallocate(session, study)
         record_event(session, study_id=study_id, actor=actor, kind="readers_added",
                      payload={"readers": [e.reader_key for e in entries],
                               "n_assignments": len(allocation.assignments)})
         session.flush()
-        return _summary(session, study)
+        return summarise(session, study)
 
 
 def add_reader(db: Database, actor: Actor, study_id: str, reader_key: str, role: str, label: str = "") -> StudySummary:

@@ -27,7 +27,8 @@ from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from study_app.services.roster import parse_roster
-from study_app.services.studies import STUDY_ID, StudySummary, create_study
+from study_app.services.creation import create_study
+from study_app.services.studies import STUDY_ID, StudySummary
 
 # A chest X-ray cohort of a few hundred DICOMs is well under this; a bigger one belongs on the server.
 MAX_TOTAL_BYTES = 4 * 1024**3
@@ -306,7 +307,7 @@ def create_study_from_upload(
     design_path: str | Path | None,
     design_text: str | None = None,
     readers_text: str,
-    seed: int,
+    seed: int | None,
     archive: bytes | BinaryIO | Path | None = None,
     uploaded: bool = False,
     manifest_path: str | Path | None = None,
@@ -317,7 +318,7 @@ def create_study_from_upload(
 
     Parameters
     ----------
-    study_id, seed, name : as in :func:`study_app.services.studies.create_study`.
+    study_id, seed, name : as in :func:`study_app.services.creation.create_study`.
     design_path : a design file on the server (e.g. the shipped ``chexone``), or None with ``design_text``.
     design_text : an uploaded design (TOML), kept in the study's cohort folder.
     readers_text : the readers CSV as uploaded.

@@ -37,18 +37,18 @@ async def _coordinator(request: Request):
 
 async def upload_page(request: Request) -> Response:
     """GET /console/upload: choose the study id and the zip; the page's script sends it and shows progress."""
-    from study_app.web.server import _page
+    from study_app.web.server import plain_page
 
     try:
         actor = await _coordinator(request)
     except ServiceError as error:
-        from study_app.web.server import _fault_page
+        from study_app.web.server import fault_page
 
-        return _fault_page(error)
+        return fault_page(error)
     if actor is None:
         return RedirectResponse("/console/signin", status_code=303)
     study = html.escape(request.query_params.get("study", "")[:32], quote=True)
-    return _page(
+    return plain_page(
         "Upload a cohort",
         "<h1>Upload a cohort zip</h1>"
         f"<p>The zip holds the manifest and its images (up to {MAX_UPLOAD_MB} MB; copy a larger cohort to the "

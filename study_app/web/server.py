@@ -52,7 +52,7 @@ PAGE_CSS = ("body{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem a
             "progress{width:100%}")
 
 
-def _page(title: str, body: str, status: int = 200, *, form: bool = False,
+def plain_page(title: str, body: str, status: int = 200, *, form: bool = False,
           headers: dict[str, str] | None = None) -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"
@@ -66,8 +66,8 @@ def _page(title: str, body: str, status: int = 200, *, form: bool = False,
     )
 
 
-def _fault_page(error: ServiceError) -> HTMLResponse:
-    return _page("Not available", f"<h1>Not available</h1><p class='error'>{html.escape(str(error))}</p>",
+def fault_page(error: ServiceError) -> HTMLResponse:
+    return plain_page("Not available", f"<h1>Not available</h1><p class='error'>{html.escape(str(error))}</p>",
                  _status_of(error), headers={"Retry-After": "60"} if isinstance(error, DatabaseUnavailable) else None)
 
 
@@ -101,7 +101,7 @@ def _signin_form(token: str, current: Actor | None, holder: str | None) -> HTMLR
     # A spent or unknown link cannot swap anyone in: its POST fails with its own message.
     swapping = current is not None and holder is not None and not (current.kind == "reader" and current.name == holder)
     button = f"Sign out {_who(current)} and sign in" if swapping else "Sign in and start reading"
-    return _page(
+    return plain_page(
         "Sign in to the reader study",
         "<h1>Reader study</h1>" + (_swap_notice(current, incoming) if swapping else "")
         + "<p>This is your personal sign-in link. It works once; after that this browser stays signed in.</p>"
@@ -121,13 +121,13 @@ async def signin_form(request: Request) -> Response:
     """
     token = request.query_params.get("token", "")
     if not token:
-        return _page("Sign in", "<h1>Sign in</h1><p class='error'>This link has no sign-in token. "
+        return plain_page("Sign in", "<h1>Sign in</h1><p class='error'>This link has no sign-in token. "
                      "Use the personal link your study coordinator sent you.</p>", 400)
     try:
         current = await _signed_in(request)
         holder = await run_in_threadpool(auth.invite_holder, shared_database(), token)
     except ServiceError as error:
-        return _fault_page(error)
+        return fault_page(error)
     return _signin_form(token, current, holder)
 
 
@@ -151,9 +151,9 @@ async def signin(request: Request) -> Response:
             lambda: auth.exchange_invite(db, token, previous_session=previous)
         )
     except PermissionDenied as error:
-        return _page("Sign-in failed", f"<h1>Sign-in failed</h1><p class='error'>{html.escape(str(error))}</p>", 403)
+        return plain_page("Sign-in failed", f"<h1>Sign-in failed</h1><p class='error'>{html.escape(str(error))}</p>", 403)
     except ServiceError as error:
-        return _fault_page(error)
+        return fault_page(error)
     response = RedirectResponse("/", status_code=303)
     _set_session_cookie(response, request, session_token, timedelta(days=auth.READER_SESSION_DAYS))
     return response
@@ -164,10 +164,10 @@ async def signout_form(request: Request) -> Response:
     try:
         current = await _signed_in(request)
     except ServiceError as error:
-        return _fault_page(error)
+        return fault_page(error)
     if current is None:
-        return _page("Signed out", "<h1>Not signed in</h1><p>This browser is not signed in.</p>")
-    return _page(
+        return plain_page("Signed out", "<h1>Not signed in</h1><p>This browser is not signed in.</p>")
+    return plain_page(
         "Sign out", f"<h1>Sign out?</h1><p>This browser is signed in as {html.escape(_who(current))}. Your work is "
         "saved. A reader needs a new link from the coordinator to sign in again.</p>"
         "<form method='post' action='/signout'><button type='submit' id='signout'>Sign out</button></form>"
@@ -182,8 +182,8 @@ async def signout(request: Request) -> Response:
         try:
             await run_in_threadpool(auth.revoke_session, shared_database(), token)
         except ServiceError as error:
-            return _fault_page(error)
-    response = _page("Signed out", "<h1>Signed out</h1><p>You can close this tab. Your work is saved; "
+            return fault_page(error)
+    response = plain_page("Signed out", "<h1>Signed out</h1><p>You can close this tab. Your work is saved; "
                      "ask your coordinator for a new link to continue on another computer.</p>")
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
     return response
@@ -197,7 +197,7 @@ _sign_ins_in_flight = 0
 
 def _console_form(message: str, current: Actor | None, status: int) -> HTMLResponse:
     swapping = current is not None
-    return _page(
+    return plain_page(
         "Coordinator sign-in",
         "<h1>Coordinator sign-in</h1>" + message
         + (_swap_notice(current, "the coordinator below") if swapping else "")
@@ -220,7 +220,7 @@ async def console_signin(request: Request) -> Response:
     try:
         current = await _signed_in(request)
     except ServiceError as error:
-        return _fault_page(error)
+        return fault_page(error)
     if request.method != "POST":
         return _console_form("", current, 200)
     form = await request.form()
@@ -443,7 +443,7 @@ async def service_error(request: Request, error: ServiceError) -> Response:
         headers = {"Retry-After": "60"} if isinstance(error, DatabaseUnavailable) else None
         return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=_status_of(error),
                             headers=headers)
-    return _fault_page(error)
+    return fault_page(error)
 
 
 def build_app(guard: Guard | None = None):

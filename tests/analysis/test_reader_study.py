@@ -5,7 +5,6 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from analysis import AnalysisInputError, load_tables, run_analysis, tables_from_frames, write_report

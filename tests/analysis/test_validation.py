@@ -2,7 +2,6 @@
 one documented exclusion (zero durations) is counted."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis import AnalysisInputError, load_tables, tables_from_frames

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from study_app.services import auth
-from study_app.store.models import Assignment, Draft, Event, Image, Study
+from study_app.store.models import Draft, Event, Image, Study
 from tests.case_refs import assignment_of
 from tests.reliability.conftest import HOSTILE_REPORT, open_case, sign_in
 

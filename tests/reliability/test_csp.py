@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 from study_app.services import auth
-from study_app.store.models import Arm, Assignment, Autosave
+from study_app.store.models import Arm, Autosave
 from tests.case_refs import assignment_of
 from tests.reliability.conftest import finish_residents, sign_in, wait_clock
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from study_app.services import auth
-from study_app.store.models import Assignment, Response
+from study_app.store.models import Response
 from tests.case_refs import assignment_of
 from tests.reliability.conftest import open_case, sign_in, wait_clock
 

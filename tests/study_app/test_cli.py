@@ -48,7 +48,6 @@ def test_a_study_from_start_to_export(run, demo_cohort_dir, tmp_path):
     readers = write_demo_readers(tmp_path / "readers.csv")
     result = run("cohort", "validate", manifest)
     assert result.exit_code == 0 and "valid, 12 case(s)" in result.output
-    from study_app.store import head_revision
 
     assert run("db", "upgrade").output == f"database at revision {head_revision()}\n"
     result = run("study", "create", "pilot", "--design", "chexone", "--cohort", manifest, "--readers", readers,

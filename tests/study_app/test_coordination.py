@@ -1,6 +1,5 @@
 """Coordinator actions through the services: status, readers, progress, reset with reason, backup; and who may act."""
 
-import json
 import threading
 
 import pytest

@@ -1,6 +1,5 @@
 """Drafting a study through the CLI against a real loopback OpenAI-compatible server standing in for vLLM."""
 
-import json
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +10,7 @@ from study_app.demo import write_demo_readers
 from study_app.designs import shipped_design_path
 from study_app.services.actors import SYSTEM
 from study_app.services.drafting import drafts_status, needed_drafts
-from study_app.services.studies import create_study
+from study_app.services.creation import create_study
 from study_app.store.models import Draft, DraftFailure
 from tests.fakes.openai_server import serve_openai
 
@@ -134,14 +133,16 @@ def test_a_killed_drafting_run_is_reported_until_a_run_completes(draft_study, tm
     with serve_openai(latency_s=0.2) as server:
         process = subprocess.Popen([sys.executable, str(script), db.url, server.url], cwd=os.getcwd(),
                                    env={**os.environ, "PYTHONPATH": os.getcwd()})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # kill it once it has stored something, mid-batch
-            with db.read() as s:
-                if s.scalar(select(func.count()).select_from(Draft).where(Draft.source_kind == "model")) >= 2:
-                    break
-            time.sleep(0.1)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # kill it once it has stored something, mid-batch
+                with db.read() as s:
+                    if s.scalar(select(func.count()).select_from(Draft).where(Draft.source_kind == "model")) >= 2:
+                        break
+                time.sleep(0.1)
+        finally:  # on every path: a drafter left running would outlive the suite
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
         unfinished = unfinished_drafting_run(db, SYSTEM, "pilot")
         assert unfinished is not None and unfinished.backend == "vllm-server"
         assert unfinished.total == len(needed_drafts(db, "pilot")) and unfinished.actor == "system:cli"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from study_app.services import reading
 from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.errors import InvalidInput
-from study_app.services.export import TABLES, build_tables, edit_metrics, write_export
+from study_app.services.export import TABLES, build_tables, write_export
 from study_app.store.models import Reader
 from tests.case_refs import assignment_id_of
 from pathlib import Path
@@ -142,14 +142,19 @@ def test_same_seed_reproduces_the_allocation_byte_for_byte(demo_cohort_dir, tmp_
     assert (exports[0] / "cases.csv").read_bytes() == (exports[1] / "cases.csv").read_bytes()
 
 
-@pytest.mark.parametrize(
-    "shown, final, chars, words, unchanged",
-    [
-        ("No acute process.", "No acute process.", 0, 0, True),
-        ("No acute process.", "No  acute\nprocess. ", 3, 0, True),
-        ("Lungs clear.", "Lungs are clear.", 4, 1, False),
-        ("", "New report", 10, 2, False),
-    ],
-)
-def test_edit_metrics(shown, final, chars, words, unchanged):
-    assert edit_metrics(shown, final) == (chars, words, unchanged)
+def test_the_export_measures_edits_with_the_analysis_definition(demo_study):
+    """One definition of the edit metrics (analysis.stats.text.edit_distances): a re-indented line is no edit."""
+    from analysis.stats.text import edit_distances
+
+    db, _ = demo_study
+    with db.read() as s:
+        res1 = s.scalars(select(Reader).where(Reader.reader_key == "res1")).one()
+    actor = reader_actor(res1.id, "res1")
+    edit = next(i for i in reading.worklist(db, actor).items if i.task == "edit")
+    view = reading.open_case(db, actor, edit.case_ref)
+    reading.mark_image_shown(db, actor, edit.case_ref)
+    reading.submit(db, actor, edit.case_ref, "  " + view.editor_text)
+    row = build_tables(db, SYSTEM, "demo")["assignments"].set_index("assignment_id").loc[
+        assignment_id_of(db, edit.case_ref)]
+    assert (row.edit_chars, row.edit_words, bool(row.unchanged)) == edit_distances(view.editor_text, "  " + view.editor_text)
+    assert (row.edit_chars, row.edit_words, bool(row.unchanged)) == (0, 0, True)

@@ -267,7 +267,7 @@ def test_postgres_read_only_and_lock_timeout_are_translated(postgres_server, dem
     other = open_database(url, migrate=False)
     with other.engine.connect() as holder:  # a long transaction holds the assignment's row
         holder.execute(text("BEGIN"))
-        holder.execute(text("SELECT id FROM assignment WHERE id = :id FOR UPDATE"), {"id": case})
+        holder.execute(text("SELECT id FROM assignment WHERE case_ref = :ref FOR UPDATE"), {"ref": case})
         with pytest.raises(DatabaseUnavailable) as busy:
             reading.submit(db, actor, case, "waits for the row")
         holder.execute(text("ROLLBACK"))

@@ -4,7 +4,6 @@ import csv
 import io
 import itertools
 import shutil
-import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -161,7 +160,7 @@ def test_a_damaged_manifest_imports_whole_or_changes_nothing(import_target, row,
     the whole study or raises a clear InvalidInput naming a row, a column or the file, and writes nothing."""
     from cohorts import load_manifest
     from study_app.designs import shipped_design_path
-    from study_app.services.studies import create_study
+    from study_app.services.creation import create_study
 
     db, cohort, readers, original = import_target
     rows = list(csv.reader(io.StringIO(original)))

@@ -8,8 +8,7 @@ import textwrap
 import threading
 import time
 
-import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
 from study_app.services import reading
 from study_app.services.actors import SYSTEM, reader_actor
@@ -71,7 +70,8 @@ def test_two_coordinators_launching_at_once_one_wins(fresh_db, demo_cohort_dir, 
     from study_app.demo import write_demo_readers
     from study_app.designs import shipped_design_path
     from study_app.services.drafting import import_recorded_drafts
-    from study_app.services.studies import create_study, launch_study
+    from study_app.services.creation import create_study
+    from study_app.services.launch import launch_study
 
     create_study(fresh_db, SYSTEM, study_id="pilot", design_path=shipped_design_path(),
                  manifest_path=demo_cohort_dir / "manifest.csv",
@@ -99,7 +99,9 @@ SUBMITTER = textwrap.dedent("""
     with db.read() as s:
         readers = [(r.id, r.reader_key) for r in s.scalars(select(Reader).where(Reader.role == "attending"))]
     print("READY", flush=True)
-    while True:
+    busy = True
+    while busy:  # until the test kills it, or there is nothing left to submit
+        busy = False
         for rid, key in readers:
             actor = reader_actor(rid, key)
             for item in reading.worklist(db, actor).items:
@@ -110,6 +112,7 @@ SUBMITTER = textwrap.dedent("""
                 reading.autosave(db, actor, item.case_ref, "typing")
                 reading.submit(db, actor, item.case_ref, None if item.task == "compare" else "Report.")
                 print("ACK", item.case_ref, flush=True)
+                busy = True
 """)
 
 
@@ -128,16 +131,18 @@ def test_sigkill_during_submits_loses_nothing_acknowledged(demo_study, tmp_path)
     process = subprocess.Popen([sys.executable, str(script), db.url], stdout=subprocess.PIPE, text=True,
                                cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
     acknowledged = []
-    assert process.stdout.readline().strip() == "READY"
-    deadline = time.monotonic() + 60
-    while len(acknowledged) < 6 and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if line.startswith("ACK"):
-            acknowledged.append(line.split()[1])
-    # Kill it mid-stream: the next submit is somewhere between its first statement and its commit.
-    time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    try:
+        assert process.stdout.readline().strip() == "READY"
+        deadline = time.monotonic() + 60
+        while len(acknowledged) < 6 and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("ACK"):
+                acknowledged.append(line.split()[1])
+        # Kill it mid-stream: the next submit is somewhere between its first statement and its commit.
+        time.sleep(0.05)
+    finally:  # on every path: a submitter left running would outlive the suite
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
     assert len(acknowledged) >= 6
     with db.read() as s:
         acknowledged = [assignment_of(s, ref).id for ref in acknowledged]
@@ -159,7 +164,7 @@ def test_two_drafting_runs_while_the_console_reads_store_each_draft_once(fresh_d
     from study_app.designs import shipped_design_path
     from study_app.services.console import vllm_server_backend
     from study_app.services.drafting import drafts_status, generate_drafts, needed_drafts
-    from study_app.services.studies import create_study
+    from study_app.services.creation import create_study
     from study_app.store.models import Draft
     from tests.fakes.openai_server import serve_openai
 

@@ -1,6 +1,5 @@
 """A reader's way through the demo study via the services: the clock, autosave, submit, answers, dependencies."""
 
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -8,7 +7,7 @@ from sqlalchemy import func, select
 from study_app.services import reading
 from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
-from study_app.store.models import Arm, Assignment, Autosave, Draft, Event, Reader, Response
+from study_app.store.models import Arm, Assignment, Draft, Event, Reader, Response
 from tests.case_refs import assignment_of
 
 

@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from study_app.services.database import open_database
 from study_app.store import current_revision, head_revision, make_engine, upgrade
 from study_app.store.models import (
     Answer, Arm, Assignment, Case, Event, Question, Reader, Response, Study, utcnow,

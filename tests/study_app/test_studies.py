@@ -9,7 +9,10 @@ from study_app.designs import shipped_design_path
 from study_app.demo import write_demo_readers
 from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.errors import Conflict, InvalidInput, PermissionDenied
-from study_app.services.studies import create_study, describe_study, launch_study, list_studies
+from study_app.services.balance import describe_study
+from study_app.services.creation import create_study
+from study_app.services.launch import launch_study
+from study_app.services.studies import list_studies
 from study_app.store.models import Arm, Assignment, Case, Draft, Event, Reader, Study
 
 
@@ -152,7 +155,7 @@ def split_manifest(cohort_dir, first: int):
 
 def test_cohort_import_adds_cases_and_equals_creating_with_all_at_once(fresh_db, cohort_copy, tmp_path):
     from study_app.services.database import open_database
-    from study_app.services.studies import import_cohort
+    from study_app.services.creation import import_cohort
 
     first, second = split_manifest(cohort_copy, 8)
     create(fresh_db, cohort_copy, tmp_path, manifest_path=first)
@@ -177,7 +180,7 @@ def study_count(db):
 
 
 def test_cohort_import_refused_after_launch_and_for_a_bad_manifest(demo_study, cohort_copy):
-    from study_app.services.studies import import_cohort
+    from study_app.services.creation import import_cohort
 
     db, _ = demo_study
     before = study_count(db)

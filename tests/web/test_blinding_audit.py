@@ -132,8 +132,9 @@ def test_random_designs_send_nothing_that_names_a_source(fresh_db, demo_cohort_d
     import shutil
 
     from study_app.services.drafting import import_recorded_drafts
-    from study_app.services.studies import create_study, launch_study
-    from study_app.web.database import DB_URL_ENV, close_shared_databases
+    from study_app.services.creation import create_study
+    from study_app.services.launch import launch_study
+    from study_app.web.database import close_shared_databases
 
     rng = random.Random(seed)
     design = tmp_path / "design.toml"

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from study_app.services import reading
 from study_app.services.actors import reader_actor
-from study_app.store.models import Answer, Assignment, Event, Question, Reader, Response
+from study_app.store.models import Answer, Event, Question, Reader, Response
 from tests.case_refs import assignment_of
 from tests.browser_support import CHROMIUM_ARGS, free_port, stop_process
 
@@ -33,18 +33,20 @@ def live_server(residents_done, tmp_path):
     log = open(tmp_path / "server.log", "w")
     server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if server.poll() is not None:
-                raise RuntimeError((tmp_path / "server.log").read_text())
-            time.sleep(0.2)
-    yield base
-    stop_process(server)
-    log.close()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    raise RuntimeError((tmp_path / "server.log").read_text()) from None
+                time.sleep(0.2)
+        yield base
+    finally:  # stopped on every path, a failed start included
+        stop_process(server)
+        log.close()
 
 
 def wait_clock(page, case_ref: str) -> float:

@@ -7,7 +7,7 @@ import re
 import pytest
 from sqlalchemy import update
 
-from study_app.store.models import Arm, Assignment
+from study_app.store.models import Arm
 from study_app.web.markup import inert_markdown
 from tests.case_refs import assignment_of
 

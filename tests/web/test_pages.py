@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from study_app.services import auth, reading
 from study_app.services.errors import AlreadySubmitted
-from study_app.store.models import Assignment, Event
+from study_app.store.models import Event
 from tests.case_refs import assignment_of
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -43,7 +43,7 @@ def console_template(tmp_path_factory, small_cohort):
     from study_app.demo import build_demo_study, write_demo_readers
     from study_app.designs import shipped_design_path
     from study_app.services.actors import SYSTEM
-    from study_app.services.studies import create_study
+    from study_app.services.creation import create_study
 
     out = tmp_path_factory.mktemp("console")
     cohort = out / "cohort"

@@ -6,7 +6,7 @@ import streamlit as st
 
 from study_app.services.console import launch_readiness
 from study_app.services.errors import ServiceError
-from study_app.services.studies import launch_study
+from study_app.services.launch import launch_study
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
@@ -18,7 +18,7 @@ def checklist(readiness) -> None:
     st.text(f"[{'x' if drafts_ok else ' '}] every case has the drafts its arms need")
     for problem in readiness.draft_problems:
         st.text(f"      {problem}")
-    st.text(f"[{'x' if links_ok else ' '}] every reader has a personal link")
+    st.text(f"[{'x' if links_ok else ' '}] every reader has a personal link (links can also be issued after launch)")
     if not links_ok:
         st.text(f"      without a usable link: {', '.join(readiness.readers_without_link)}")
 

@@ -15,7 +15,6 @@ from study_app.services.uploads import MAX_SMALL_UPLOAD_MB, create_study_from_up
 from study_app.web.console.access import STUDY_KEY, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
-DEFAULT_SEED = 20240601
 
 
 def study_table(actor) -> None:
@@ -56,7 +55,8 @@ def create_form(actor) -> None:
         left, right = st.columns(2)
         study_id = left.text_input("Study id", placeholder="pilot", help="lower-case letters, digits, - or _")
         name = right.text_input("Name (optional)")
-        seed = left.number_input("Allocation seed", min_value=0, max_value=2**31 - 1, value=DEFAULT_SEED, step=1)
+        seed = left.number_input("Allocation seed (empty: a random one, stored with the study)", min_value=0,
+                                 max_value=2**31 - 1, value=None, step=1, placeholder="random")
         design_choice = right.selectbox("Design", [*shipped_designs(), "upload a design file"])
         design_file = right.file_uploader("Design file (TOML)", type=["toml"], key="console_design_file",
                                          max_upload_size=MAX_SMALL_UPLOAD_MB)
@@ -96,7 +96,8 @@ def create_form(actor) -> None:
     with st.spinner("Checking the manifest, every image, the design and the readers..."):
         try:
             outcome = create_study_from_upload(
-                shared_database(), actor, study_id=study_id.strip(), name=name.strip() or None, seed=int(seed),
+                shared_database(), actor, study_id=study_id.strip(), name=name.strip() or None,
+                seed=None if seed is None else int(seed),
                 design_path=design_path, design_text=design_text, readers_text=readers_text,
                 uploaded=uploaded, manifest_path=manifest_path,
             )
