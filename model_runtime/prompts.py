@@ -10,7 +10,8 @@ SYSTEM_PROMPT = "You are a helpful assistant."
 # The leading space matters: CheXOne saw the suffix glued to the end of the user text.
 REASONING_SUFFIX = " Please reason step by step, and put your final answer within \\boxed{}."
 
-TASKS = ("findings", "progression", "mc")
+# What a prompt asks the model for (a request's ``task``, in the CheXOne paper's word): not an arm's task.
+PROMPT_KINDS = ("findings", "progression", "mc")
 MODES = ("reasoning", "instruction")
 
 
@@ -62,8 +63,8 @@ def register_template(template: PromptTemplate) -> PromptTemplate:
     PromptTemplate
         The same template.
     """
-    if template.task not in TASKS:
-        raise ValueError(f"template {template.name!r}: unknown task {template.task!r}; expected one of {TASKS}")
+    if template.task not in PROMPT_KINDS:
+        raise ValueError(f"template {template.name!r}: unknown task {template.task!r}; expected one of {PROMPT_KINDS}")
     existing = _TEMPLATES.get(template.name)
     if existing is not None and existing != template:
         raise ValueError(f"template {template.name!r} is already registered with a different wording; use a new version")
@@ -134,7 +135,7 @@ def default_template(task: str, *, has_indication: bool) -> str:
         return "progression-indication-v1" if has_indication else "progression-v1"
     if task == "mc":
         return "mc-v1"
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    raise ValueError(f"unknown task {task!r}; expected one of {PROMPT_KINDS}")
 
 
 def format_options(options: Mapping[str, str]) -> str:

@@ -25,15 +25,12 @@ from model_runtime.backends.base import (
 from model_runtime.batch import run_batch
 from model_runtime.preprocess import CHEXONE_MAX_PIXELS, MIN_PIXELS
 
-# Placeholder until the study pins a commit of huggingface.co/StanfordAIMI/CheXOne:
-# replace with the 40-hex commit hash and record it in the study protocol.
-PINNED_REVISION = DEFAULT_MODEL_REVISION
 MAX_IMAGES_PER_PROMPT = 4  # current views + prior views of a progression request
 
 
 def serve_command(
     model: str = DEFAULT_MODEL_ID,
-    revision: str = PINNED_REVISION,
+    revision: str = DEFAULT_MODEL_REVISION,
     port: int = 8000,
     *,
     host: str = "0.0.0.0",
@@ -55,7 +52,9 @@ def serve_command(
     model : str
         Hugging Face id.
     revision : str
-        Pinned commit of the weights (``--revision``); never a moving branch in a study.
+        The commit of the weights (``--revision``); a study must pin a 40-hex commit. The default,
+        ``DEFAULT_MODEL_REVISION`` (``main``), is a moving branch: :func:`is_pinned_revision` says so, and the
+        CLI prints :func:`unpinned_revision_warning` beside the command.
     port, host : int, str
     served_model_name : str, optional
         Name clients use (``--served-model-name``); default the model id.
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("command", help="print the recommended vllm serve line")
     cmd.add_argument("--model", default=DEFAULT_MODEL_ID)
-    cmd.add_argument("--revision", default=PINNED_REVISION)
+    cmd.add_argument("--revision", default=DEFAULT_MODEL_REVISION)
     cmd.add_argument("--port", type=int, default=8000)
     chk = sub.add_parser("check", help="compare outputs at concurrency 1 and 64 against a running server")
     chk.add_argument("--url", required=True)

@@ -89,6 +89,49 @@ def db_option(function=None, *, create: bool = False):
     return wrapper
 
 
+class BackendChoice(click.Choice):
+    """The drafting backends, asked of the registry when the command runs (not hard-coded, and the registry's
+    import, which is slow, is paid only by the commands that draft)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property
+    def choices(self):  # type: ignore[override]
+        from study_app.services.drafting import generating_backends
+
+        return generating_backends()
+
+    @choices.setter
+    def choices(self, value) -> None:
+        pass
+
+
+def vllm_server_options(function):
+    """--url and --model, shared by the commands that talk to a vLLM server."""
+
+    @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The vLLM server's root URL.")
+    @click.option("--model", "served_name", default=None, help="The served model name (vllm serve --served-model-name).")
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def bind_options(function):
+    """--host and --port, shared by the commands that start the web app."""
+
+    @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
+    @click.option("--host", default="127.0.0.1", show_default=True,
+                  help="Address to bind (put a TLS proxy in front for anything but a laptop).")
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
 @click.group(cls=CleanErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="readerstudy")
 def main() -> None:
@@ -587,10 +630,8 @@ def drafts_import(db: Database, study_id: str) -> None:
 
 @drafts.command("generate")
 @click.argument("study_id")
-@click.option("--backend", "backend_name", default="vllm-server", show_default=True,
-              type=click.Choice(["vllm-server", "vllm-offline", "transformers"]))
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="vllm-server: the server's root URL.")
-@click.option("--model", "served_name", default=None, help="vllm-server: the served model name (--served-model-name).")
+@click.option("--backend", "backend_name", default="vllm-server", show_default=True, type=BackendChoice())
+@vllm_server_options
 @click.option("--model-id", default=None, help="Hugging Face id recorded as provenance (default: CheXOne).")
 @click.option("--revision", default=None, help="Model revision (commit) the server runs; recorded as provenance.")
 @click.option("--mode", type=click.Choice(["reasoning", "instruction"]), default="reasoning", show_default=True)
@@ -610,18 +651,16 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, se
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, SamplingParams, get_backend, unpinned_revision_warning
-    from study_app.services.drafting import check_backend, generate_drafts
+    from model_runtime import SamplingParams, unpinned_revision_warning
+    from study_app.services.drafting import check_backend, drafting_backend, generate_drafts
     from study_app.services.studies import study_summary
 
     seed = study_summary(db, SYSTEM, study_id).seed
-    options: dict = {"model_id": model_id or DEFAULT_MODEL_ID, "model_revision": revision or DEFAULT_MODEL_REVISION}
-    if backend_name == "vllm-server":
-        options.update(base_url=url, served_model_name=served_name, max_in_flight=concurrency)
-    backend = get_backend(backend_name, **options)
+    backend = drafting_backend(backend_name, url=url, served_model_name=served_name, model_id=model_id,
+                               model_revision=revision, concurrency=concurrency)
     sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
     check_backend(backend)
-    if warning := unpinned_revision_warning(options["model_revision"]):
+    if warning := unpinned_revision_warning(backend.model_revision):
         click.echo(f"warning: {warning} (--revision)", err=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=False) as bar:
@@ -679,7 +718,8 @@ def model() -> None:
 
 
 @model.command("serve-command")
-@click.option("--revision", default=None, help="Model revision (commit hash) to pin (default: the study's pinned one).")
+@click.option("--revision", default=None,
+              help="Model revision (40-hex commit) to serve (default: the main branch, unpinned: a warning says so).")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--served-model-name", default=None)
 def model_serve_command(revision: str | None, port: int, served_model_name: str | None) -> None:
@@ -689,18 +729,17 @@ def model_serve_command(revision: str | None, port: int, served_model_name: str 
     Example:
       readerstudy model serve-command --revision <commit> --port 8000
     """
-    from model_runtime import serve_command
+    from model_runtime import DEFAULT_MODEL_REVISION, serve_command, unpinned_revision_warning
 
-    kwargs = {"port": port, "served_model_name": served_model_name}
-    if revision:
-        kwargs["revision"] = revision
-    click.echo(serve_command(**kwargs))
+    revision = revision or DEFAULT_MODEL_REVISION
+    click.echo(serve_command(revision=revision, port=port, served_model_name=served_model_name))
+    if warning := unpinned_revision_warning(revision):
+        click.echo(f"warning: {warning} (--revision)", err=True)
 
 
 @model.command("check-determinism")
 @click.argument("study_id")
-@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The vLLM server's root URL.")
-@click.option("--model", "served_name", default=None, help="The served model name (--served-model-name).")
+@vllm_server_options
 @click.option("--sample", type=click.IntRange(1, 10_000), default=32, show_default=True,
               help="How many of the study's requests to compare.")
 @click.option("--high", type=click.IntRange(2, 1024), default=64, show_default=True, help="The high concurrency.")
@@ -713,10 +752,9 @@ def model_check_determinism(db: Database, study_id: str, url: str, served_name: 
     Example:
       readerstudy model check-determinism pilot --url http://gpu-host:8000 --sample 64
     """
-    from model_runtime import get_backend
-    from study_app.services.drafting import check_determinism
+    from study_app.services.drafting import check_determinism, drafting_backend
 
-    backend = get_backend("vllm-server", base_url=url, served_model_name=served_name, max_in_flight=high)
+    backend = drafting_backend("vllm-server", url=url, served_model_name=served_name, concurrency=high)
     report = check_determinism(db, SYSTEM, study_id, backend, sample=sample, high=high)
     click.echo(f"{report.n_requests} requests at concurrency {report.concurrency[0]} and {report.concurrency[1]}: "
                + ("identical outputs" if report.identical else f"{len(report.mismatched_keys)} differ"))
@@ -991,8 +1029,7 @@ def security_options(function):
 
 
 @main.command("serve")
-@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (put a TLS proxy in front).")
+@bind_options
 @click.option("--image-cache", type=click.Path(path_type=Path), default=Path("var/image-cache"), show_default=True,
               help="Folder for display copies of the images, kept across restarts.")
 @security_options
@@ -1020,8 +1057,7 @@ def serve_command(db: Database, port: int, host: str, image_cache: Path, public_
 
 @main.command("demo")
 @click.option("--no-serve", is_flag=True, help="Build the demo study and print the links, start nothing.")
-@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
+@bind_options
 @click.option("--cohort-dir", type=click.Path(path_type=Path), default=Path("var/demo-cohort"), show_default=True)
 @security_options
 @db_option(create=True)

@@ -100,3 +100,13 @@ def test_services_studies_is_the_study_record_not_a_hub():
 
     for name in ("create_study", "import_cohort", "reallocate", "launch_study", "launch_checklist", "describe_study"):
         assert not hasattr(record, name), name
+
+
+def test_a_draft_is_built_in_one_place():
+    """Every stored draft goes through services.draft_records.new_draft, which normalises its text for readers."""
+    builders = []
+    for path in python_files("study_app"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Draft":
+                builders.append(str(path.relative_to(ROOT)))
+    assert builders == ["study_app/services/draft_records.py"], builders

@@ -11,11 +11,12 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from model_runtime.parsing import parse_output
 from model_runtime.preprocess import CHEXONE_MAX_PIXELS, MIN_PIXELS, prepare_image
-from model_runtime.prompts import MODES, SYSTEM_PROMPT, TASKS, chat_messages, user_text
+from model_runtime.prompts import MODES, SYSTEM_PROMPT, PROMPT_KINDS, chat_messages, user_text
 
 DEFAULT_MODEL_ID = "StanfordAIMI/CheXOne"
-# Readers see fixed drafts, so a study pins the exact weights. Replace with the
-# commit hash of the Hugging Face repository the study used.
+# The revision used when none is given: the repository's main branch, which is NOT a pin (is_pinned_revision
+# says so, and every command that uses it prints unpinned_revision_warning). A study passes the 40-hex commit
+# of huggingface.co/StanfordAIMI/CheXOne it ran (no network here to look it up).
 DEFAULT_MODEL_REVISION = "main"
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -396,8 +397,8 @@ def build_request(
     -------
     DraftRequest
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if task not in PROMPT_KINDS:
+        raise ValueError(f"unknown task {task!r}; expected one of {PROMPT_KINDS}")
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     if not images:

@@ -11,7 +11,8 @@ from typing import Any
 
 from analysis.plan import AnalysisPlan, check_plan_against_design, parse_plan
 
-TASKS = ("write", "edit", "compare", "rate_reasoning")
+# What a reader does in an arm (not a prompt kind: model_runtime.prompts.PROMPT_KINDS).
+ARM_TASKS = ("write", "edit", "compare", "rate_reasoning")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LIKERT_OPTIONS = (
     (10, "Strongly agree"),
@@ -20,8 +21,9 @@ LIKERT_OPTIONS = (
     (-5, "Disagree"),
     (-10, "Strongly disagree"),
 )
-# Which questions make sense after which task: a preference only where two drafts stand side by side.
-DRAFT_SOURCE_KINDS = ("model", "arm", "manifest")
+# Where an arm's draft comes from, as a design says it (stored drafts have their own kinds: the store's
+# STORED_DRAFT_KINDS, where a report of another arm is a "reader" draft).
+DESIGN_SOURCE_KINDS = ("model", "arm", "manifest")
 
 
 class DesignError(ValueError):
@@ -198,8 +200,8 @@ def _parse_draft_source(raw: Any, where: str) -> DraftSourceSpec:
         raise DesignError(f"{where}: expected 'model', 'manifest', 'arm:<key>' or a table")
     _unknown_keys(raw, {"kind", "arm"}, where)
     kind = _require(raw, "kind", where, str)
-    if kind not in DRAFT_SOURCE_KINDS:
-        raise DesignError(f"{where}.kind: '{kind}' is not one of {', '.join(DRAFT_SOURCE_KINDS)}")
+    if kind not in DESIGN_SOURCE_KINDS:
+        raise DesignError(f"{where}.kind: '{kind}' is not one of {', '.join(DESIGN_SOURCE_KINDS)}")
     arm = raw.get("arm")
     if kind == "arm":
         if not isinstance(arm, str) or not arm:
@@ -223,8 +225,8 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
     where = f"arms[{index}] ({key})"
     _unknown_keys(table, ARM_KEYS, where)
     task = _require(table, "task", where, str)
-    if task not in TASKS:
-        raise DesignError(f"{where}.task: '{task}' is not one of {', '.join(TASKS)}")
+    if task not in ARM_TASKS:
+        raise DesignError(f"{where}.task: '{task}' is not one of {', '.join(ARM_TASKS)}")
     role = _require(table, "role", where, str)
     if role not in roles:
         raise DesignError(f"{where}.role: '{role}' is not a role of this design ({', '.join(roles)})")

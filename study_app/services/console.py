@@ -222,20 +222,14 @@ def start_drafting(db: Database, actor: Actor, study_id: str, backend, *, mode: 
 
 def vllm_server_backend(url: str, *, served_model_name: str | None = None, model_id: str | None = None,
                         model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float = 120.0):
-    """A vLLM-server backend for `start_drafting`, as ``readerstudy drafts generate --backend vllm-server``.
+    """A vLLM-server backend for `start_drafting`, built where the CLI builds its own (``drafting_backend``).
 
     ``ready_timeout_s`` bounds the wait for the server's ``/health`` before the run gives up.
     """
-    from study_app.services.errors import InvalidInput
+    from study_app.services.drafting import drafting_backend
 
-    url = (url or "").strip()
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput(f"'{url}' is not an http(s) URL of a vLLM server")
-    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, get_backend
-
-    return get_backend("vllm-server", base_url=url, served_model_name=served_model_name or None,
-                       model_id=model_id or DEFAULT_MODEL_ID, model_revision=model_revision or DEFAULT_MODEL_REVISION,
-                       max_in_flight=concurrency, ready_timeout_s=ready_timeout_s)
+    return drafting_backend("vllm-server", url=url, served_model_name=served_model_name, model_id=model_id,
+                            model_revision=model_revision, concurrency=concurrency, ready_timeout_s=ready_timeout_s)
 
 
 # --- small reads and writes the pages need ---------------------------------------------------

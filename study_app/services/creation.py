@@ -14,12 +14,13 @@ from study_app.allocation import Allocation, AllocationError, CaseSlot, ReaderSl
 from study_app.designs import DesignError, StudyDesign, load_design
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
+from study_app.services.draft_records import new_draft
 from study_app.services.errors import Conflict, InvalidInput
 from study_app.services.events import record_event
 from study_app.services.release import sync_reader_rounds
 from study_app.services.roster import RosterEntry, load_roster
 from study_app.services.studies import get_study, study_design, STUDY_ID, StudySummary, summarise
-from study_app.store.models import Arm, Assignment, Case, Draft, Image, MCItem, Question, Reader, Study
+from study_app.store.models import Arm, Assignment, Case, Image, MCItem, Question, Reader, Study
 
 def create_study(
     db: Database,
@@ -261,24 +262,13 @@ def _store_manifest_drafts(
 ) -> None:
     """Reader drafts from the manifest are stored as written (normalised like every draft); model outputs go
     through drafting and the model-output parser."""
-    from model_runtime.parsing import normalise_report_text
-
     for record in cohort.cases:
         for draft in record.drafts:
             if draft.source != "reader" or not draft.text:
                 continue
             author = readers.get(draft.author_label or "")
-            session.add(
-                Draft(
-                    study_id=study.id,
-                    case_id=cases[record.case_id].id,
-                    source_kind="manifest",
-                    origin="reader",
-                    author_reader_id=author.id if author else None,
-                    raw_output=draft.text,
-                    report=normalise_report_text(draft.text),
-                )
-            )
+            session.add(new_draft(study_id=study.id, case_id=cases[record.case_id].id, source_kind="manifest",
+                                  text=draft.text, author_reader_id=author.id if author else None))
     session.flush()
 
 

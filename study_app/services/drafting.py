@@ -17,10 +17,11 @@ from sqlalchemy.exc import IntegrityError
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
+from study_app.services.draft_records import new_draft
 from study_app.services.errors import Conflict, InvalidInput, Unavailable
 from study_app.services.events import record_event
 from study_app.services.studies import get_study, study_manifests
-from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Event, Image, MCItem, utcnow
+from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Event, Image, MCItem
 
 DEFAULT_MODEL_ID = "StanfordAIMI/CheXOne"
 # Display size used for model input before Qwen's own smart resize: large enough that the resize
@@ -247,6 +248,41 @@ def check_determinism(db: Database, actor: Actor, study_id: str, backend, *, sam
     return asyncio.run(determinism_check(backend, [r for r, _ in requests.values()], low=low, high=high))
 
 
+# Backends that generate drafts (the registry also holds ``replay``, which only stores recorded outputs).
+RECORDED_OUTPUTS_BACKEND = "replay"
+
+
+def generating_backends() -> list[str]:
+    """The registered backends that generate drafts, asked of the registry (``model_runtime``)."""
+    from model_runtime import available_backends
+
+    return [name for name in available_backends() if name != RECORDED_OUTPUTS_BACKEND]
+
+
+def drafting_backend(name: str, *, url: str | None = None, served_model_name: str | None = None,
+                     model_id: str | None = None, model_revision: str | None = None, concurrency: int = 16,
+                     ready_timeout_s: float | None = None):
+    """The one place a drafting backend is built, for the CLI (``drafts generate``, ``model check-determinism``)
+    and the console alike: the registry's backend with the study's provenance defaults.
+
+    Raises InvalidInput for an unknown backend or a vLLM-server URL that is not http(s).
+    """
+    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, get_backend
+
+    known = generating_backends()
+    if name not in known:
+        raise InvalidInput(f"unknown drafting backend '{name}' (available: {', '.join(known)})")
+    options: dict = {"model_id": model_id or DEFAULT_MODEL_ID, "model_revision": model_revision or DEFAULT_MODEL_REVISION}
+    if name == "vllm-server":
+        url = (url or "").strip()
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInput(f"'{url}' is not an http(s) URL of a vLLM server")
+        options.update(base_url=url, served_model_name=served_model_name or None, max_in_flight=concurrency)
+        if ready_timeout_s is not None:
+            options["ready_timeout_s"] = ready_timeout_s
+    return get_backend(name, **options)
+
+
 def check_backend(backend) -> None:
     """Check once that the backend can serve (server healthy, model served) before a batch of requests,
     so a wrong URL or model name is one clear error, not a failure recorded for every case."""
@@ -277,8 +313,6 @@ def _store_failure(db: Database, study_id: str, need: NeededDraft, key: str, bac
 
 
 def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> None:
-    from model_runtime.parsing import normalise_report_text
-
     if result.error:
         _store_failure(db, study_id, need, result.key, result.backend, result.error)
         return
@@ -288,37 +322,16 @@ def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> Non
                 # Launched while this request was in flight: the study's drafts are frozen, so the late answer is
                 # dropped. Launch refuses while a needed draft is missing, so a needed draft is never dropped here.
                 return
-            session.add(
-                Draft(
-                    study_id=study_id,
-                    case_id=need.case_id,
-                    mc_item_id=need.mc_item_id,
-                    source_kind="model",
-                    origin="model",
-                    task=need.task,
-                    model_id=result.model_id,
-                    model_revision=result.model_revision,
-                    backend=result.backend,
-                    server_version=result.server_version,
-                    mode=result.mode,
-                    prompt=result.prompt,
-                    sampling=result.sampling,
-                    seed=result.seed,
-                    raw_output=result.raw_output,
-                    reasoning=result.reasoning,
-                    report=normalise_report_text(result.report),  # idempotent: the rule every draft gets
-                    answer=getattr(result, "answer", None),
-                    parse_status=result.parse_status,
-                    finish_reason=result.finish_reason,
-                    prompt_tokens=result.prompt_tokens,
-                    completion_tokens=result.completion_tokens,
-                    latency_s=result.latency_s,
-                    input_hash=result.input_hash,
-                    request_key=result.key,
-                    choice_index=getattr(result, "choice_index", 0) or 0,
-                    created_at=utcnow(),
-                )
-            )
+            session.add(new_draft(
+                study_id=study_id, case_id=need.case_id, source_kind="model", text=result.report,
+                raw_output=result.raw_output, mc_item_id=need.mc_item_id, task=need.task, model_id=result.model_id,
+                model_revision=result.model_revision, backend=result.backend, server_version=result.server_version,
+                mode=result.mode, prompt=result.prompt, sampling=result.sampling, seed=result.seed,
+                reasoning=result.reasoning, answer=getattr(result, "answer", None), parse_status=result.parse_status,
+                finish_reason=result.finish_reason, prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens, latency_s=result.latency_s, input_hash=result.input_hash,
+                request_key=result.key, choice_index=getattr(result, "choice_index", 0) or 0,
+            ))
     except IntegrityError:
         # A concurrent or earlier run stored this request already: the first one stands.
         pass

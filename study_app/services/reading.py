@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from study_app.services.actors import Actor
 from study_app.services.database import Database
+from study_app.services.draft_records import new_draft
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
 from study_app.services.release import sync_reader_rounds
@@ -514,18 +515,9 @@ def _release_report(session: Session, actor: Actor, assignment: Assignment, fina
     ).all()
     if not waiting:
         return
-    from model_runtime.parsing import normalise_report_text  # model_runtime's package import is slow
-
-    draft = Draft(
-        study_id=assignment.study_id,
-        case_id=assignment.case_id,
-        source_kind="reader",
-        origin="reader",
-        author_reader_id=assignment.reader_id,
-        source_assignment_id=assignment.id,
-        raw_output=final_text,
-        report=normalise_report_text(final_text),  # as written: never the model-output parser
-    )
+    # As written: never the model-output parser (new_draft normalises it like every draft).
+    draft = new_draft(study_id=assignment.study_id, case_id=assignment.case_id, source_kind="reader", text=final_text,
+                      author_reader_id=assignment.reader_id, source_assignment_id=assignment.id)
     session.add(draft)
     session.flush()
     for reader_id in sorted({dependent.reader_id for dependent in waiting}):

@@ -9,6 +9,7 @@ then read the cookie through ``st.context.cookies`` on every rerun.
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -310,16 +311,25 @@ async def case_image(request: Request) -> Response:
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
 
-async def _reader_post(request: Request):
+@dataclass(frozen=True)
+class ReaderPost:
+    """A reader's POST to one of the reading routes: who sent it and its body, or why it is refused."""
+
+    actor: Actor | None = None
+    body: bytes = b""
+    refusal: Response | None = None
+
+
+async def _reader_post(request: Request) -> ReaderPost:
     if not _same_origin(request):
-        return None, JSONResponse({"error": "cross-site request refused"}, status_code=403)
+        return ReaderPost(refusal=JSONResponse({"error": "cross-site request refused"}, status_code=403))
     actor = await _reader(request)
     if actor is None:
-        return None, JSONResponse({"error": "not signed in"}, status_code=401)
+        return ReaderPost(refusal=JSONResponse({"error": "not signed in"}, status_code=401))
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        return None, JSONResponse({"error": "request too large"}, status_code=413)
-    return actor, body
+        return ReaderPost(refusal=JSONResponse({"error": "request too large"}, status_code=413))
+    return ReaderPost(actor=actor, body=body)
 
 
 async def _json(body: bytes) -> dict:
@@ -337,9 +347,10 @@ async def _json(body: bytes) -> dict:
 async def image_shown(request: Request) -> Response:
     """POST /api/reading/{case_ref}/shown: the first image is on screen; the server clock starts (once)."""
     received_at = datetime.now(timezone.utc)  # on arrival: queueing for a thread or the database must not move the clock
-    actor, body = await _reader_post(request)
-    if actor is None:
-        return body
+    post = await _reader_post(request)
+    if post.refusal is not None:
+        return post.refusal
+    actor, body = post.actor, post.body
     try:
         data = await _json(body)
         at = await run_in_threadpool(
@@ -358,9 +369,10 @@ async def submit(request: Request) -> Response:
     rerun (which waits for the websocket, seconds after a server restart); the read's clock stops at it.
     """
     received_at = datetime.now(timezone.utc)  # on arrival: queueing for a thread or the database must not move the clock
-    actor, body = await _reader_post(request)
-    if actor is None:
-        return body
+    post = await _reader_post(request)
+    if post.refusal is not None:
+        return post.refusal
+    actor, body = post.actor, post.body
     try:
         data = await _json(body)
 
@@ -382,9 +394,10 @@ async def submit(request: Request) -> Response:
 
 async def client_event(request: Request) -> Response:
     """POST /api/reading/{case_ref}/event: a hidden/visible/idle stretch measured in the browser."""
-    actor, body = await _reader_post(request)
-    if actor is None:
-        return body
+    post = await _reader_post(request)
+    if post.refusal is not None:
+        return post.refusal
+    actor, body = post.actor, post.body
     try:
         data = await _json(body)
         await run_in_threadpool(
@@ -400,9 +413,10 @@ async def client_event(request: Request) -> Response:
 
 async def autosave(request: Request) -> Response:
     """POST /api/reading/{case_ref}/autosave: a snapshot of the editor text."""
-    actor, body = await _reader_post(request)
-    if actor is None:
-        return body
+    post = await _reader_post(request)
+    if post.refusal is not None:
+        return post.refusal
+    actor, body = post.actor, post.body
     try:
         data = await _json(body)
         at = await run_in_threadpool(
