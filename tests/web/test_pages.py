@@ -234,6 +234,14 @@ def test_reasoning_case_shows_question_options_trace_and_answer(web_study, open_
     assert view.mc_question in shown and view.reasoning in shown
     assert f"{view.model_answer}. {view.mc_options[view.model_answer]}" in shown, "the answer with its option text"
     assert any(all(f"{k}. {v}" in t for k, v in view.mc_options.items()) for t in shown)
+    # After SUBMIT the reader rates the reasoning with the question, the options and the whole answer on screen.
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref)
+    at.run()
+    after = texts(at)
+    assert [r.label for r in at.radio][:1] == ["The reasoning is factually correct about the image."]
+    assert view.mc_question in after and view.reasoning in after
+    assert f"{view.model_answer}. {view.mc_options[view.model_answer]}" in after
 
 
 def test_write_case_without_questions_completes_at_submit(web_study, open_page):

@@ -5,6 +5,14 @@
 // last instant is lost. Only then does the page rerun (a trigger) to show the questions. A refused submit
 // says why in the editor, which stays usable with the text as typed.
 
+// The viewer keeps the reading clock; this asks it, by a DOM event, for the case's totals (or to forget them
+// once they are stored). null when no clock runs for the case.
+function askClock(caseRef, forget) {
+  const detail = { case_ref: caseRef, forget, answer: null };
+  document.dispatchEvent(new CustomEvent("readerstudy:clock", { detail }));
+  return detail.answer;
+}
+
 class Editor {
   constructor(root, data, setTriggerValue) {
     this.root = root;
@@ -77,9 +85,9 @@ class Editor {
     this.button.disabled = true;
     this.button.textContent = "Submitting…";
     this.text.readOnly = true;
-    const own = window.__readerstudyClock && window.__readerstudyClock.id === this.data.case_ref;
-    const clock = own ? window.__readerstudyClock.snapshot() : {};
-    const body = { text: this.withText ? this.text.value : null, ...clock, press_id: randomId() };
+    const clock = askClock(this.data.case_ref, false);
+    const own = clock !== null;
+    const body = { text: this.withText ? this.text.value : null, ...(clock || {}), press_id: randomId() };
     this.send(body, pressedAt, own);
   }
   async send(body, pressedAt, own) {
@@ -88,7 +96,7 @@ class Editor {
     });
     if (response && response.ok) {
       // Stored: the clock's totals are in the database, the browser no longer keeps them.
-      if (own && window.__readerstudyClock) window.__readerstudyClock.forget();
+      if (own) askClock(this.data.case_ref, true);
       this.root.dataset.submitted = "1";
       this.saved.textContent = "Submitted: the server has your report.";
       this.button.textContent = "Submitted";

@@ -1,8 +1,8 @@
 // Radiograph viewer and reading clock for one case (Streamlit components v2 module).
 // Images arrive as lossless RGB PNGs carrying 16-bit values (R high byte, G low byte), so window/level
 // is done here on a canvas without another round trip. The first drawn image starts the server clock;
-// page visibility and idle stretches are measured here and shared with the report editor through
-// window.__readerstudyClock.
+// page visibility and idle stretches are measured here; the report editor asks for the totals at SUBMIT with a
+// "readerstudy:clock" event (no shared global: the two components only agree on the event).
 
 function post(path, body) {
   return fetch(path, {
@@ -109,13 +109,29 @@ class ReadingClock {
   }
 }
 
+// The clock of the case on screen (this module is loaded once per page, so this is one per page).
+let currentClock = null;
+
 function clockFor(caseRef, idleThresholdS) {
-  const current = window.__readerstudyClock;
-  if (current && current.id === caseRef) return current;
-  if (current) current.stop();
-  window.__readerstudyClock = caseRef === null ? null : new ReadingClock(caseRef, idleThresholdS);
-  return window.__readerstudyClock;
+  if (currentClock && currentClock.id === caseRef) return currentClock;
+  if (currentClock) currentClock.stop();
+  currentClock = null;
+  // Any other clock on the page (of an earlier case) stops too, even one kept by another copy of this module.
+  document.dispatchEvent(new CustomEvent("readerstudy:clock-switch", { detail: { case_ref: caseRef } }));
+  if (caseRef !== null) currentClock = new ReadingClock(caseRef, idleThresholdS);
+  return currentClock;
 }
+
+// The editor's questions: {case_ref, forget} in, the totals (or true once forgotten) back in detail.answer.
+// Answered synchronously, during dispatchEvent, so the editor has the totals at the press.
+document.addEventListener("readerstudy:clock", (event) => {
+  const clock = currentClock;
+  if (!clock || clock.id !== event.detail.case_ref) return;
+  if (event.detail.forget) { clock.forget(); event.detail.answer = true; } else event.detail.answer = clock.snapshot();
+});
+document.addEventListener("readerstudy:clock-switch", (event) => {
+  if (currentClock && currentClock.id !== event.detail.case_ref) { currentClock.stop(); currentClock = null; }
+});
 
 // ---- viewer ----
 class Viewer {
@@ -289,7 +305,7 @@ class Viewer {
   }
   async reportShown() {
     const shownAt = performance.now();
-    window.__readerstudyClock.start();
+    if (currentClock) currentClock.start();
     this.root.dataset.shown = "1";
     // When the image was drawn, by this page's clock (ms since 1970): what the server's clock start should be.
     this.root.dataset.shownAt = String(Math.round(performance.timeOrigin + shownAt));

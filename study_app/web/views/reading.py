@@ -7,6 +7,7 @@ import streamlit as st
 from study_app.services import images as image_service
 from study_app.services import reading as reading_service
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, ServiceError
+from study_app.web import flow
 from study_app.web.components import image_viewer, report_editor
 from study_app.web.database import shared_database
 from study_app.web.markup import inert_markdown
@@ -29,19 +30,6 @@ def _state() -> dict:
                                                    "just_done": None, "notice": None})
 
 
-def _needs_instructions(
-    worklist: reading_service.Worklist, item: reading_service.WorklistItem, instructions: str, state: dict
-) -> bool:
-    """Instructions come before the first case of a task, until the reader has started one.
-
-    Keyed by the task and the text, not the arm: two arms with the same instructions (edit a resident
-    draft, edit a model draft) must not announce themselves as different by showing them twice.
-    """
-    if item.status != "ready" or not instructions.strip() or instructions in state["instructed"]:
-        return False
-    return all(i.status in ("pending", "ready") for i in worklist.items if i.task == item.task)
-
-
 def _image_label(image: image_service.CaseImage) -> str:
     label = VIEW_LABELS.get(image.view.upper(), image.view)
     return f"Prior {label}" if image.is_prior else label
@@ -50,13 +38,6 @@ def _image_label(image: image_service.CaseImage) -> str:
 def _plain(text: str | None) -> None:
     """Report text is shown as text, never interpreted as markdown or HTML."""
     st.text(text if text else "(empty)")
-
-
-def _answer_text(view: reading_service.CaseView) -> str | None:
-    """The model's answer, with its option text when it names an option ("C" -> "C. Left effusion")."""
-    answer = (view.model_answer or "").strip()
-    options = view.mc_options or {}
-    return f"{answer}. {options[answer]}" if answer in options else view.model_answer
 
 
 def _end_screen(worklist: reading_service.Worklist) -> None:
@@ -70,23 +51,11 @@ def _end_screen(worklist: reading_service.Worklist) -> None:
 
 
 def _show_notice(state: dict, worklist: reading_service.Worklist) -> None:
-    """A notice (second tab, refused submit) stays while the reader is on the case where it first showed.
-
-    The page reruns by itself (the viewer reports the image drawn, for instance); a notice cleared on the
-    first rerun could vanish before anyone read it. It goes once the reader is on another case.
-    """
-    notice = state["notice"]
-    if notice is None:
-        return
-    if state["just_done"] is not None:
-        on_screen = f"done-{state['just_done']}"
-    else:
-        upcoming = worklist.next_item()
-        on_screen = st.query_params.get("case") or (upcoming.case_ref if upcoming else "end")
-    if notice.setdefault("on", on_screen) != on_screen:
-        state["notice"] = None
-        return
-    st.warning(notice["text"])
+    """A notice (second tab, refused submit) stays while the reader is on the screen where it first showed."""
+    state["notice"] = flow.keep_notice(state["notice"],
+                                       flow.screen_key(worklist, st.query_params.get("case"), state["just_done"]))
+    if state["notice"] is not None:
+        st.warning(state["notice"]["text"])
 
 
 def render() -> None:
@@ -111,20 +80,15 @@ def render() -> None:
             st.rerun()
         return
 
-    requested = st.query_params.get("case")
-    if requested is not None:
-        case_ref = requested
-        item = worklist.item(case_ref)
-    else:
-        item = worklist.next_item()
-        if item is None:
-            _end_screen(worklist)
-            return
-        case_ref = item.case_ref
+    screen = flow.screen_for(worklist, st.query_params.get("case"))
+    if screen.end:
+        _end_screen(worklist)
+        return
+    case_ref, item = screen.case_ref, screen.item
 
     if item is not None and item.status == "ready":
         instructions = reading_service.case_view(db, actor, item.case_ref).instructions
-        if _needs_instructions(worklist, item, instructions, state):
+        if flow.needs_instructions(worklist, item, instructions, state["instructed"]):
             with st.container(border=True):
                 st.markdown(inert_markdown(instructions))  # the only markdown this app renders; loads nothing
             if st.button("Start", type="primary", key=f"start-{item.case_ref}"):
@@ -182,23 +146,32 @@ def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
             _after_submit(db, actor, view, state)
 
 
+def _report_pair(view: reading_service.CaseView) -> None:
+    """Report A and Report B side by side, as plain text: the one renderer, before and after SUBMIT."""
+    a, b = st.columns(2)
+    for column, label, text in ((a, "Report A", view.report_a), (b, "Report B", view.report_b)):
+        with column:
+            st.markdown(f"**{label}**")
+            _plain(text)
+
+
+def _reasoning(view: reading_service.CaseView) -> None:
+    """The question, its options, the model's reasoning and its answer: the one renderer, before and after SUBMIT
+    (the reader rates the reasoning with the question still on screen)."""
+    st.markdown("**Question**")
+    _plain(view.mc_question)
+    _plain("\n".join(f"{key}. {text}" for key, text in (view.mc_options or {}).items()))
+    st.markdown("**Model's reasoning**")
+    _plain(view.reasoning)
+    st.markdown("**Model's answer**")
+    _plain(flow.answer_text(view.model_answer, view.mc_options))
+
+
 def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
     if view.task == "compare":
-        a, b = st.columns(2)
-        with a:
-            st.markdown("**Report A**")
-            _plain(view.report_a)
-        with b:
-            st.markdown("**Report B**")
-            _plain(view.report_b)
+        _report_pair(view)
     elif view.task == "rate_reasoning":
-        st.markdown("**Question**")
-        _plain(view.mc_question)
-        _plain("\n".join(f"{key}. {text}" for key, text in (view.mc_options or {}).items()))
-        st.markdown("**Model's reasoning**")
-        _plain(view.reasoning)
-        st.markdown("**Model's answer**")
-        _plain(_answer_text(view))
+        _reasoning(view)
     else:
         st.markdown("**Findings**" + (" (draft: edit until you would sign it)" if view.task == "edit" else ""))
     editor = {"case_ref": view.case_ref, "text": view.editor_text,
@@ -227,11 +200,11 @@ def _after_press(worklist: reading_service.Worklist, state: dict) -> None:
     with slot:
         payload = report_editor(**editor)
     slot.empty()
-    if payload and payload.get("outcome") == "already":
-        state["notice"] = {"text": "This case was already submitted (in another tab or window); "
-                                   "the first submission stands."}
-    elif item is not None and item.status == "completed":
-        state["just_done"] = editor["case_ref"]
+    outcome = flow.press_outcome(editor["case_ref"], item.status if item is not None else None, payload)
+    if outcome.notice:
+        state["notice"] = {"text": outcome.notice}
+    if outcome.just_done:
+        state["just_done"] = outcome.just_done
 
 
 def _finished(view: reading_service.CaseView) -> None:
@@ -252,18 +225,9 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
         st.markdown("**Your submitted findings** (locked)")
         _plain(view.editor_text)
     elif view.task == "compare":
-        a, b = st.columns(2)
-        with a:
-            st.markdown("**Report A**")
-            _plain(view.report_a)
-        with b:
-            st.markdown("**Report B**")
-            _plain(view.report_b)
+        _report_pair(view)
     elif view.task == "rate_reasoning":
-        st.markdown("**Model's reasoning**")
-        _plain(view.reasoning)
-        st.markdown("**Model's answer**")
-        _plain(view.model_answer)
+        _reasoning(view)
     st.info("Submitted; the clock has stopped. Please answer the questions below.")
     with st.form(f"answers-{view.case_ref}"):
         for question in view.questions:
