@@ -116,12 +116,13 @@ def _read_table(folder: Path, name: str) -> pd.DataFrame | None:
 
 
 def load_tables(folder: str | Path) -> StudyTables:
-    """Read an export folder (``assignments.csv`` or ``.parquet``, ... and ``export_meta.json``).
+    """Read an export folder (``assignments.csv`` or ``.parquet``, ... and ``export_meta.json``), or the SQLite
+    file of ``readerstudy export --format sqlite`` (``study.sqlite``, or the folder holding it).
 
     Parameters
     ----------
     folder : str or pathlib.Path
-        Folder written by ``readerstudy export``.
+        Folder written by ``readerstudy export``, or its ``study.sqlite``.
 
     Returns
     -------
@@ -135,8 +136,12 @@ def load_tables(folder: str | Path) -> StudyTables:
         missing, or when reads or answers are duplicated.
     """
     folder = Path(folder)
+    if folder.is_file() and folder.suffix == ".sqlite":
+        return _load_sqlite(folder)
     if not folder.is_dir():
         raise AnalysisInputError(f"export folder not found: {folder}")
+    if (folder / "study.sqlite").is_file() and not any((folder / f"assignments{s}").exists() for s in (".csv", ".parquet")):
+        return _load_sqlite(folder / "study.sqlite")
     frames = {}
     for name in TABLE_NAMES:
         frame = _read_table(folder, name)
@@ -149,6 +154,26 @@ def load_tables(folder: str | Path) -> StudyTables:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise AnalysisInputError(f"{meta_path} is not valid JSON: {exc}") from exc
+    return tables_from_frames(frames, meta)
+
+
+def _load_sqlite(path: Path) -> StudyTables:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            frames = {name: pd.read_sql_query(f'SELECT * FROM "{name}"', connection)
+                      for name in TABLE_NAMES if name in names}
+            if "export_meta" not in names:
+                raise AnalysisInputError(f"{path} has no export_meta table: it is not a readerstudy export")
+            meta = {key: json.loads(value) for key, value in connection.execute("SELECT key, value FROM export_meta")}
+    except sqlite3.DatabaseError as exc:
+        raise AnalysisInputError(f"{path} is not a readable SQLite export: {exc}") from exc
+    for frame in frames.values():  # SQLite keeps booleans as 0/1
+        for column in ("unchanged", "has_prior"):
+            if column in frame:
+                frame[column] = frame[column].map({1: True, 0: False}).astype("boolean")
     return tables_from_frames(frames, meta)
 
 

@@ -773,7 +773,8 @@ def model_check_determinism(db: Database, study_id: str, url: str, served_name: 
 @main.command("export")
 @click.argument("study_id")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder to write into.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "sqlite"]), default="csv", show_default=True,
+              help="sqlite: one study.sqlite with keys, indexes and full-text search, for Datasette and the analysis.")
 @db_option
 def export(db: Database, study_id: str, out_dir: Path, fmt: str) -> None:
     """Write the tidy tables of the data dictionary and export_meta.json.
@@ -781,6 +782,7 @@ def export(db: Database, study_id: str, out_dir: Path, fmt: str) -> None:
     \b
     Example:
       readerstudy export demo --out exports/demo --format parquet
+      readerstudy export demo --out exports/demo-db --format sqlite   # then: datasette exports/demo-db/study.sqlite
     """
     from study_app.services.export import write_export
 

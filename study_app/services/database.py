@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from study_app.services.errors import DatabaseUnavailable, NotFound
+from study_app.services.errors import DatabaseUnavailable, InvalidInput, NotFound
 from study_app.store import make_engine, make_sessionmaker, upgrade
 from study_app.store.engine import READ_ONLY, busy_timeout_s, normalise_url, default_db_url
 
@@ -263,6 +263,10 @@ def open_database(url: str | None = None, *, migrate: bool = True, create: bool 
     )
 
 
+class DatabaseVersionError(InvalidInput):
+    """The database's schema revision is unknown to this version (it was migrated by a newer one)."""
+
+
 def _where(url: str) -> str:
     path = _sqlite_path(url)
     return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
@@ -277,8 +281,19 @@ def _migrate_if_behind(engine: Engine) -> None:
         # Reading the revision of a damaged file is what reveals the damage; do it before anything else.
         with engine.connect() as connection:
             connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
-    if current_revision(engine) != head_revision():
-        upgrade(engine)
+    current = current_revision(engine)
+    if current != head_revision():
+        from alembic.util.exc import CommandError
+
+        try:
+            upgrade(engine)
+        except CommandError:
+            # A revision this version does not know: the database was migrated by a newer (or another) version.
+            raise DatabaseVersionError(
+                f"The study database is at schema revision '{current}', which this version of readerstudy does not "
+                f"know (newest known: '{head_revision()}'); it was upgraded by a newer version. Use that version, "
+                "or a backup made before the upgrade."
+            ) from None
 
 
 # --- readiness -------------------------------------------------------------------------------------------

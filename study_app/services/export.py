@@ -36,7 +36,19 @@ from study_app.store.models import (
 
 SCHEMA_VERSION = "1.0"
 TABLES = ("assignments", "answers", "drafts", "cases", "readers", "events")
-FORMATS = ("csv", "parquet")
+FORMATS = ("csv", "parquet", "sqlite")
+SQLITE_FILE = "study.sqlite"
+# The SQLite export's keys, for Datasette and for joins: primary keys, references, and the join keys indexed.
+SQLITE_PRIMARY_KEYS = {"assignments": "assignment_id", "answers": ("assignment_id", "question_key"),
+                       "drafts": "draft_id", "cases": "case_id", "readers": "reader_id", "events": "event_id"}
+SQLITE_FOREIGN_KEYS = {
+    "assignments": [("reader_id", "readers", "reader_id"), ("case_id", "cases", "case_id"),
+                    ("draft_id", "drafts", "draft_id")],
+    "answers": [("assignment_id", "assignments", "assignment_id")],
+    "drafts": [("case_id", "cases", "case_id")],
+    "events": [("assignment_id", "assignments", "assignment_id")],
+}
+SQLITE_FULL_TEXT = {"assignments": ["shown_text", "final_text"], "drafts": ["report", "reasoning"]}
 
 ASSIGNMENT_COLUMNS = [
     "study_id", "assignment_id", "reader_id", "reader_role", "case_id", "arm", "task", "position", "status",
@@ -312,11 +324,60 @@ def write_export(db: Database, actor: Actor, study_id: str, out_dir: str | Path,
     meta = export_meta(db, actor, study_id, frames)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if fmt == "sqlite":
+        write_sqlite(frames, meta, out / SQLITE_FILE)
     for name, frame in frames.items():
         if fmt == "csv":
             frame.to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
-        else:
+        elif fmt == "parquet":
             frame.to_parquet(out / f"{name}.parquet", index=False)
     meta["format"] = fmt
     (out / "export_meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return out
+
+
+def write_sqlite(frames: dict[str, pd.DataFrame], meta: dict, path: Path) -> Path:
+    """The data-dictionary tables as one SQLite file that Datasette opens directly and the analysis reads.
+
+    Columns keep their types (integers, reals, text, booleans as 0/1); each table has its primary key, its
+    references to the others (``assignments.reader_id`` -> ``readers``, ...), an index on every join key, and
+    full-text search on the report texts (``assignments_fts``, ``drafts_fts``). ``export_meta`` holds
+    export_meta.json as key/value rows (values JSON). Written with sqlite-utils, to a new file.
+    """
+    import sqlite_utils
+
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    db = sqlite_utils.Database(partial)
+    for name in TABLES:  # the references are added once every table holds its rows
+        frame = frames[name].astype(object).where(frames[name].notna(), None)
+        rows = frame.to_dict(orient="records")
+        table = db[name]
+        table.create({c: _sqlite_type(frames[name][c]) for c in frame.columns}, pk=SQLITE_PRIMARY_KEYS[name],
+                     not_null=set(SQLITE_PRIMARY_KEYS[name]) if isinstance(SQLITE_PRIMARY_KEYS[name], tuple)
+                     else {SQLITE_PRIMARY_KEYS[name]})
+        if rows:
+            table.insert_all(rows)
+    db.add_foreign_keys([(name, column, other, other_column) for name, keys in SQLITE_FOREIGN_KEYS.items()
+                         for column, other, other_column in keys])
+    for name, keys in SQLITE_FOREIGN_KEYS.items():
+        for column, _, _ in keys:
+            db[name].create_index([column], if_not_exists=True)
+    db["answers"].create_index(["question_key"], if_not_exists=True)
+    for name, columns in SQLITE_FULL_TEXT.items():
+        db[name].enable_fts(columns, create_triggers=False)
+    db["export_meta"].insert_all([{"key": k, "value": json.dumps(v, sort_keys=True)} for k, v in meta.items()],
+                                 pk="key")
+    db.close()
+    partial.replace(path)
+    return path
+
+
+def _sqlite_type(series: pd.Series):
+    if pd.api.types.is_bool_dtype(series):
+        return int
+    if pd.api.types.is_integer_dtype(series):
+        return int
+    if pd.api.types.is_float_dtype(series):
+        return float
+    return str

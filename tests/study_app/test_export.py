@@ -158,3 +158,27 @@ def test_the_export_measures_edits_with_the_analysis_definition(demo_study):
         assignment_id_of(db, edit.case_ref)]
     assert (row.edit_chars, row.edit_words, bool(row.unchanged)) == edit_distances(view.editor_text, "  " + view.editor_text)
     assert (row.edit_chars, row.edit_words, bool(row.unchanged)) == (0, 0, True)
+
+
+def test_sqlite_export_has_keys_indexes_full_text_and_analyses_like_the_csv(sqlite_demo_study, tmp_path):
+    import sqlite_utils
+
+    from analysis import load_tables, run_analysis
+
+    db, _ = sqlite_demo_study
+    complete_some_reads(db)
+    csv_dir = write_export(db, SYSTEM, "demo", tmp_path / "csv")
+    sqlite_dir = write_export(db, SYSTEM, "demo", tmp_path / "sqlite", fmt="sqlite")
+    exported = sqlite_utils.Database(sqlite_dir / "study.sqlite")
+    assert set(TABLES) | {"export_meta", "assignments_fts", "drafts_fts"} <= set(exported.table_names())
+    assert exported["assignments"].pks == ["assignment_id"] and exported["answers"].pks == ["assignment_id", "question_key"]
+    references = {(fk.column, fk.other_table) for fk in exported["assignments"].foreign_keys}
+    assert references == {("reader_id", "readers"), ("case_id", "cases"), ("draft_id", "drafts")}
+    assert exported.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert {"reader_id", "case_id"} <= {c for index in exported["assignments"].indexes for c in index.columns}
+    assert exported["assignments"].columns_dict["duration_s"] is float
+    assert [r["final_text"] for r in exported["assignments"].search("Lungs")] == ["Heart size normal.  Lungs clear."]
+    # The analysis reads the file and gives the numbers it gives from the CSV export.
+    from_csv = run_analysis(load_tables(csv_dir), n_boot=200, require_all_arms=False).results
+    from_sqlite = run_analysis(load_tables(sqlite_dir / "study.sqlite"), n_boot=200, require_all_arms=False).results
+    assert json.dumps(from_sqlite, sort_keys=True, default=str) == json.dumps(from_csv, sort_keys=True, default=str)
