@@ -90,6 +90,16 @@ def has_drafts(assignment: Assignment, arm: Arm) -> bool:
     return all(draft_id is not None for draft_id in _bound_by_source(assignment, arm))
 
 
+def _by_round(session: Session, reader_id: int) -> dict[int, list[tuple[Assignment, Arm]]]:
+    """A reader's assignments (with their arms) by reading round."""
+    by_round: dict[int, list[tuple[Assignment, Arm]]] = defaultdict(list)
+    for assignment, arm in session.execute(
+        select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.reader_id == reader_id)
+    ):
+        by_round[arm.reading_round].append((assignment, arm))
+    return by_round
+
+
 def sync_reader_rounds(
     session: Session, reader_id: int, *, actor: Actor = SYSTEM, bind: bool = True, at: datetime | None = None,
 ) -> list[int]:
@@ -113,12 +123,7 @@ def sync_reader_rounds(
         The rounds opened by this call.
     """
     at = at or utcnow()
-    rows = session.execute(
-        select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.reader_id == reader_id)
-    ).all()
-    by_round: dict[int, list[tuple[Assignment, Arm]]] = defaultdict(list)
-    for assignment, arm in rows:
-        by_round[arm.reading_round].append((assignment, arm))
+    by_round = _by_round(session, reader_id)
     opened = []
     for reading_round in sorted(by_round):
         members = by_round[reading_round]
@@ -160,12 +165,7 @@ class RoundStatus:
 
 def reader_rounds(session: Session, reader_id: int) -> list[RoundStatus]:
     """Each round of a reader: how many cases, how many open, how many drafts still missing, and from where."""
-    rows = session.execute(
-        select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.reader_id == reader_id)
-    ).all()
-    by_round: dict[int, list[tuple[Assignment, Arm]]] = defaultdict(list)
-    for assignment, arm in rows:
-        by_round[arm.reading_round].append((assignment, arm))
+    by_round = _by_round(session, reader_id)
     out = []
     for reading_round in sorted(by_round):
         members = by_round[reading_round]
