@@ -110,7 +110,9 @@ class BackendChoice(click.Choice):
 def vllm_server_options(function):
     """--url and --model, shared by the commands that talk to a vLLM server."""
 
-    @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The vLLM server's root URL.")
+    @click.option("--url", "urls", multiple=True, default=("http://127.0.0.1:8000",), show_default=True,
+                  help="A vLLM server's root URL; repeat it for several replicas of one model (requests spread by "
+                       "load, a dead server failed over).")
     @click.option("--model", "served_name", default=None, help="The served model name (vllm serve --served-model-name).")
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -639,10 +641,13 @@ def drafts_import(db: Database, study_id: str) -> None:
 @click.option("--max-tokens", type=click.IntRange(16, 32768), default=1024, show_default=True)
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
 @db_option
-def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, served_name: str | None,
+def drafts_generate(db: Database, study_id: str, backend_name: str, urls: tuple[str, ...], served_name: str | None,
                     model_id: str | None, revision: str | None, mode: str, concurrency: int, max_tokens: int,
                     temperature: float) -> None:
     """Generate the study's missing model drafts; rerun it after a failure or a kill, it skips what is stored.
+
+    The run is a drafting job in the database, run here in the foreground: if this process dies, a worker
+    (`readerstudy worker`, or a running `readerstudy serve`) takes it over once its lease runs out.
 
     \b
     Example:
@@ -651,30 +656,95 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, url: str, se
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from model_runtime import SamplingParams, unpinned_revision_warning
-    from study_app.services.drafting import check_backend, drafting_backend, generate_drafts
-    from study_app.services.studies import study_summary
+    from model_runtime import unpinned_revision_warning
+    from study_app.services.drafting import check_backend
+    from study_app.services.drafting_jobs import backend_of, enqueue_drafting, run_job, worker_name
 
-    seed = study_summary(db, SYSTEM, study_id).seed
-    backend = drafting_backend(backend_name, url=url, served_model_name=served_name, model_id=model_id,
-                               model_revision=revision, concurrency=concurrency)
-    sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed)
-    check_backend(backend)
-    if warning := unpinned_revision_warning(backend.model_revision):
+    parameters = {"backend": backend_name, "urls": list(urls), "served_model_name": served_name, "model_id": model_id,
+                  "model_revision": revision, "mode": mode, "max_tokens": max_tokens, "temperature": temperature,
+                  "concurrency": concurrency}
+    check_backend(backend_of({**parameters, "ready_timeout_s": None}))  # a wrong URL or model: one line, nothing queued
+    worker = worker_name()
+    job = enqueue_drafting(db, SYSTEM, study_id, parameters, claim_as=worker)
+    if warning := unpinned_revision_warning(job.parameters["model_revision"]):
         click.echo(f"warning: {warning} (--revision)", err=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task("drafting", total=None)
-        summary = generate_drafts(
-            db, SYSTEM, study_id, backend, mode=mode, sampling=sampling, concurrency=concurrency,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
-    click.echo(f"{summary.succeeded} generated, {summary.skipped} already stored, {summary.failed} failed "
-               f"in {summary.elapsed_s:.1f} s")
-    for failure in summary.failures:
-        click.echo(f"failed: {failure}", err=True)
-    if summary.failed:
+        task = bar.add_task(f"drafting (job {job.job_id})", total=None)
+        finished = run_job(db, job, worker, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    click.echo(f"{finished.succeeded} generated, {finished.skipped} already stored, {finished.failed} failed "
+               f"(job {finished.job_id})")
+    from study_app.services.drafting import drafts_status
+
+    for row in drafts_status(db, SYSTEM, study_id):
+        if not row.stored and row.failures:
+            click.echo(f"failed: {row.case_key} ({row.task}{' ' + row.item_key if row.item_key else ''}): "
+                       f"{(row.last_error or '')[:200]}", err=True)
+    if finished.failed:
         sys.exit(1)
+
+
+@drafts.command("jobs")
+@click.argument("study_id")
+@db_option
+def drafts_jobs(db: Database, study_id: str) -> None:
+    """The study's drafting jobs, newest first: queued, running (on which worker), finished or failed.
+
+    \b
+    Example:
+      readerstudy drafts jobs pilot
+    """
+    from study_app.services.drafting_jobs import study_jobs
+
+    jobs = study_jobs(db, SYSTEM, study_id)
+    if not jobs:
+        click.echo("no drafting job yet")
+    for job in jobs:
+        click.echo(f"{job.job_id}\t{job.status}\t{job.created_at:%Y-%m-%d %H:%M}\t{job.describe()}")
+
+
+@drafts.command("cancel")
+@click.argument("job_id", type=int)
+@db_option
+def drafts_cancel(db: Database, job_id: int) -> None:
+    """Cancel a queued or running drafting job (a worker running it stops at its next heartbeat).
+
+    \b
+    Example:
+      readerstudy drafts cancel 3
+    """
+    from study_app.services.drafting_jobs import cancel_job
+
+    click.echo(cancel_job(db, SYSTEM, job_id).describe())
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run at most one job, then stop (default: keep polling).")
+@click.option("--poll-s", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
+              help="Seconds between looks for a queued job.")
+@click.option("--lease-s", type=click.FloatRange(2, 3600), default=60.0, show_default=True,
+              help="How long a job stays this worker's without a heartbeat (another worker takes it over after).")
+@db_option
+def worker_command(db: Database, once: bool, poll_s: float, lease_s: float) -> None:
+    """Run drafting jobs from the database: claim one (or take over one whose worker died), run it, repeat.
+
+    Several workers (and `serve` replicas, which run one each) may poll one database: one runs each job.
+
+    \b
+    Example:
+      readerstudy worker --db postgresql://study@db/readerstudy
+    """
+    from study_app.services.drafting_jobs import work, worker_name
+
+    name = worker_name()
+    click.echo(f"worker {name} polling every {poll_s:g} s (Ctrl-C stops)")
+    try:
+        ran = work(db, worker=name, once=once, poll_s=poll_s, lease_s=lease_s, heartbeat_s=max(0.5, lease_s / 12),
+                   log=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        ran = None
+    if ran is not None:
+        click.echo(f"ran {ran} job(s)")
 
 
 @drafts.command("status")
@@ -744,7 +814,7 @@ def model_serve_command(revision: str | None, port: int, served_model_name: str 
               help="How many of the study's requests to compare.")
 @click.option("--high", type=click.IntRange(2, 1024), default=64, show_default=True, help="The high concurrency.")
 @db_option
-def model_check_determinism(db: Database, study_id: str, url: str, served_name: str | None, sample: int,
+def model_check_determinism(db: Database, study_id: str, urls: tuple[str, ...], served_name: str | None, sample: int,
                             high: int) -> None:
     """Generate a sample of the study's drafts at concurrency 1 and at --high and compare them; exit 1 if any differ.
 
@@ -754,7 +824,9 @@ def model_check_determinism(db: Database, study_id: str, url: str, served_name: 
     """
     from study_app.services.drafting import check_determinism, drafting_backend
 
-    backend = drafting_backend("vllm-server", url=url, served_model_name=served_name, concurrency=high)
+    if len(urls) > 1:
+        raise click.UsageError("check-determinism compares one server with itself: give one --url")
+    backend = drafting_backend("vllm-server", urls=list(urls), served_model_name=served_name, concurrency=high)
     report = check_determinism(db, SYSTEM, study_id, backend, sample=sample, high=high)
     click.echo(f"{report.n_requests} requests at concurrency {report.concurrency[0]} and {report.concurrency[1]}: "
                + ("identical outputs" if report.identical else f"{len(report.mismatched_keys)} differ"))
@@ -1034,9 +1106,11 @@ def security_options(function):
 @bind_options
 @click.option("--image-cache", type=click.Path(path_type=Path), default=Path("var/image-cache"), show_default=True,
               help="Folder for display copies of the images, kept across restarts.")
+@click.option("--no-worker", is_flag=True,
+              help="Do not run drafting jobs in this process (run `readerstudy worker` elsewhere).")
 @security_options
 @db_option
-def serve_command(db: Database, port: int, host: str, image_cache: Path, public_origins: list[str],
+def serve_command(db: Database, port: int, host: str, image_cache: Path, no_worker: bool, public_origins: list[str],
                   trusted_proxies: list[str]) -> None:
     """Start the web app (reader pages, coordinator console, sign-in links) with streamlit_config.toml's options.
 
@@ -1051,7 +1125,7 @@ def serve_command(db: Database, port: int, host: str, image_cache: Path, public_
     db.dispose()
     click.echo(f"serving {url} on http://{host}:{port} (Ctrl-C stops)")
     serve(url, host=host, port=port, image_cache=image_cache, public_origins=public_origins,
-          trusted_proxies=trusted_proxies)
+          trusted_proxies=trusted_proxies, worker=not no_worker)
 
 
 # --- demo -----------------------------------------------------------------------------------------

@@ -259,11 +259,15 @@ def generating_backends() -> list[str]:
     return [name for name in available_backends() if name != RECORDED_OUTPUTS_BACKEND]
 
 
-def drafting_backend(name: str, *, url: str | None = None, served_model_name: str | None = None,
-                     model_id: str | None = None, model_revision: str | None = None, concurrency: int = 16,
-                     ready_timeout_s: float | None = None):
-    """The one place a drafting backend is built, for the CLI (``drafts generate``, ``model check-determinism``)
-    and the console alike: the registry's backend with the study's provenance defaults.
+def drafting_backend(name: str, *, url: str | None = None, urls: list[str] | None = None,
+                     served_model_name: str | None = None, model_id: str | None = None,
+                     model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float | None = None):
+    """The one place a drafting backend is built, for the CLI (``drafts generate``, ``model check-determinism``),
+    the console and the drafting worker alike: the registry's backend with the study's provenance defaults.
+
+    With several vLLM-server URLs (``urls``), one backend per server, each capped at ``concurrency`` requests in
+    flight, behind a :class:`model_runtime.backends.server_pool.ServerPool` that spreads requests by load and fails
+    a dead server over.
 
     Raises InvalidInput for an unknown backend or a vLLM-server URL that is not http(s).
     """
@@ -273,14 +277,26 @@ def drafting_backend(name: str, *, url: str | None = None, served_model_name: st
     if name not in known:
         raise InvalidInput(f"unknown drafting backend '{name}' (available: {', '.join(known)})")
     options: dict = {"model_id": model_id or DEFAULT_MODEL_ID, "model_revision": model_revision or DEFAULT_MODEL_REVISION}
-    if name == "vllm-server":
-        url = (url or "").strip()
-        if not url.startswith(("http://", "https://")):
-            raise InvalidInput(f"'{url}' is not an http(s) URL of a vLLM server")
-        options.update(base_url=url, served_model_name=served_model_name or None, max_in_flight=concurrency)
+    if name != "vllm-server":
+        return get_backend(name, **options)
+    servers = [u.strip() for u in (urls or ([url] if url else [])) if u and u.strip()]
+    if not servers:
+        raise InvalidInput("a vllm-server backend needs the server's URL")
+    for server in servers:
+        if not server.startswith(("http://", "https://")):
+            raise InvalidInput(f"'{server}' is not an http(s) URL of a vLLM server")
+    if len(set(servers)) != len(servers):
+        raise InvalidInput("the same vLLM server URL is given twice")
+    options.update(served_model_name=served_model_name or None, max_in_flight=concurrency)
+    if len(servers) == 1:
         if ready_timeout_s is not None:
             options["ready_timeout_s"] = ready_timeout_s
-    return get_backend(name, **options)
+        return get_backend(name, base_url=servers[0], **options)
+    from model_runtime.backends.server_pool import ServerPool
+
+    # Each server waits only briefly for itself, so a dead one fails over fast; the pool waits for the first.
+    members = [get_backend(name, base_url=server, ready_timeout_s=5.0, max_retries=1, **options) for server in servers]
+    return ServerPool(members, ready_timeout_s=600.0 if ready_timeout_s is None else ready_timeout_s)
 
 
 def check_backend(backend) -> None:

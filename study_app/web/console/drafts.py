@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from model_runtime import unpinned_revision_warning
-from study_app.services.console import drafting_run, start_drafting, vllm_server_backend
 from study_app.services.drafting import drafts_status, import_recorded_drafts, unfinished_drafting_run
+from study_app.services.drafting_jobs import cancel_job, enqueue_drafting, study_jobs
 from study_app.services.errors import ServiceError
 from study_app.services.studies import study_summary
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
@@ -37,25 +37,33 @@ def status_section(actor, study_id: str) -> None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def run_progress(actor, study_id: str) -> None:
-    """The background drafting run of this study, polled while it runs; or a run whose end was never recorded."""
-    run = drafting_run(shared_database(), study_id)
-    if run is None or not run.running:
-        unfinished = unfinished_drafting_run(shared_database(), actor, study_id)
+    """The study's drafting job, from the database (whichever worker runs it); polled while it is active."""
+    db = shared_database()
+    jobs = study_jobs(db, actor, study_id, limit=5)
+    latest = jobs[0] if jobs else None
+    if latest is None:
+        unfinished = unfinished_drafting_run(db, actor, study_id)
         if unfinished is not None:
             st.warning(plain(unfinished.describe()))
-    if run is None:
         return
-    if run.running:
-        st.progress(run.fraction, text=f"drafting: {run.done} of {run.total if run.total is not None else '?'}")
-        return
-    if run.error:
-        show_problems("The drafting run stopped:", run.error)
-    elif run.summary is not None:
-        s = run.summary
-        st.success(plain(f"Drafting finished: {s.succeeded} generated, {s.skipped} already stored, "
-                         f"{s.failed} failed in {s.elapsed_s:.1f} s."))
-        if s.failures:
-            st.code("\n".join(s.failures), language=None, wrap_lines=True)
+    if latest.status == "running":
+        st.progress(latest.fraction, text=plain(latest.describe()))
+    elif latest.status == "queued":
+        st.info(plain(latest.describe() + " (`readerstudy serve` runs one unless started with --no-worker, or run "
+                      "`readerstudy worker`)"))
+    elif latest.status == "succeeded":
+        st.success(plain(latest.describe()))
+    else:
+        show_problems(f"Drafting job {latest.job_id} {latest.status}:", latest.error or "no message")
+    if latest.status in ("queued", "running") and st.button("Cancel the drafting job", key=f"cancel-{latest.job_id}"):
+        try:
+            cancel_job(db, actor, latest.job_id)
+        except ServiceError as error:
+            show_problems("Not cancelled:", str(error))
+    with st.expander("Drafting jobs"):
+        st.dataframe(pd.DataFrame([{"job": j.job_id, "status": j.status, "worker": j.worker, "attempts": j.attempts,
+                                    "done": j.done, "total": j.total, "requested by": j.requested_by,
+                                    "created": j.created_at} for j in jobs]), hide_index=True)
 
 
 def generate_section(actor, study_id: str) -> None:
@@ -71,7 +79,7 @@ def generate_section(actor, study_id: str) -> None:
     st.subheader("Generate with a vLLM server")
     with st.form("console_generate"):
         left, right = st.columns(2)
-        url = left.text_input("Server URL", value="http://127.0.0.1:8000")
+        url = left.text_input("Server URL(s), comma-separated for replicas", value="http://127.0.0.1:8000")
         served = right.text_input("Served model name (optional)")
         revision = left.text_input("Model revision (commit, optional)")
         mode = right.selectbox("Mode", ["reasoning", "instruction"])
@@ -80,10 +88,12 @@ def generate_section(actor, study_id: str) -> None:
         start = st.form_submit_button("Start generating", type="primary")
     if start:
         try:
-            backend = vllm_server_backend(url, served_model_name=served.strip(), model_revision=revision.strip(),
-                                          concurrency=int(concurrency), ready_timeout_s=float(wait))
-            start_drafting(db, actor, study_id, backend, mode=mode, concurrency=int(concurrency))
-            if warning := unpinned_revision_warning(backend.model_revision):
+            job = enqueue_drafting(db, actor, study_id, {
+                "backend": "vllm-server", "urls": [u.strip() for u in url.split(",") if u.strip()],
+                "served_model_name": served.strip() or None, "model_revision": revision.strip() or None,
+                "mode": mode, "concurrency": int(concurrency), "ready_timeout_s": float(wait)})
+            st.success(plain(f"Drafting job {job.job_id} queued; a worker runs it (progress below)."))
+            if warning := unpinned_revision_warning(job.parameters["model_revision"]):
                 st.warning(plain(warning[0].upper() + warning[1:] + "."))
         except ServiceError as error:
             show_problems("Not started:", str(error))
