@@ -27,6 +27,9 @@ N_REQUESTS = 2000
 CONCURRENCY = 64
 LATENCY_S = 1.0
 TARGET_RATIO = 1.15
+# P4 with several servers (issue 18): four loopback servers, each capped at 64 in flight, concurrency 256.
+POOL_SERVERS = 4
+POOL_TARGET_RATIO = 1.1
 
 
 def _template_request() -> DraftRequest:
@@ -66,13 +69,19 @@ def _rss_sampler(stop: threading.Event, samples: list[int]) -> None:
         stop.wait(0.1)
 
 
-async def _one_run(url: str, n: int) -> dict:
-    backend = get_backend("vllm-server", base_url=url, max_in_flight=CONCURRENCY, ready_timeout_s=30)
+async def _one_run(url: str | list[str], n: int, concurrency: int = CONCURRENCY) -> dict:
+    if isinstance(url, list):
+        from model_runtime.backends.server_pool import ServerPool
+
+        backend = ServerPool([get_backend("vllm-server", base_url=u, max_in_flight=concurrency // len(url),
+                                          ready_timeout_s=30) for u in url])
+    else:
+        backend = get_backend("vllm-server", base_url=url, max_in_flight=concurrency, ready_timeout_s=30)
     ok, failed = [0], []
     try:
         # Warm-up: connection pool and readiness checks are not what P4 measures.
-        await run_batch(requests_stream(CONCURRENCY), backend, on_result=lambda r: None,
-                        on_failure=lambda r, why: failed.append(why), concurrency=CONCURRENCY)
+        await run_batch(requests_stream(concurrency), backend, on_result=lambda r: None,
+                        on_failure=lambda r, why: failed.append(why), concurrency=concurrency)
         gc.collect()
         rss_before = psutil.Process(os.getpid()).memory_info().rss
         samples: list[int] = []
@@ -88,14 +97,14 @@ async def _one_run(url: str, n: int) -> dict:
                 rss_quarter[0] = psutil.Process(os.getpid()).memory_info().rss
 
         summary = await run_batch(requests_stream(n), backend, on_result=on_result,
-                                  on_failure=lambda r, why: failed.append(why), concurrency=CONCURRENCY)
+                                  on_failure=lambda r, why: failed.append(why), concurrency=concurrency)
         cpu_s = time.process_time() - cpu_before
         rss_end = psutil.Process(os.getpid()).memory_info().rss
         stop.set()
         sampler.join()
     finally:
         await backend.aclose()
-    ideal = n / CONCURRENCY * LATENCY_S
+    ideal = n / concurrency * LATENCY_S
     return {
         "elapsed_s": summary.elapsed_s, "ideal_s": ideal, "ratio": summary.elapsed_s / ideal,
         "succeeded": summary.succeeded, "failed": summary.failed + len(failed),
@@ -151,5 +160,35 @@ def main(runs: int = 3, n_requests: int = N_REQUESTS) -> dict:
     return figures
 
 
+def main_pool(runs: int = 3, n_requests: int = N_REQUESTS, servers: int = POOL_SERVERS) -> dict:
+    """P4 across several servers: ``servers`` loopback servers (1 s latency), each capped at 64, concurrency 256.
+
+    Returns the same figures as :func:`main`, with ``servers`` and the pool's target (1.1 x ideal).
+    """
+    concurrency = CONCURRENCY * servers
+    started = [_start_server(LATENCY_S) for _ in range(servers)]
+    try:
+        results = [asyncio.run(_one_run([url for _, url in started], n_requests, concurrency)) for _ in range(runs)]
+    finally:
+        for process, _ in started:
+            process.terminate()
+            process.wait(timeout=10)
+    elapsed = statistics.median(r["elapsed_s"] for r in results)
+    ideal = results[0]["ideal_s"]
+    figures = {
+        "benchmark": "P4 drafting client, several servers", "servers": servers,
+        "requests": n_requests, "concurrency": concurrency, "latency_s": LATENCY_S, "runs": runs,
+        "elapsed_s": round(elapsed, 2), "ideal_s": round(ideal, 2), "ratio": round(elapsed / ideal, 3),
+        "target_ratio": POOL_TARGET_RATIO, "passed": elapsed / ideal <= POOL_TARGET_RATIO,
+        "client_cpu_ms_per_request": round(statistics.median(r["client_cpu_ms_per_request"] for r in results), 2),
+        "rss_growth_mb": round(max(r["rss_growth_mb"] for r in results), 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "ratios": [round(r["ratio"], 3) for r in results], "failed": sum(r["failed"] for r in results),
+    }
+    for key, value in figures.items():
+        print(f"{key:>15}: {value}")
+    return figures
+
+
 if __name__ == "__main__":
-    main()
+    main_pool() if "--pool" in sys.argv else main()
