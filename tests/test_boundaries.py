@@ -110,3 +110,17 @@ def test_a_draft_is_built_in_one_place():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Draft":
                 builders.append(str(path.relative_to(ROOT)))
     assert builders == ["study_app/services/draft_records.py"], builders
+
+
+def test_the_server_starts_without_the_statistics_or_the_drafting_client():
+    """The reader app and the CLI load the design (which carries an analysis plan) but not scipy, statsmodels,
+    plotly or the OpenAI client: those cost a second of every server start and every CLI command."""
+    import subprocess
+    import sys
+
+    heavy = ("scipy", "statsmodels", "plotly", "pingouin", "openai", "pandas")
+    probe = ("import sys, study_app.web.server, study_app.cli, study_app.designs; "
+             f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    assert loaded == "", f"imported at start: {loaded}"
