@@ -134,15 +134,19 @@ def actor_for_session(db: Database, session_token: str | None) -> Actor | None:
     """
     if not session_token or not isinstance(session_token, str) or len(session_token) > MAX_TOKEN_CHARS:
         return None
-    with db.read() as session:
-        web = session.scalars(select(WebSession).where(WebSession.token_hash == hash_token(session_token))).first()
-        if web is None or web.revoked_at is not None or web.expires_at <= utcnow():
-            return None
-        if web.reader_id is not None:
-            reader = session.get(Reader, web.reader_id)
-            return Actor(kind="reader", name=reader.reader_key, reader_id=reader.id)
-        coordinator = session.get(Coordinator, web.coordinator_id)
-        return Actor(kind="coordinator", name=coordinator.username, coordinator_id=coordinator.id)
+    with db.read() as session:  # one query: it runs on every rerun of every page and every reader request
+        row = session.execute(
+            select(WebSession.revoked_at, WebSession.expires_at, WebSession.reader_id, Reader.reader_key,
+                   WebSession.coordinator_id, Coordinator.username)
+            .outerjoin(Reader, Reader.id == WebSession.reader_id)
+            .outerjoin(Coordinator, Coordinator.id == WebSession.coordinator_id)
+            .where(WebSession.token_hash == hash_token(session_token))
+        ).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    if row.reader_id is not None:
+        return Actor(kind="reader", name=row.reader_key, reader_id=row.reader_id)
+    return Actor(kind="coordinator", name=row.username, coordinator_id=row.coordinator_id)
 
 
 def revoke_session(db: Database, session_token: str) -> bool:

@@ -157,15 +157,15 @@ def reader_case(
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader can work on a case")
     ref = case_ref if isinstance(case_ref, str) and 0 < len(case_ref) <= 64 else None
-    assignment = None
-    if ref is not None:
-        query = select(Assignment).where(Assignment.case_ref == ref)
+    row = None
+    if ref is not None:  # the case and its study in one query: every reader request and rerun runs it
+        query = select(Assignment, Study).join(Study, Study.id == Assignment.study_id).where(Assignment.case_ref == ref)
         if for_update:
-            query = query.with_for_update()
-        assignment = session.scalars(query).first()
-    if assignment is None or assignment.reader_id != actor.reader_id:
+            query = query.with_for_update(of=Assignment)
+        row = session.execute(query).first()
+    if row is None or row[0].reader_id != actor.reader_id:
         raise NotFound("no such case in your worklist")
-    study = session.get(Study, assignment.study_id)
+    assignment, study = row
     if study.status != "open":
         raise Conflict(f"the study is {study.status}; reading is not open")
     if viewing and assignment.status not in VIEWABLE:
@@ -179,18 +179,20 @@ def worklist(db: Database, actor: Actor) -> Worklist:
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader has a worklist")
     with db.read() as session:
-        reader = session.get(Reader, actor.reader_id)
+        reader = session.execute(
+            select(Reader.reader_key, Study.status, Study.settings).join(Study, Study.id == Reader.study_id)
+            .where(Reader.id == actor.reader_id)
+        ).first()
         if reader is None:
             raise NotFound("unknown reader")
-        study = session.get(Study, reader.study_id)
         rows = session.execute(
             select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round)
             .join(Arm, Assignment.arm_id == Arm.id)
-            .where(Assignment.reader_id == reader.id)
+            .where(Assignment.reader_id == actor.reader_id)
             .order_by(Assignment.position)
         ).all()
-    return Worklist(reader.reader_key, study.status, [WorklistItem(*row) for row in rows],
-                    can_go_back=bool(study.settings.get("allow_going_back", False)))
+    return Worklist(reader.reader_key, reader.status, [WorklistItem(*row) for row in rows],
+                    can_go_back=bool(reader.settings.get("allow_going_back", False)))
 
 
 def _draft_text(session: Session, draft_id: int | None) -> str | None:
