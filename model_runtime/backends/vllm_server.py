@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletion
 
 from model_runtime.backends.base import (
     DEFAULT_MODEL_ID,
@@ -239,7 +240,10 @@ class VLLMServerBackend:
         return None
 
     def request_body(self, request: DraftRequest) -> dict[str, Any]:
-        """Keyword arguments of ``chat.completions.create``: every sampling parameter explicit."""
+        """The JSON body of the chat-completions request: every sampling parameter explicit.
+
+        ``top_k`` and ``repetition_penalty`` are not in the OpenAI schema; vLLM reads them from the body's top level.
+        """
         s = request.sampling
         return {
             "model": self.served_model_name,
@@ -249,8 +253,8 @@ class VLLMServerBackend:
             "max_tokens": s.max_tokens,
             "seed": s.seed,
             "n": s.n,
-            # Not in the OpenAI schema; vLLM reads them from the body top level.
-            "extra_body": {"top_k": s.top_k, "repetition_penalty": s.repetition_penalty},
+            "top_k": s.top_k,
+            "repetition_penalty": s.repetition_penalty,
         }
 
     def _backoff_s(self, attempt: int, exc: BaseException) -> float:
@@ -281,7 +285,10 @@ class VLLMServerBackend:
                 started = time.perf_counter()
                 self.attempts += 1
                 try:
-                    response = await self._clients[pool].chat.completions.create(**body)
+                    # The client's own POST (its retries off, its errors and response model kept), not
+                    # chat.completions.create: that walks the whole message, image data included, through the
+                    # SDK's TypedDict transform, ~1 ms of CPU per request for a body that is already plain JSON.
+                    response = await self._clients[pool].post("/chat/completions", cast_to=ChatCompletion, body=body)
                     latency = time.perf_counter() - started
                     break
                 except Exception as exc:  # noqa: BLE001 - classified just below
