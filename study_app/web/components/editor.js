@@ -113,9 +113,9 @@ class Editor {
       if (!lock) return null;
       const wasWaiting = !first;
       this.held = true;
-      this.root.dataset.tab = "holder";
       this.notice.hidden = true;
-      if (wasWaiting) this.takeOver(); else this.setEditable(true);
+      if (wasWaiting) this.takeOver();
+      else { this.setEditable(true); this.root.dataset.tab = "holder"; }
       return released;  // held until this editor goes
     };
     navigator.locks.request(name, { ifAvailable: true }, take).then((got) => {
@@ -144,6 +144,7 @@ class Editor {
       if (this.withText) { this.text.value = answer.text; this.lastSaved = answer.text; this.counter(); }
       this.saved.textContent = "This tab is the only one on the case now; you can edit.";
       this.setEditable(true);
+      this.root.dataset.tab = "holder";
     } catch (error) {
       this.saved.textContent = "Could not fetch the latest text; reload the page to edit here.";
     }

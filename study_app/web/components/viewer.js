@@ -589,10 +589,11 @@ class Viewer {
     const port = this.active, image = port.image, view = port.view;
     if (!image || !view) return;
     const fidelity = port.el.dataset.fidelity === "full" ? "" : " · preview (full quality loading…)";
-    const marks = (port.marks.get(image.id) || []).length;
+    const marks = port.marks.get(image.id) || [];
+    const last = marks.length ? ` (last ${this.distanceText(image, marks[marks.length - 1])})` : "";
     this.say(`${image.label} · W ${Math.round(view.ww)} L ${Math.round(view.wc)} · ${Math.round(view.zoom * 100)}%`
       + (view.invert ? " · inverted" : "") + (this.layout === 2 && this.linked ? " · linked" : "")
-      + (marks ? ` · ${marks} measurement${marks > 1 ? "s" : ""}` : "")
+      + (marks.length ? ` · ${marks.length} measurement${marks.length > 1 ? "s" : ""}${last}` : "")
       + (this.mode === "measure" && !image.spacing_mm ? " · no pixel spacing: distances in pixels" : "") + fidelity);
   }
   drawn(port) {
@@ -640,10 +641,15 @@ class Viewer {
   }
   togglePanel() {
     this.desk.hidden = !this.desk.hidden;
-    this.q(".rs-panel").setAttribute("aria-pressed", String(this.desk.hidden));
+    this.panelButton();
     applyDesk(this.desk);
     saveDesk(this.desk);
     requestAnimationFrame(() => this.layoutSize());
+  }
+  panelButton() {
+    const button = this.q(".rs-panel");
+    button.textContent = this.desk.hidden ? "Show task" : "Hide task";
+    button.setAttribute("aria-pressed", String(!!this.desk.hidden));
   }
   toggleFocus(on = !this.root.classList.contains("rs-focused")) {
     this.root.classList.toggle("rs-focused", on);
@@ -670,7 +676,7 @@ class Viewer {
     this.q(".rs-help-close").addEventListener("click", () => this.toggleHelp(false));
     this.help.addEventListener("click", (e) => { if (e.target === this.help) this.toggleHelp(false); });
     this.presetSelect.addEventListener("change", () => this.preset(Number(this.presetSelect.value)));
-    this.q(".rs-panel").setAttribute("aria-pressed", String(!!this.desk.hidden));
+    this.panelButton();
     this.onFullscreen = () => { if (!document.fullscreenElement && this.root.classList.contains("rs-focused")) this.toggleFocus(false); };
     document.addEventListener("fullscreenchange", this.onFullscreen);
     const splitter = this.q(".rs-splitter");
