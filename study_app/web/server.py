@@ -126,10 +126,18 @@ async def signin_form(request: Request) -> Response:
                      "Use the personal link your study coordinator sent you.</p>", 400)
     try:
         current = await _signed_in(request)
+        if await run_in_threadpool(auth.invite_is_for, shared_database(), token, current):
+            return _to_worklist()
         holder = await run_in_threadpool(auth.invite_holder, shared_database(), token)
     except ServiceError as error:
         return fault_page(error)
     return _signin_form(token, current, holder)
+
+
+def _to_worklist() -> Response:
+    # The browser is signed in as the link's own reader already (a second click on the mail, Back to the link):
+    # straight to the worklist, the link neither spent nor refused.
+    return RedirectResponse("/worklist", status_code=303, headers={"Cache-Control": "no-store"})
 
 
 async def signin(request: Request) -> Response:
@@ -144,6 +152,8 @@ async def signin(request: Request) -> Response:
     db = shared_database()
     try:
         current = await _signed_in(request)
+        if await run_in_threadpool(auth.invite_is_for, db, token, current):
+            return _to_worklist()
         if current is not None and form.get("replace") != "1":
             holder = await run_in_threadpool(auth.invite_holder, db, token)
             if holder is not None and not (current.kind == "reader" and current.name == holder):

@@ -47,6 +47,7 @@ def test_signin_sets_an_httponly_samesite_cookie_and_the_link_dies(client, web_s
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert "Path=/" in cookie and "Max-Age=" in cookie
+    client.cookies.clear()  # another browser (this one is signed in: it goes to the worklist, tested below)
     again = client.post("/signin", data={"token": web_study.invites["res1"]})
     assert again.status_code == 403 and "already used" in again.text
 
@@ -236,3 +237,16 @@ def test_submit_is_the_press_dated_back_by_its_age_and_a_retry_is_not_a_second_s
         response = session.scalars(select(Response).where(Response.assignment_id == row_id)).one()
     assert response.final_text == "Lungs clear." and response.active_s == 1.5
     assert response.duration_s == pytest.approx((submitted - shown).total_seconds())
+
+
+def test_an_invite_opened_again_while_signed_in_as_its_reader_goes_to_the_worklist(client, web_study):
+    token = web_study.invites["res1"]
+    signed_in(client, web_study, "res1")  # the link is spent now
+    for response in (client.get(f"/signin?token={token}"), client.post("/signin", data={"token": token})):
+        assert response.status_code == 303 and response.headers["location"] == "/worklist"
+    # Another reader's link, or a made-up one, is not waved through: the usual page and refusal.
+    other = client.get(f"/signin?token={web_study.invites['res2']}")
+    assert other.status_code == 200 and "Sign out reader res1 and sign in" in other.text
+    assert client.post("/signin", data={"token": "made-up"}).status_code == 403
+    client.cookies.clear()  # signed out: the spent link fails as before
+    assert client.post("/signin", data={"token": token}).status_code == 403
