@@ -155,6 +155,13 @@ class Editor {
     if (this.inFlight && !leaving) { this.again = true; return; }
     const value = this.text.value;
     if (value === this.lastSaved) return;
+    if (value.length > this.limit) {
+      // The server refuses it; the counter says so, and a refused Submit's message stays in view.
+      if (!this.saved.textContent.startsWith("Not submitted")) {
+        this.saved.textContent = "Not saved: the report is over the limit; shorten it to save.";
+      }
+      return;
+    }
     this.lastSaved = value;
     const body = JSON.stringify({ text: value });
     this.inFlight = true;

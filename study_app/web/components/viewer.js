@@ -829,12 +829,18 @@ function editable(target) {
 }
 
 function pageKey(e) {
-  if (e.defaultPrevented || e.isComposing) return;
+  if (e.isComposing) return;
   const target = e.composedPath()[0];
   if ((e.ctrlKey || e.metaKey) && e.key === "Enter") {
     if (editable(target)) return;  // the report box's own handler submits
     const asked = { case_ref: keys.viewer && keys.viewer.data.case_ref, handled: false };
     document.dispatchEvent(new CustomEvent("readerstudy:submit", { detail: asked }));
+    if (!asked.handled && !e.repeat) {
+      // No editor (the case is submitted): Ctrl+Enter is Save and next.
+      const save = [...document.querySelectorAll("[data-testid='stFormSubmitButton'] button")]
+        .find((b) => b.innerText.trim().startsWith("Save and next"));
+      if (save) { save.click(); asked.handled = true; }
+    }
     if (asked.handled) e.preventDefault();
     return;
   }
@@ -860,7 +866,8 @@ function pageKey(e) {
   }
   if (keys.viewer && keys.viewer.root.isConnected && keys.viewer.key(e) !== false) e.preventDefault();
 }
-document.addEventListener("keydown", pageKey);
+// Captured on the window: some of Streamlit's widgets (the radio buttons) keep their keys from bubbling up.
+window.addEventListener("keydown", pageKey, true);
 
 export default function (component) {
   const { data, parentElement } = component;

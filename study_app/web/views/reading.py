@@ -274,7 +274,9 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
                 horizontal=question.kind == "likert", key=f"answer-{view.case_ref}-{question.key}",
             )
         with st.container(horizontal=True):
-            go_on = st.form_submit_button(SAVE_AND_NEXT, type="primary", shortcut="Ctrl+Enter")
+            # Ctrl+Enter presses it from anywhere on the page, a chosen answer included (the viewer's key handler:
+            # Streamlit's own shortcuts do not fire while a radio button has the focus).
+            go_on = st.form_submit_button(SAVE_AND_NEXT, type="primary", help="Ctrl+Enter")
             pause = st.form_submit_button(SAVE_AND_PAUSE)
     if go_on or pause:
         answers = {}
