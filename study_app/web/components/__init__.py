@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,25 @@ def _asset(name: str) -> str:
     return (_HERE / name).read_text(encoding="utf-8")
 
 
+# The page's own layout (views/desk.css): each module puts it into the document once. Not an st.html or markdown
+# style element: those load their code as lazily fetched chunks whose order in the page varies from load to load,
+# which would make two pages differ for no reason (tests/reliability/test_access.py compares them element by element).
+_DESK_STYLE = (
+    f"const DESK_CSS = {json.dumps((_HERE.parent / 'views' / 'desk.css').read_text(encoding='utf-8'))};\n"
+    "if (!document.getElementById('rs-desk-style')) {\n"
+    "  const style = document.createElement('style'); style.id = 'rs-desk-style'; style.textContent = DESK_CSS;\n"
+    "  document.head.appendChild(style);\n}\n"
+)
+
 # Registered once per process; the assets are inline strings, so nothing is fetched from a CDN. The beacon
 # helper (reports of the moments the clock depends on) is prepended to both modules.
 _viewer = st.components.v2.component(
     "readerstudy_viewer", html=_asset("viewer.html"), css=_asset("viewer.css"),
-    js=_asset("beacon.js") + _asset("viewer.js"),
+    js=_DESK_STYLE + _asset("beacon.js") + _asset("viewer.js"),
 )
 _editor = st.components.v2.component(
     "readerstudy_editor", html=_asset("editor.html"), css=_asset("editor.css"),
-    js=_asset("beacon.js") + _asset("editor.js"),
+    js=_DESK_STYLE + _asset("beacon.js") + _asset("editor.js"),
 )
 
 

@@ -212,6 +212,8 @@ function keepOnly(urls) {
   for (let i = waiting.length - 1; i >= 0; i--) if (!urls.has(waiting[i].url)) waiting.splice(i, 1);
 }
 
+let lastPrefetch = null;  // {case_ref, urls}: the next case's images, as the page last named them
+
 // ---- the hanging protocol: which views stand side by side ----
 const FRONTAL = new Set(["PA", "AP"]);
 const LATERAL = new Set(["LATERAL", "LL", "LAT", "RL"]);
@@ -430,9 +432,13 @@ class Viewer {
     this.onWindowResize = () => this.layoutSize();
     window.addEventListener("resize", this.onWindowResize);
     keys.viewer = this;
-    // What the current and the next case need stays in the store; the rest goes.
+    // What the current and the next case need stays in the store; the rest goes. The same case drawn again (the
+    // page re-mounts the viewer after SUBMIT) keeps what was fetched ahead for it.
+    if ((data.prefetch || []).length || !lastPrefetch || lastPrefetch.case_ref !== data.case_ref) {
+      lastPrefetch = { case_ref: data.case_ref, urls: data.prefetch || [] };
+    }
     const wanted = new Set(data.images.flatMap((i) => [i.url, i.preview_url]));
-    for (const url of data.prefetch || []) wanted.add(url);
+    for (const url of lastPrefetch.urls) wanted.add(url);
     keepOnly(wanted);
     if (data.images.length) { this.hang(0); this.loadRest(); }
     else this.say("This case has no image.");
@@ -470,7 +476,7 @@ class Viewer {
       if (!loaded(image.url)) request(image.preview_url, false, PRIORITY.rest);
       request(image.url, true, PRIORITY.rest);
     }
-    for (const url of this.data.prefetch || []) request(url, !url.endsWith("/preview"), PRIORITY.next);
+    for (const url of lastPrefetch.urls) request(url, !url.endsWith("/preview"), PRIORITY.next);
   }
   setLayout(n) {
     this.layout = n;

@@ -3,8 +3,6 @@ left, the task on the right (SUBMIT always on screen), then the questions with S
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from study_app.services import images as image_service
@@ -26,7 +24,6 @@ STATUS_LABELS = {
     "completed": "done",
 }
 VIEW_LABELS = {"PA": "PA", "AP": "AP", "LATERAL": "Lateral", "LL": "Lateral"}
-DESK_CSS = (Path(__file__).with_name("desk.css")).read_text(encoding="utf-8")
 SAVE_AND_NEXT = "Save and next"
 SAVE_AND_PAUSE = "Save, then the worklist"
 
@@ -66,8 +63,8 @@ def _show_notice(state: dict, worklist: reading_service.Worklist) -> None:
 
 
 def _header(worklist: reading_service.Worklist) -> None:
-    """One line in the top bar: the reader's progress and Sign out."""
-    st.html(f"<style>{DESK_CSS}</style>")
+    """One line in the top bar: the reader's progress and Sign out (placed there by the desk's style sheet, which
+    the viewer and the editor put into the page: components/__init__.py)."""
     with st.container(key="rs-head", horizontal=True):
         st.progress(worklist.done / worklist.total if worklist.total else 1.0,
                     text=f"{worklist.done} of {worklist.total} cases done · {worklist.remaining} remaining")
@@ -128,7 +125,8 @@ def _viewer(db, actor, view: reading_service.CaseView) -> None:
     except (ServiceError, ValueError, OSError) as error:
         shown = []
         st.error(f"The images of this case cannot be shown: {error}")
-    following = image_service.next_case_images(db, actor, view.case_ref) if view.status == "in_progress" else None
+    following = (image_service.next_case_images(db, actor, view.case_ref)
+                 if view.status in ("in_progress", "submitted") else None)
     image_viewer(
         view.case_ref,
         [
