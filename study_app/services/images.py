@@ -529,6 +529,11 @@ def next_case_images(db: Database, actor: Actor, case_ref: str) -> tuple[str, li
     return following, [image.ordinal for image in case_images]
 
 
+def prefetch_case(db: Database, actor: Actor, case_ref: str, *, cache: DisplayCache | None = None) -> Future:
+    """Prepare one case's images in a background thread (the case whose instructions the reader is reading)."""
+    return _prefetcher.submit(case_display_images, db, actor, case_ref, cache=cache)
+
+
 def prefetch_next_case(
     db: Database, actor: Actor, case_ref: str, *, cache: DisplayCache | None = None
 ) -> Future | None:

@@ -100,6 +100,10 @@ def render() -> None:
     if item is not None and item.status == "ready":
         instructions = reading_service.case_view(db, actor, item.case_ref).instructions
         if flow.needs_instructions(worklist, item, instructions, state["instructed"]):
+            if f"instructions-{item.case_ref}" not in state["prefetched"]:
+                # The server prepares the case's images while the reader reads the instructions.
+                state["prefetched"].add(f"instructions-{item.case_ref}")
+                image_service.prefetch_case(db, actor, item.case_ref)
             with st.container(border=True):
                 st.markdown(inert_markdown(instructions))  # the only markdown this app renders; loads nothing
             if st.button("Start", type="primary", key=f"start-{item.case_ref}", shortcut="Ctrl+Enter"):
