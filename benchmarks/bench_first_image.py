@@ -14,7 +14,8 @@ One `serve()` process on a loopback port and a fresh demo study; Chromium's netw
 Bytes per case: every response of the case's image routes (previews and full copies), as CDP counts them on
 the wire. Beside them, in the same run, the earlier transport's size: each view as one 16-bit packed PNG.
 
-Usage: ``python -m benchmarks first_image`` (``BENCH_RUNS=3`` runs per speed, default 2).
+Usage: ``python -m benchmarks first_image`` (``BENCH_RUNS=3``: first-case runs per speed, default 2; the
+later case runs once per reader who has the largest case right after another, one in the demo).
 """
 
 from __future__ import annotations
@@ -211,6 +212,18 @@ def _later_case(browser, base, token, previous, ref, mbit, questions) -> dict:
     return figures
 
 
+def _unopen(db, case_ref: str) -> None:
+    """Put the case back as it was before it was opened, so the next run sees the instructions first again (a
+    benchmark's own shortcut: the app never reopens a case)."""
+    from sqlalchemy import select
+
+    from study_app.store.models import Assignment
+
+    with db.transaction() as session:
+        row = session.scalars(select(Assignment).where(Assignment.case_ref == case_ref)).one()
+        row.status, row.opened_at, row.first_shown_at, row.sessions = "ready", None, None, 0
+
+
 def main() -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -220,8 +233,10 @@ def main() -> dict:
 
     folder = Path(tempfile.mkdtemp(prefix="bench-first-image-"))
     template, invites, readers, png_bytes = _study(folder)
-    runs = min(RUNS, len(readers) - 1)
-    results: dict = {"latency_ms": LATENCY_MS, "runs": runs, "old_png_bytes_per_case": png_bytes, "target": TARGET}
+    # A later-case run finishes a case: one reader each (the demo has two with the largest case next).
+    later_runs = min(RUNS, len(readers) - 1)
+    results: dict = {"latency_ms": LATENCY_MS, "runs_first_case": RUNS, "runs_later_case": later_runs,
+                     "old_png_bytes_per_case": png_bytes, "target": TARGET}
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -230,9 +245,12 @@ def main() -> dict:
                 server, db, base, tokens = _serve(folder, template, invites, f"study-{mbit}")
                 try:
                     key, _, target, _ = readers[0]
-                    first = [_first_case(browser, base, tokens[key], target, mbit) for _ in range(runs)]
+                    first = []
+                    for _ in range(RUNS):
+                        first.append(_first_case(browser, base, tokens[key], target, mbit))
+                        _unopen(db, target)
                     later = []
-                    for key, previous, target_of_reader, reader_id in readers[1:1 + runs]:
+                    for key, previous, target_of_reader, reader_id in readers[1:1 + later_runs]:
                         questions = reading.case_view(db, reader_actor(reader_id, key), previous).questions
                         later.append(_later_case(browser, base, tokens[key], previous, target_of_reader, mbit,
                                                  questions))
