@@ -123,14 +123,20 @@ def render() -> None:
     _case(db, actor, view, state)
 
 
-def _viewer(db, actor, view: reading_service.CaseView) -> None:
+def _viewer(db, actor, view: reading_service.CaseView, state: dict) -> None:
     try:
         shown = image_service.case_display_images(db, actor, view.case_ref)
     except (ServiceError, ValueError, OSError) as error:
         shown = []
         st.error(f"The images of this case cannot be shown: {error}")
-    following = (image_service.next_case_images(db, actor, view.case_ref)
-                 if view.status in ("in_progress", "submitted") else None)
+    following = None
+    if view.status in ("in_progress", "submitted"):
+        # Looked up once per case in this tab, not on every rerun (P1): it is only what the browser fetches ahead.
+        ahead = state.setdefault("ahead", {})
+        if view.case_ref not in ahead:
+            ahead.clear()
+            ahead[view.case_ref] = image_service.next_case_images(db, actor, view.case_ref)
+        following = ahead[view.case_ref]
     image_viewer(
         view.case_ref,
         [
@@ -158,7 +164,7 @@ def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
         left, right = st.columns([3, 2], gap="small")
         with left:
             with st.container(key="rs-images"):
-                _viewer(db, actor, view)
+                _viewer(db, actor, view, state)
         with right:
             with st.container(key="rs-task"):
                 st.subheader(f"Case {view.position} of {view.total} · {TASK_LABELS.get(view.task, view.task)}")
