@@ -92,6 +92,43 @@ class ArmSpec:
         return frozenset(source.origin for source in self.draft_sources)
 
 
+# The reading desk's study-wide settings ([study.desk]); the same for every arm, so they cannot tell a source.
+HANGING_STAGES = ("frontal_lateral", "current_prior", "single")
+DESK_WINDOWS = ("file", "auto", "full", "lung", "mediastinum", "bone")
+
+
+@dataclass(frozen=True)
+class DeskSpec:
+    """How the case page lays a case out: the hanging protocol's stages in order (``frontal_lateral``: the current
+    frontal view beside the lateral; ``current_prior``: the current frontal beside the prior; ``single``: one
+    view), the window the images open in, and whether an edit task shows its draft read-only above the editor."""
+
+    hanging: tuple[str, ...] = HANGING_STAGES
+    default_window: str = "file"
+    show_draft: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hanging": list(self.hanging), "default_window": self.default_window, "show_draft": self.show_draft}
+
+
+def _parse_desk(raw: Any) -> DeskSpec:
+    where = "study.desk"
+    if raw is None:
+        return DeskSpec()
+    if not isinstance(raw, dict):
+        raise DesignError(f"{where}: expected a table")
+    _unknown_keys(raw, {"hanging", "default_window", "show_draft"}, where)
+    hanging = tuple(_require_list_of_str(raw.get("hanging", list(HANGING_STAGES)), f"{where}.hanging"))
+    bad = [stage for stage in hanging if stage not in HANGING_STAGES]
+    if bad or not hanging or len(set(hanging)) != len(hanging):
+        raise DesignError(f"{where}.hanging: expected stages from {', '.join(HANGING_STAGES)}, each once"
+                          + (f" ('{bad[0]}' is not one)" if bad else ""))
+    window = _optional(raw, "default_window", where, str, "file")
+    if window not in DESK_WINDOWS:
+        raise DesignError(f"{where}.default_window: '{window}' is not one of {', '.join(DESK_WINDOWS)}")
+    return DeskSpec(hanging, window, _optional(raw, "show_draft", where, bool, True))
+
+
 @dataclass(frozen=True)
 class StudyDesign:
     name: str
@@ -106,6 +143,7 @@ class StudyDesign:
     invite_valid_days: int
     source_text: str = field(repr=False)
     analysis_plan: AnalysisPlan | None = None  # the [analysis] table; None: the shipped default applies
+    desk: DeskSpec = field(default_factory=DeskSpec)  # [study.desk]
 
     @property
     def sha256(self) -> str:
@@ -369,7 +407,8 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
     study = data.get("study", {})
     if not isinstance(study, dict):
         raise DesignError("study: expected a table")
-    _unknown_keys(study, {"name", "description", "worklist_order", "idle_threshold_s", "invite_valid_days"}, "study")
+    _unknown_keys(study, {"name", "description", "worklist_order", "idle_threshold_s", "invite_valid_days", "desk"},
+                  "study")
     name = _require(study, "name", "study", str).strip()
     if not name:
         raise DesignError("study.name: must not be empty")
@@ -453,6 +492,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         invite_valid_days=invite_days,
         source_text=text,
         analysis_plan=plan,
+        desk=_parse_desk(study.get("desk")),
     )
 
 

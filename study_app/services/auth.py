@@ -62,6 +62,19 @@ def invite_holder(db: Database, token: str) -> str | None:
         return session.get(Reader, invite.reader_id).reader_key
 
 
+def invite_is_for(db: Database, token: str, actor: Actor | None) -> bool:
+    """Whether a personal link (usable, spent or expired) is the signed-in reader's own.
+
+    Opening one's own link again while signed in is not a failed sign-in: the browser already is that reader.
+    Only ever compared with the caller's own session, so it tells nobody whose another link is.
+    """
+    if actor is None or actor.kind != "reader" or not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        return False
+    with db.read() as session:
+        invite = session.scalars(select(Invite).where(Invite.token_hash == hash_token(token))).first()
+        return invite is not None and invite.reader_id == actor.reader_id
+
+
 def exchange_invite(db: Database, token: str, *, previous_session: str | None = None) -> tuple[str, Actor]:
     """Trade a reader's invite token for a new browser session; the invite cannot be used again.
 

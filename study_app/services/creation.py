@@ -90,6 +90,7 @@ def create_study(
                 "idle_threshold_s": design.idle_threshold_s,
                 "invite_valid_days": design.invite_valid_days,
                 "allow_going_back": design.allow_going_back,
+                "desk": design.desk.to_json(),
             },
         )
         session.add(study)

@@ -142,6 +142,14 @@ class CaseView:
     first_shown_at: datetime | None = None
     submitted_at: datetime | None = None
     idle_threshold_s: float = 60.0
+    # The draft as first shown (edit tasks), for the read-only copy above the editor.
+    draft_text: str | None = None
+    # The study's reading-desk settings (the design's [study.desk]): the same for every case of the study.
+    desk: dict = field(default_factory=dict)
+
+
+DESK_DEFAULTS = {"hanging": ["frontal_lateral", "current_prior", "single"], "default_window": "file",
+                 "show_draft": True}
 
 
 def reader_case(
@@ -238,6 +246,8 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
         first_shown_at=assignment.first_shown_at,
         submitted_at=assignment.submitted_at,
         idle_threshold_s=float(study.settings.get("idle_threshold_s", 60)),
+        # Studies created before the setting existed get the defaults.
+        desk={**DESK_DEFAULTS, **(study.settings.get("desk") or {})},
     )
     response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).first()
     if arm.task in ("write", "edit"):
@@ -248,6 +258,8 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
                 select(Autosave).where(Autosave.assignment_id == assignment.id).order_by(Autosave.id.desc()).limit(1)
             ).first()
             view.editor_text = latest.text if latest else (_draft_text(session, assignment.draft_id) or "")
+        if arm.task == "edit":
+            view.draft_text = _draft_text(session, assignment.draft_id) or ""
     elif arm.task == "compare":
         view.report_a = _draft_text(session, assignment.a_draft_id)
         view.report_b = _draft_text(session, assignment.b_draft_id)
