@@ -262,17 +262,21 @@ def cohort_validate(manifest: Path) -> None:
     Example:
       readerstudy cohort validate cohorts/demo/manifest.csv
     """
-    from cohorts.manifest import load_manifest, validate_manifest
+    from cohorts.manifest import check_manifest
 
-    problems = validate_manifest(manifest)
-    if problems:
-        for problem in problems:
+    report = check_manifest(manifest)
+    # Notes are what the image decoders warned about (pydicom's warnings): part of the report, not the terminal's.
+    for note in report.notes:
+        click.echo(f"{manifest}: note: {note}", err=True)
+    if report.problems:
+        for problem in report.problems:
             click.echo(f"{manifest}: {problem}", err=True)
-        click.echo(f"{len(problems)} problem(s); nothing can be imported until they are fixed", err=True)
+        click.echo(f"{len(report.problems)} problem(s); nothing can be imported until they are fixed", err=True)
         sys.exit(1)
-    cohort_ = load_manifest(manifest)
+    cohort_ = report.cohort
     n_images = sum(len(c.images) + len(c.priors) for c in cohort_.cases)
-    click.echo(f"{manifest}: valid, {len(cohort_.cases)} case(s), {n_images} image(s)")
+    noted = f"; {len(report.notes)} note(s) from the image decoders above" if report.notes else ""
+    click.echo(f"{manifest}: valid, {len(cohort_.cases)} case(s), {n_images} image(s){noted}")
 
 
 @cohort.command("import")
