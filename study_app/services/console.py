@@ -61,6 +61,7 @@ class LaunchReadiness:
     draft_problems: list[str]
     readers_without_link: list[str]
     balance: StudyBalance
+    draft_notes: list[str] = field(default_factory=list)  # drafts with problems shown by recorded decision
 
     @property
     def ok(self) -> bool:
@@ -81,8 +82,9 @@ def launch_readiness(db: Database, actor: Actor, study_id: str) -> LaunchReadine
         study = get_study(session, study_id)
         status = study.status
         check = launch_checklist(session, study)
+    accepted = [i.describe() for i in check.draft_issues if i.accepted] if status == "draft" else []
     return LaunchReadiness(status, check.problems if status == "draft" else [], check.readers_without_link,
-                           describe_study(db, actor, study_id))
+                           describe_study(db, actor, study_id), accepted)
 
 
 def audit_log(db: Database, actor: Actor, study_id: str, *, limit: int | None = None) -> pd.DataFrame:
@@ -221,15 +223,18 @@ def start_drafting(db: Database, actor: Actor, study_id: str, backend, *, mode: 
 
 
 def vllm_server_backend(url: str, *, served_model_name: str | None = None, model_id: str | None = None,
-                        model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float = 120.0):
+                        model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float = 120.0,
+                        first_response_timeout_s: float | None = None):
     """A vLLM-server backend for `start_drafting`, built where the CLI builds its own (``drafting_backend``).
 
-    ``ready_timeout_s`` bounds the wait for the server's ``/health`` before the run gives up.
+    ``ready_timeout_s`` bounds the wait for the server's ``/health`` before the run gives up;
+    ``first_response_timeout_s`` one request's wait for its answer.
     """
     from study_app.services.drafting import drafting_backend
 
     return drafting_backend("vllm-server", url=url, served_model_name=served_model_name, model_id=model_id,
-                            model_revision=model_revision, concurrency=concurrency, ready_timeout_s=ready_timeout_s)
+                            model_revision=model_revision, concurrency=concurrency, ready_timeout_s=ready_timeout_s,
+                            first_response_timeout_s=first_response_timeout_s)
 
 
 # --- small reads and writes the pages need ---------------------------------------------------

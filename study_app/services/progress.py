@@ -51,10 +51,13 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
             .group_by(Reader.reader_key)
         ).all())
     frame = pd.DataFrame(counts, columns=["reader", "role", "arm", "status", "n"])
-    by_reader = (frame.pivot_table(index=["reader", "role", "arm"], columns="status", values="n", fill_value=0)
-                 .reindex(columns=list(STATES), fill_value=0).reset_index())
+    # Counts are whole numbers: summed, not averaged (pivot_table's default mean printed 3.0).
+    by_reader = (frame.pivot_table(index=["reader", "role", "arm"], columns="status", values="n", aggfunc="sum",
+                                   fill_value=0)
+                 .reindex(columns=list(STATES), fill_value=0).astype(int).reset_index())
     by_arm = (frame.pivot_table(index="arm", columns="status", values="n", aggfunc="sum", fill_value=0)
-              .reindex(columns=list(STATES), fill_value=0).reset_index())
+              .reindex(columns=list(STATES), fill_value=0).astype(int).reset_index())
+    by_reader.columns.name = by_arm.columns.name = None
     remaining = (frame[frame.status.isin(["ready", "in_progress", "submitted"])].groupby("reader")["n"].sum())
     now = utcnow()
     stalled_rows = []

@@ -279,6 +279,29 @@ class Draft(Base):
     request_key: Mapped[str | None] = mapped_column(String(64))
     choice_index: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when a regeneration before launch replaced this draft (a larger token budget for a cut one, say): the row
+    # stays, with its provenance, but readers are shown the draft that replaced it.
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DraftOverride(Base):
+    """A coordinator's recorded decision to show readers a draft with a problem (cut, unparsed, empty, duplicated).
+
+    Launch refuses while a draft readers would see has a problem that no override covers; the reason is kept here
+    and in the audit log.
+    """
+
+    __tablename__ = "draft_override"
+    __table_args__ = (UniqueConstraint("draft_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id", ondelete="RESTRICT"), index=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("draft.id", ondelete="RESTRICT"))
+    # The problem codes the decision covers (model_runtime.quality.DRAFT_PROBLEMS); a new problem needs a new one.
+    problems: Mapped[list] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class DraftFailure(Base):

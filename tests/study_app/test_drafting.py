@@ -72,7 +72,10 @@ def test_generate_refuses_an_unserved_model_with_a_clear_line(draft_study):
     with serve_openai(models=["someone/else"]) as server:
         result = generate(server)
     assert result.exit_code != 0
-    assert result.output.startswith("error: ") and "someone/else" in result.output
+    # What it waits for, then one clear error line.
+    assert result.stderr.startswith("waiting up to 30 s for the vLLM server at ")
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "someone/else" in error and result.stderr.rstrip().endswith(error)
 
 
 def test_check_determinism_passes_on_a_deterministic_server_and_fails_otherwise(draft_study):

@@ -7,15 +7,47 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from model_runtime import unpinned_revision_warning
+from model_runtime import SamplingParams, unpinned_revision_warning
 from study_app.services.console import drafting_run, start_drafting, vllm_server_backend
-from study_app.services.drafting import drafts_status, import_recorded_drafts, unfinished_drafting_run
+from study_app.services.draft_review import accept_draft_problems, draft_issues
+from study_app.services.drafting import drafts_status, import_recorded_drafts, regenerate_drafts, unfinished_drafting_run
 from study_app.services.errors import ServiceError
 from study_app.services.studies import study_summary
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
 POLL_SECONDS = 2
+
+
+RUN_SEEN_KEY = "console_drafting_seen_running"
+
+
+def problems_section(actor, study_id: str, launched: bool) -> None:
+    """Drafts readers would see that are cut, not parsed, empty or duplicated: first on the page, because launch
+    refuses them until they are regenerated or accepted, case by case, with a reason."""
+    issues = draft_issues(shared_database(), actor, study_id)
+    if not issues:
+        return
+    open_issues = [i for i in issues if not i.accepted]
+    st.subheader("Drafts with problems")
+    if open_issues:
+        st.warning(plain(f"{len(open_issues)} draft(s) readers would see are cut, not parsed, empty or duplicated: "
+                         "launch refuses them until they are regenerated (below, with a larger token budget) or "
+                         "accepted with a reason."))
+    st.dataframe(pd.DataFrame([{"case": i.case_key, "task": i.task, "item": i.item_key, "problems": ", ".join(i.problems),
+                                "what": "; ".join(i.details), "accepted": f"{i.accepted_by}: {i.accepted_reason}"
+                                if i.accepted else ""} for i in issues]), hide_index=True)
+    if launched or not open_issues:
+        return
+    with st.form("console_accept_drafts"):
+        cases = st.multiselect("Accept these cases' drafts as they are", sorted({i.case_key for i in open_issues}))
+        reason = st.text_input("Why they may be shown as they are (recorded in the audit log)")
+        if st.form_submit_button("Accept"):
+            try:
+                accepted = accept_draft_problems(shared_database(), actor, study_id, cases, reason=reason)
+                st.success(plain(f"Accepted {len(accepted)} draft(s)."))
+            except ServiceError as error:
+                show_problems("Not accepted:", str(error))
 
 
 def status_section(actor, study_id: str) -> None:
@@ -45,15 +77,23 @@ def run_progress(actor, study_id: str) -> None:
             st.warning(plain(unfinished.describe()))
     if run is None:
         return
+    seen = st.session_state.setdefault(RUN_SEEN_KEY, set())
     if run.running:
+        seen.add(id(run))
         st.progress(run.fraction, text=f"drafting: {run.done} of {run.total if run.total is not None else '?'}")
         return
+    if id(run) in seen:
+        # The run this page watched has ended: draw the whole page again, so the tables above show what it stored.
+        seen.discard(id(run))
+        st.rerun(scope="app")
     if run.error:
         show_problems("The drafting run stopped:", run.error)
     elif run.summary is not None:
         s = run.summary
-        st.success(plain(f"Drafting finished: {s.succeeded} generated, {s.skipped} already stored, "
-                         f"{s.failed} failed in {s.elapsed_s:.1f} s."))
+        problems = f", {len(s.open_issues)} with problems ({s.issue_counts()})" if s.open_issues else ""
+        (st.warning if s.open_issues else st.success)(plain(
+            f"Drafting finished: {s.succeeded} generated, {s.skipped} already stored, {s.failed} failed{problems} "
+            f"in {s.elapsed_s:.1f} s."))
         if s.failures:
             st.code("\n".join(s.failures), language=None, wrap_lines=True)
 
@@ -76,13 +116,28 @@ def generate_section(actor, study_id: str) -> None:
         revision = left.text_input("Model revision (commit, optional)")
         mode = right.selectbox("Mode", ["reasoning", "instruction"])
         concurrency = left.number_input("Concurrent requests", min_value=1, max_value=1024, value=16)
-        wait = right.number_input("Wait for the server to be healthy (s)", min_value=1, max_value=3600, value=120)
+        wait = right.number_input("Wait for the server to be reachable and healthy (s)", min_value=1,
+                                  max_value=3600, value=30)
+        max_tokens = left.number_input("Token budget per draft (max tokens)", min_value=16, max_value=32768,
+                                       value=1024, step=256)
+        first_response = right.number_input("Wait for each answer (s)", min_value=1, max_value=7200, value=600)
+        problems_only = st.checkbox("Only regenerate the drafts with problems (each new draft replaces the old "
+                                    "one; give a larger token budget for cut drafts)")
         start = st.form_submit_button("Start generating", type="primary")
     if start:
         try:
+            seed = study_summary(db, actor, study_id).seed
+            sampling = SamplingParams(max_tokens=int(max_tokens), seed=seed)
             backend = vllm_server_backend(url, served_model_name=served.strip(), model_revision=revision.strip(),
-                                          concurrency=int(concurrency), ready_timeout_s=float(wait))
-            start_drafting(db, actor, study_id, backend, mode=mode, concurrency=int(concurrency))
+                                          concurrency=int(concurrency), ready_timeout_s=float(wait),
+                                          first_response_timeout_s=float(first_response))
+            work = None
+            if problems_only:
+                def work(progress):
+                    return regenerate_drafts(db, actor, study_id, backend, sampling=sampling, problems_only=True,
+                                             mode=mode, concurrency=int(concurrency), progress=progress)
+            start_drafting(db, actor, study_id, backend, mode=mode, concurrency=int(concurrency), sampling=sampling,
+                           work=work)
             if warning := unpinned_revision_warning(backend.model_revision):
                 st.warning(plain(warning[0].upper() + warning[1:] + "."))
         except ServiceError as error:
@@ -96,9 +151,12 @@ def render() -> None:
     study_id = choose_study(actor)
     if study_id is None:
         return
-    if study_summary(shared_database(), actor, study_id).status != "draft":
+    launched = study_summary(shared_database(), actor, study_id).status != "draft"
+    if launched:
         st.info("This study is launched: its drafts are frozen, and new imports or runs are refused.")
     table = st.container()
     generate_section(actor, study_id)
     with table:
+        # Drafts with problems first: they are what stands between the study and its launch.
+        problems_section(actor, study_id, launched)
         status_section(actor, study_id)

@@ -15,9 +15,12 @@ def checklist(readiness) -> None:
     st.subheader("Checklist")
     drafts_ok = not readiness.draft_problems
     links_ok = not readiness.readers_without_link
-    st.text(f"[{'x' if drafts_ok else ' '}] every case has the drafts its arms need")
+    st.text(f"[{'x' if drafts_ok else ' '}] every case has the drafts its arms need, none cut, unparsed, empty or "
+            "duplicated (or accepted with a reason on the Drafts page)")
     for problem in readiness.draft_problems:
         st.text(f"      {problem}")
+    for note in readiness.draft_notes:
+        st.text(f"      note: {note}")
     st.text(f"[{'x' if links_ok else ' '}] every reader has a personal link (links can also be issued after launch)")
     if not links_ok:
         st.text(f"      without a usable link: {', '.join(readiness.readers_without_link)}")
@@ -29,9 +32,7 @@ def balance(readiness) -> None:
     s = b.summary
     st.text(f"{s.n_cases} cases, {s.n_readers} readers, {s.n_assignments} assignments, seed {s.seed}")
     if not b.reads_per_case.empty:
-        spread = b.reads_per_case.agg(["min", "max"]).T.rename(columns={"min": "fewest readers per case",
-                                                                        "max": "most readers per case"})
-        st.dataframe(spread)
+        st.dataframe(b.readers_per_case_spread)
     st.caption("Cases per reader and arm")
     st.dataframe(b.reads_per_reader)
     st.caption("Reading rounds: a reader's cases of one round open together, never case by case, so when a case "
