@@ -110,7 +110,9 @@ class BackendChoice(click.Choice):
 def vllm_server_options(function):
     """--url and --model, shared by the commands that talk to a vLLM server."""
 
-    @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The vLLM server's root URL.")
+    @click.option("--url", "urls", multiple=True, default=("http://127.0.0.1:8000",), show_default=True,
+                  help="A vLLM server's root URL; repeat it for several replicas of one model (requests spread by "
+                       "load, a dead server failed over).")
     @click.option("--model", "served_name", default=None, help="The served model name (vllm serve --served-model-name).")
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -654,7 +656,7 @@ def drafting_options(function):
                   metavar="SECONDS", help="How long one request waits for the server's answer.")
     @click.option("--api-key-env", default="READERSTUDY_VLLM_API_KEY", show_default=True, metavar="VAR",
                   help="Environment variable holding the server's API key (vllm serve --api-key), sent as the "
-                       "bearer token.")
+                       "bearer token; the job records the variable's name, never the key.")
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         return function(*args, **kwargs)
@@ -662,47 +664,58 @@ def drafting_options(function):
     return wrapper
 
 
-def _drafting_run(db: Database, study_id: str, options: dict, run) -> None:
-    """Build the backend from the shared options, check the server, run `run(backend, sampling, progress)`
-    with a progress bar, and report what was stored, what failed and which drafts have problems."""
-    import os
+def _job_parameters(options: dict, regenerate: dict | None = None) -> dict:
+    """A drafting job's parameters from the shared drafting options."""
+    return {"backend": options["backend_name"], "urls": list(options["urls"]), "served_model_name": options["served_name"],
+            "model_id": options["model_id"], "model_revision": options["revision"], "mode": options["mode"],
+            "max_tokens": options["max_tokens"], "temperature": options["temperature"],
+            "concurrency": options["concurrency"], "ready_timeout_s": options["connect_timeout"],
+            "first_response_timeout_s": options["first_response_timeout"], "api_key_env": options["api_key_env"],
+            "regenerate": regenerate}
 
+
+def _run_drafting_job(db: Database, study_id: str, parameters: dict) -> None:
+    """Check the server, queue the job and run it here in the foreground; report what was stored, what failed,
+    and which drafts readers would see have problems (exit 1 on a failure, 9 on a problem)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from model_runtime import SamplingParams, unpinned_revision_warning
-    from study_app.services.drafting import check_backend, drafting_backend
-    from study_app.services.studies import study_summary
+    from model_runtime import unpinned_revision_warning
+    from study_app.services.draft_review import draft_issues
+    from study_app.services.drafting import check_backend, drafts_status
+    from study_app.services.drafting_jobs import backend_of, enqueue_drafting, run_job, worker_name
 
-    seed = study_summary(db, SYSTEM, study_id).seed
-    backend = drafting_backend(options["backend_name"], url=options["url"], served_model_name=options["served_name"],
-                               model_id=options["model_id"], model_revision=options["revision"],
-                               concurrency=options["concurrency"], ready_timeout_s=options["connect_timeout"],
-                               first_response_timeout_s=options["first_response_timeout"],
-                               api_key=os.environ.get(options["api_key_env"]) or None)
-    sampling = SamplingParams(temperature=options["temperature"], max_tokens=options["max_tokens"], seed=seed)
-    if options["backend_name"] == "vllm-server":
-        click.echo(f"waiting up to {options['connect_timeout']:g} s for the vLLM server at {options['url']} ...",
-                   err=True)
-    check_backend(backend)
-    if warning := unpinned_revision_warning(backend.model_revision):
+    if parameters["backend"] == "vllm-server":
+        click.echo(f"waiting up to {parameters['ready_timeout_s']:g} s for the vLLM server at "
+                   f"{', '.join(parameters['urls'])} ...", err=True)
+    check_backend(backend_of(parameters))  # a wrong URL or model: one line, nothing queued
+    worker = worker_name()
+    job = enqueue_drafting(db, SYSTEM, study_id, parameters, claim_as=worker)
+    if warning := unpinned_revision_warning(job.parameters["model_revision"]):
         click.echo(f"warning: {warning} (--revision)", err=True)
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task("drafting", total=None)
-        summary = run(backend, sampling, lambda done, total: bar.update(task, completed=done, total=total))
-    open_issues = summary.open_issues
-    problems = f"; {len(open_issues)} with problems ({summary.issue_counts()})" if open_issues else ""
-    click.echo(f"{summary.succeeded} generated, {summary.skipped} already stored, {summary.failed} failed"
-               f"{problems} in {summary.elapsed_s:.1f} s")
-    for failure in summary.failures:
-        click.echo(f"failed: {failure}", err=True)
+        task = bar.add_task(f"drafting (job {job.job_id})", total=None)
+        finished = run_job(db, job, worker, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    open_issues = [i for i in draft_issues(db, SYSTEM, study_id) if not i.accepted]
+    counts: dict[str, int] = {}
+    for issue in open_issues:
+        for code in issue.problems:
+            counts[code] = counts.get(code, 0) + 1
+    problems = (f"; {len(open_issues)} with problems (" + ", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
+                + ")") if open_issues else ""
+    click.echo(f"{finished.succeeded} generated, {finished.skipped} already stored, {finished.failed} failed"
+               f"{problems} (job {finished.job_id})")
+    for row in drafts_status(db, SYSTEM, study_id):
+        if not row.stored and row.failures:
+            click.echo(f"failed: {row.case_key} ({row.task}{' ' + row.item_key if row.item_key else ''}): "
+                       f"{(row.last_error or '')[:200]}", err=True)
     for issue in open_issues:
         click.echo(f"problem: {issue.describe()}", err=True)
     if open_issues:
         click.echo(f"launch refuses these drafts: regenerate them (`readerstudy drafts regenerate {study_id} --problems "
-                   f"--max-tokens {max(2 * options['max_tokens'], 2048)}`) or accept a case's with a reason "
+                   f"--max-tokens {max(2 * int(parameters['max_tokens']), 2048)}`) or accept a case's with a reason "
                    f"(`readerstudy drafts accept {study_id} --case CASE --reason ...`)", err=True)
-    if summary.failed:
+    if finished.failed:
         sys.exit(1)
     if open_issues:
         sys.exit(DRAFT_PROBLEMS_EXIT)
@@ -715,19 +728,17 @@ def _drafting_run(db: Database, study_id: str, options: dict, run) -> None:
 def drafts_generate(db: Database, study_id: str, **options) -> None:
     """Generate the study's missing model drafts; rerun it after a failure or a kill, it skips what is stored.
 
-    Drafts readers would see that are cut by the token limit, not parsed, empty or duplicated are listed as
-    problems after the run; the command then exits 9 (1 when a request failed).
+    The run is a drafting job in the database, run here in the foreground: if this process dies, a worker
+    (`readerstudy worker`, or a running `readerstudy serve`) takes it over once its lease runs out. Drafts
+    readers would see that are cut by the token limit, not parsed, empty or duplicated are listed as problems
+    after the run; the command then exits 9 (1 when a request failed).
 
     \b
     Example:
       readerstudy drafts generate pilot --backend vllm-server --url http://gpu-host:8000 \\
           --model chexone --revision <commit> --concurrency 64 --connect-timeout 120
     """
-    from study_app.services.drafting import generate_drafts
-
-    _drafting_run(db, study_id, options, lambda backend, sampling, progress: generate_drafts(
-        db, SYSTEM, study_id, backend, mode=options["mode"], sampling=sampling, concurrency=options["concurrency"],
-        progress=progress))
+    _run_drafting_job(db, study_id, _job_parameters(options))
 
 
 @drafts.command("regenerate")
@@ -735,23 +746,23 @@ def drafts_generate(db: Database, study_id: str, **options) -> None:
 @click.option("--case", "case_keys", multiple=True, metavar="CASE", help="A case whose model drafts to make again "
               "(repeatable).")
 @click.option("--problems", "problems_only", is_flag=True,
-              help="Every case whose draft is cut, not parsed, empty or duplicated (and not accepted).")
+              help="Every draft that is cut, not parsed, empty or duplicated (and not accepted).")
 @drafting_options
 @db_option
 def drafts_regenerate(db: Database, study_id: str, case_keys: tuple[str, ...], problems_only: bool, **options) -> None:
     """Make some cases' model drafts again with other settings (a larger --max-tokens for drafts cut by the token
-    limit); each new draft replaces the one readers would have seen, which is kept with its provenance. Before launch.
+    limit); each new draft replaces the one readers would have seen, which is kept with its provenance. Before launch;
+    a drafting job like `drafts generate`.
 
     \b
     Example:
       readerstudy drafts regenerate pilot --problems --max-tokens 2048 --url http://gpu-host:8000 --revision <commit>
       readerstudy drafts regenerate pilot --case c017 --case c042 --max-tokens 4096
     """
-    from study_app.services.drafting import regenerate_drafts
-
-    _drafting_run(db, study_id, options, lambda backend, sampling, progress: regenerate_drafts(
-        db, SYSTEM, study_id, backend, sampling=sampling, case_keys=list(case_keys), problems_only=problems_only,
-        mode=options["mode"], concurrency=options["concurrency"], progress=progress))
+    if not case_keys and not problems_only:
+        raise click.UsageError("name the cases to regenerate (--case) or ask for every draft with a problem (--problems)")
+    _run_drafting_job(db, study_id, _job_parameters(options, {"case_keys": list(case_keys),
+                                                              "problems_only": problems_only}))
 
 
 @drafts.command("accept")
@@ -772,6 +783,69 @@ def drafts_accept(db: Database, study_id: str, case_keys: tuple[str, ...], reaso
 
     for issue in accept_draft_problems(db, SYSTEM, study_id, list(case_keys), reason=reason):
         click.echo(f"accepted: {issue.describe()}")
+
+
+@drafts.command("jobs")
+@click.argument("study_id")
+@db_option
+def drafts_jobs(db: Database, study_id: str) -> None:
+    """The study's drafting jobs, newest first: queued, running (on which worker), finished or failed.
+
+    \b
+    Example:
+      readerstudy drafts jobs pilot
+    """
+    from study_app.services.drafting_jobs import study_jobs
+
+    jobs = study_jobs(db, SYSTEM, study_id)
+    if not jobs:
+        click.echo("no drafting job yet")
+    for job in jobs:
+        click.echo(f"{job.job_id}\t{job.status}\t{job.created_at:%Y-%m-%d %H:%M}\t{job.describe()}")
+
+
+@drafts.command("cancel")
+@click.argument("job_id", type=int)
+@db_option
+def drafts_cancel(db: Database, job_id: int) -> None:
+    """Cancel a queued or running drafting job (a worker running it stops at its next heartbeat).
+
+    \b
+    Example:
+      readerstudy drafts cancel 3
+    """
+    from study_app.services.drafting_jobs import cancel_job
+
+    click.echo(cancel_job(db, SYSTEM, job_id).describe())
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run at most one job, then stop (default: keep polling).")
+@click.option("--poll-s", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
+              help="Seconds between looks for a queued job.")
+@click.option("--lease-s", type=click.FloatRange(2, 3600), default=60.0, show_default=True,
+              help="How long a job stays this worker's without a heartbeat (another worker takes it over after).")
+@db_option
+def worker_command(db: Database, once: bool, poll_s: float, lease_s: float) -> None:
+    """Run drafting jobs from the database: claim one (or take over one whose worker died), run it, repeat.
+
+    Several workers (and `serve` replicas, which run one each) may poll one database: one runs each job.
+
+    \b
+    Example:
+      readerstudy worker --db postgresql://study@db/readerstudy
+    """
+    from study_app.services.drafting_jobs import work, worker_name
+
+    name = worker_name()
+    click.echo(f"worker {name} polling every {poll_s:g} s (Ctrl-C stops)")
+    try:
+        ran = work(db, worker=name, once=once, poll_s=poll_s, lease_s=lease_s, heartbeat_s=max(0.5, lease_s / 12),
+                   log=lambda line: click.echo(line, err=True))
+    except KeyboardInterrupt:
+        ran = None
+    if ran is not None:
+        click.echo(f"ran {ran} job(s)")
 
 
 @drafts.command("status")
@@ -897,7 +971,7 @@ def model_serve_command(study_id: str | None, revision: str | None, port: int, h
               help="How many of the study's requests to compare.")
 @click.option("--high", type=click.IntRange(2, 1024), default=64, show_default=True, help="The high concurrency.")
 @db_option
-def model_check_determinism(db: Database, study_id: str, url: str, served_name: str | None, sample: int,
+def model_check_determinism(db: Database, study_id: str, urls: tuple[str, ...], served_name: str | None, sample: int,
                             high: int) -> None:
     """Generate a sample of the study's drafts at concurrency 1 and at --high and compare them; exit 1 if any differ.
 
@@ -907,7 +981,9 @@ def model_check_determinism(db: Database, study_id: str, url: str, served_name: 
     """
     from study_app.services.drafting import check_determinism, drafting_backend
 
-    backend = drafting_backend("vllm-server", url=url, served_model_name=served_name, concurrency=high)
+    if len(urls) > 1:
+        raise click.UsageError("check-determinism compares one server with itself: give one --url")
+    backend = drafting_backend("vllm-server", urls=list(urls), served_model_name=served_name, concurrency=high)
     report = check_determinism(db, SYSTEM, study_id, backend, sample=sample, high=high)
     click.echo(f"{report.n_requests} requests at concurrency {report.concurrency[0]} and {report.concurrency[1]}: "
                + ("identical outputs" if report.identical else f"{len(report.mismatched_keys)} differ"))
@@ -1187,9 +1263,11 @@ def security_options(function):
 @bind_options
 @click.option("--image-cache", type=click.Path(path_type=Path), default=Path("var/image-cache"), show_default=True,
               help="Folder for display copies of the images, kept across restarts.")
+@click.option("--no-worker", is_flag=True,
+              help="Do not run drafting jobs in this process (run `readerstudy worker` elsewhere).")
 @security_options
 @db_option
-def serve_command(db: Database, port: int, host: str, image_cache: Path, public_origins: list[str],
+def serve_command(db: Database, port: int, host: str, image_cache: Path, no_worker: bool, public_origins: list[str],
                   trusted_proxies: list[str]) -> None:
     """Start the web app (reader pages, coordinator console, sign-in links) with streamlit_config.toml's options.
 
@@ -1204,7 +1282,7 @@ def serve_command(db: Database, port: int, host: str, image_cache: Path, public_
     db.dispose()
     click.echo(f"serving {url} on http://{host}:{port} (Ctrl-C stops)")
     serve(url, host=host, port=port, image_cache=image_cache, public_origins=public_origins,
-          trusted_proxies=trusted_proxies)
+          trusted_proxies=trusted_proxies, worker=not no_worker)
 
 
 # --- demo -----------------------------------------------------------------------------------------

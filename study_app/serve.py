@@ -98,7 +98,7 @@ def security_settings(host: str, port: int, public_origins: list[str] | str | No
 
 def serve(db_url: str | None = None, *, host: str = "127.0.0.1", port: int = 8501,
           image_cache: str | Path | None = None, public_origins: list[str] | str | None = None,
-          trusted_proxies: list[str] | str | None = None) -> None:
+          trusted_proxies: list[str] | str | None = None, worker: bool = True) -> None:
     """Serve the reader app until interrupted (blocks).
 
     Parameters
@@ -116,6 +116,9 @@ def serve(db_url: str | None = None, *, host: str = "127.0.0.1", port: int = 850
     trusted_proxies : list of str, optional
         Reverse proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` are believed (client addresses
         for sign-in throttling, ``https`` for cookies). Default ``$READERSTUDY_TRUSTED_PROXIES``, else none.
+    worker : bool, default True
+        Also run drafting jobs from the database in a thread of this process (one job runs on one worker, so
+        replicas may all have one).
 
     Examples
     --------
@@ -147,4 +150,8 @@ def serve(db_url: str | None = None, *, host: str = "127.0.0.1", port: int = 850
     # anew by each process left every open tab unable to reconnect after a restart until it was reloaded.
     if not os.environ.get(COOKIE_SECRET_ENV):
         os.environ[COOKIE_SECRET_ENV] = server_key(db, COOKIE_SECRET)
+    if worker:
+        from study_app.services.drafting_jobs import start_worker_thread
+
+        start_worker_thread(db, log=lambda line: print(line, flush=True))
     build_app(guard).run(config=options)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import tempfile
-import threading
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +14,7 @@ from sqlalchemy import select
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
-from study_app.services.errors import ServiceError, Unavailable
+from study_app.services.errors import Unavailable
 from study_app.services.export import iso, write_export
 from study_app.services.invites import link_state, newest_invite
 from study_app.services.balance import describe_study, StudyBalance
@@ -149,77 +147,6 @@ def analysis_report(db: Database, actor: Actor, study_id: str, *, n_boot: int = 
 
 
 # --- drafting in the background ---------------------------------------------------------------
-
-
-@dataclass
-class DraftingRun:
-    """One drafting run of a study in a background thread; the console polls it."""
-
-    study_id: str
-    started_at: float = field(default_factory=time.monotonic)
-    done: int = 0
-    total: int | None = None
-    finished: bool = False
-    summary: object | None = None  # DraftingSummary when it succeeded
-    error: str | None = None
-    thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return not self.finished
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total) if self.total else 0.0
-
-    def report(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
-
-
-_runs: dict[tuple[str, str], DraftingRun] = {}
-_runs_lock = threading.Lock()
-
-
-def drafting_run(db: Database, study_id: str) -> DraftingRun | None:
-    """The latest drafting run of a study in this process (running or finished), if any."""
-    with _runs_lock:
-        return _runs.get((db.url, study_id))
-
-
-def start_drafting(db: Database, actor: Actor, study_id: str, backend, *, mode: str = "reasoning",
-                   concurrency: int = 16, sampling=None, work=None) -> DraftingRun:
-    """Start `generate_drafts` (or ``work(progress)``, e.g. a recorded-output import) in a background thread.
-
-    One run per study at a time: a second start while one runs returns the running one. The
-    permission check happens here, before the thread starts, so a reader never starts anything.
-    """
-    from study_app.services.drafting import generate_drafts
-
-    require_coordinator(actor, "generate drafts")
-    key = (db.url, study_id)
-    with _runs_lock:
-        current = _runs.get(key)
-        if current is not None and current.running:
-            return current
-        run = _runs[key] = DraftingRun(study_id)
-
-    def target() -> None:
-        try:
-            if work is not None:
-                run.summary = work(run.report)
-            else:
-                run.summary = generate_drafts(db, actor, study_id, backend, mode=mode, sampling=sampling,
-                                              concurrency=concurrency, progress=run.report)
-        except ServiceError as error:
-            run.error = str(error)
-        except Exception as error:  # a background thread has no one else to tell
-            run.error = f"{type(error).__name__}: {error}"
-        finally:
-            run.finished = True
-
-    run.thread = threading.Thread(target=target, name=f"drafting-{study_id}", daemon=True)
-    run.thread.start()
-    return run
 
 
 def vllm_server_backend(url: str, *, served_model_name: str | None = None, model_id: str | None = None,

@@ -356,12 +356,16 @@ DEFAULT_CONNECT_TIMEOUT_S = 30.0
 DEFAULT_FIRST_RESPONSE_TIMEOUT_S = 600.0
 
 
-def drafting_backend(name: str, *, url: str | None = None, served_model_name: str | None = None,
-                     model_id: str | None = None, model_revision: str | None = None, concurrency: int = 16,
-                     ready_timeout_s: float | None = None, first_response_timeout_s: float | None = None,
-                     api_key: str | None = None):
-    """The one place a drafting backend is built, for the CLI (``drafts generate``, ``model check-determinism``)
-    and the console alike: the registry's backend with the study's provenance defaults.
+def drafting_backend(name: str, *, url: str | None = None, urls: list[str] | None = None,
+                     served_model_name: str | None = None, model_id: str | None = None,
+                     model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float | None = None,
+                     first_response_timeout_s: float | None = None, api_key: str | None = None):
+    """The one place a drafting backend is built, for the CLI (``drafts generate``, ``model check-determinism``),
+    the console and the drafting worker alike: the registry's backend with the study's provenance defaults.
+
+    With several vLLM-server URLs (``urls``), one backend per server, each capped at ``concurrency`` requests in
+    flight, behind a :class:`model_runtime.backends.server_pool.ServerPool` that spreads requests by load and fails
+    a dead server over.
 
     ``ready_timeout_s`` bounds the wait for a vLLM server to be reachable and healthy (the connect timeout);
     ``first_response_timeout_s`` bounds one request's wait for its answer; ``api_key`` is sent as the bearer
@@ -379,19 +383,30 @@ def drafting_backend(name: str, *, url: str | None = None, served_model_name: st
     if name not in known:
         raise InvalidInput(f"unknown drafting backend '{name}' (available: {', '.join(known)})")
     options: dict = {"model_id": model_id or DEFAULT_MODEL_ID, "model_revision": model_revision or DEFAULT_MODEL_REVISION}
-    if name == "vllm-server":
-        url = (url or "").strip()
-        if not url.startswith(("http://", "https://")):
-            raise InvalidInput(f"'{url}' is not an http(s) URL of a vLLM server")
-        options.update(base_url=url, served_model_name=served_model_name or None, max_in_flight=concurrency,
-                       ready_timeout_s=DEFAULT_CONNECT_TIMEOUT_S if ready_timeout_s is None else ready_timeout_s,
-                       request_timeout_s=first_response_timeout_s or DEFAULT_FIRST_RESPONSE_TIMEOUT_S,
-                       connect_timeout_s=min(10.0, DEFAULT_CONNECT_TIMEOUT_S if ready_timeout_s is None
-                                             else ready_timeout_s))
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        if key:
-            options["api_key"] = key
-    return get_backend(name, **options)
+    if name != "vllm-server":
+        return get_backend(name, **options)
+    servers = [u.strip() for u in (urls or ([url] if url else [])) if u and u.strip()]
+    if not servers:
+        raise InvalidInput("a vllm-server backend needs the server's URL")
+    for server in servers:
+        if not server.startswith(("http://", "https://")):
+            raise InvalidInput(f"'{server}' is not an http(s) URL of a vLLM server")
+    if len(set(servers)) != len(servers):
+        raise InvalidInput("the same vLLM server URL is given twice")
+    wait = DEFAULT_CONNECT_TIMEOUT_S if ready_timeout_s is None else ready_timeout_s
+    options.update(served_model_name=served_model_name or None, max_in_flight=concurrency,
+                   request_timeout_s=first_response_timeout_s or DEFAULT_FIRST_RESPONSE_TIMEOUT_S,
+                   connect_timeout_s=min(10.0, wait))
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if key:
+        options["api_key"] = key
+    if len(servers) == 1:
+        return get_backend(name, base_url=servers[0], ready_timeout_s=wait, **options)
+    from model_runtime.backends.server_pool import ServerPool
+
+    # Each server waits only briefly for itself, so a dead one fails over fast; the pool waits for the first.
+    members = [get_backend(name, base_url=server, ready_timeout_s=5.0, max_retries=1, **options) for server in servers]
+    return ServerPool(members, ready_timeout_s=wait)
 
 
 def backend_settings(backend) -> dict:

@@ -443,6 +443,39 @@ class Autosave(Base):
     saved_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+DRAFTING_JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class DraftingJob(Base):
+    """A drafting run, durable: queued by the CLI or the console, run by whichever worker holds its lease."""
+
+    __tablename__ = "drafting_job"
+    __table_args__ = (
+        CheckConstraint(_in("status", DRAFTING_JOB_STATUSES), name="status"),
+        Index("ix_drafting_job_status", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id", ondelete="RESTRICT"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    # Backend, server URL(s), model id and revision, mode, sampling, concurrency: all a worker needs.
+    parameters: Mapped[dict] = mapped_column(JSON)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int | None] = mapped_column(Integer)
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
 class ServerKey(Base):
     """A secret the server keeps across restarts and shares with its replicas (e.g. Streamlit's cookie secret)."""
 

@@ -7,7 +7,7 @@ import shutil
 import zipfile
 
 from study_app.services import auth, reading
-from study_app.services.console import audit_log, drafting_run, reader_links
+from study_app.services.console import audit_log, reader_links
 from study_app.services.drafting import drafts_status
 from study_app.services.studies import list_studies, study_summary
 from tests.web_console.conftest import COORDINATOR
@@ -172,12 +172,15 @@ def test_generation_against_an_unreachable_server_reports_the_failure(console_st
     at.text_input[0].input("http://127.0.0.1:9")
     at.number_input[1].set_value(1)
     at = submit(at, "Start generating")
-    run = drafting_run(console_study.db, "pilot")
-    assert run is not None
-    run.thread.join(timeout=60)
-    assert run.finished and run.error
+    assert "Drafting job 1 queued" in shown(at)
+    from study_app.services.drafting_jobs import study_jobs, work
+
+    # The page queued a job; a worker (here in the test, as `serve` runs one) runs it to its failure.
+    assert work(console_study.db, once=True) == 1
+    job = study_jobs(console_study.db, COORDINATOR, "pilot")[0]
+    assert job.status == "failed" and "not healthy" in job.error
     at = console_page("console-drafts", study="pilot")
-    assert "The drafting run stopped" in shown(at)
+    assert "Drafting job 1 failed" in shown(at)
     assert not any(r.stored for r in drafts_status(console_study.db, COORDINATOR, "pilot"))
 
 
@@ -337,6 +340,7 @@ def test_a_regeneration_from_the_drafts_page_replaces_the_cut_drafts(console_stu
     from study_app.services.console import vllm_server_backend
     from study_app.services.draft_review import draft_issues
     from study_app.services.drafting import generate_drafts
+    from study_app.services.drafting_jobs import study_jobs, work
     from tests.fakes.openai_server import default_reply, serve_openai
 
     db = console_study.db
@@ -345,13 +349,15 @@ def test_a_regeneration_from_the_drafts_page_replaces_the_cut_drafts(console_stu
         generate_drafts(db, COORDINATOR, "pilot", vllm_server_backend(server.url), concurrency=4)
         assert draft_issues(db, COORDINATOR, "pilot")
         at = console_page("console-drafts", study="pilot")
-        next(t for t in at.text_input if t.label == "Server URL").input(server.url)
+        next(t for t in at.text_input if t.label.startswith("Server URL")).input(server.url)
         next(n for n in at.number_input if n.label.startswith("Token budget")).set_value(2048)
         next(c for c in at.checkbox if c.label.startswith("Only regenerate")).check()
         at = submit(at, "Start generating")
-        run = drafting_run(db, "pilot")
-        run.thread.join(timeout=60)
-    assert run.finished and run.error is None, run.error
+        [job] = study_jobs(db, COORDINATOR, "pilot")
+        assert job.parameters["regenerate"] == {"case_keys": [], "problems_only": True}
+        assert job.parameters["max_tokens"] == 2048
+        assert work(db, once=True) == 1  # a worker runs the job, as `readerstudy serve` does
+    assert study_jobs(db, COORDINATOR, "pilot")[0].status == "succeeded"
     assert draft_issues(db, COORDINATOR, "pilot") == []
-    at.run(timeout=60)  # the page that watched the run draws again, tables included
-    assert "Drafting finished" in shown(at) and "Drafts with problems" not in shown(at)
+    at.run(timeout=60)  # the page that watched the job draws again, tables included
+    assert "finished" in shown(at) and "Drafts with problems" not in shown(at)

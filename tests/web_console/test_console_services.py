@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from study_app.services import console, throttle, uploads
+from study_app.services import console, drafting_jobs, throttle, uploads
 from study_app.services.actors import SYSTEM, reader_actor
 from study_app.services.drafting import drafts_status
 from study_app.services.errors import InvalidInput, PermissionDenied
@@ -21,8 +21,9 @@ CALLS = {
     "export_zip": lambda db, actor: console.export_zip(db, actor, "demo"),
     "design_roles": lambda db, actor: console.design_roles(db, actor, "demo"),
     "change_study_status": lambda db, actor: console.change_study_status(db, actor, "demo", "pause", reason="why not"),
-    "start_drafting": lambda db, actor: console.start_drafting(db, actor, "pilot", backend=None,
-                                                               work=lambda report: None),
+    "enqueue_drafting": lambda db, actor: drafting_jobs.cancel_job(db, actor, drafting_jobs.enqueue_drafting(
+        db, actor, "pilot", {"backend": "vllm-server", "urls": ["http://127.0.0.1:9"]}).job_id),
+    "study_jobs": lambda db, actor: drafting_jobs.study_jobs(db, actor, "pilot"),
     # Issue 13: the locked sign-ins (unlocking them: tests/study_app/test_throttle.py) and the cohort upload.
     "locked_sign_ins": lambda db, actor: throttle.locked_sign_ins(db, actor),
     "staged_uploads": lambda db, actor: uploads.staged_uploads(db, actor),
@@ -73,31 +74,6 @@ def test_status_change_needs_a_reason(console_study):
         console.change_study_status(console_study.db, COORDINATOR, "demo", "pause", reason="  ")
     assert console.change_study_status(console_study.db, COORDINATOR, "demo", "pause", reason="holiday").status == \
         "paused"
-
-
-def test_background_drafting_reports_progress_and_stores_drafts(console_study):
-    from cohorts.manifest import load_manifest
-    from model_runtime.backends.replay import ReplayBackend
-
-    recorded = {}
-    for case in load_manifest(console_study.cohort / "manifest.csv").cases:
-        for draft in case.drafts:
-            if draft.source == "model" and draft.raw_output:
-                recorded[(case.case_id, "findings", None)] = draft.raw_output
-        for item in case.mc_items:
-            if item.model_output:
-                recorded[(case.case_id, "mc", item.item_id)] = item.model_output
-    db = console_study.db
-    run = console.start_drafting(db, COORDINATOR, "pilot", ReplayBackend(recorded, name="replay"), concurrency=2)
-    # A second start while the first runs joins it instead of starting another.
-    assert console.start_drafting(db, COORDINATOR, "pilot", ReplayBackend(recorded, name="replay")) is run \
-        or run.finished
-    run.thread.join(timeout=60)
-    assert run.finished and run.error is None, run.error
-    assert run.total == len(recorded) and run.done == run.total and run.fraction == 1.0
-    assert run.summary.succeeded == len(recorded)
-    assert console.drafting_run(db, "pilot") is run
-    assert all(r.stored and r.backend == "replay" for r in drafts_status(db, COORDINATOR, "pilot"))
 
 
 def test_vllm_backend_needs_an_http_url():

@@ -1,4 +1,5 @@
-"""Console page: which cases have the model drafts their arms need, with provenance and failures; import or generate them."""
+"""Console page: which cases have the model drafts their arms need, with provenance and failures; drafts with
+problems first (accept them with a reason, or regenerate them); import or generate drafts."""
 
 from __future__ import annotations
 
@@ -7,19 +8,18 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from model_runtime import SamplingParams, unpinned_revision_warning
-from study_app.services.console import drafting_run, start_drafting, vllm_server_backend
+from model_runtime import unpinned_revision_warning
 from study_app.services.draft_review import accept_draft_problems, draft_issues
-from study_app.services.drafting import drafts_status, import_recorded_drafts, regenerate_drafts, unfinished_drafting_run
+from study_app.services.drafting import drafts_status, import_recorded_drafts, unfinished_drafting_run
+from study_app.services.drafting_jobs import cancel_job, enqueue_drafting, study_jobs
 from study_app.services.errors import ServiceError
 from study_app.services.studies import study_summary
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
 
 POLL_SECONDS = 2
-
-
-RUN_SEEN_KEY = "console_drafting_seen_running"
+# Drafting jobs this page saw queued or running: when one ends, the whole page is drawn again (its tables too).
+WATCHED_KEY = "console_drafting_watched_jobs"
 
 
 def problems_section(actor, study_id: str, launched: bool) -> None:
@@ -35,8 +35,9 @@ def problems_section(actor, study_id: str, launched: bool) -> None:
                          "launch refuses them until they are regenerated (below, with a larger token budget) or "
                          "accepted with a reason."))
     st.dataframe(pd.DataFrame([{"case": i.case_key, "task": i.task, "item": i.item_key, "problems": ", ".join(i.problems),
-                                "what": "; ".join(i.details), "accepted": f"{i.accepted_by}: {i.accepted_reason}"
-                                if i.accepted else ""} for i in issues]), hide_index=True)
+                                "what": "; ".join(i.details),
+                                "accepted": f"{i.accepted_by}: {i.accepted_reason}" if i.accepted else ""}
+                               for i in issues]), hide_index=True)
     if launched or not open_issues:
         return
     with st.form("console_accept_drafts"):
@@ -69,33 +70,41 @@ def status_section(actor, study_id: str) -> None:
 
 @st.fragment(run_every=POLL_SECONDS)
 def run_progress(actor, study_id: str) -> None:
-    """The background drafting run of this study, polled while it runs; or a run whose end was never recorded."""
-    run = drafting_run(shared_database(), study_id)
-    if run is None or not run.running:
-        unfinished = unfinished_drafting_run(shared_database(), actor, study_id)
+    """The study's drafting job, from the database (whichever worker runs it); polled while it is active."""
+    db = shared_database()
+    jobs = study_jobs(db, actor, study_id, limit=5)
+    latest = jobs[0] if jobs else None
+    if latest is None:
+        unfinished = unfinished_drafting_run(db, actor, study_id)
         if unfinished is not None:
             st.warning(plain(unfinished.describe()))
-    if run is None:
         return
-    seen = st.session_state.setdefault(RUN_SEEN_KEY, set())
-    if run.running:
-        seen.add(id(run))
-        st.progress(run.fraction, text=f"drafting: {run.done} of {run.total if run.total is not None else '?'}")
-        return
-    if id(run) in seen:
-        # The run this page watched has ended: draw the whole page again, so the tables above show what it stored.
-        seen.discard(id(run))
+    watched = st.session_state.setdefault(WATCHED_KEY, set())
+    if latest.status in ("queued", "running"):
+        watched.add(latest.job_id)
+    elif latest.job_id in watched:
+        # Only this fragment reruns every few seconds; the tables above it were drawn when the page was. The job
+        # the page watched has ended: draw the whole page again, so they show what it stored.
+        watched.discard(latest.job_id)
         st.rerun(scope="app")
-    if run.error:
-        show_problems("The drafting run stopped:", run.error)
-    elif run.summary is not None:
-        s = run.summary
-        problems = f", {len(s.open_issues)} with problems ({s.issue_counts()})" if s.open_issues else ""
-        (st.warning if s.open_issues else st.success)(plain(
-            f"Drafting finished: {s.succeeded} generated, {s.skipped} already stored, {s.failed} failed{problems} "
-            f"in {s.elapsed_s:.1f} s."))
-        if s.failures:
-            st.code("\n".join(s.failures), language=None, wrap_lines=True)
+    if latest.status == "running":
+        st.progress(latest.fraction, text=plain(latest.describe()))
+    elif latest.status == "queued":
+        st.info(plain(latest.describe() + " (`readerstudy serve` runs one unless started with --no-worker, or run "
+                      "`readerstudy worker`)"))
+    elif latest.status == "succeeded":
+        st.success(plain(latest.describe()))
+    else:
+        show_problems(f"Drafting job {latest.job_id} {latest.status}:", latest.error or "no message")
+    if latest.status in ("queued", "running") and st.button("Cancel the drafting job", key=f"cancel-{latest.job_id}"):
+        try:
+            cancel_job(db, actor, latest.job_id)
+        except ServiceError as error:
+            show_problems("Not cancelled:", str(error))
+    with st.expander("Drafting jobs"):
+        st.dataframe(pd.DataFrame([{"job": j.job_id, "status": j.status, "worker": j.worker, "attempts": j.attempts,
+                                    "done": j.done, "total": j.total, "requested by": j.requested_by,
+                                    "created": j.created_at} for j in jobs]), hide_index=True)
 
 
 def generate_section(actor, study_id: str) -> None:
@@ -111,7 +120,7 @@ def generate_section(actor, study_id: str) -> None:
     st.subheader("Generate with a vLLM server")
     with st.form("console_generate"):
         left, right = st.columns(2)
-        url = left.text_input("Server URL", value="http://127.0.0.1:8000")
+        url = left.text_input("Server URL(s), comma-separated for replicas", value="http://127.0.0.1:8000")
         served = right.text_input("Served model name (optional)")
         revision = left.text_input("Model revision (commit, optional)")
         mode = right.selectbox("Mode", ["reasoning", "instruction"])
@@ -126,19 +135,15 @@ def generate_section(actor, study_id: str) -> None:
         start = st.form_submit_button("Start generating", type="primary")
     if start:
         try:
-            seed = study_summary(db, actor, study_id).seed
-            sampling = SamplingParams(max_tokens=int(max_tokens), seed=seed)
-            backend = vllm_server_backend(url, served_model_name=served.strip(), model_revision=revision.strip(),
-                                          concurrency=int(concurrency), ready_timeout_s=float(wait),
-                                          first_response_timeout_s=float(first_response))
-            work = None
-            if problems_only:
-                def work(progress):
-                    return regenerate_drafts(db, actor, study_id, backend, sampling=sampling, problems_only=True,
-                                             mode=mode, concurrency=int(concurrency), progress=progress)
-            start_drafting(db, actor, study_id, backend, mode=mode, concurrency=int(concurrency), sampling=sampling,
-                           work=work)
-            if warning := unpinned_revision_warning(backend.model_revision):
+            # The worker reads the API key from the same variable as the CLI; the job records only its name.
+            job = enqueue_drafting(db, actor, study_id, {
+                "backend": "vllm-server", "urls": [u.strip() for u in url.split(",") if u.strip()],
+                "served_model_name": served.strip() or None, "model_revision": revision.strip() or None,
+                "mode": mode, "concurrency": int(concurrency), "ready_timeout_s": float(wait),
+                "max_tokens": int(max_tokens), "first_response_timeout_s": float(first_response),
+                "regenerate": {"case_keys": [], "problems_only": True} if problems_only else None})
+            st.success(plain(f"Drafting job {job.job_id} queued; a worker runs it (progress below)."))
+            if warning := unpinned_revision_warning(job.parameters["model_revision"]):
                 st.warning(plain(warning[0].upper() + warning[1:] + "."))
         except ServiceError as error:
             show_problems("Not started:", str(error))

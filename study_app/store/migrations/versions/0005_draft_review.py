@@ -1,7 +1,7 @@
 """Draft review before launch: drafts replaced by a regeneration, and coordinators' recorded overrides
 
-Revision ID: 0004_draft_review
-Revises: 0003_blinded_release
+Revision ID: 0005_draft_review
+Revises: 0004_drafting_jobs
 Create Date: 2026-12-08 10:00:00
 
 A model draft cut by the token limit, not parsed, empty or duplicated used to reach readers unannounced.
@@ -15,8 +15,8 @@ from alembic import op
 
 import study_app.store.models
 
-revision = "0004_draft_review"
-down_revision = "0003_blinded_release"
+revision = "0005_draft_review"
+down_revision = "0004_drafting_jobs"
 branch_labels = None
 depends_on = None
 
