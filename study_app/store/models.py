@@ -358,6 +358,8 @@ class Question(Base):
     # [{"value": "none", "label": "No editing needed"}, ...]; Likert values are the scores.
     options: Mapped[list] = mapped_column(JSON)
     required: Mapped[bool] = mapped_column(default=True)
+    # A visual-analogue question's {"min", "max", "step", "min_label", "max_label"}; a Likert one's {"neutral"}.
+    scale: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Assignment(Base):

@@ -1,13 +1,14 @@
-"""Draft review before launch: drafts replaced by a regeneration, and coordinators' recorded overrides
+"""Draft review before launch (drafts replaced by a regeneration, coordinators' recorded overrides) and question scales
 
-Revision ID: 0005_draft_review
+Revision ID: 0005_draft_review_scales
 Revises: 0004_drafting_jobs
 Create Date: 2026-12-08 10:00:00
 
 A model draft cut by the token limit, not parsed, empty or duplicated used to reach readers unannounced.
 Launch now refuses such a draft unless a coordinator records why it may be shown (``draft_override``), or
 the draft is regenerated (a larger token budget): the regenerated draft replaces the old one, which stays with
-its provenance and ``superseded_at`` set.
+its provenance and ``superseded_at`` set. ``question.scale`` holds a visual-analogue question's range and
+anchors and a Likert question's neutral point (docs/designs.md, "Questions").
 """
 
 import sqlalchemy as sa
@@ -15,7 +16,7 @@ from alembic import op
 
 import study_app.store.models
 
-revision = "0005_draft_review"
+revision = "0005_draft_review_scales"
 down_revision = "0004_drafting_jobs"
 branch_labels = None
 depends_on = None
@@ -24,6 +25,7 @@ depends_on = None
 def upgrade() -> None:
     # Plain ADD COLUMN: SQLite does it in place, without rebuilding a table others refer to.
     op.add_column("draft", sa.Column("superseded_at", study_app.store.models.UTCDateTime(), nullable=True))
+    op.add_column("question", sa.Column("scale", sa.JSON(), nullable=True))
     op.create_table(
         "draft_override",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -46,5 +48,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_draft_override_study_id"), table_name="draft_override")
     op.drop_table("draft_override")
+    with op.batch_alter_table("question") as batch_op:
+        batch_op.drop_column("scale")
     with op.batch_alter_table("draft") as batch_op:
         batch_op.drop_column("superseded_at")
