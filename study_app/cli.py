@@ -427,6 +427,38 @@ def study_launch(db: Database, study_id: str) -> None:
         click.echo(f"note: {note}", err=True)
 
 
+@study.command("rehearse")
+@click.argument("study_id")
+@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
+              help="Folder for the scratch database, the export and the report (default: var/rehearsals/STUDY).")
+@click.option("--seed", type=int, default=None, help="Seed of the simulated readers (default: the study's seed).")
+@click.option("--n-boot", type=click.IntRange(100, 100_000), default=200, show_default=True,
+              help="Bootstrap resamples of the analysis.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the summary as JSON to this file.")
+@db_option
+def study_rehearse(db: Database, study_id: str, out_dir: Path | None, seed: int | None, n_boot: int,
+                   json_out: Path | None) -> None:
+    """A dress rehearsal before launch: copy the study into a scratch database, launch the copy, let seeded simulated
+    readers read every case through the real reading services (plausible times, edits and answers), then export,
+    analyse and report it. The study itself is not touched; what the real launch would refuse is said first.
+
+    \b
+    Example:
+      readerstudy study rehearse pilot --out var/rehearsals/pilot
+      readerstudy progress pilot --db var/rehearsals/pilot/rehearsal.sqlite   # look inside the rehearsal
+    """
+    from study_app.services.rehearsal import rehearse_study
+
+    out = out_dir or Path("var") / "rehearsals" / study_id
+    report = rehearse_study(db, SYSTEM, study_id, out, seed=seed, n_boot=n_boot)
+    for line in report.lines():
+        click.echo(line)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+
+
 def _status_command(action: str, summary_line: str):
     @click.argument("study_id")
     @click.option("--reason", default="", help="Why (recorded in the audit log).")

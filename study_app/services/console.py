@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
-from study_app.services.errors import Unavailable
+from study_app.services.errors import Conflict, Unavailable
 from study_app.services.export import iso, write_export
 from study_app.services.invites import link_state, newest_invite
 from study_app.services.balance import describe_study, StudyBalance
@@ -222,3 +222,38 @@ def blinding_audit(db: Database, actor: Actor, study_id: str, *, pages: bool = T
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise Unavailable(f"the blinding audit failed: {last}")
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+def dress_rehearsal(db: Database, actor: Actor, study_id: str, *, n_boot: int = 200, timeout_s: float = 1800) -> dict:
+    """Run ``readerstudy study rehearse`` on the study in a process of its own; return its summary (``lines`` and
+    the other keys of ``rehearsal.RehearsalReport``) and the rehearsed study's report (``report_html``, or None).
+
+    A process of its own, like the blinding audit: the rehearsal reads every case of a copy of the database on a
+    simulated clock, for seconds to minutes of work the serving process should not do in a reader's thread.
+    Everything it writes goes to a temporary folder, read back and removed.
+    """
+    import json
+    import subprocess
+    import sys
+
+    require_coordinator(actor, "rehearse a study")
+    with db.read() as session:
+        get_study(session, study_id)
+    with tempfile.TemporaryDirectory(prefix="readerstudy-console-rehearsal-") as folder:
+        out, summary = Path(folder) / "rehearsal", Path(folder) / "summary.json"
+        command = [sys.executable, "-c", "from study_app.cli import main; main()", "study", "rehearse", study_id,
+                   "--db", db.url, "--out", str(out), "--json", str(summary), "--n-boot", str(n_boot)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"the dress rehearsal did not finish within {timeout_s / 60:.0f} minutes") from None
+        if done.returncode != 0 or not summary.is_file():
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("error: ")
+            raise (Conflict if done.returncode == 4 else Unavailable)(f"the dress rehearsal failed: {last}")
+        from study_app.services.rehearsal import RehearsalReport
+
+        result = json.loads(summary.read_text(encoding="utf-8"))
+        result["lines"] = RehearsalReport(**result).lines()
+        report = out / "report" / "report.html"
+        result["report_html"] = report.read_text(encoding="utf-8") if report.is_file() else None
+        return result

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
     JSON,
@@ -41,8 +43,27 @@ DRAFT_ORIGINS = ("model", "reader")
 PARSE_STATUSES = ("ok", "no_box", "unclosed_box", "multiple_boxes")
 
 
+# The clock every service reads (through utcnow), unless a dress rehearsal runs its simulated readers on a clock of
+# their own (study_app.services.rehearsal): a context variable, so it holds for the calling thread's work only and
+# never for a server's other threads.
+_clock: ContextVar[Callable[[], datetime] | None] = ContextVar("readerstudy_clock", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    """Now, in UTC: the wall clock, or the simulated clock :func:`simulated_clock` set for this context."""
+    clock = _clock.get()
+    return clock() if clock is not None else datetime.now(timezone.utc)
+
+
+@contextmanager
+def simulated_clock(clock: Callable[[], datetime]) -> Iterator[None]:
+    """Read ``clock()`` instead of the wall clock in this context (a rehearsal's simulated readers take minutes
+    per case in milliseconds of real time); every timestamp the services write then comes from it."""
+    token = _clock.set(clock)
+    try:
+        yield
+    finally:
+        _clock.reset(token)
 
 
 def new_case_ref() -> str:

@@ -194,7 +194,32 @@ COORDINATOR_ACTIONS = {
     "reset_assignment": lambda db, actor: reset_assignment(db, actor, "demo", "res2", 1, reason="because I can"),
     "backup_database": lambda db, actor: backup_database(db, actor, "/tmp/never.sqlite"),
     "build_tables": lambda db, actor: build_tables(db, actor, "demo"),
+    "rehearse_study": lambda db, actor: _rehearsal().rehearse_study(db, actor, "demo", "/tmp/never-rehearsed"),
+    "accept_draft_problems": lambda db, actor: _draft_review().accept_draft_problems(db, actor, "demo", ["demo-001"],
+                                                                                     reason="because"),
+    "draft_issues": lambda db, actor: _draft_review().draft_issues(db, actor, "demo"),
+    "regenerate_drafts": lambda db, actor: _drafting().regenerate_drafts(db, actor, "demo", None, sampling=None,
+                                                                         problems_only=True),
+    "study_model_revision": lambda db, actor: _drafting().study_model_revision(db, actor, "demo"),
 }
+
+
+def _rehearsal():
+    from study_app.services import rehearsal
+
+    return rehearsal
+
+
+def _draft_review():
+    from study_app.services import draft_review
+
+    return draft_review
+
+
+def _drafting():
+    from study_app.services import drafting
+
+    return drafting
 
 
 @pytest.mark.parametrize("action", sorted(COORDINATOR_ACTIONS))

@@ -361,3 +361,19 @@ def test_a_regeneration_from_the_drafts_page_replaces_the_cut_drafts(console_stu
     assert draft_issues(db, COORDINATOR, "pilot") == []
     at.run(timeout=60)  # the page that watched the job draws again, tables included
     assert "finished" in shown(at) and "Drafts with problems" not in shown(at)
+
+
+def test_the_launch_page_rehearses_the_study_in_a_process_of_its_own(console_study, console_page):
+    at = console_page("console-launch", study="pilot")
+    at = click(at, "Rehearse the study", timeout=300)
+    text = shown(at)
+    assert "Rehearsed: the real launch would refuse" in text  # pilot has no model drafts yet
+    assert "missing draft(s) were made up for the rehearsal" in text and "68 of 68 assignments read" in text
+    assert any(b.label == "Download the rehearsal's report (HTML)" for b in at.get("download_button"))
+    assert study_summary(console_study.db, COORDINATOR, "pilot").status == "draft"
+    from study_app.services.drafting import drafts_status
+
+    assert not any(r.stored for r in drafts_status(console_study.db, COORDINATOR, "pilot"))
+    # After launch there is nothing to rehearse: the page no longer offers it.
+    at = console_page("console-launch", study="demo")
+    assert not any(b.label == "Rehearse the study" for b in at.button)
