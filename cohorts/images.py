@@ -442,8 +442,12 @@ def _decoder_failure(ds, exc: Exception) -> str:
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if "missing dependencies" in message or "no plugins" in message.lower():
         name = syntax.name if syntax is not None else "this transfer syntax"
-        return (f"no installed pixel-data plugin decodes {name}; readerstudy depends on pylibjpeg with its libjpeg, "
-                f"openjpeg and rle plugins: reinstall it (pip install readerstudy) or add one of {message.split(':')[-1].strip() or 'the plugins pydicom names'}")
+        # pydicom lists each plugin it could use, one per line: "pylibjpeg - requires pylibjpeg>=2.0 and ...".
+        wanted = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+        return (f"no installed pixel-data plugin decodes {name}"
+                + (f" (pydicom would use: {'; '.join(wanted)})" if wanted else "")
+                + "; readerstudy installs pylibjpeg with its libjpeg, openjpeg and rle plugins: install them again "
+                  "(pip install --force-reinstall readerstudy)")
     # pydicom lists each plugin's failure on its own line; one line reads better in a report.
     return " ".join(message.split())
 

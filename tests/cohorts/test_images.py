@@ -309,3 +309,22 @@ def test_decoder_warnings_are_returned_as_notes_when_asked(tmp_path):
         image = load_image(get_testdata_file("MR_small_padded.dcm"), notes=notes)
     assert not escaped
     assert image.notes == tuple(notes) and "excess padding" in notes[0]
+
+
+def test_a_compression_no_installed_plugin_decodes_says_what_to_install(monkeypatch):
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+
+    def missing(self):
+        raise RuntimeError("Unable to decompress 'JPEG-LS Lossless Image Compression' pixel data because all plugins "
+                           "are missing dependencies:\n\tgdcm - requires gdcm>=3.0.10\n\tpylibjpeg - requires "
+                           "pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1")
+
+    monkeypatch.setattr(Dataset, "pixel_array", property(missing))
+    with pytest.raises(ImageError) as refused:
+        load_image(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+    assert str(refused.value) == (
+        "cannot decode DICOM pixel data: no installed pixel-data plugin decodes JPEG-LS Lossless Image Compression "
+        "(pydicom would use: gdcm - requires gdcm>=3.0.10; pylibjpeg - requires pylibjpeg>=2.0 and "
+        "pylibjpeg-libjpeg>=2.1); readerstudy installs pylibjpeg with its libjpeg, openjpeg and rle plugins: install "
+        "them again (pip install --force-reinstall readerstudy)")
