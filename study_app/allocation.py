@@ -3,7 +3,8 @@
 The allocation is a pure function (no database), so its invariants can be checked over many random
 designs and seeds. What it guarantees, or refuses to produce:
 
-* each case of an arm is read by exactly ``readers_per_case`` readers of the arm's role;
+* each case of an arm is read by exactly ``readers_per_case`` readers of the arm's role; an arm with
+  ``same_cases_as`` reads exactly the other arm's cases, one with ``disjoint_from`` none of the named arms';
 * with ``distinct_case_per_reader`` a reader never meets the same case twice, in any arm
   (no carry-over from one read of a case to the next);
 * reads are balanced: within an arm every reader of the role has the same number of cases, within one;
@@ -27,6 +28,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from study_app.designs import ArmSpec, StudyDesign
+from study_app.designs.design import case_dependencies
 
 # Greedy balancing almost always succeeds at once; a few retries make the rare tight corner pass.
 MAX_ATTEMPTS = 200
@@ -89,12 +91,13 @@ _rng = seeded_rng
 
 
 def _arm_order(design: StudyDesign) -> list[ArmSpec]:
-    """Arms with their source arms first, so a dependent arm can draw its cases from its source's."""
+    """Arms with the arms they depend on first (their draft sources, the arm whose cases they take, the arms they
+    must not share a case with), so a dependent arm can draw its cases from theirs."""
     done: list[ArmSpec] = []
     pending = list(design.arms)
     while pending:
         for arm in pending:
-            needs = {s.arm for s in arm.draft_sources if s.kind == "arm"}
+            needs = case_dependencies(arm)
             if needs <= {a.key for a in done}:
                 done.append(arm)
                 pending.remove(arm)
@@ -118,6 +121,21 @@ def _choose_arm_cases(design: StudyDesign, cases: list[CaseSlot], seed: int) -> 
                 source_cases = set(chosen[source.arm])
                 eligible = [c for c in eligible if c in source_cases]
                 why = f"cases that arm '{source.arm}' reads"
+        if arm.same_cases_as:
+            # Fully crossed across arms: exactly the other arm's cases, which must all be eligible here.
+            same = chosen[arm.same_cases_as]
+            outside = [c for c in same if c not in set(eligible)]
+            if outside:
+                raise AllocationError(
+                    f"arm '{arm.key}' takes the same cases as arm '{arm.same_cases_as}', but {len(outside)} of them "
+                    f"(e.g. '{outside[0]}') are not among the {why}"
+                )
+            chosen[arm.key] = list(same)
+            continue
+        if arm.disjoint_from:
+            taken = {c for other in arm.disjoint_from for c in chosen[other]}
+            eligible = [c for c in eligible if c not in taken]
+            why += f" outside arm(s) {', '.join(arm.disjoint_from)}"
         wanted = len(eligible) if arm.cases is None else arm.cases
         if wanted == 0 or len(eligible) < wanted:
             raise AllocationError(

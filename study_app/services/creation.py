@@ -208,6 +208,7 @@ def _store_arms(session: Session, study: Study, design: StudyDesign) -> dict[str
                     label=question.label,
                     options=[{"value": o.value, "label": o.label} for o in question.options],
                     required=question.required,
+                    scale=question.scale,
                 )
             )
         arms[spec.key] = arm

@@ -107,6 +107,7 @@ class QuestionView:
     label: str
     options: list[dict]
     required: bool
+    scale: dict | None = None  # a visual-analogue question's min, max, step and end labels
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
         for image in session.scalars(select(Image).where(Image.case_id == case.id).order_by(Image.ordinal))
     ]
     questions = [
-        QuestionView(q.key, q.kind, q.label, list(q.options), q.required)
+        QuestionView(q.key, q.kind, q.label, list(q.options), q.required, dict(q.scale) if q.scale else None)
         for q in session.scalars(select(Question).where(Question.arm_id == arm.id).order_by(Question.ordinal))
     ]
     answers = {
@@ -558,6 +559,15 @@ def validate_answers(questions: list[Question], answers: dict[str, object]) -> d
             if question.required:
                 problems.append(f"please answer: {question.label}")
             continue
+        if question.kind == "vas":
+            mark = _scale_mark(raw, question.scale or {})
+            if mark is None:
+                scale = question.scale or {}
+                problems.append(f"'{str(raw)[:40]}' is not a mark from {scale.get('min', 0):g} to "
+                                f"{scale.get('max', 100):g} on: {question.label}")
+                continue
+            accepted[question.key] = (question, mark, mark)
+            continue
         value = str(raw)
         labels = {o["value"]: o["label"] for o in question.options}
         if value not in labels:
@@ -567,6 +577,24 @@ def validate_answers(questions: list[Question], answers: dict[str, object]) -> d
     if problems:
         raise InvalidInput("; ".join(problems))
     return accepted
+
+
+def _scale_mark(raw: object, scale: dict) -> str | None:
+    """A visual-analogue answer as its code (``73``, ``72.5``), or None when it is not a mark on the scale: a
+    number from min to max on the scale's steps."""
+    from study_app.designs.design import score_text
+
+    try:
+        mark = float(raw)
+    except (TypeError, ValueError):
+        return None
+    low, high, step = float(scale.get("min", 0)), float(scale.get("max", 100)), float(scale.get("step", 1))
+    if mark != mark or not low <= mark <= high:
+        return None
+    steps = (mark - low) / step
+    if abs(steps - round(steps)) > 1e-6:
+        return None
+    return score_text(round(low + round(steps) * step, 6))
 
 
 def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, object]) -> datetime:

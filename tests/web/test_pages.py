@@ -430,3 +430,35 @@ def test_the_draft_is_shown_read_only_above_the_editor_unless_the_design_says_no
         study.settings = {**study.settings, "desk": {**study.settings["desk"], "show_draft": False}}
     at = open_page(token, case=item.case_ref)
     assert draft not in texts(at) and _editor_data(at)["text"] == "Edited away."
+
+
+def test_a_visual_analogue_question_is_a_number_field_that_starts_empty(web_study, open_page):
+    from study_app.store.models import Arm, Question
+
+    with web_study.db.transaction() as session:  # a design with a 0-100 item after the residents' edits
+        arm = session.scalars(select(Arm).where(Arm.key == "resident_edit_model")).one()
+        session.add(Question(arm_id=arm.id, ordinal=9, key="image_quality", kind="vas", label="Image quality",
+                             options=[], required=True,
+                             scale={"min": 0, "max": 100, "step": 1, "min_label": "unusable", "max_label": "excellent"}))
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    at = start(open_page(token, case=item.case_ref))
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
+    at.run()
+    [field] = [n for n in at.number_input if n.label.startswith("Image quality")]
+    assert field.label == "Image quality (0 = unusable, 100 = excellent)" and field.value is None
+    assert (field.min, field.max) == (0, 100)
+    view = reading.case_view(web_study.db, actor, item.case_ref)
+    for radio, question in zip(at.radio, [q for q in view.questions if q.kind != "vas"]):
+        radio.set_value(question.options[0]["value"])
+    field.set_value(73)
+    at = next(b for b in at.button if b.label == "Save answers").click().run()
+    assert not at.exception and not at.error
+    from study_app.store.models import Answer
+
+    with web_study.db.read() as session:
+        assignment = assignment_of(session, item.case_ref)
+        stored = session.execute(select(Answer.value, Answer.label).join(Question, Answer.question_id == Question.id)
+                                 .where(Answer.assignment_id == assignment.id, Question.key == "image_quality")).one()
+    assert tuple(stored) == ("73", "73") and assignment.status == "completed"

@@ -260,7 +260,20 @@ def _finished(view: reading_service.CaseView) -> None:
     for question in view.questions:
         labels = {o["value"]: o["label"] for o in question.options}
         st.markdown(f"**{question.label}**")
-        _plain(labels.get(view.answers.get(question.key, ""), "(not answered)"))
+        answer = view.answers.get(question.key, "")
+        _plain(answer if question.kind == "vas" and answer else labels.get(answer, "(not answered)"))
+
+
+def _scale_field(view: reading_service.CaseView, question) -> None:
+    """A visual-analogue question: a number from min to max, with its end labels. A field that starts empty, not a
+    slider: a slider has to start somewhere, and where it starts pulls the answer towards it."""
+    scale = question.scale or {}
+    low, high, step = float(scale.get("min", 0)), float(scale.get("max", 100)), float(scale.get("step", 1))
+    ends = f"{low:g} = {scale.get('min_label') or 'lowest'}, {high:g} = {scale.get('max_label') or 'highest'}"
+    whole = all(float(v).is_integer() for v in (low, high, step))
+    st.number_input(question.label + ("" if question.required else " (optional)") + f" ({ends})",
+                    min_value=int(low) if whole else low, max_value=int(high) if whole else high,
+                    step=int(step) if whole else step, value=None, key=f"answer-{view.case_ref}-{question.key}")
 
 
 def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> None:
@@ -275,6 +288,9 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
     st.info("Submitted; the clock has stopped. Please answer the questions below.")
     with st.container(key="rs-answers"), st.form(f"answers-{view.case_ref}"):
         for question in view.questions:
+            if question.kind == "vas":
+                _scale_field(view, question)
+                continue
             labels = {o["value"]: o["label"] for o in question.options}
             st.radio(
                 question.label + ("" if question.required else " (optional)"),
