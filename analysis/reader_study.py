@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import study_seed
-from analysis.endpoints import analyse_endpoint, endpoint_frame, or_summary
+from analysis.endpoints import analyse_endpoint, endpoint_frame, or_digest
 from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
 from analysis.stats.agreement import icc_crossed, icc_oneway, intraclass_corr
 from analysis.stats.bootstrap import bootstrap_ci, two_way_bootstrap_ratio
 from analysis.stats.descriptive import describe
 from analysis.stats.mixed import DEFAULT_MAX_READS, mixed_model_ratio
-from analysis.stats.mrmc import or_hillis
 from analysis.stats.multiplicity import adjust_pvalues
 from analysis.stats.paired import pair_by_key, paired_ttest, wilcoxon_signed_rank
 from analysis.stats.proportions import mcnemar_test, proportion_shares, sign_test, wilson_ci
@@ -531,14 +530,8 @@ def _with_min_p(test: dict) -> dict:
     return test
 
 
-def _or_or_error(frame, levels, *, ratio=False, null=None, bounds=None, label="", test="condition"):
-    """The OR digest of one comparison, or {'error': why} when the data cannot support it."""
-    try:
-        res = or_hillis(frame, "value", test, "reader_id", "case_id", levels=levels, null=null, bounds=bounds)
-    except ValueError as exc:
-        return {"error": str(exc), "label": label}
-    n = int(frame[test].isin(levels).sum())
-    return or_summary(res, ratio=ratio, n_reads=n, label=label)
+# The exploratory OR analyses of this module and of analysis.text_metrics share one wrapper (analysis.endpoints).
+_or_or_error = or_digest
 
 
 def _plan_block(plan: AnalysisPlan) -> dict:
