@@ -242,6 +242,15 @@ def bleu(hypothesis, reference) -> float:
     return round(float(_bleu_metric().sentence_score(str(hypothesis), [str(reference)]).score), 10)
 
 
+def bleu_signature() -> str:
+    """sacreBLEU's signature of the settings :func:`bleu` uses (``nrefs:1|case:mixed|eff:yes|tok:13a|smooth:exp|
+    version:...``), the string Post (2018) asks every reported BLEU to carry."""
+    metric = _bleu_metric()
+    # sacreBLEU knows the number of references only once it has scored something.
+    metric.sentence_score("signature", ["signature"])
+    return str(metric.get_signature())
+
+
 def corpus_bleu(hypotheses, references) -> dict:
     """Corpus-level BLEU of many texts, each against its one reference, with sacreBLEU's defaults.
 
