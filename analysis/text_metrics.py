@@ -95,17 +95,13 @@ def text_metrics_table(reads: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame
     rows = []
     for pair, frame in parts.items():
         hyp_col, ref_col = PAIRS[pair]
-        for rec in frame.to_dict(orient="records"):
-            hyp, ref_text = rec[hyp_col], rec[ref_col]
+        columns = [frame[c].tolist() if c in frame else [None] * len(frame) for c in (
+            "case_id", "assignment_id", "reader_id", "reader_role", "condition", "draft_source", "draft_id", hyp_col,
+            ref_col)]
+        for case, aid, reader, role, cond, source, draft, hyp, ref_text in zip(*columns):
             chars, words, _ = edit_distances(hyp, ref_text)
-            rows.append({
-                "pair": pair, "case_id": rec["case_id"], "assignment_id": rec["assignment_id"],
-                "reader_id": rec["reader_id"], "reader_role": rec["reader_role"], "condition": rec["condition"],
-                "draft_source": rec.get("draft_source"), "draft_id": rec.get("draft_id"), "hypothesis": hyp_col,
-                "reference": ref_col, "hypothesis_words": _words(hyp), "reference_words": _words(ref_text),
-                "edit_chars": chars, "edit_words": words, "bleu": bleu(hyp, ref_text), "rouge_l": rouge_l(hyp, ref_text),
-                "hypothesis_text": hyp, "reference_text": ref_text,
-            })
+            rows.append((pair, case, aid, reader, role, cond, source, draft, hyp_col, ref_col, _words(hyp),
+                         _words(ref_text), chars, words, bleu(hyp, ref_text), rouge_l(hyp, ref_text), hyp, ref_text))
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS + TEXT_COLUMNS)
     for col in ("edit_chars", "edit_words", "hypothesis_words", "reference_words"):
         table[col] = table[col].astype("Int64")
