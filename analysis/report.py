@@ -192,8 +192,8 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
     for name in _EXPLORATORY:
         if name in result.tables:
             parts.append(f"<h3>{esc(_TABLE_TITLES.get(name, name))}</h3>{_table_html(result.tables[name])}")
-    tm = res.get("text_metrics")
-    if tm:
+    tm = res.get("text_metrics") or {}
+    if any(tm.get(pair) for pair in ("draft_final", "final_reference", "draft_reference")):
         parts.append("<h2 id='text-metrics'>Report-text surface metrics (exploratory)</h2>"
                      f"<p>{esc(_TEXT_METRICS_INTRO)}</p>")
         settings = tm.get("settings", {})

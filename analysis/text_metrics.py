@@ -67,8 +67,8 @@ def text_metrics_table(reads: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`TABLE_COLUMNS` and :data:`TEXT_COLUMNS`: ``pair`` (a key of :data:`PAIRS`), the read's ids and ``condition``,
-        ``draft_source`` (empty for ``write``), ``hypothesis`` and ``reference`` (the columns compared),
+        Columns :data:`TABLE_COLUMNS` and :data:`TEXT_COLUMNS`: ``pair`` (a key of :data:`PAIRS`), the read's
+        ids and ``condition``, ``draft_source`` (empty for ``write``), ``hypothesis`` and ``reference`` (the columns compared),
         ``hypothesis_words`` and ``reference_words`` (whitespace-separated words), and the metrics
         ``edit_chars``, ``edit_words`` (:func:`~analysis.stats.text.edit_distances`, the definition the export's
         columns use), ``bleu`` (:func:`~analysis.stats.text.bleu`, 0-100) and ``rouge_l``

@@ -95,6 +95,22 @@ def test_without_reference_findings_only_drafts_against_final_texts():
     assert set(text_metrics_table(study.counted_reads(), cases)["pair"]) == {"draft_final"}
 
 
+def test_a_study_without_texts_has_an_empty_table_and_no_section(tmp_path):
+    from analysis.text_metrics import summarise_text_metrics
+
+    study = simulate_study(seed=4)
+    reads = study.counted_reads()
+    table = text_metrics_table(reads.loc[reads["task"].isin(["compare", "rate_reasoning"])], study.cases)
+    assert table.empty and list(table.columns) == TABLE_COLUMNS + TEXT_COLUMNS
+    block, mrmc = summarise_text_metrics(table)
+    assert block["draft_final"] == {} and block["reference_available"] is False
+    assert mrmc == {"draft_final": {}, "final_reference": {}}
+    # The report leaves the section out rather than print empty tables.
+    result = run_analysis(study, n_boot=100)
+    result.results["text_metrics"].update(draft_final={}, final_reference={}, draft_reference={})
+    assert "id='text-metrics'" not in write_report(result, tmp_path).read_text()
+
+
 def test_reference_metrics_follow_the_reference_text(edited_more_study):
     reads = edited_more_study.counted_reads()
     table = text_metrics_table(reads, edited_more_study.cases)
