@@ -79,6 +79,22 @@ def or_summary(res, *, ratio: bool = False, n_reads: int | None = None, label: s
     }
 
 
+def or_digest(frame: pd.DataFrame, levels: tuple, *, ratio: bool = False, null: float | None = None,
+              bounds: tuple[float, float] | None = None, label: str = "", test: str = "condition") -> dict:
+    """The OR/Hillis digest (:func:`or_summary`) of one exploratory comparison, or ``{'error', 'label'}`` when the
+    data cannot support it (one reader, no reader in every condition, no variation).
+
+    ``frame`` has one row per read with ``value``, ``reader_id``, ``case_id`` and the ``test`` column; ``levels``
+    are the conditions (differences are first - second), ``bounds`` the FOM's range (intervals truncated to it).
+    """
+    try:
+        res = or_hillis(frame, "value", test, "reader_id", "case_id", levels=levels, null=null, bounds=bounds)
+    except ValueError as exc:
+        return {"error": str(exc), "label": label}
+    n = int(frame[test].isin(levels).sum())
+    return or_summary(res, ratio=ratio, n_reads=n, label=label)
+
+
 def endpoint_frame(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFrame) -> pd.DataFrame:
     """The reads an endpoint uses: one row per read with ``value``, ``test``, ``reader_id``, ``case_id``.
 

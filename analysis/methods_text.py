@@ -25,6 +25,10 @@ REFERENCES = {
     "McGraw & Wong 1996": "McGraw, K. O., & Wong, S. P. (1996). Forming inferences about some intraclass correlation coefficients. Psychological Methods, 1(1), 30-46.",
     "Donner 1986": "Donner, A. (1986). A review of inference procedures for the intraclass correlation coefficient in the one-way random effects model. International Statistical Review, 54(1), 67-82.",
     "Efron 1987": "Efron, B. (1987). Better bootstrap confidence intervals. Journal of the American Statistical Association, 82(397), 171-185.",
+    "Levenshtein 1966": "Levenshtein, V. I. (1966). Binary codes capable of correcting deletions, insertions, and reversals. Soviet Physics Doklady, 10(8), 707-710.",
+    "Papineni et al. 2002": "Papineni, K., Roukos, S., Ward, T., & Zhu, W.-J. (2002). BLEU: a method for automatic evaluation of machine translation. Proceedings of the 40th Annual Meeting of the Association for Computational Linguistics, 311-318.",
+    "Post 2018": "Post, M. (2018). A call for clarity in reporting BLEU scores. Proceedings of the Third Conference on Machine Translation: Research Papers, 186-191.",
+    "Lin 2004": "Lin, C.-Y. (2004). ROUGE: a package for automatic evaluation of summaries. Text Summarization Branches Out (ACL-04 Workshop), 74-81.",
 }
 
 
@@ -60,7 +64,7 @@ def methods_paragraph(results: dict) -> str:
     str
         Paragraphs (separated by a blank line): the data and exclusions; the
         pre-specified plan, its primary analysis and multiplicity; the random-reader
-        methods for every endpoint; the paper's per-read statistics; reliability.
+        methods for every endpoint; the paper's per-read statistics; reliability; the report-text metrics.
         Each method carries its citation (full references: :data:`REFERENCES`).
     """
     d = results["design"]
@@ -138,7 +142,28 @@ def methods_paragraph(results: dict) -> str:
     if icc.get("items"):
         paper.append("Inter-reader reliability: " + icc["reason"] + " (Shrout & Fleiss 1979; McGraw & Wong 1996; "
                      "Donner 1986). Duplicate ratings of a draft by one reader were refused.")
-    return "\n\n".join(" ".join(p) for p in (data, pre, mrmc, paper) if p)
+    text = _text_metrics_sentences(results)
+    return "\n\n".join(" ".join(p) for p in (data, pre, mrmc, paper, text) if p)
+
+
+def _text_metrics_sentences(results: dict) -> list[str]:
+    tm = results.get("text_metrics") or {}
+    if not (tm.get("draft_final") or tm.get("final_reference")):
+        return []
+    against = ("the reader's submitted text and, for the "
+               f"{tm['n_cases_with_reference']} cases with reference findings in the cohort manifest, each draft and "
+               "each submitted text against the reference" if tm.get("reference_available")
+               else "the reader's submitted text (the cohort has no reference findings)")
+    return [
+        f"Report texts were compared with surface metrics, each draft shown against {against}: character and word "
+        "Levenshtein distances after whitespace normalisation (Levenshtein 1966), sentence-level BLEU "
+        f"(Papineni et al. 2002) computed with sacreBLEU (Post 2018; signature "
+        f"{tm.get('settings', {}).get('bleu_signature')}), and the ROUGE-L F-measure (Lin 2004) computed with "
+        "rouge-score. Each was summarised per reader and condition and analysed with the same "
+        "Obuchowski-Rockette model as the other per-read endpoints (random readers and cases); a model draft's "
+        "distance from the reference, which involves no reader, has a per-draft bootstrap interval. These metrics "
+        "count shared or changed words, not clinical correctness; model-based metrics (RadGraph F1, CheXbert) "
+        "were not computed."]
 
 
 def cited(results: dict) -> list[str]:

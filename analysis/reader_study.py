@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import study_seed
-from analysis.endpoints import analyse_endpoint, endpoint_frame, or_summary
+from analysis.endpoints import analyse_endpoint, endpoint_frame, or_digest
 from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
 from analysis.stats.agreement import icc_crossed, icc_oneway, intraclass_corr
 from analysis.stats.bootstrap import bootstrap_ci, two_way_bootstrap_ratio
 from analysis.stats.descriptive import describe
 from analysis.stats.mixed import DEFAULT_MAX_READS, mixed_model_ratio
-from analysis.stats.mrmc import or_hillis
 from analysis.stats.multiplicity import adjust_pvalues
 from analysis.stats.paired import pair_by_key, paired_ttest, wilcoxon_signed_rank
 from analysis.stats.proportions import mcnemar_test, proportion_shares, sign_test, wilson_ci
 from analysis.stats.text import edit_metrics
 from analysis.tables import COUNTED_STATUSES, DEDICATED_CHOICES, AnalysisInputError, ItemScale, StudyTables
+from analysis.text_metrics import summarise_text_metrics, text_metrics_table
 
 RESULTS_VERSION = 3
 EDIT_REASONS = ("none", "content", "style", "both")
@@ -54,12 +54,16 @@ class AnalysisResult:
         The paper's reader-study panels.
     methods : str
         Methods paragraph written from the actual design, counts and tests.
+    text_metrics : pandas.DataFrame or None
+        The per-read report-text metrics (:func:`analysis.text_metrics.text_metrics_table`), written as
+        ``text_metrics.csv`` beside the report (without the texts themselves).
     """
 
     results: dict
     tables: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     methods: str = ""
+    text_metrics: pd.DataFrame | None = None
 
 
 def _clean(obj):
@@ -177,6 +181,11 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     results["preference"] = _preference(reads)
     results["icc"] = _icc(answers, numeric)
     results["edit_metrics"] = _edit_metric_summary(reads)
+    # Surface metrics of the report texts: each draft against the reader's final text, and both against the
+    # cohort's reference findings when it has them; per-reader OR intervals as for every other per-read endpoint.
+    text_table = text_metrics_table(reads, tables.cases)
+    results["text_metrics"], results["mrmc"]["text_metrics"] = summarise_text_metrics(
+        text_table, confidence=plan.confidence, seed=seed, n_boot=n_boot)
     results["caveats"] = _caveats(results, plan)
     results["provenance"] = provenance(tables.meta)
     results = _clean(results)
@@ -186,11 +195,12 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     from analysis.report_tables import build_tables
 
     return AnalysisResult(results=results, tables=build_tables(results), figures=build_figures(results, reads, answers),
-                          methods=methods_paragraph(results))
+                          methods=methods_paragraph(results), text_metrics=text_table)
 
 
 # The packages whose versions can change a number of the report (statistics, resampling, tables, figures).
-ANALYSIS_DEPENDENCIES = ("numpy", "scipy", "pandas", "statsmodels", "pingouin", "threadpoolctl", "plotly", "pyarrow")
+ANALYSIS_DEPENDENCIES = ("numpy", "scipy", "pandas", "statsmodels", "pingouin", "threadpoolctl", "plotly", "pyarrow",
+                         "rapidfuzz", "sacrebleu", "rouge-score")
 
 
 def provenance(meta: dict) -> dict:
@@ -531,14 +541,8 @@ def _with_min_p(test: dict) -> dict:
     return test
 
 
-def _or_or_error(frame, levels, *, ratio=False, null=None, bounds=None, label="", test="condition"):
-    """The OR digest of one comparison, or {'error': why} when the data cannot support it."""
-    try:
-        res = or_hillis(frame, "value", test, "reader_id", "case_id", levels=levels, null=null, bounds=bounds)
-    except ValueError as exc:
-        return {"error": str(exc), "label": label}
-    n = int(frame[test].isin(levels).sum())
-    return or_summary(res, ratio=ratio, n_reads=n, label=label)
+# The exploratory OR analyses of this module and of analysis.text_metrics share one wrapper (analysis.endpoints).
+_or_or_error = or_digest
 
 
 def _plan_block(plan: AnalysisPlan) -> dict:

@@ -13,6 +13,7 @@ import plotly.offline
 
 from analysis.methods_text import cited
 from analysis.reader_study import AnalysisResult
+from analysis.text_metrics import TABLE_COLUMNS
 
 _TABLE_TITLES = {
     "endpoints": "Pre-specified endpoints (primary, secondary with multiplicity adjustment, sensitivity)",
@@ -33,7 +34,20 @@ _TABLE_TITLES = {
     "icc": "Inter-reader reliability (ICC)",
     "edit_metrics": "Text edit metrics by draft source (per read)",
     "mrmc": "OR/Hillis analysis of every endpoint (random readers; fixed-reader interval alongside)",
+    "text_metrics": "Report-text metrics by pair, role and condition (per read; mean with its 95% CI)",
+    "text_metrics_differences": "Report-text metrics: model-draft condition minus each other condition (random "
+                                "readers, random cases)",
 }
+_TEXT_METRICS_INTRO = (
+    "Surface metrics of the report texts. Each draft shown is compared with the text the reader submitted "
+    "(draft_final: how much of the draft survived; an unedited draft has edit distances 0, BLEU 100, ROUGE-L 1) "
+    "and, when the cohort manifest gave reference findings, each draft and each submitted text with them. Character "
+    "and word edit distances (Levenshtein) count the characters and words changed; BLEU (Papineni et al. 2002, "
+    "computed with sacreBLEU, Post 2018) scores shared word sequences of up to four words; ROUGE-L (Lin 2004) the "
+    "longest common subsequence of words. They measure how much text changed or is shared, not whether a finding is "
+    "right: dropping the 'no' of 'no pleural effusion' reverses the finding for three characters, one word and a "
+    "ROUGE-L of 0.8 left, while a rephrasing that says the same thing costs many. Read them beside the edit "
+    "reasons and ratings, never as accuracy.")
 _EXPLORATORY = ("questions", "duration", "duration_tests", "edit_reasons", "no_edit_mcnemar", "likert", "likert_tests",
                 "reasoning", "choices", "preference", "icc", "edit_metrics", "mrmc")
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}
@@ -103,7 +117,8 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
         secondary endpoints with the multiplicity statement, random- and fixed-reader
         conclusions, variance components, the per-reader table and forest plot,
         caveats, the methods paragraph with references, and, labelled exploratory,
-        the paper's per-read panels and tables and the OR analysis of every endpoint.
+        the paper's per-read panels and tables, the OR analysis of every endpoint and the
+        report-text surface metrics (``text_metrics.csv`` beside it holds their per-read rows).
         plotly.js is embedded once (no CDN), so it opens offline; ``results.json``
         holds every number (NaN written as null).
     """
@@ -111,6 +126,9 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     res = result.results
     (out / "results.json").write_text(json.dumps(res, indent=2, allow_nan=False))
+    if result.text_metrics is not None:
+        # The per-read metrics without the texts: a report folder may travel further than the export.
+        result.text_metrics[TABLE_COLUMNS].to_csv(out / "text_metrics.csv", index=False)
     design = res.get("design", {})
     plan = res.get("plan", {})
     title = f"Reader study analysis: {design.get('study_id') or 'study'}"
@@ -174,6 +192,19 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
     for name in _EXPLORATORY:
         if name in result.tables:
             parts.append(f"<h3>{esc(_TABLE_TITLES.get(name, name))}</h3>{_table_html(result.tables[name])}")
+    tm = res.get("text_metrics") or {}
+    if any(tm.get(pair) for pair in ("draft_final", "final_reference", "draft_reference")):
+        parts.append("<h2 id='text-metrics'>Report-text surface metrics (exploratory)</h2>"
+                     f"<p>{esc(_TEXT_METRICS_INTRO)}</p>")
+        settings = tm.get("settings", {})
+        parts.append(f"<p>BLEU signature <code>{esc(str(settings.get('bleu_signature')))}</code>; ROUGE-L: "
+                     f"{esc(str(settings.get('rouge')))}; edit distance: {esc(str(settings.get('edit_distance')))}. "
+                     + (f"Reference findings for {tm['n_cases_with_reference']} case(s)." if tm.get("reference_available")
+                        else "The cohort has no reference findings: only drafts against the submitted texts.")
+                     + " Per-read rows: <code>text_metrics.csv</code>.</p>")
+        for name in ("text_metrics", "text_metrics_differences"):
+            parts.append(f"<h3>{esc(_TABLE_TITLES[name])}</h3>{_table_html(result.tables.get(name))}")
+        parts.append(f"<p><em>{esc(tm.get('model_based_metrics', ''))}</em></p>")
     parts.append("</body></html>")
     path = out / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

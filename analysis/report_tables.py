@@ -113,7 +113,57 @@ def _mrmc_rows(results: dict) -> list[dict]:
         add("preference", role, "model - reader", block.get("model_minus_reader"))
         for src, digest in block.get("shares", {}).items():
             add("preference", role, src, digest)
+    for pair, by_role in m.get("text_metrics", {}).items():
+        for role, by_metric in by_role.items():
+            for metric, block in by_metric.items():
+                for key, digest in block.items():
+                    add(f"text {pair}", role, f"{metric} {key}", digest)
     return rows
+
+
+def _text_metric_rows(results: dict) -> tuple[list[dict], list[dict]]:
+    """Report-text metrics: each condition's per-read summary beside its random-reader mean and CI (per-draft
+    bootstrap for drafts against the reference), and the model-draft condition minus each other condition."""
+    tm = results.get("text_metrics") or {}
+    rr = results.get("mrmc", {}).get("text_metrics", {})
+    rows, diffs = [], []
+    for pair in ("draft_final", "final_reference"):
+        for role, by_cond in tm.get(pair, {}).items():
+            for cond, by_metric in by_cond.items():
+                for metric in ("edit_chars", "edit_words", "bleu", "rouge_l"):
+                    d = by_metric[metric]
+                    digest = rr.get(pair, {}).get(role, {}).get(metric, {}).get(cond) or {}
+                    mean = (digest.get("means") or {}).get(cond, {}).get("random_readers_random_cases", {})
+                    rows.append({"pair": pair, "role": role, "condition": cond, "metric": metric, "n": d["n"],
+                                 "mean": d["mean"], "sd": d["sd"], "median": d["median"],
+                                 "rr_mean": mean.get("estimate"), "ci_low": mean.get("ci_low"),
+                                 "ci_high": mean.get("ci_high"), "interval": "random readers (OR/Hillis)",
+                                 "corpus_bleu": (by_metric.get("corpus_bleu") or {}).get("bleu") if metric == "bleu"
+                                 else None, "note": digest.get("error", "")})
+        for role, by_metric in rr.get(pair, {}).items():
+            for metric, block in by_metric.items():
+                for key, digest in block.items():
+                    if "_minus_" not in key:
+                        continue
+                    if "error" in digest:
+                        diffs.append({"pair": pair, "role": role, "metric": metric,
+                                      "comparison": key.replace("_minus_", " - "), "note": digest["error"]})
+                        continue
+                    c = digest["conclusions"]["random_readers_random_cases"]
+                    diffs.append({"pair": pair, "role": role, "metric": metric,
+                                  "comparison": key.replace("_minus_", " - "), "estimate": c["estimate"],
+                                  "ci_low": c["ci_low"], "ci_high": c["ci_high"], "df": c["df"], "p_val": c["p_val"],
+                                  "n_readers": digest["n_readers"], "n_cases": digest["n_cases"],
+                                  "n_reads": digest["n_reads"], "note": c["note"]})
+    for src, by_metric in tm.get("draft_reference", {}).items():
+        for metric in ("edit_chars", "edit_words", "bleu", "rouge_l"):
+            d = by_metric[metric]
+            rows.append({"pair": "draft_reference", "role": "", "condition": f"{src} draft", "metric": metric,
+                         "n": d["n"], "mean": d["mean"], "sd": d["sd"], "median": d["median"],
+                         "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+                         "interval": "per-draft bootstrap (cases; no reader involved)",
+                         "corpus_bleu": (by_metric.get("corpus_bleu") or {}).get("bleu") if metric == "bleu" else None})
+    return rows, diffs
 
 
 def _rrrc_mean(results, path, test):
@@ -143,7 +193,10 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
         primary endpoint). Per read, as in the paper, with random-reader CIs:
         ``duration``, ``duration_tests``, ``edit_reasons``, ``no_edit_mcnemar``,
         ``likert``, ``likert_tests``, ``reasoning``, ``preference``, ``icc``,
-        ``edit_metrics``. Exploratory: ``mrmc`` (OR/Hillis for every endpoint).
+        ``edit_metrics``. Report-text surface metrics: ``text_metrics`` (per read and random-reader mean by pair,
+        role and condition; drafts against the reference per draft) and ``text_metrics_differences`` (the
+        model-draft condition minus each other condition, random readers). Exploratory: ``mrmc`` (OR/Hillis for
+        every endpoint).
     """
     t: dict[str, pd.DataFrame] = {}
     endpoint_rows = _endpoint_rows(results)
@@ -306,5 +359,8 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
          "edit_words_median": d["edit_words"]["median"], "unchanged_share": d["unchanged"]["share"],
          "unchanged_ci_low": d["unchanged"]["ci_low"], "unchanged_ci_high": d["unchanged"]["ci_high"]}
         for role, by_src in results.get("edit_metrics", {}).items() for src, d in by_src.items()])
+    rows, diffs = _text_metric_rows(results)
+    t["text_metrics"] = pd.DataFrame(rows)
+    t["text_metrics_differences"] = pd.DataFrame(diffs)
     t["mrmc"] = pd.DataFrame(_mrmc_rows(results))
     return t

@@ -55,7 +55,7 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
                    edit_reasons: dict | None = None, likert_means: dict | None = None,
                    likert_reader_sd: float = 2.0, likert_case_sd: float = 2.0, likert_noise_sd: float = 3.0,
                    share_submitted_only: float = 0.03, share_unfinished: float = 0.02,
-                   study_id: str = "simulated-chexone") -> StudyTables:
+                   reference_findings: bool = False, study_id: str = "simulated-chexone") -> StudyTables:
     """Simulate a CheXOne-style reader study with known effects.
 
     Parameters
@@ -97,6 +97,11 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
         case_sd^2 / (reader_sd^2 + case_sd^2 + noise_sd^2) before rounding.
     share_submitted_only, share_unfinished : float
         Shares of assignments left ``submitted`` (no answers) and ``in_progress``.
+    reference_findings : bool
+        Give every case a reference Findings text (``cases.reference_findings``, as a cohort manifest may): the
+        model draft's first two sentences and, for half the cases, a third that a content edit may also write
+        (one of the simulated fixes), else the draft's own third. Drawn from its own stream, so the other tables
+        of a seed do not change.
     study_id : str
 
     Returns
@@ -330,6 +335,13 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
         "views": np.where(rng.random(n_cases) < 0.6, "PA;LATERAL", "AP"),
         "has_prior": rng.random(n_cases) < 0.3, "indication": rng.choice(_INDICATIONS, n_cases),
         "comparison": None, "reference_findings": None})
+    if reference_findings:
+        ref_rng = np.random.default_rng([seed, 2])
+        kept = ref_rng.random(n_cases) < 0.5
+        fix = ref_rng.choice(_FIXES, size=n_cases)
+        sentences = [text.split(". ") for text in model_text]
+        cases["reference_findings"] = [". ".join(s[:2] + [s[2] if keep else f.rstrip(".")]) + ("" if keep else ".")
+                                       for s, keep, f in zip(sentences, kept, fix)]
     readers = pd.DataFrame({"reader_id": reader_ids, "role": roles,
                             "label": [f"{r.title()} {i + 1}" for i, r in enumerate(roles)]})
     truth = {

@@ -1071,14 +1071,14 @@ def backup(db: Database, out_file: Path) -> None:
 
 @main.command("analyze")
 @click.argument("source")
-@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for report.html and results.json.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Folder for report.html, results.json and text_metrics.csv.")
 @click.option("--study", "study_id", default=None, help="With a database SOURCE: the study to analyse.")
 @click.option("--seed", type=int, default=None, help="Bootstrap seed (default: the study's seed, so figures reproduce).")
 @click.option("--n-boot", type=click.IntRange(100, 100_000), default=1000, show_default=True,
               help="Bootstrap resamples.")
 @click.option("--in-progress", is_flag=True, help="Analyse a study still running (arms without reads are left out).")
 def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, n_boot: int, in_progress: bool) -> None:
-    """Run the reader-study analysis on an export folder or straight from a database; write report.html and results.json.
+    """Run the reader-study analysis on an export folder or straight from a database; write report.html, results.json and text_metrics.csv.
 
     \b
     Example:
@@ -1114,7 +1114,7 @@ def analyze(source: str, out_dir: Path, study_id: str | None, seed: int | None, 
             click.echo(f"primary endpoint {primary['name']} ({'pre-specified' if plan['source'] == 'design' else 'shipped default plan'}): "
                        f"{primary['estimate']:.3f} (95% CI {primary['ci_low']:.3f} to {primary['ci_high']:.3f}), "
                        f"p {format_p(primary['p_val'])}")
-    click.echo(f"wrote {report} and {Path(out_dir) / 'results.json'}")
+    click.echo(f"wrote {report}, {Path(out_dir) / 'results.json'} and {Path(out_dir) / 'text_metrics.csv'}")
 
 
 @main.group()

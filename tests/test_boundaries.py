@@ -114,11 +114,12 @@ def test_a_draft_is_built_in_one_place():
 
 def test_the_server_starts_without_the_statistics_or_the_drafting_client():
     """The reader app and the CLI load the design (which carries an analysis plan) but not scipy, statsmodels,
-    plotly or the OpenAI client: those cost a second of every server start and every CLI command."""
+    plotly, the text metrics' libraries (rouge-score pulls in nltk) or the OpenAI client: those cost a second of every
+    server start and every CLI command."""
     import subprocess
     import sys
 
-    heavy = ("scipy", "statsmodels", "plotly", "pingouin", "openai", "pandas")
+    heavy = ("scipy", "statsmodels", "plotly", "pingouin", "openai", "pandas", "sacrebleu", "rouge_score", "nltk")
     probe = ("import sys, study_app.web.server, study_app.cli, study_app.designs; "
              f"print(','.join(m for m in {heavy!r} if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,

@@ -32,7 +32,7 @@ def test_docstring_examples_run(module):
 
 @pytest.mark.parametrize("module", MODULES + ["analysis.tables", "analysis.reader_study", "analysis.plan",
                                               "analysis.endpoints", "analysis.figures", "analysis.methods_text",
-                                              "analysis.report_tables"])
+                                              "analysis.report_tables", "analysis.text_metrics"])
 def test_module_says_its_job_in_one_sentence(module):
     doc = importlib.import_module(module).__doc__
     assert doc and doc.strip().endswith(".") and doc.count("\n") == 0

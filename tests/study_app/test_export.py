@@ -162,6 +162,32 @@ def test_the_export_measures_edits_with_the_analysis_definition(demo_study):
     assert (row.edit_chars, row.edit_words, bool(row.unchanged)) == (0, 0, True)
 
 
+def test_reference_findings_reach_the_text_metrics_from_the_manifest_through_the_export(demo_study, tmp_path):
+    """The manifest's reference_findings column is exported in cases.csv and is what the analysis scores the
+    submitted text against; the draft-to-final distances are the export's own edit_chars and edit_words."""
+    from analysis import load_tables
+    from analysis.stats import bleu, rouge_l
+    from analysis.text_metrics import text_metrics_table
+
+    db, _ = demo_study
+    edited = complete_some_reads(db)
+    out = write_export(db, SYSTEM, "demo", tmp_path / "csv")
+    tables = load_tables(out)
+    case_id = tables.assignments.set_index("assignment_id").loc[str(edited), "case_id"]
+    reference = tables.cases.set_index("case_id").loc[case_id, "reference_findings"]
+    assert isinstance(reference, str) and reference.strip()
+    table = text_metrics_table(tables.counted_reads(), tables.cases)
+    mine = table.loc[table["assignment_id"].eq(str(edited))].set_index("pair")
+    assert set(mine.index) == {"draft_final", "draft_reference", "final_reference"}
+    final = mine.loc["final_reference"]
+    assert final.reference_text == reference and final.hypothesis_text == "Heart size normal.  Lungs clear."
+    assert final.bleu == bleu("Heart size normal.  Lungs clear.", reference)
+    assert final.rouge_l == rouge_l("Heart size normal.  Lungs clear.", reference)
+    exported = pd.read_csv(out / "assignments.csv").set_index("assignment_id").loc[edited]
+    draft = mine.loc["draft_final"]
+    assert (draft.edit_chars, draft.edit_words) == (exported.edit_chars, exported.edit_words)
+
+
 def test_sqlite_export_has_keys_indexes_full_text_and_analyses_like_the_csv(sqlite_demo_study, tmp_path):
     import sqlite_utils
 
