@@ -133,7 +133,8 @@ def main(runs: int = 3, n_requests: int = N_REQUESTS) -> dict:
         ``rss_growth_last_75pct_mb`` (RSS at the end minus RSS after the first quarter of
         the requests: ~0 when memory is flat), ``client_cpu_ms_per_request`` (median),
         ``load_avg_1m`` (machine load when the runs ended: other work shares the
-        2 cores), ``failed``, ``runs``, ``ratios`` (every run).
+        2 cores), ``failed``, ``runs``, ``ratios`` (every run), and ``several_servers``: the figures of
+        :func:`main_pool` (unless ``BENCH_DRAFTING_POOL=0``).
     """
     process, url = _start_server(LATENCY_S)
     try:
@@ -157,6 +158,8 @@ def main(runs: int = 3, n_requests: int = N_REQUESTS) -> dict:
     }
     for key, value in figures.items():
         print(f"{key:>15}: {value}")
+    if os.environ.get("BENCH_DRAFTING_POOL", "1") != "0":  # `make bench` measures both P4s
+        figures["several_servers"] = main_pool(runs=runs, n_requests=n_requests)
     return figures
 
 
@@ -191,4 +194,7 @@ def main_pool(runs: int = 3, n_requests: int = N_REQUESTS, servers: int = POOL_S
 
 
 if __name__ == "__main__":
-    main_pool() if "--pool" in sys.argv else main()
+    if "--pool" in sys.argv:
+        main_pool()
+    else:
+        main()

@@ -335,13 +335,15 @@ def _check_database(db_url: str, acknowledged: list[str]) -> dict:
 
 
 def _limit(samples: dict) -> str:
-    """What ran out first: a server process's core (its Python runs on one core at a time), the load
-    generator's own core, or nothing (every second of the level below 85 % of a core)."""
-    server = _percentile(samples["server_busy"], 0.9)
-    client = _percentile(samples["client_busy"], 0.9)
-    if server >= 0.85:
+    """What ran out first: a server process's core (its Python runs on one core at a time), the machine's cores
+    (servers, load generator, database, proxy and anything else together), the load generator's own core, or
+    nothing (the busiest tenth of the level's seconds below 85 % of each)."""
+    cores = os.cpu_count() or 1
+    if _percentile(samples["server_busy"], 0.9) >= 0.85:
         return "server CPU (one core per process)"
-    if client >= 0.85:
+    if _percentile(samples["machine_busy"], 0.9) >= 0.85 * cores:
+        return f"the machine's {cores} cores (servers, load generator, database and proxy together)"
+    if _percentile(samples["client_busy"], 0.9) >= 0.85:
         return "load generator CPU"
     return "none saturated"
 
@@ -380,7 +382,7 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
         cpu_before = sum(p.cpu_times().user + p.cpu_times().system for p in watched)
         record = {"interaction": [], "route": [], "image": [], "acknowledged": [], "errors": [], "cases": 0, "open": 0,
                   "peak_open": 0}
-        samples = {"rss": [], "threads": [], "server_busy": [], "client_busy": []}
+        samples = {"rss": [], "threads": [], "server_busy": [], "client_busy": [], "machine_busy": []}
         me = psutil.Process()
 
         async def drive() -> None:
@@ -393,17 +395,22 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
                 times = process.cpu_times()
                 return times.user + times.system
 
+            def machine() -> float:  # every core's non-idle time, in core-seconds
+                times = psutil.cpu_times()
+                return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
             async def sample() -> None:
-                last = [cpu(p) for p in watched], cpu(me), time.perf_counter()
+                last = [cpu(p) for p in watched], cpu(me), time.perf_counter(), machine()
                 while any(not r.done() for r in readers):
                     await asyncio.sleep(1.0)
                     samples["rss"].append(sum(p.memory_info().rss for p in watched))
                     samples["threads"].append(sum(p.num_threads() for p in watched))
-                    now = [cpu(p) for p in watched], cpu(me), time.perf_counter()
+                    now = [cpu(p) for p in watched], cpu(me), time.perf_counter(), machine()
                     elapsed = now[2] - last[2]
                     # the busiest server process's share of one core (one process runs Python on one core at a time)
                     samples["server_busy"].append(max(b - a for a, b in zip(last[0], now[0])) / elapsed)
                     samples["client_busy"].append((now[1] - last[1]) / elapsed)
+                    samples["machine_busy"].append((now[3] - last[3]) / elapsed)
                     last = now
 
             sampler = asyncio.create_task(sample())
@@ -445,6 +452,7 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
             "errors": len(record["errors"]), "first_errors": record["errors"][:3], **check,
             "server_busy_p90": round(_percentile(samples["server_busy"], 0.9), 2),
             "load_generator_busy_p90": round(_percentile(samples["client_busy"], 0.9), 2),
+            "machine_cores_busy_p90": round(_percentile(samples["machine_busy"], 0.9), 2),
             "limit": _limit(samples),
         }
         return figures
