@@ -60,7 +60,8 @@ def smart_resize(
     ``max_pixels``, scale both sides by ``beta = sqrt(h*w / max_pixels)`` and floor
     to the factor; if it falls below ``min_pixels``, scale up by
     ``sqrt(min_pixels / (h*w))`` and ceil. Python's ``round`` (banker's rounding)
-    is kept on purpose so ties resolve as in the reference.
+    is kept on purpose so ties resolve as in the reference. Unlike the reference, a size whose *result*
+    exceeds the aspect-ratio limit is refused (the server would refuse the resized image).
 
     References
     ----------
@@ -89,6 +90,13 @@ def smart_resize(
         beta = math.sqrt(min_pixels / (height * width))
         h_bar = _ceil_by_factor(height * beta, factor)
         w_bar = _ceil_by_factor(width * beta, factor)
+    if max(h_bar, w_bar) / min(h_bar, w_bar) > MAX_RATIO:
+        # Rounding to the factor can push a ratio just under the limit over it (29 x 5615 -> 28 x 5628); the
+        # server re-runs smart resize on what it receives and would refuse it, so it is refused here, plainly.
+        raise ValueError(
+            f"a {height}x{width} image resizes to {h_bar}x{w_bar}, an aspect ratio of "
+            f"{max(h_bar, w_bar) / min(h_bar, w_bar):.1f}: the model accepts at most {MAX_RATIO}"
+        )
     return h_bar, w_bar
 
 

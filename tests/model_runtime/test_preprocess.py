@@ -50,11 +50,22 @@ def test_smart_resize_rejects_extreme_aspect_ratio_and_empty_sizes():
 @given(st.integers(28, 6000), st.integers(28, 6000))
 def test_smart_resize_is_a_fixed_point_within_budget(height, width):
     assume(max(height, width) / min(height, width) <= 200)
-    h, w = smart_resize(height, width)
+    try:
+        h, w = smart_resize(height, width)
+    except ValueError as refused:  # only a size that rounding pushes over the limit, said as such
+        assert "resizes to" in str(refused) and "at most 200" in str(refused)
+        return
     assert h % 28 == 0 and w % 28 == 0
     assert 3136 <= h * w <= 262144
     # The server re-runs smart resize on what we send: it must not resample again.
     assert smart_resize(h, w) == (h, w)
+
+
+def test_a_size_that_rounding_pushes_past_the_aspect_limit_is_refused_plainly():
+    # 5615 / 29 = 193.6 is accepted on the way in, but it rounds to 28 x 5628 (201): the server would refuse it.
+    with pytest.raises(ValueError, match=r"29x5615 image resizes to 28x5628, an aspect ratio of 201.0"):
+        smart_resize(29, 5615)
+    assert smart_resize(28, 5600) == (28, 5600)  # exactly 200 stays acceptable
 
 
 def test_prepare_image_resizes_with_bicubic_and_counts_tokens(png_factory):

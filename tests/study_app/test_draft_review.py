@@ -14,10 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from study_app.cli import DRAFT_PROBLEMS_EXIT, main
-from study_app.demo import write_demo_readers
-from study_app.designs import shipped_design_path
 from study_app.services.actors import SYSTEM
-from study_app.services.creation import create_study
 from study_app.services.draft_review import draft_issues
 from study_app.services.drafting import needed_drafts
 from study_app.store.models import Assignment, Draft, DraftOverride, Event
@@ -25,15 +22,6 @@ from tests.fakes.openai_server import default_reply, serve_openai
 
 PINNED = "0123456789abcdef0123456789abcdef01234567"
 
-
-@pytest.fixture
-def draft_study(fresh_db, demo_cohort_dir, tmp_path, monkeypatch):
-    create_study(fresh_db, SYSTEM, study_id="pilot", design_path=shipped_design_path(),
-                 manifest_path=demo_cohort_dir / "manifest.csv",
-                 readers_path=write_demo_readers(tmp_path / "readers.csv"), seed=3)
-    monkeypatch.setenv("READERSTUDY_DB", fresh_db.url)
-    monkeypatch.delenv("READERSTUDY_VLLM_API_KEY", raising=False)
-    return fresh_db
 
 
 def cli(*args, **kwargs):

@@ -12,10 +12,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from study_app.demo import write_demo_readers
-from study_app.designs import shipped_design_path
 from study_app.services.actors import SYSTEM
-from study_app.services.creation import create_study
 from study_app.services.drafting import needed_drafts
 from study_app.services.drafting_jobs import (
     LeaseLost,
@@ -31,13 +28,6 @@ from study_app.services.errors import Conflict, InvalidInput
 from study_app.store.models import Draft, Event
 from tests.fakes.openai_server import serve_openai
 
-
-@pytest.fixture
-def draft_study(fresh_db, demo_cohort_dir, tmp_path):
-    create_study(fresh_db, SYSTEM, study_id="pilot", design_path=shipped_design_path(),
-                 manifest_path=demo_cohort_dir / "manifest.csv",
-                 readers_path=write_demo_readers(tmp_path / "readers.csv"), seed=3)
-    return fresh_db
 
 
 def parameters(server, **more) -> dict:

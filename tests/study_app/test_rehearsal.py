@@ -7,12 +7,10 @@ import json
 from datetime import datetime, timezone
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from study_app.cli import main
-from study_app.demo import write_demo_readers
 from study_app.designs import shipped_design_path
 from study_app.services.actors import SYSTEM
 from study_app.services.creation import create_study
@@ -20,14 +18,6 @@ from study_app.services.database import open_database
 from study_app.services.drafting import import_recorded_drafts, needed_drafts
 from study_app.store.models import Assignment, Draft, Event, Response, utcnow
 
-
-@pytest.fixture
-def draft_study(fresh_db, demo_cohort_dir, tmp_path, monkeypatch):
-    create_study(fresh_db, SYSTEM, study_id="pilot", design_path=shipped_design_path(),
-                 manifest_path=demo_cohort_dir / "manifest.csv",
-                 readers_path=write_demo_readers(tmp_path / "readers.csv"), seed=3)
-    monkeypatch.setenv("READERSTUDY_DB", fresh_db.url)
-    return fresh_db
 
 
 def rehearse(out, *extra):

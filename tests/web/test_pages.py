@@ -87,6 +87,18 @@ def test_write_case_shows_an_empty_editor_and_resumes_from_autosave(web_study, o
     assert editor["text"] == "Heart size normal." and editor["mode"] == "write"
 
 
+def _edit_submitted(web_study, open_page, reader: str = "res1"):
+    """A reader's first edit case, opened, its image shown (what the viewer reports) and its findings submitted:
+    the page run again shows the questions. Returns the page, the reader's invite token, the reader and the item."""
+    token, actor = web_study.sign_in(reader)
+    item = web_study.items(actor, task="edit")[0]
+    at = start(open_page(token, case=item.case_ref))
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
+    at.run()
+    return at, token, actor, item
+
+
 def _component_data(at, name: str) -> dict | None:
     """The data the page handed to a browser component (None when it is not on the page)."""
     import json
@@ -129,12 +141,7 @@ def test_edit_case_prefills_the_draft_and_says_nothing_of_its_source(residents_d
 
 
 def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page):
-    token, actor = web_study.sign_in("res1")
-    item = web_study.items(actor, task="edit")[0]
-    at = start(open_page(token, case=item.case_ref))
-    reading.mark_image_shown(web_study.db, actor, item.case_ref)  # what the viewer reports
-    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
-    at.run()
+    at, token, actor, item = _edit_submitted(web_study, open_page)
     assert not at.exception
     assert "Edited findings." in texts(at)
     assert "locked" in words(at)
@@ -164,12 +171,7 @@ def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page
 
 
 def test_save_then_the_worklist_pauses_between_cases(web_study, open_page):
-    token, actor = web_study.sign_in("res1")
-    item = web_study.items(actor, task="edit")[0]
-    at = start(open_page(token, case=item.case_ref))
-    reading.mark_image_shown(web_study.db, actor, item.case_ref)
-    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
-    at.run()
+    at, token, actor, item = _edit_submitted(web_study, open_page)
     view = reading.case_view(web_study.db, actor, item.case_ref)
     for radio, question in zip(at.radio, view.questions):
         radio.set_value(question.options[0]["value"])
@@ -440,12 +442,7 @@ def test_a_visual_analogue_question_is_a_number_field_that_starts_empty(web_stud
         session.add(Question(arm_id=arm.id, ordinal=9, key="image_quality", kind="vas", label="Image quality",
                              options=[], required=True,
                              scale={"min": 0, "max": 100, "step": 1, "min_label": "unusable", "max_label": "excellent"}))
-    token, actor = web_study.sign_in("res1")
-    item = web_study.items(actor, task="edit")[0]
-    at = start(open_page(token, case=item.case_ref))
-    reading.mark_image_shown(web_study.db, actor, item.case_ref)
-    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
-    at.run()
+    at, token, actor, item = _edit_submitted(web_study, open_page)
     [field] = [n for n in at.number_input if n.label.startswith("Image quality")]
     assert field.label == "Image quality (0 = unusable, 100 = excellent)" and field.value is None
     assert (field.min, field.max) == (0, 100)
