@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.studies import get_study
-from study_app.store.models import Arm, Assignment, Event, Reader, Response, utcnow
+from study_app.store.models import Arm, Assignment, Event, Reader, Response
 
 STATES = ("completed", "submitted", "in_progress", "ready", "pending")
 
@@ -56,7 +56,7 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
     by_arm = (frame.pivot_table(index="arm", columns="status", values="n", aggfunc="sum", fill_value=0)
               .reindex(columns=list(STATES), fill_value=0).reset_index())
     remaining = (frame[frame.status.isin(["ready", "in_progress", "submitted"])].groupby("reader")["n"].sum())
-    now = utcnow()
+    now = db.now()
     stalled_rows = []
     for reader, left in remaining.items():
         seen = last_seen.get(reader)

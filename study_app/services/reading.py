@@ -36,7 +36,6 @@ from study_app.store.models import (
     Reader,
     Response,
     Study,
-    utcnow,
 )
 
 MAX_REPORT_CHARS = 20_000
@@ -263,7 +262,7 @@ def open_case(db: Database, actor: Actor, case_ref: str, *, new_visit: bool = Tr
     """Open a case page: the first time it becomes in progress; each new visit counts in `sessions`."""
     with db.transaction() as session:
         assignment = reader_case(session, actor, case_ref, for_update=True, viewing=True)
-        now = utcnow()
+        now = db.now()
         if assignment.status == "ready":
             assignment.status = "in_progress"
         if assignment.opened_at is None:
@@ -320,7 +319,7 @@ def mark_image_shown(
                 return assignment.first_shown_at
             raise Conflict("the case is not open")
         if assignment.first_shown_at is None:
-            at, age = _beacon_time(received_at or utcnow(), age_s, assignment.opened_at)
+            at, age = _beacon_time(received_at or db.now(), age_s, assignment.opened_at)
             assignment.first_shown_at = at
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="image_shown",
@@ -367,7 +366,7 @@ def autosave(db: Database, actor: Actor, case_ref: str, text: str) -> datetime:
         assignment = reader_case(session, actor, case_ref)
         if assignment.status != "in_progress":
             raise AlreadySubmitted("this case is already submitted; its text is locked")
-        snapshot = Autosave(assignment_id=assignment.id, text=text, saved_at=utcnow())
+        snapshot = Autosave(assignment_id=assignment.id, text=text, saved_at=db.now())
         session.add(snapshot)
         record_event(
             session, study_id=assignment.study_id, actor=actor, kind="autosave",
@@ -469,7 +468,7 @@ def submit(
                 if not final.strip():
                     raise InvalidInput("the report is empty; write the findings before submitting")
                 shown = (_draft_text(session, assignment.draft_id) or "") if arm.task == "edit" else ""
-            now = utcnow()
+            now = db.now()
             at, age = _beacon_time(min(received_at or now, now), age_s, assignment.first_shown_at)
             duration = (at - assignment.first_shown_at).total_seconds()
             session.add(
@@ -568,7 +567,7 @@ def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, o
                 session.scalars(select(Question).where(Question.arm_id == assignment.arm_id).order_by(Question.ordinal))
             )
             accepted = validate_answers(questions, answers)
-            now = utcnow()
+            now = db.now()
             for question, value, label in accepted.values():
                 session.add(
                     Answer(assignment_id=assignment.id, question_id=question.id, label=label, value=value, answered_at=now)

@@ -9,22 +9,28 @@ never on where a case's draft came from. Before rounds, an attending's model-dra
 and their resident-draft cases one by one as residents submitted: the worklist named the source of every
 draft.
 
+A design with ``[sessions]`` adds a gate: rounds belong to reading sessions (a reader's round is the pair
+(session, arm round)), and a round of session s > 1 opens only once the reader has completed every case of
+the earlier sessions and ``washout_days`` have passed since the last of them was completed, by the server's
+clock. The gate depends only on the reader's own completion times, never on a draft's source.
+
 Every entry point that can change which drafts exist calls :func:`sync_reader_rounds` (study creation,
-launch, a submitted report, a coordinator's reset); nothing else changes ``pending`` and ``ready``.
+launch, a submitted report, a coordinator's reset), and so does the reader's worklist once a washout has run
+out (:func:`session_schedule` says when); nothing else changes ``pending`` and ``ready``.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from study_app.services.actors import SYSTEM, Actor
 from study_app.services.events import record_event
-from study_app.store.models import Arm, Assignment, Draft, utcnow
+from study_app.store.models import Arm, Assignment, Draft, Event, Study, utcnow
 
 # Statuses in which an assignment has not been started: the only ones a round opens or holds.
 UNSTARTED = ("pending", "ready")
@@ -90,20 +96,60 @@ def has_drafts(assignment: Assignment, arm: Arm) -> bool:
     return all(draft_id is not None for draft_id in _bound_by_source(assignment, arm))
 
 
-def _by_round(session: Session, reader_id: int) -> dict[int, list[tuple[Assignment, Arm]]]:
-    """A reader's assignments (with their arms) by reading round."""
-    by_round: dict[int, list[tuple[Assignment, Arm]]] = defaultdict(list)
+# A reader's round: (reading session, the arm's reading round), opened in this order.
+RoundKey = tuple[int, int]
+
+
+def _by_round(session: Session, reader_id: int) -> dict[RoundKey, list[tuple[Assignment, Arm]]]:
+    """A reader's assignments (with their arms) by (reading session, reading round)."""
+    by_round: dict[RoundKey, list[tuple[Assignment, Arm]]] = defaultdict(list)
     for assignment, arm in session.execute(
         select(Assignment, Arm).join(Arm, Assignment.arm_id == Arm.id).where(Assignment.reader_id == reader_id)
     ):
-        by_round[arm.reading_round].append((assignment, arm))
+        by_round[(assignment.reading_session, arm.reading_round)].append((assignment, arm))
     return by_round
+
+
+def washout_days(study: Study) -> int:
+    """The design's washout between reading sessions (0 without [sessions]), as frozen in the study."""
+    return int((study.settings.get("sessions") or {}).get("washout_days", 0))
+
+
+def session_opens_at(earlier: list[Assignment], washout: timedelta) -> tuple[bool, datetime | None]:
+    """Whether a reader's earlier sessions are all completed, and when the washout after the last one ends.
+
+    The one statement of the washout rule: a session opens ``washout`` after the reader completed the last
+    case of every earlier session (so after their last read of any case they will read again). While an
+    earlier case is unfinished the date is not known: (False, None).
+    """
+    if any(a.status != "completed" or a.completed_at is None for a in earlier):
+        return False, None
+    if not earlier:
+        return True, None
+    return True, max(a.completed_at for a in earlier) + washout
+
+
+def _session_gates(
+    by_round: dict[RoundKey, list[tuple[Assignment, Arm]]], washout: timedelta, at: datetime,
+) -> dict[int, tuple[bool, datetime | None]]:
+    """Per reading session: (may open at ``at``, when its washout ends or None)."""
+    sessions = sorted({key[0] for key in by_round})
+    gates = {}
+    for reading_session in sessions:
+        if reading_session == sessions[0]:
+            gates[reading_session] = (True, None)
+            continue
+        earlier = [a for key, members in by_round.items() if key[0] < reading_session for a, _ in members]
+        done, opens_at = session_opens_at(earlier, washout)
+        gates[reading_session] = (done and (opens_at is None or at >= opens_at), opens_at)
+    return gates
 
 
 def sync_reader_rounds(
     session: Session, reader_id: int, *, actor: Actor = SYSTEM, bind: bool = True, at: datetime | None = None,
-) -> list[int]:
-    """Open every round of the reader whose drafts all exist; hold again a round that lost one.
+) -> list[RoundKey]:
+    """Open every round of the reader whose drafts all exist and whose session's washout has passed; hold
+    again a round that lost one of them.
 
     Parameters
     ----------
@@ -115,22 +161,27 @@ def sync_reader_rounds(
     bind : bool
         Bind the drafts that exist first (False when the caller just did).
     at : datetime, optional
-        The moment of the change (defaults to now).
+        The moment of the change, by the server's clock (defaults to now); the washout is measured to it.
 
     Returns
     -------
-    list of int
+    list of (session, round)
         The rounds opened by this call.
     """
     at = at or utcnow()
     by_round = _by_round(session, reader_id)
+    if not by_round:
+        return []
+    study = session.get(Study, next(iter(by_round.values()))[0][0].study_id)
+    gates = _session_gates(by_round, timedelta(days=washout_days(study)), at)
     opened = []
-    for reading_round in sorted(by_round):
-        members = by_round[reading_round]
+    for key in sorted(by_round):
+        members = by_round[key]
         if bind:
             complete = all([bind_drafts(session, a, arm) for a, arm in members])
         else:
             complete = all(has_drafts(a, arm) for a, arm in members)
+        complete = complete and gates[key[0]][0]
         was_open = any(a.status != "pending" for a, _ in members)
         target = "ready" if complete else "pending"
         changing = [a for a, _ in members if a.status in UNSTARTED and a.status != target]
@@ -143,12 +194,48 @@ def sync_reader_rounds(
         record_event(
             session, study_id=members[0][0].study_id, actor=actor, reader_id=reader_id, at=at,
             kind="round_opened" if complete else "round_held",
-            payload={"round": reading_round, "n_cases": len(changing)},
+            payload={"session": key[0], "round": key[1], "n_cases": len(changing)},
         )
         if complete:
-            opened.append(reading_round)
+            opened.append(key)
     session.flush()
     return opened
+
+
+@dataclass(frozen=True)
+class NextSession:
+    """A reader's next reading session not open yet, as the reader may be told: nothing in it depends on a
+    draft's source (only on the reader's own completion times and the design's washout)."""
+
+    reading_session: int
+    opens_at: datetime | None  # None while the reader has cases of earlier sessions to finish
+    washout_days: int
+    due: bool  # the washout has run out and the session's drafts are bound: a sync would open it now
+
+    def message(self) -> str:
+        if self.opens_at is None:
+            return (f"Your next reading session opens {self.washout_days} days after you finish the cases of this "
+                    "one." if self.washout_days else "Your next reading session opens when you finish this one.")
+        when = self.opens_at.strftime("%d %B %Y, %H:%M UTC")
+        return f"Your next reading session opens on {when}."
+
+
+def session_schedule(session: Session, reader_id: int, at: datetime) -> NextSession | None:
+    """The reader's first reading session with cases still held by the washout gate, or None."""
+    by_round = _by_round(session, reader_id)
+    if not by_round:
+        return None
+    study = session.get(Study, next(iter(by_round.values()))[0][0].study_id)
+    days = washout_days(study)
+    gates = _session_gates(by_round, timedelta(days=days), at)
+    for reading_session in sorted(gates)[1:]:
+        members = [m for key, rows in by_round.items() if key[0] == reading_session for m in rows]
+        if not any(a.status == "pending" for a, _ in members):
+            continue
+        may_open, opens_at = gates[reading_session]
+        due = may_open and all(has_drafts(a, arm) for a, arm in members)
+        return NextSession(reading_session, opens_at, days, due)
+    return None
 
 
 @dataclass(frozen=True)
@@ -161,14 +248,27 @@ class RoundStatus:
     n_drafts_needed: int
     n_drafts_missing: int
     waits_on_arms: tuple[str, ...]
+    reading_session: int = 1
+    n_completed: int = 0
+    opened_at: datetime | None = None  # when the round was last opened (its round_opened event)
+    washout_ends_at: datetime | None = None  # for a later session: when its washout ends, once known
 
 
-def reader_rounds(session: Session, reader_id: int) -> list[RoundStatus]:
-    """Each round of a reader: how many cases, how many open, how many drafts still missing, and from where."""
+def reader_rounds(session: Session, reader_id: int, *, at: datetime | None = None) -> list[RoundStatus]:
+    """Each round of a reader: how many cases, how many open, how many drafts still missing, and from where;
+    with sessions, when the round opened or when its washout ends."""
     by_round = _by_round(session, reader_id)
+    if not by_round:
+        return []
+    study = session.get(Study, next(iter(by_round.values()))[0][0].study_id)
+    gates = _session_gates(by_round, timedelta(days=washout_days(study)), at or utcnow())
+    opened_at: dict[RoundKey, datetime] = {}
+    for event in session.scalars(select(Event).where(Event.reader_id == reader_id, Event.kind == "round_opened")
+                                 .order_by(Event.id)):
+        opened_at[(int(event.payload.get("session", 1)), int(event.payload.get("round", 0)))] = event.at
     out = []
-    for reading_round in sorted(by_round):
-        members = by_round[reading_round]
+    for key in sorted(by_round):
+        members = by_round[key]
         needed = sum(len(arm.draft_sources) for _, arm in members)
         missing = 0
         waits: set[str] = set()
@@ -178,9 +278,11 @@ def reader_rounds(session: Session, reader_id: int) -> list[RoundStatus]:
                 if draft_id is None:
                     missing += 1
                     waits.add(f"arm:{source['arm']}" if source["kind"] == "arm" else source["kind"])
+        n_open = sum(1 for a, _ in members if a.status != "pending")
         out.append(RoundStatus(
-            reading_round=reading_round, n_cases=len(members),
-            n_open=sum(1 for a, _ in members if a.status != "pending"),
+            reading_round=key[1], n_cases=len(members), n_open=n_open,
             n_drafts_needed=needed, n_drafts_missing=missing, waits_on_arms=tuple(sorted(waits)),
+            reading_session=key[0], n_completed=sum(1 for a, _ in members if a.status == "completed"),
+            opened_at=opened_at.get(key) if n_open else None, washout_ends_at=gates[key[0]][1],
         ))
     return out
