@@ -122,17 +122,21 @@ def endpoint_frame(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFram
                          "reader_id": sub["reader_id"].to_numpy(), "case_id": sub["case_id"].to_numpy()})[cols]
 
 
-def _levels(endpoint: Endpoint):
+def _levels(endpoint: Endpoint, scale=None):
     if endpoint.endpoint == "preference_share":
         return PREFERENCE_TESTS, None
     if endpoint.reference:
         return (endpoint.comparison, endpoint.reference), None
+    if endpoint.null is None and endpoint.endpoint == "likert_mean":
+        # A single rating item is tested against its scale's neutral point (0 on CheXOne's +10..-10 scale).
+        return (endpoint.condition,), scale.neutral if scale is not None and scale.neutral is not None else 0.0
     return (endpoint.condition,), endpoint.null
 
 
 def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFrame, *, conclusion: str,
                      confidence: float = 0.95, seed: int = DEFAULT_SEED,
-                     mixed_max_reads: int | None = DEFAULT_MAX_READS, mixed_result: dict | None = None) -> dict:
+                     mixed_max_reads: int | None = DEFAULT_MAX_READS, mixed_result: dict | None = None,
+                     scale=None) -> dict:
     """Analyse one pre-specified endpoint by its method; never raises for data that cannot support it.
 
     Parameters
@@ -147,6 +151,9 @@ def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFr
     mixed_result : dict, optional
         A :func:`~analysis.stats.mixed_model_ratio` result already computed for the
         same role and conditions (the per-read duration block fits it too).
+    scale : analysis.tables.ItemScale, optional
+        The scoring of a ``likert_mean``'s item: its ends bound the intervals, its neutral
+        point is the null of a single-condition test (default: CheXOne's +10..-10, neutral 0).
 
     Returns
     -------
@@ -163,7 +170,9 @@ def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFr
            "reference": endpoint.reference, "comparison": endpoint.comparison, "condition": endpoint.condition,
            "item": endpoint.item, "null": endpoint.null, "error": None}
     frame = endpoint_frame(endpoint, reads, answers)
-    levels, null = _levels(endpoint)
+    levels, null = _levels(endpoint, scale)
+    if endpoint.endpoint == "likert_mean" and len(levels) == 1:
+        out["null"] = null
     ratio = endpoint.endpoint == "time_ratio"
     out["scale"] = "ratio" if ratio else ("difference" if len(levels) == 2 else "mean")
     out["n_reads"] = int(len(frame) // (2 if endpoint.endpoint == "preference_share" else 1))
@@ -190,7 +199,9 @@ def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFr
         return out
     try:
         res = or_hillis(frame, "value", "test", "reader_id", "case_id", levels=levels, null=null,
-                        bounds=None if ratio else (SHARE_BOUNDS if endpoint.endpoint != "likert_mean" else LIKERT_BOUNDS),
+                        bounds=None if ratio else (SHARE_BOUNDS if endpoint.endpoint != "likert_mean" else
+                                                   (scale.low, scale.high) if scale is not None and scale.low is not None
+                                                   else LIKERT_BOUNDS),
                         confidence=confidence)
     except ValueError as exc:
         out["error"] = str(exc)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 #: ``rate_reasoning``), found from the task and draft source columns, never from arm names.
 ENDPOINTS = {
     "time_ratio": "ratio of geometric-mean durations, comparison / reference (per-reader mean log duration)",
-    "likert_mean": "mean Likert score of an item (+10 strongly agree .. -10 strongly disagree)",
+    "likert_mean": "mean score of a rating item (a Likert scale of any length, or a visual-analogue scale)",
     "no_edit_share": "share of edits answered 'no editing needed'",
     "preference_share": "share of blinded comparisons preferring the model draft minus the share preferring the reader draft",
 }
@@ -68,7 +68,8 @@ class Endpoint:
         elif self.endpoint == "preference_share":
             where = "model vs reader draft"
         else:
-            where = f"{self.condition} against {self.null:g}"
+            where = f"{self.condition} against " + (f"{self.null:g}" if self.null is not None
+                                                     else "the scale's neutral point")
         return f"{self.name}: {what}, {self.role}s, {where}, {self.method.replace('_', '-')}"
 
 
@@ -193,8 +194,9 @@ def _parse_endpoint(table, where: str) -> Endpoint:
             raise ValueError(f"{where}: give reference and comparison (two conditions) or condition (one)")
         if endpoint == "time_ratio":
             raise ValueError(f"{where}: a time_ratio compares two conditions (reference and comparison)")
-        null = 0.0 if null is None and endpoint == "likert_mean" else null
-        if null is None:
+        # A rating item without a null is tested against its scale's neutral point, which the export's question
+        # scoring gives (analysis.endpoints._levels); the plan says only what the design stated.
+        if null is None and endpoint != "likert_mean":
             raise ValueError(f"{where}.null: a single-condition endpoint needs the value it is tested against")
     return Endpoint(name=name, endpoint=endpoint, role=role, reference=reference, comparison=comparison,
                     condition=condition if reference is None else None, item=item, method=method,
@@ -291,7 +293,7 @@ def check_plan_against_design(plan: AnalysisPlan, conditions_by_role: dict[str, 
     conditions_by_role : dict of str to set of str
         For each role, the conditions its arms produce (``write``, ``edit_model``, ...).
     likert_items : set of str
-        Question keys of kind ``likert``.
+        Keys of the design's rating questions (kind ``likert``, any scale, or ``vas``).
 
     Raises
     ------
@@ -310,7 +312,7 @@ def check_plan_against_design(plan: AnalysisPlan, conditions_by_role: dict[str, 
                 raise ValueError(f"{where}.{key}: no arm of role '{e.role}' produces condition '{cond}' "
                                  f"(it has {', '.join(sorted(have))})")
         if e.item is not None and e.item not in likert_items:
-            raise ValueError(f"{where}.item: '{e.item}' is not a likert question of this design")
+            raise ValueError(f"{where}.item: '{e.item}' is not a Likert or visual-analogue question of this design")
         if e.endpoint == "no_edit_share":
             for cond in (e.reference, e.comparison, e.condition):
                 if cond is not None and not cond.startswith("edit_"):

@@ -20,10 +20,11 @@ from analysis.stats.multiplicity import adjust_pvalues
 from analysis.stats.paired import pair_by_key, paired_ttest, wilcoxon_signed_rank
 from analysis.stats.proportions import mcnemar_test, proportion_shares, sign_test, wilson_ci
 from analysis.stats.text import edit_metrics
-from analysis.tables import COUNTED_STATUSES, AnalysisInputError, StudyTables
+from analysis.tables import COUNTED_STATUSES, DEDICATED_CHOICES, AnalysisInputError, ItemScale, StudyTables
 
-RESULTS_VERSION = 2
+RESULTS_VERSION = 3
 EDIT_REASONS = ("none", "content", "style", "both")
+# The CheXOne items, for the paper's figure panels; the analysis itself takes every question the export names.
 LIKERT_ITEMS = ("indication_applicability", "writing_efficiency", "interpretation_efficiency")
 REASONING_ITEMS = ("factuality", "causal_support")
 # (reference, comparison) condition pairs for durations; found by task/draft_source columns.
@@ -157,17 +158,27 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     mixed_cache: dict = {}
     results["duration"] = _durations(timed, seed, n_boot, mixed_max_reads, mixed_cache)
     results["plan"] = _plan_block(plan)
-    results["endpoints"] = _endpoints(plan, timed, answers, seed, mixed_max_reads, mixed_cache)
+    results["endpoints"] = _endpoints(plan, timed, answers, seed, mixed_max_reads, mixed_cache, tables.scales)
     results["multiplicity"] = _multiplicity_statement(plan, results["endpoints"])
-    results["mrmc"] = _mrmc_blocks(timed, answers, plan.confidence)
+    # Every question of the design reaches the analysis, each scored on its own scale: numeric items (Likert of
+    # any length, visual-analogue) by their scores against the scale's neutral point, other choice questions by
+    # the share of each option. Rating items of a reasoning review are reported under "reasoning".
+    scales = tables.scales
+    numeric = {k: v for k, v in scales.items() if v.numeric}
+    choices = {k: v for k, v in scales.items() if v.kind == "choice" and k not in DEDICATED_CHOICES}
+    results["questions"] = _questions_block(scales, answers)
+    results["mrmc"] = _mrmc_blocks(timed, answers, plan.confidence, numeric, choices)
     results["edit_reasons"] = _edit_reasons(answers)
     results["no_edit_mcnemar"] = _no_edit_mcnemar(answers)
-    results["likert"] = _ratings(answers, LIKERT_ITEMS, seed, n_boot, compare_sources=True)
-    results["reasoning"] = _ratings(answers, REASONING_ITEMS, seed, n_boot, compare_sources=False)
+    reviewing = answers["task"].eq("rate_reasoning")
+    results["likert"] = _ratings(answers.loc[~reviewing], numeric, seed, n_boot, compare_sources=True)
+    results["reasoning"] = _ratings(answers.loc[reviewing], numeric, seed, n_boot, compare_sources=False)
+    results["choices"] = _choices(answers, choices)
     results["preference"] = _preference(reads)
-    results["icc"] = _icc(answers)
+    results["icc"] = _icc(answers, numeric)
     results["edit_metrics"] = _edit_metric_summary(reads)
     results["caveats"] = _caveats(results, plan)
+    results["provenance"] = provenance(tables.meta)
     results = _clean(results)
 
     from analysis.figures import build_figures
@@ -176,6 +187,57 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
 
     return AnalysisResult(results=results, tables=build_tables(results), figures=build_figures(results, reads, answers),
                           methods=methods_paragraph(results))
+
+
+# The packages whose versions can change a number of the report (statistics, resampling, tables, figures).
+ANALYSIS_DEPENDENCIES = ("numpy", "scipy", "pandas", "statsmodels", "pingouin", "threadpoolctl", "plotly", "pyarrow")
+
+
+def provenance(meta: dict) -> dict:
+    """What produced a report, for a supplement: the study's design and cohort hashes and the export's time and
+    software (from ``export_meta.json``), the analysis plan's hash, and the software of the analysis itself (its
+    version, Python, the platform and the version of every package a figure depends on).
+
+    Parameters
+    ----------
+    meta : dict
+        The export's metadata.
+
+    Returns
+    -------
+    dict
+        ``study_id``, ``design_sha256``, ``cohort_sha256``, ``exported_at``, ``export_software`` (the
+        ``package_version`` the export recorded), ``schema_version``, ``analysis_plan_sha256``, ``analysed_at``
+        (UTC, ISO 8601), ``analysis_software`` (this ``readerstudy``'s version), ``python``, ``platform`` and
+        ``dependencies`` (package -> version, ``not installed`` when absent).
+    """
+    import platform
+    import sys
+    from datetime import datetime, timezone
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    analysed = datetime.now(timezone.utc)
+    return {
+        "study_id": meta.get("study_id"),
+        # Older and simulated exports name the design's hash after the data dictionary's wording.
+        "design_sha256": meta.get("design_sha256") or meta.get("design_file_hash"),
+        "cohort_sha256": meta.get("cohort_sha256"),
+        "exported_at": meta.get("exported_at"),
+        "export_software": meta.get("package_version"),
+        "schema_version": meta.get("schema_version"),
+        "analysis_plan_sha256": meta.get("analysis_plan_sha256"),
+        "analysed_at": analysed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{analysed.microsecond // 1000:03d}Z",
+        "analysis_software": installed("readerstudy"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "dependencies": {name: installed(name) for name in ANALYSIS_DEPENDENCIES},
+    }
 
 
 def _design(tables, reads, arms_all, arms_counted, missing_duration) -> dict:
@@ -284,22 +346,25 @@ def _no_edit_mcnemar(answers) -> dict:
     return out
 
 
-def _ratings(answers, items, seed, n_boot, compare_sources: bool) -> dict:
+def _ratings(answers, items: dict[str, ItemScale], seed, n_boot, compare_sources: bool) -> dict:
     out = {}
-    sub = answers.loc[answers["question_key"].isin(items)].copy()
+    sub = answers.loc[answers["question_key"].isin(list(items))].copy()
     sub["score"] = pd.to_numeric(sub["value"], errors="coerce")
     bad = sub["score"].isna() & sub["value"].notna()
     if bad.any():
         raise AnalysisInputError(
             f"answers.value for {sub.loc[bad, 'question_key'].iloc[0]!r} is not numeric "
-            f"(e.g. {sub.loc[bad, 'value'].iloc[0]!r}); Likert answers are coded +10..-10")
+            f"(e.g. {sub.loc[bad, 'value'].iloc[0]!r}); rating answers are the scale's scores")
     sub["source"] = sub["draft_source"].fillna(sub["task"])
     for item, gi in sub.groupby("question_key"):
+        neutral = items[item].neutral or 0.0
         block = {}
         for (role, src), g in gi.groupby(["reader_role", "source"]):
             d = _with_ci(g["score"], seed, n_boot)
-            d["wilcoxon_vs_neutral"] = wilcoxon_signed_rank(g["score"].to_numpy(), zero_method="pratt",
+            # Against the scale's own neutral point (0 on CheXOne's +10..-10, 4 on a 1-7 scale, 50 on a 0-100 VAS).
+            d["wilcoxon_vs_neutral"] = wilcoxon_signed_rank(g["score"].to_numpy() - neutral, zero_method="pratt",
                                                             method="auto").iloc[0].to_dict()
+            d["wilcoxon_vs_neutral"]["neutral"] = neutral
             block.setdefault(str(role), {})[str(src)] = d
         if compare_sources:
             for role, g in gi.groupby("reader_role"):
@@ -316,6 +381,35 @@ def _ratings(answers, items, seed, n_boot, compare_sources: bool) -> dict:
                     "n_readers_paired": int(len(paired)), "wilcoxon": test}
         out[str(item)] = block
     return out
+
+
+def _choices(answers, items: dict[str, ItemScale]) -> dict:
+    """Choice questions of the design beyond the edit reason and the preference: per item, role and draft source,
+    the share of each option (per-read Wilson CIs; the random-reader CIs are in ``mrmc.choices``)."""
+    out: dict = {}
+    sub = answers.loc[answers["question_key"].isin(list(items)) & answers["value"].notna()].copy()
+    sub["source"] = sub["draft_source"].fillna(sub["task"])
+    for (item, role, src), g in sub.groupby(["question_key", "reader_role", "source"]):
+        values = items[item].values
+        shares = proportion_shares(g["value"], values)
+        out.setdefault(str(item), {}).setdefault(str(role), {})[str(src)] = {
+            "n": int(len(g)),
+            "shares": {row.category: {"count": int(row.count), "share": row.share, "ci_low": row.ci_low,
+                                      "ci_high": row.ci_high, "label": items[item].labels.get(row.category, "")}
+                       for row in shares.itertuples()},
+        }
+    return out
+
+
+def _questions_block(scales: dict[str, ItemScale], answers) -> dict:
+    """Every question of the design, its scoring, and how many counted answers it has (0: asked but unanswered so
+    far, or asked in no arm), so a question is never left out without a word."""
+    counts = answers.groupby("question_key").size()
+    return {key: {"kind": sc.kind, "scale": sc.describe(), "values": list(sc.values), "labels": dict(sc.labels),
+                  "min": sc.low, "max": sc.high, "neutral": sc.neutral, "n_answers": int(counts.get(key, 0)),
+                  "analysed_in": ("likert/reasoning" if sc.numeric else "choices" if key not in DEDICATED_CHOICES
+                                  else "edit_reasons" if key == "edit_reason" else "preference")}
+            for key, sc in scales.items()}
 
 
 def _preference(reads) -> dict:
@@ -347,10 +441,10 @@ def _preference(reads) -> dict:
     }
 
 
-def _icc(answers) -> dict:
+def _icc(answers, items: dict[str, ItemScale]) -> dict:
     out = {"choice": "ICC(A,1)", "reason": ICC_CHOICE_REASON, "items": {}}
     present = set(answers["question_key"].unique())
-    keys = [k for k in LIKERT_ITEMS + REASONING_ITEMS if k in present]
+    keys = [k for k in items if k in present]
     for key in keys:
         sub = answers.loc[answers["question_key"] == key].copy()
         sub["score"] = pd.to_numeric(sub["value"], errors="coerce")
@@ -390,7 +484,16 @@ def _icc(answers) -> dict:
     return out
 
 
+# Fewest drafts rated by two or more readers before an ICC is reported: with two (a study just started) the
+# one-way ICC came out -1.0 with a CI reaching -37.5, a number that says nothing about agreement.
+MIN_ICC_TARGETS = 5
+
+
 def _icc_oneway_block(sub) -> dict:
+    shared = int((sub.groupby("target")["reader_id"].nunique() >= 2).sum())
+    if shared < MIN_ICC_TARGETS:
+        return {"error": f"only {shared} draft(s) rated by two or more readers; an ICC is reported from "
+                         f"{MIN_ICC_TARGETS} on", "n_targets_shared": shared}
     try:
         one = icc_oneway(sub, "target", "reader_id", "score")
     except ValueError as exc:
@@ -445,12 +548,12 @@ def _plan_block(plan: AnalysisPlan) -> dict:
             "endpoints": [{"family": fam, "name": e.name, "description": e.describe()} for fam, e in plan.endpoints()]}
 
 
-def _endpoints(plan: AnalysisPlan, reads, answers, seed, mixed_max_reads, mixed_cache) -> list:
+def _endpoints(plan: AnalysisPlan, reads, answers, seed, mixed_max_reads, mixed_cache, scales) -> list:
     out = []
     for family, e in plan.endpoints():
         cached = mixed_cache.get((e.role, (e.reference, e.comparison))) if e.method == "mixed_model" else None
         r = analyse_endpoint(e, reads, answers, conclusion=plan.conclusion, confidence=plan.confidence, seed=seed,
-                             mixed_max_reads=mixed_max_reads, mixed_result=cached)
+                             mixed_max_reads=mixed_max_reads, mixed_result=cached, scale=scales.get(e.item or ""))
         r["family"] = family
         out.append(r)
     secondary = [r for r in out if r["family"] == "secondary"]
@@ -479,9 +582,10 @@ def _multiplicity_statement(plan: AnalysisPlan, endpoints: list) -> dict:
     return {"method": plan.multiplicity, "alpha": plan.alpha, "family": secondary, "statement": text}
 
 
-def _mrmc_blocks(reads, answers, confidence) -> dict:
+def _mrmc_blocks(reads, answers, confidence, numeric: dict[str, ItemScale], choices: dict[str, ItemScale]) -> dict:
     """OR/Hillis for every endpoint of the study (exploratory unless the plan names it)."""
-    out: dict = {"duration": {}, "no_edit": {}, "edit_reasons": {}, "likert": {}, "reasoning": {}, "preference": {}}
+    out: dict = {"duration": {}, "no_edit": {}, "edit_reasons": {}, "likert": {}, "reasoning": {}, "preference": {},
+                 "choices": {}}
     timed = reads.loc[reads["duration_s"].notna() & (reads["duration_s"] > 0)].assign(
         value=lambda d: np.log(d["duration_s"].astype(float)))
     for role, rr in timed.groupby("reader_role"):
@@ -503,19 +607,33 @@ def _mrmc_blocks(reads, answers, confidence) -> dict:
             out["edit_reasons"].setdefault(str(role), {})[reason] = res
             if reason == "none":
                 out["no_edit"][str(role)] = res
-    for key, items in (("likert", LIKERT_ITEMS), ("reasoning", REASONING_ITEMS)):
-        sub = answers.loc[answers["question_key"].isin(items) & answers["value"].notna()].copy()
+    reviewing = answers["task"].eq("rate_reasoning")
+    for key, part in (("likert", answers.loc[~reviewing]), ("reasoning", answers.loc[reviewing])):
+        sub = part.loc[part["question_key"].isin(list(numeric)) & part["value"].notna()].copy()
         sub["value"] = pd.to_numeric(sub["value"], errors="coerce")
         for (item, role), g in sub.groupby(["question_key", "reader_role"]):
+            scale = numeric[item]
+            bounds = (scale.low, scale.high) if scale.low is not None else None
             conds = tuple(sorted(set(g["condition"]), reverse=True))
             block = {}
             if len(conds) == 2:
-                block["difference"] = _or_or_error(g, conds, bounds=(-10.0, 10.0),
-                                                   label=f"{item}: {conds[0]} - {conds[1]}")
+                # The bounds truncate the intervals of each condition's mean score: the scale's own ends.
+                block["difference"] = _or_or_error(g, conds, bounds=bounds, label=f"{item}: {conds[0]} - {conds[1]}")
             for cond in conds:
-                block[cond] = _or_or_error(g, (cond,), null=0.0, bounds=(-10.0, 10.0),
-                                           label=f"{item}: {cond} against neutral 0")
+                block[cond] = _or_or_error(g, (cond,), null=scale.neutral, bounds=bounds,
+                                           label=f"{item}: {cond} against neutral {scale.neutral:g}")
             out[key].setdefault(str(item), {})[str(role)] = block
+    # Each option of every other choice question as a share per reader: the difference between two conditions
+    # (e.g. model vs reader drafts), or one condition's mean share.
+    sub = answers.loc[answers["question_key"].isin(list(choices)) & answers["value"].notna()]
+    for (item, role), g in sub.groupby(["question_key", "reader_role"]):
+        conds = tuple(sorted(set(g["condition"]), reverse=True))
+        for value in choices[item].values:
+            frame = g.assign(value=g["value"].eq(value).astype(float))
+            levels = conds if len(conds) == 2 else conds[:1]
+            res = _or_or_error(frame, levels, bounds=(0.0, 1.0),
+                               label=f"{item}: share '{value}', {' vs '.join(levels)}")
+            out["choices"].setdefault(str(item), {}).setdefault(str(role), {})[value] = res
     cmp_ = reads.loc[reads["task"].eq("compare") & reads["preferred_source"].notna()]
     for role, g in cmp_.groupby("reader_role"):
         e = Endpoint(name="preference", endpoint="preference_share", role=str(role), condition="compare", null=0.0)

@@ -23,16 +23,19 @@ _TABLE_TITLES = {
     "duration_tests": "Duration comparisons",
     "edit_reasons": "Edit reasons by draft source (share per read; random-reader 95% CI)",
     "no_edit_mcnemar": "'No editing needed': model vs resident draft of the same case (McNemar)",
-    "likert": "Likert items (per-read mean ± SD; random-reader 95% CI; Wilcoxon vs neutral)",
-    "likert_tests": "Likert: model vs reader drafts",
+    "likert": "Rating items, Likert and visual-analogue, each on its own scale (per-read mean ± SD; random-reader "
+              "95% CI; Wilcoxon vs the scale's neutral point)",
+    "likert_tests": "Rating items: model vs reader drafts",
     "reasoning": "Reasoning review ratings",
+    "choices": "Other choice questions: the share of each option (random-reader 95% CI)",
+    "questions": "Every question of the design, its scoring, and where it is analysed",
     "preference": "Blinded preference (random-reader 95% CI of each share)",
     "icc": "Inter-reader reliability (ICC)",
     "edit_metrics": "Text edit metrics by draft source (per read)",
     "mrmc": "OR/Hillis analysis of every endpoint (random readers; fixed-reader interval alongside)",
 }
-_EXPLORATORY = ("duration", "duration_tests", "edit_reasons", "no_edit_mcnemar", "likert", "likert_tests",
-                "reasoning", "preference", "icc", "edit_metrics", "mrmc")
+_EXPLORATORY = ("questions", "duration", "duration_tests", "edit_reasons", "no_edit_mcnemar", "likert", "likert_tests",
+                "reasoning", "choices", "preference", "icc", "edit_metrics", "mrmc")
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em}p.methods{line-height:1.5}
@@ -122,6 +125,20 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
         parts.append(f"<p>Analysis plan: {source}; SHA-256 <code>{esc(plan['sha256'])}</code>; alpha "
                      f"{plan['alpha']:g}; {esc(plan['multiplicity'])} over the secondary endpoints; readers "
                      f"{esc(plan['readers'])}, cases {esc(plan['cases'])}.</p>")
+    prov = res.get("provenance")
+    if prov:
+        # What produced this report, as a supplement needs it: the study's design and cohort, the export, the plan,
+        # and the analysis software with every package a number depends on.
+        rows = [("study", prov.get("study_id")), ("design SHA-256", prov.get("design_sha256")),
+                ("cohort manifest SHA-256", prov.get("cohort_sha256")), ("exported at (UTC)", prov.get("exported_at")),
+                ("exported by", f"readerstudy {prov.get('export_software')}" if prov.get("export_software") else None),
+                ("export schema", prov.get("schema_version")), ("analysis plan SHA-256", prov.get("analysis_plan_sha256")),
+                ("analysed at (UTC)", prov.get("analysed_at")),
+                ("analysed by", f"readerstudy {prov.get('analysis_software')}, Python {prov.get('python')}, "
+                                f"{prov.get('platform')}"),
+                ("dependencies", ", ".join(f"{k} {v}" for k, v in (prov.get("dependencies") or {}).items()))]
+        parts.append("<h2>Provenance</h2><table class='made-by'>" + "".join(
+            f"<tr><th>{esc(k)}</th><td><code>{esc(str(v))}</code></td></tr>" for k, v in rows if v) + "</table>")
     primary = next((r for r in res.get("endpoints", []) if r["family"] == "primary"), None)
     if primary:
         parts += ["<div class='primary'><div class='label'>Primary endpoint (pre-specified)</div>",

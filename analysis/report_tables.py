@@ -105,6 +105,10 @@ def _mrmc_rows(results: dict) -> list[dict]:
             for role, block in by_role.items():
                 for sub, digest in block.items():
                     add(key, role, f"{item} {sub}", digest)
+    for item, by_role in m.get("choices", {}).items():
+        for role, block in by_role.items():
+            for value, digest in block.items():
+                add("choice", role, f"{item} = {value}", digest)
     for role, block in m.get("preference", {}).items():
         add("preference", role, "model - reader", block.get("model_minus_reader"))
         for src, digest in block.get("shares", {}).items():
@@ -239,11 +243,26 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
                     _, lo, hi = _rrrc_mean(results, (key, item, role, cond), cond)
                     w = d["wilcoxon_vs_neutral"]
                     rows.append({"item": item, "role": role, "source": src, "n": d["n"], "mean": d["mean"],
-                                 "sd": d["sd"], "ci_low": lo, "ci_high": hi,
-                                 "wilcoxon_V_vs_0": w["V"], "p_val_vs_0": w["p_val"], "n_zero": w["n_zero"]})
+                                 "sd": d["sd"], "ci_low": lo, "ci_high": hi, "neutral": w.get("neutral", 0.0),
+                                 "wilcoxon_V_vs_neutral": w["V"], "p_val_vs_neutral": w["p_val"],
+                                 "n_at_neutral": w["n_zero"]})
         t[key] = pd.DataFrame(rows)
         if key == "likert":
             t["likert_tests"] = pd.DataFrame(tests)
+    choice_rows = []
+    for item, by_role in results.get("choices", {}).items():
+        for role, by_src in by_role.items():
+            for src, d in by_src.items():
+                cond = f"edit_{src}" if src in ("model", "reader") else src
+                for value, v in d["shares"].items():
+                    _, lo, hi = _rrrc_mean(results, ("choices", item, role, value), cond)
+                    choice_rows.append({"item": item, "role": role, "source": src, "option": value,
+                                        "label": v.get("label", ""), "count": v["count"], "n": d["n"],
+                                        "share": v["share"], "ci_low": lo, "ci_high": hi})
+    t["choices"] = pd.DataFrame(choice_rows)
+    t["questions"] = pd.DataFrame([{"question": key, "kind": q["kind"], "scale": q["scale"],
+                                    "answers": q["n_answers"], "analysed in": q["analysed_in"]}
+                                   for key, q in results.get("questions", {}).items()])
     pref = results.get("preference", {})
     if pref:
         rows = []

@@ -45,10 +45,73 @@ LIKERT_VALUES = ("10", "5", "0", "-5", "-10")
 DEFAULT_QUESTIONS = {
     "edit_reason": {"kind": "choice", "values": ["none", "content", "style", "both"]},
     "preference": {"kind": "choice", "values": ["A", "B", "equivalent"]},
-    **{key: {"kind": "likert", "values": list(LIKERT_VALUES)} for key in (
+    **{key: {"kind": "likert", "values": list(LIKERT_VALUES), "min": -10.0, "max": 10.0, "neutral": 0.0} for key in (
         "indication_applicability", "writing_efficiency", "interpretation_efficiency", "factuality",
         "causal_support")},
 }
+#: Question kinds whose answers are scores (averaged, compared, tested against the scale's neutral point).
+NUMERIC_KINDS = ("likert", "vas")
+#: Choice questions the analysis treats on their own (the edit reason's shares and McNemar; the preference).
+DEDICATED_CHOICES = ("edit_reason", "preference")
+
+
+@dataclass(frozen=True)
+class ItemScale:
+    """How one question is scored, as ``export_meta.json`` ``questions`` records it.
+
+    Attributes
+    ----------
+    key, kind : str
+        The question key and its kind: ``choice``, ``likert`` (a point of a scale of any length; the code is the
+        point's score) or ``vas`` (a visual-analogue mark, a number from ``low`` to ``high``).
+    values : tuple of str
+        The codes an answer may have (empty for ``vas``).
+    labels : dict
+        Code -> the label the reader saw.
+    low, high, neutral : float or None
+        For the numeric kinds: the scale's lowest and highest score and its neutral point (the null of a
+        single-condition test; the middle of the scale unless the design says otherwise).
+    """
+
+    key: str
+    kind: str
+    values: tuple[str, ...] = ()
+    labels: dict = field(default_factory=dict)
+    low: float | None = None
+    high: float | None = None
+    neutral: float | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in NUMERIC_KINDS
+
+    def describe(self) -> str:
+        """``5-point Likert, -10 to 10, neutral 0`` / ``visual-analogue 0 to 100`` / ``choice of 4``."""
+        if self.kind == "likert":
+            return f"{len(self.values)}-point Likert, {self.low:g} to {self.high:g}, neutral {self.neutral:g}"
+        if self.kind == "vas":
+            return f"visual-analogue {self.low:g} to {self.high:g}, neutral {self.neutral:g}"
+        return f"choice of {len(self.values)}"
+
+
+def question_scales(meta: dict) -> dict[str, ItemScale]:
+    """Every question's scoring, from ``export_meta.json`` ``questions`` (the CheXOne questions for an export
+    without them). A Likert question without ``min``/``max`` (exports before issue #14) is scored on its codes."""
+    scales = {}
+    for key, spec in (meta.get("questions") or DEFAULT_QUESTIONS).items():
+        kind = str(spec.get("kind", "choice"))
+        values = tuple(str(v) for v in spec.get("values", []))
+        low, high, neutral = spec.get("min"), spec.get("max"), spec.get("neutral")
+        if kind == "likert" and values and low is None:
+            scores = [float(v) for v in values]
+            low, high = min(scores), max(scores)
+        if kind in NUMERIC_KINDS and low is not None and neutral is None:
+            neutral = (float(low) + float(high)) / 2
+        scales[str(key)] = ItemScale(
+            key=str(key), kind=kind, values=values, labels={str(k): str(v) for k, v in (spec.get("labels") or {}).items()},
+            low=None if low is None else float(low), high=None if high is None else float(high),
+            neutral=None if neutral is None else float(neutral))
+    return scales
 # Columns that identify a read: an empty one would silently drop or merge reads.
 KEY_COLUMNS = {"assignments": ("assignment_id", "reader_id", "reader_role", "case_id", "arm", "task", "status"),
                "answers": ("assignment_id", "question_key"), "readers": ("reader_id", "role"),
@@ -86,6 +149,11 @@ class StudyTables:
     events: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
     exclusions: dict = field(default_factory=dict)
+
+    @property
+    def scales(self) -> dict[str, ItemScale]:
+        """Each question's scoring (:func:`question_scales` of the export's metadata)."""
+        return question_scales(self.meta)
 
     def counted_reads(self) -> pd.DataFrame:
         """Assignments whose status is in :data:`COUNTED_STATUSES`, with a ``condition`` column.
@@ -361,15 +429,28 @@ def _check_compare(a: pd.DataFrame) -> None:
 def _check_answers(ans: pd.DataFrame, a: pd.DataFrame, questions: dict) -> None:
     for key, spec in questions.items():
         allowed = {str(v) for v in spec.get("values", [])}
+        rows = ans["question_key"].eq(key) & ans["value"].notna()
+        if spec.get("kind") == "vas":
+            # A mark on a visual-analogue scale: any number between its ends.
+            low, high = float(spec.get("min", 0)), float(spec.get("max", 100))
+            mark = pd.to_numeric(ans.loc[rows, "value"], errors="coerce")
+            bad = rows & ~(mark.between(low, high)).reindex(ans.index, fill_value=True)
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise AnalysisInputError(
+                    f"{_where(ans, bad, 'answers')}: value {ans['value'].iloc[i]!r} for {key!r} is outside the "
+                    f"question's visual-analogue scale ({low:g} to {high:g})")
+            continue
         if not allowed:
             continue
-        rows = ans["question_key"].eq(key) & ans["value"].notna()
         if spec.get("kind") == "likert":
-            # "5.0" and "+5" are the score 5; anything else off the 5-point scale is refused.
+            # "5.0" and "+5" are the score 5; anything else off the scale's points is refused.
             score = pd.to_numeric(ans.loc[rows, "value"], errors="coerce")
-            ok = score.isin([float(v) for v in allowed])
+            by_score = {float(v): v for v in allowed}
+            ok = score.isin(list(by_score))
+            # Back to the scale's own code ("5", "2.5"), whatever way it was written.
             ans.loc[rows & ok.reindex(ans.index, fill_value=False), "value"] = \
-                score[ok].astype(int).astype(str).to_numpy()
+                score[ok].map(by_score).to_numpy()
         else:
             ok = ans.loc[rows, "value"].isin(allowed)
         bad = rows & ~ok.reindex(ans.index, fill_value=True)

@@ -5,9 +5,10 @@ one `write` arm, every resident reads every case (so images are decoded once and
 display cache, as P1 assumes), no instructions step. One headless Chromium with one browser context
 per reader (own cookie jar, own invite link), all driven concurrently by async Playwright.
 
-Per reader and case: open (first case: page load; later: "Next case"), type the findings, a think pause,
-SUBMIT. The latencies are what the reader sees: from the click to the page showing the next state
-(submit -> "Saved. This case is finished."; next -> the next case's image drawn and the clock started).
+Per reader and case: open (first case: page load; later: the next case opens by itself after "Submit and next"),
+type the findings, a think pause, SUBMIT. The latencies are what the reader sees: from the click to the page
+showing the next state (submit -> acknowledged in the editor; next -> the next case's image drawn and the clock
+started).
 Beside them, the server's own time per interaction: every script run (rerun) of every session, timed by
 the app's entry script into READERSTUDY_RERUN_LOG (`study_app.web.timing`).
 Server CPU and RSS are sampled with psutil, together with the whole machine's CPU, because Chromium
@@ -185,15 +186,15 @@ async def _reader(browser, base: str, token: str, n_cases: int, rng: random.Rand
             await asyncio.sleep(rng.uniform(*THINK_S))
             clicked = time.perf_counter()
             await page.locator("button.rs-submit").click()
-            await page.get_by_text("Saved. This case is finished.").wait_for()
+            # A write case has no questions: "Submit and next" is acknowledged in the editor, then the next
+            # case (or the end) follows by itself (issue #17); "next" is timed from the acknowledgement.
+            following = (page.locator(f".rs-viewer[data-clock='started']:not([data-case='{current}'])")
+                         if case + 1 < n_cases else page.get_by_text("cases are done"))
+            await page.get_by_text("Submitted: the server has your report").or_(following).first.wait_for()
             record["submit"].append(time.perf_counter() - clicked)
             record["acknowledged"].append(current)
             clicked = time.perf_counter()
-            await page.get_by_role("button", name="Next case").click()
-            if case + 1 < n_cases:
-                await page.wait_for_selector(f".rs-viewer[data-clock='started']:not([data-case='{current}'])")
-            else:
-                await page.get_by_text("cases are done").wait_for()
+            await following.wait_for()
             record["next"].append(time.perf_counter() - clicked)
         record["finished_readers"] += 1
         finished = True

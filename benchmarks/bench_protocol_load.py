@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,11 +34,12 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 LEVELS = (10, 50, 100, 200, 500)
-LEVEL_S = float(os.environ.get("BENCH_LEVEL_S", 60))     # how long each level drives its readers
-RAMP_S = float(os.environ.get("BENCH_RAMP_S", 15))       # readers arrive over this many seconds
-CASE_S = float(os.environ.get("BENCH_CASE_S", 20))       # a simulated reader spends this long per case
+LEVEL_S = float(os.environ.get("BENCH_LEVEL_S", "60"))     # how long each level drives its readers
+RAMP_S = float(os.environ.get("BENCH_RAMP_S", "15"))       # readers arrive over this many seconds
+CASE_S = float(os.environ.get("BENCH_CASE_S", "20"))       # a simulated reader spends this long per case
 AUTOSAVE_S = 3.0                                          # the editor's autosave period
 N_CASES = 12
+CASE_IN_VIEWER = re.compile(rb"/api/image/([0-9a-f]{16,64})/")
 
 DESIGN = """
 [study]
@@ -98,6 +99,12 @@ class Page:
     submitters: dict[str, str] = field(default_factory=dict)    # form submit buttons: label -> widget id
     radios: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # label -> (widget id, option labels)
     texts: list[str] = field(default_factory=list)
+    case_ref: str | None = None  # the case the viewer shows, from its image addresses
+
+    def see(self, raw: bytes) -> None:
+        found = CASE_IN_VIEWER.search(raw)
+        if found:
+            self.case_ref = found.group(1).decode()
 
     def add(self, element) -> None:
         kind = element.WhichOneof("type")
@@ -150,6 +157,7 @@ class Session:
             kind = message.WhichOneof("type")
             if kind == "delta" and message.delta.WhichOneof("type") == "new_element":
                 page.add(message.delta.new_element)
+                page.see(raw)
             elif kind == "script_finished":
                 if message.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                     page = Page()  # st.rerun(): the script starts again at once; what counts is that run's page
@@ -195,11 +203,15 @@ def _choice(widget_id: str, option: str):
     return WidgetState(id=widget_id, string_value=option)
 
 
-async def _read_one_case(session: Session, case_ref: str, rng: random.Random, record: dict) -> None:
-    query = f"case={case_ref}"
-    page = await session.rerun(query)
+async def _read_one_case(session: Session, page: Page, rng: random.Random, record: dict) -> Page | None:
+    """One case, from the page that shows it to the page after Next case (the next case, as a browser sees it).
+    Returns None when the page shows no case (the worklist is done)."""
     if "Start" in page.buttons:  # a task's instructions come before its first case
-        page = await session.rerun(query, [_trigger(page.buttons["Start"])])
+        page = await session.rerun("", [_trigger(page.buttons["Start"])])
+    case_ref = page.case_ref
+    if case_ref is None:
+        return None
+    query = f"case={case_ref}"
     await session.get(f"/api/image/{case_ref}/0")  # the viewer draws the case's first image, then says so
     await session.post(f"/api/reading/{case_ref}/shown", {"age_s": 0})
     deadline = time.monotonic() + CASE_S * rng.uniform(0.7, 1.3)
@@ -212,18 +224,19 @@ async def _read_one_case(session: Session, case_ref: str, rng: random.Random, re
                                 {"text": "Findings: " + " ".join(words or ["clear"]), "press_id": uuid.uuid4().hex,
                                  "age_s": 0, "active_s": CASE_S, "hidden_s": 0, "idle_s": 0})
     if status != 200:
-        return
+        return None
     record["acknowledged"].append(case_ref)
-    page = await session.rerun(query)
+    page = await session.rerun(query)  # the editor's press asks the page to run again: questions or "Saved"
     if page.radios and "Save answers" in page.submitters:
         answers = [_choice(widget_id, rng.choice(options)) for widget_id, options in page.radios.values()]
         page = await session.rerun(query, [*answers, _trigger(page.submitters["Save answers"])])
-    if "Next case" in page.buttons:
-        await session.rerun("", [_trigger(page.buttons["Next case"])])
     record["cases"] += 1
+    if "Next case" not in page.buttons:
+        return None
+    return await session.rerun("", [_trigger(page.buttons["Next case"])])
 
 
-async def _reader(base: str, origin: str, invite: str, case_refs: list[str], seed: int, record: dict,
+async def _reader(base: str, origin: str, invite: str, seed: int, record: dict,
                   arrive_s: float, stop_at: float) -> None:
     rng = random.Random(seed)
     await asyncio.sleep(arrive_s)
@@ -233,11 +246,9 @@ async def _reader(base: str, origin: str, invite: str, case_refs: list[str], see
         await session.connect()
         record["open"] += 1
         record["peak_open"] = max(record["peak_open"], record["open"])
-        await session.rerun("")
-        for case_ref in case_refs:
-            if time.monotonic() >= stop_at:
-                break
-            await _read_one_case(session, case_ref, rng, record)
+        page = await session.rerun("")  # the worklist's next case, as the invite link lands on it
+        while page is not None and time.monotonic() < stop_at:
+            page = await _read_one_case(session, page, rng, record)
     except Exception as error:  # noqa: BLE001 - a reader that fails is counted: the level's figures say how many
         record["errors"].append(f"{type(error).__name__}: {str(error)[:160]}")
     finally:
@@ -248,17 +259,15 @@ async def _reader(base: str, origin: str, invite: str, case_refs: list[str], see
 # --- the server side ---------------------------------------------------------------------------------------
 
 
-def _build_study(db_url: str, n_readers: int, folder: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _build_study(db_url: str, n_readers: int, folder: Path) -> dict[str, str]:
     """A study of ``n_readers`` readers (an even number), about six demo cases each, written or model drafts edited."""
     from cohorts.demo import build_demo_cohort
-    from study_app.services import reading
-    from study_app.services.actors import SYSTEM, reader_actor
+    from study_app.services.actors import SYSTEM
     from study_app.services.creation import create_study
     from study_app.services.database import open_database
     from study_app.services.drafting import import_recorded_drafts
     from study_app.services.invites import issue_invites
     from study_app.services.launch import launch_study
-    from study_app.store.models import Reader
 
     cohort = folder / "cohort"
     build_demo_cohort(cohort, n_cases=N_CASES, seed=0)
@@ -273,13 +282,8 @@ def _build_study(db_url: str, n_readers: int, folder: Path) -> tuple[dict[str, s
     import_recorded_drafts(db, SYSTEM, "load")
     launch_study(db, SYSTEM, "load")
     invites = {i.reader_key: i.token for i in issue_invites(db, SYSTEM, "load")}
-    from sqlalchemy import select
-
-    with db.read() as session:
-        ids = dict(session.execute(select(Reader.reader_key, Reader.id)).all())
-    cases = {key: [i.case_ref for i in reading.worklist(db, reader_actor(rid, key)).items] for key, rid in ids.items()}
     db.dispose()
-    return invites, cases
+    return invites
 
 
 def _start_servers(db_url: str, n: int, folder: Path, proxy_port: int | None):
@@ -291,10 +295,11 @@ def _start_servers(db_url: str, n: int, folder: Path, proxy_port: int | None):
     for port in ports:
         env = dict(os.environ, PYTHONUNBUFFERED="1", READERSTUDY_PUBLIC_ORIGIN=origin,
                    READERSTUDY_TRUSTED_PROXIES="127.0.0.1", READERSTUDY_RERUN_LOG=str(folder / f"reruns-{port}.log"))
-        log = open(folder / f"server-{port}.log", "w")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", f"from study_app.serve import serve; serve({db_url!r}, port={port}, worker=False)"],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT))
+        with open(folder / f"server-{port}.log", "w") as log:  # the child keeps its own descriptor
+            processes.append(subprocess.Popen(
+                [sys.executable, "-c",
+                 f"from study_app.serve import serve; serve({db_url!r}, port={port}, worker=False)"],
+                cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT))
     import httpx
 
     for port in ports:
@@ -353,7 +358,7 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
     db_url = postgres.create_database() if postgres else f"sqlite:///{folder / 'study.sqlite'}"
     processes, nginx = [], None
     try:
-        invites, cases = _build_study(db_url, n_sessions, folder)
+        invites = _build_study(db_url, n_sessions, folder)
         proxy_port = free_port() if servers > 1 else None
         processes, ports, origin = _start_servers(db_url, servers, folder, proxy_port)
         base = origin
@@ -379,7 +384,7 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
 
         async def drive() -> None:
             stop_at = time.monotonic() + level_s
-            readers = [asyncio.create_task(_reader(base, origin, invites[key], cases[key], i, record,
+            readers = [asyncio.create_task(_reader(base, origin, invites[key], i, record,
                                                    RAMP_S * i / max(1, n_sessions), stop_at))
                        for i, key in enumerate(sorted(invites))]
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,7 +28,13 @@ __all__ = [
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _DICOM_EXTENSIONS = {".dcm", ".dicom", ".dic"}
-_SUPPORTED_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422"}
+# Colour encodings pydicom's decoders hand back as RGB (YBR by colour conversion, the JPEG 2000 RCT/ICT by the
+# codec's inverse transform, PALETTE COLOR through its lookup table below); the radiograph keeps the luminance.
+_SUPPORTED_PHOTOMETRIC = {"MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_420",
+                          "YBR_ICT", "YBR_RCT", "PALETTE COLOR"}
+# How a data set read without file meta was encoded, as its transfer syntax: (implicit VR, little endian) -> UID.
+_UNCOMPRESSED_SYNTAX = {(True, True): "1.2.840.10008.1.2", (False, True): "1.2.840.10008.1.2.1",
+                        (False, False): "1.2.840.10008.1.2.2"}
 
 
 class ImageError(ValueError):
@@ -54,6 +63,10 @@ class LoadedImage:
         When the DICOM file carries a VOI LUT Sequence: ``(first_input_value, table)``
         where ``table`` is a float32 array scaled to 0..1. Used by :func:`render` when
         no explicit window is asked for, because a LUT is not a linear window.
+    notes : tuple of str
+        What the decoder warned about while reading the file (pydicom's warnings and log
+        messages, e.g. "The pixel data is 8320 bytes long..."), when the caller asked for
+        them (``load_image(..., notes=[])``); the image was decoded all the same.
     """
 
     pixels: np.ndarray
@@ -62,6 +75,7 @@ class LoadedImage:
     bits_stored: int
     format: str
     voi_lut: tuple[float, np.ndarray] | None = field(default=None, repr=False)
+    notes: tuple[str, ...] = ()
 
     @property
     def width(self) -> int:
@@ -112,7 +126,9 @@ def sniff_format(path: str | Path) -> str | None:
     -----
     Content decides, not the extension: coordinators rename files. A DICOM file
     without the 128-byte preamble and ``DICM`` marker is accepted only when its
-    extension is ``.dcm``/``.dicom``/``.dic`` (some old exports omit the preamble).
+    extension is ``.dcm``/``.dicom``/``.dic`` (some old exports omit the preamble, or the
+    whole file meta): :func:`load_image` then reads the data set itself and takes the
+    transfer syntax from how it is encoded.
     """
     with open(path, "rb") as handle:
         head = handle.read(132)
@@ -127,13 +143,18 @@ def sniff_format(path: str | Path) -> str | None:
     return None
 
 
-def load_image(path: str | Path) -> LoadedImage:
+def load_image(path: str | Path, *, notes: list[str] | None = None) -> LoadedImage:
     """Decode a PNG, JPEG or DICOM radiograph into modality units.
 
     Parameters
     ----------
     path : str or Path
         The image file. The format is found from the content (see :func:`sniff_format`).
+    notes : list of str, optional
+        When given, what the DICOM decoder warns about (pydicom's warnings and log
+        messages) is appended here and to ``LoadedImage.notes`` instead of reaching the
+        terminal; validation puts them in its report. Without it they go wherever the
+        process sends warnings (the server's log).
 
     Returns
     -------
@@ -145,11 +166,18 @@ def load_image(path: str | Path) -> LoadedImage:
     ------
     ImageError
         When the file is missing, empty, of an unknown format, truncated or corrupt,
-        multi-frame, or not a grayscale/RGB image. The message says which.
+        multi-frame, an object without an image (an SR, an RT plan, a DICOMDIR), in a
+        compression no installed plugin decodes, or not a grayscale/colour image. The
+        message says which.
 
     Notes
     -----
-    DICOM: the Modality LUT is applied first (``value * RescaleSlope + RescaleIntercept``,
+    DICOM files are read with pydicom, also without the preamble or the file meta (the
+    transfer syntax is then the encoding the data set is in); compressed transfer syntaxes
+    are decoded by pydicom's pixel-data plugins: pylibjpeg with its libjpeg (JPEG baseline,
+    extended 12-bit, lossless, JPEG-LS), openjpeg (JPEG 2000) and RLE plugins, which are
+    dependencies of this package, and Pillow. Colour encodings (RGB, YBR, PALETTE COLOR)
+    keep the luminance. DICOM: the Modality LUT is applied first (``value * RescaleSlope + RescaleIntercept``,
     or the Modality LUT Sequence). The default window is the file's first Window
     Center/Width pair; when the file has none, the full range of the pixel values. A VOI
     LUT Sequence, if present, is kept (``voi_lut``) and used for default rendering.
@@ -181,7 +209,15 @@ def load_image(path: str | Path) -> LoadedImage:
     if kind is None:
         raise ImageError("not a PNG, JPEG or DICOM file (unrecognised content)")
     if kind == "dicom":
-        return _load_dicom(path)
+        if notes is None:
+            return _load_dicom(path)
+        heard: list[str] = []
+        try:
+            with _decoder_messages(heard):
+                image = _load_dicom(path)
+        finally:
+            notes.extend(heard)
+        return replace(image, notes=tuple(heard))
     return _load_raster(path, kind)
 
 
@@ -230,21 +266,122 @@ def _first_value(value) -> float | None:
     return number if np.isfinite(number) else None
 
 
-def _load_dicom(path: Path) -> LoadedImage:
+@contextlib.contextmanager
+def _decoder_messages(heard: list[str]):
+    """Collect pydicom's warnings and log messages (and its plugins') into ``heard`` instead of the terminal.
+
+    ``warnings.catch_warnings`` swaps process-wide state, so a warning another thread raises meanwhile may land
+    here too; validation decodes one image at a time, and the server's viewer does not ask for notes.
+    """
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(f"{record.name}: {record.getMessage()}")
+
+    logger = logging.getLogger("pydicom")
+    handler, propagate = Collect(level=logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                for w in caught:
+                    if not issubclass(w.category, DeprecationWarning):
+                        heard.append(f"pydicom: {w.message}")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        # The same message raised for every frame or element says nothing more the second time.
+        heard[:] = list(dict.fromkeys(heard))
+
+
+def _read_dicom(path: Path, *, header_only: bool = False):
+    """Read a DICOM data set, with or without preamble and file meta; refuse what is no image, naming it.
+
+    ``header_only`` defers the large values (the pixel data) instead of reading them: the header's facts are
+    there, and whether the file has pixel data at all, without reading a 30 MB film.
+    """
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, force=True)
+        ds = pydicom.dcmread(path, force=True, defer_size="64 KB" if header_only else None)
     except Exception as exc:  # junk bytes make pydicom raise almost anything
         raise ImageError(f"cannot read DICOM file: {exc}") from None
     try:
+        # force=True reads junk lazily; errors surface on first access, so touch every top-level element now.
+        keywords = {element.keyword for element in ds}
         has_pixels = "PixelData" in ds
+        what = _object_name(ds, keywords)
+    except Exception as exc:
+        raise ImageError(f"cannot read DICOM header: {exc}") from None
+    if not keywords - {""}:
+        raise ImageError("not a DICOM data set (no standard element could be read)")
+    if not has_pixels:
+        raise ImageError(f"{what} has no image (no Pixel Data element)" + (
+            ": a DICOMDIR lists other files; name the image files themselves" if "DirectoryRecordSequence" in keywords
+            else ""))
+    missing = [k for k in ("Rows", "Columns") if k not in keywords]
+    if missing:
+        raise ImageError(f"{what} has pixel data but no {' or '.join(missing)}: the image cannot be laid out")
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        _infer_transfer_syntax(ds)
+    return ds
+
+
+def _object_name(ds, keywords: set[str]) -> str:
+    """What a DICOM object is, for messages: "DICOM SR (Comprehensive SR)", "a DICOMDIR", "DICOM RTPLAN ..."."""
+    if "DirectoryRecordSequence" in keywords:
+        return "a DICOMDIR (media directory)"
+    modality = str(ds.get("Modality", "") or "").strip()
+    sop = ds.get("SOPClassUID") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", None)
+    sop_name = ""
+    if sop:
+        from pydicom.uid import UID
+
+        name = UID(str(sop)).name
+        sop_name = name.replace(" Storage", "") if name != str(sop) else str(sop)
+    if modality and sop_name:
+        return f"DICOM {modality} ({sop_name})"
+    return f"DICOM {modality or sop_name or 'file'}".rstrip()
+
+
+def _infer_transfer_syntax(ds) -> None:
+    """A data set without file meta (no preamble, or no Transfer Syntax UID): name the encoding it was read in.
+
+    pydicom decodes pixel data by the file meta's transfer syntax and refuses without one ("file_meta has no
+    Transfer Syntax UID"). Uncompressed pixel data is in the same encoding as the data set, which pydicom has
+    just read; compressed (encapsulated) pixel data would need the syntax the file does not say.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID
+
+    element = ds["PixelData"] if "PixelData" in ds else None
+    if element is not None and element.is_undefined_length:
+        raise ImageError("compressed DICOM pixel data in a file without a Transfer Syntax UID (no file meta): "
+                         "the compression cannot be known; export the file again with its file meta")
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    syntax = _UNCOMPRESSED_SYNTAX.get((bool(implicit), bool(little))) if implicit is not None else None
+    if syntax is None:
+        raise ImageError("DICOM file without a Transfer Syntax UID whose encoding could not be recognised")
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
+
+
+def _load_dicom(path: Path) -> LoadedImage:
+    ds = _read_dicom(path)
+    try:
         photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        raw_frames = ds.get("NumberOfFrames", 1)
     except Exception as exc:  # force=True reads junk lazily; errors surface on first access
         raise ImageError(f"cannot read DICOM header: {exc}") from None
-    if not has_pixels:
-        raise ImageError("DICOM file has no pixel data")
+    try:
+        frames = int(raw_frames or 1)
+    except (TypeError, ValueError):
+        raise ImageError(f"DICOM Number of Frames is {str(raw_frames)!r}, not a whole number") from None
     if photometric not in _SUPPORTED_PHOTOMETRIC:
         raise ImageError(f"unsupported DICOM Photometric Interpretation: {photometric or 'missing'}")
     if frames != 1:
@@ -252,7 +389,14 @@ def _load_dicom(path: Path) -> LoadedImage:
     try:
         stored = ds.pixel_array
     except Exception as exc:  # pydicom raises many types (ValueError, RuntimeError, NotImplementedError...)
-        raise ImageError(f"cannot decode DICOM pixel data: {exc}") from None
+        raise ImageError(f"cannot decode DICOM pixel data: {_decoder_failure(ds, exc)}") from None
+    if photometric == "PALETTE COLOR":
+        try:
+            from pydicom.pixels import apply_color_lut
+
+            stored = apply_color_lut(stored, ds)
+        except Exception as exc:  # a palette that is missing or malformed
+            raise ImageError(f"DICOM Photometric Interpretation: PALETTE COLOR without a usable palette ({exc})") from None
     if stored.ndim == 3 and stored.shape[-1] == 3:
         # Colour-encoded radiographs (rare: screen captures). pydicom has already turned
         # YBR into RGB; keep the luminance only.
@@ -290,6 +434,22 @@ def _load_dicom(path: Path) -> LoadedImage:
         format="dicom",
         voi_lut=voi_lut,
     )
+
+
+def _decoder_failure(ds, exc: Exception) -> str:
+    """Why pixel data did not decode, with what to install when no plugin for its compression is there."""
+    message = str(exc).strip()
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "missing dependencies" in message or "no plugins" in message.lower():
+        name = syntax.name if syntax is not None else "this transfer syntax"
+        # pydicom lists each plugin it could use, one per line: "pylibjpeg - requires pylibjpeg>=2.0 and ...".
+        wanted = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+        return (f"no installed pixel-data plugin decodes {name}"
+                + (f" (pydicom would use: {'; '.join(wanted)})" if wanted else "")
+                + "; readerstudy installs pylibjpeg with its libjpeg, openjpeg and rle plugins: install them again "
+                  "(pip install --force-reinstall readerstudy)")
+    # pydicom lists each plugin's failure on its own line; one line reads better in a report.
+    return " ".join(message.split())
 
 
 def _apply_modality(stored: np.ndarray, ds) -> np.ndarray:
@@ -464,13 +624,15 @@ def render_png(path: str | Path, max_size: tuple[int, int] | None = (1024, 1280)
     return buffer.getvalue()
 
 
-def probe_image(path: str | Path) -> tuple[str, int, int]:
+def probe_image(path: str | Path, *, notes: list[str] | None = None) -> tuple[str, int, int]:
     """Read an image's format and size from its header, without decoding the pixels.
 
     Parameters
     ----------
     path : str or Path
         PNG, JPEG or DICOM file.
+    notes : list of str, optional
+        Receives the DICOM reader's warnings instead of the terminal (as :func:`load_image`).
 
     Returns
     -------
@@ -491,10 +653,9 @@ def probe_image(path: str | Path) -> tuple[str, int, int]:
     if kind is None:
         raise ImageError("not a PNG, JPEG or DICOM file (unrecognised content)")
     if kind == "dicom":
-        import pydicom
-
+        with _decoder_messages(notes) if notes is not None else contextlib.nullcontext():
+            ds = _read_dicom(path, header_only=True)
         try:
-            ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
             return kind, int(ds.Columns), int(ds.Rows)
         except Exception as exc:  # junk bytes make pydicom raise almost anything
             raise ImageError(f"cannot read DICOM header: {exc}") from None

@@ -23,6 +23,8 @@ __all__ = [
     "CaseRecord",
     "Cohort",
     "validate_manifest",
+    "check_manifest",
+    "ManifestCheck",
     "load_manifest",
     "normalise_view",
     "VIEWS",
@@ -180,12 +182,17 @@ class CaseRecord:
 
 @dataclass(frozen=True)
 class Cohort:
-    """A manifest that passed validation: the cases in file order and the manifest's hash."""
+    """A manifest that passed validation: the cases in file order and the manifest's hash.
+
+    ``notes`` are what the image decoders warned about (each located by row and column, like a problem):
+    the images decoded all the same, but a coordinator may want to look at them.
+    """
 
     manifest_path: Path
     root: Path
     cases: tuple[CaseRecord, ...]
     manifest_sha256: str
+    notes: tuple[Problem, ...] = ()
 
     def case(self, case_id: str) -> CaseRecord:
         """Return the case with this id; raise KeyError when there is none."""
@@ -239,8 +246,42 @@ def validate_manifest(path: str | Path) -> list[Problem]:
     ...     print(problem)
     row 3, column images: file not found: img/x.png
     """
-    problems, _ = _check(Path(path))
-    return problems
+    return check_manifest(path).problems
+
+
+@dataclass(frozen=True)
+class ManifestCheck:
+    """A validation report: the problems (nothing can be imported while there is one), the decoders' notes
+    (warnings about files that were read all the same), and the cohort when there is no problem."""
+
+    problems: list[Problem]
+    notes: list[Problem]
+    cohort: Cohort | None
+
+
+def check_manifest(path: str | Path) -> ManifestCheck:
+    """Validate a manifest like :func:`validate_manifest` and also return the notes: what the image decoders
+    warned about while reading files that are valid (pydicom's warnings go here, not to the terminal).
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.csv``, ``.jsonl`` or ``.ndjson`` manifest.
+
+    Returns
+    -------
+    ManifestCheck
+
+    Examples
+    --------
+    >>> report = check_manifest("cohort/manifest.csv")  # doctest: +SKIP
+    >>> for note in report.notes:
+    ...     print(note)
+    row 4, column images: pydicom: Expected explicit VR, but found implicit VR - using implicit: img/c4.dcm
+    """
+    checker, cohort = _run(Path(path))
+    problems = sorted(checker.problems, key=lambda p: (p.row is not None, p.row or 0))
+    return ManifestCheck(problems, list(checker.notes), cohort)
 
 
 def load_manifest(path: str | Path) -> Cohort:
@@ -262,10 +303,10 @@ def load_manifest(path: str | Path) -> Cohort:
     ManifestError
         With every problem :func:`validate_manifest` finds (not only the first).
     """
-    problems, cohort = _check(Path(path))
-    if problems or cohort is None:
-        raise ManifestError(problems or [Problem(None, None, "manifest could not be read")])
-    return cohort
+    report = check_manifest(path)
+    if report.problems or report.cohort is None:
+        raise ManifestError(report.problems or [Problem(None, None, "manifest could not be read")])
+    return report.cohort
 
 
 # --------------------------------------------------------------------------- reading
@@ -277,13 +318,23 @@ class _Checker:
 
     root: Path
     problems: list[Problem] = field(default_factory=list)
-    image_cache: dict[Path, tuple[str, str, int, int, int] | str] = field(default_factory=dict)
+    notes: list[Problem] = field(default_factory=list)
+    image_cache: dict[Path, tuple[tuple[str, str, int, int, int] | str, tuple[str, ...]]] = field(default_factory=dict)
 
     def add(self, row: int | None, column: str | None, message: str) -> None:
         self.problems.append(Problem(row, column, message))
 
 
-def _check(path: Path) -> tuple[list[Problem], Cohort | None]:
+def _run(path: Path) -> tuple[_Checker, Cohort | None]:
+    """Check a manifest; the checker holds the problems and notes, the cohort is None after a problem."""
+    checker = _Checker(root=path.parent)
+    problems, cohort = _check(path, checker)
+    if problems is not checker.problems:  # a problem with the whole file, found before any row
+        checker.problems = problems
+    return checker, cohort
+
+
+def _check(path: Path, checker: _Checker) -> tuple[list[Problem], Cohort | None]:
     try:
         if not path.exists():
             return [Problem(None, None, f"manifest not found: {path}")], None
@@ -319,7 +370,7 @@ def _check(path: Path) -> tuple[list[Problem], Cohort | None]:
     if not text.strip():
         return [Problem(None, None, "manifest is empty")], None
 
-    checker = _Checker(root=path.parent.resolve())
+    checker.root = path.parent.resolve()
     if suffix == ".csv":
         records = _read_csv(text, checker)
     else:
@@ -342,16 +393,16 @@ def _check(path: Path) -> tuple[list[Problem], Cohort | None]:
         if case is not None:
             cases.append(case)
 
-    problems = sorted(checker.problems, key=lambda p: (p.row is not None, p.row or 0))
-    if problems:
-        return problems, None
+    if checker.problems:
+        return checker.problems, None
     cohort = Cohort(
         manifest_path=path.resolve(),
         root=checker.root,
         cases=tuple(cases),
         manifest_sha256=hashlib.sha256(data).hexdigest(),
+        notes=tuple(checker.notes),
     )
-    return [], cohort
+    return checker.problems, cohort
 
 
 def _read_csv(text: str, checker: _Checker) -> list[tuple[int, dict[str, Any]]]:
@@ -654,10 +705,10 @@ def _check_image(row: int, column: str, rel: str, checker: _Checker):
         checker.add(row, column, located)
         return None
     resolved, rel_posix = located
-    cached = checker.image_cache.get(resolved)
-    if cached is None:
-        cached = _inspect(resolved)
-        checker.image_cache[resolved] = cached
+    if resolved not in checker.image_cache:
+        checker.image_cache[resolved] = _inspect(resolved)
+    cached, notes = checker.image_cache[resolved]
+    checker.notes.extend(Problem(row, column, f"{note}: {rel}") for note in notes)
     if isinstance(cached, str):
         checker.add(row, column, f"{cached}: {rel}")
         return None
@@ -665,25 +716,30 @@ def _check_image(row: int, column: str, rel: str, checker: _Checker):
     return resolved, rel_posix, sha, width, height, kind, bits
 
 
-def _inspect(path: Path) -> tuple[str, str, int, int, int] | str:
-    """Decode one image fully; return its facts, or a message saying what is wrong."""
+def _inspect(path: Path) -> tuple[tuple[str, str, int, int, int] | str, tuple[str, ...]]:
+    """Decode one image fully; return its facts, or a message saying what is wrong, and the decoder's notes."""
+    notes: list[str] = []
+
+    def result(facts):
+        return facts, tuple(dict.fromkeys(notes))  # the header and the pixels may warn of the same thing
+
     try:
-        kind, width, height = probe_image(path)
+        kind, width, height = probe_image(path, notes=notes)
         # Checked on the header first so that a 100000-px file is not decoded to find out.
         if not (MIN_IMAGE_SIDE <= width <= MAX_IMAGE_SIDE and MIN_IMAGE_SIDE <= height <= MAX_IMAGE_SIDE):
-            return (
+            return result(
                 f"implausible image size {width} x {height} px "
                 f"(each side must be {MIN_IMAGE_SIDE} to {MAX_IMAGE_SIDE})"
             )
-        image = load_image(path)
+        image = load_image(path, notes=notes)
         sha = image_fingerprint(path)
     except ImageError as exc:
-        return f"unreadable image ({exc})"
+        return result(f"unreadable image ({exc})")
     except OSError as exc:
-        return f"cannot read image ({exc})"
+        return result(f"cannot read image ({exc})")
     if (image.width, image.height) != (width, height):
-        return f"image header says {width} x {height} px but the pixels are {image.width} x {image.height}"
-    return sha, image.format, image.width, image.height, int(image.bits_stored)
+        return result(f"image header says {width} x {height} px but the pixels are {image.width} x {image.height}")
+    return result((sha, image.format, image.width, image.height, int(image.bits_stored)))
 
 
 def _drafts(row: int, values: dict[str, Any], checker: _Checker) -> list[DraftRecord]:

@@ -26,6 +26,10 @@ from model_runtime.batch import run_batch
 from model_runtime.preprocess import CHEXONE_MAX_PIXELS, MIN_PIXELS
 
 MAX_IMAGES_PER_PROMPT = 4  # current views + prior views of a progression request
+# The environment variable that holds the server's API key, on the GPU host (`vllm serve --api-key "$VAR"`) and on
+# the drafting client (study_app's `drafts generate --api-key-env`, whose default it is).
+API_KEY_ENV = "READERSTUDY_VLLM_API_KEY"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def serve_command(
@@ -33,7 +37,7 @@ def serve_command(
     revision: str = DEFAULT_MODEL_REVISION,
     port: int = 8000,
     *,
-    host: str = "0.0.0.0",
+    host: str = "127.0.0.1",
     served_model_name: str | None = None,
     max_model_len: int = 8192,
     max_images: int = MAX_IMAGES_PER_PROMPT,
@@ -56,6 +60,8 @@ def serve_command(
         ``DEFAULT_MODEL_REVISION`` (``main``), is a moving branch: :func:`is_pinned_revision` says so, and the
         CLI prints :func:`unpinned_revision_warning` beside the command.
     port, host : int, str
+        Where the server listens. Any address but loopback (``0.0.0.0`` for the drafting client on another
+        machine) needs ``api_key_env``: a bare vLLM server answers anyone who can reach the port.
     served_model_name : str, optional
         Name clients use (``--served-model-name``); default the model id.
     max_model_len : int
@@ -76,18 +82,27 @@ def serve_command(
         Prefix ``VLLM_BATCH_INVARIANT=1`` so an output does not depend on what else
         was in the batch (compute capability >= 8.0, beta in vLLM).
     api_key_env : str, optional
-        Name of an environment variable holding the API key (``--api-key "$VAR"``).
+        Name of an environment variable holding the API key (``--api-key "$VAR"``); the client reads the same
+        variable (:data:`API_KEY_ENV` by default on both sides).
 
     Returns
     -------
     str
         One shell command line.
 
+    Raises
+    ------
+    ValueError
+        A ``host`` other than loopback without ``api_key_env``.
+
     Examples
     --------
     >>> print(serve_command(revision="abc123"))  # doctest: +ELLIPSIS
     VLLM_BATCH_INVARIANT=1 vllm serve StanfordAIMI/CheXOne --revision abc123 ...
     """
+    if host not in LOOPBACK_HOSTS and not api_key_env:
+        raise ValueError(f"binding {host} without an API key lets anyone who reaches port {port} use the model; "
+                         "give an API key variable, or bind 127.0.0.1")
     args = [
         "vllm", "serve", model,
         "--revision", revision,
@@ -213,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--model", default=DEFAULT_MODEL_ID)
     cmd.add_argument("--revision", default=DEFAULT_MODEL_REVISION)
     cmd.add_argument("--port", type=int, default=8000)
+    cmd.add_argument("--host", default="127.0.0.1")
+    cmd.add_argument("--api-key-env", default=API_KEY_ENV, help="'' for none (loopback only)")
     chk = sub.add_parser("check", help="compare outputs at concurrency 1 and 64 against a running server")
     chk.add_argument("--url", required=True)
     chk.add_argument("--images", type=Path, required=True, help="folder of 8-bit PNG/JPEG views")
@@ -221,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--model", default=DEFAULT_MODEL_ID)
     args = parser.parse_args(argv)
     if args.command == "command":
-        print(serve_command(args.model, args.revision, args.port))
+        try:
+            print(serve_command(args.model, args.revision, args.port, host=args.host,
+                                api_key_env=args.api_key_env or None))
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
         return 0
     requests = _sample_requests(args.images, args.n, args.max_tokens)
     backend = get_backend("vllm-server", base_url=args.url, model_id=args.model)

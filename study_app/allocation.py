@@ -3,7 +3,8 @@
 The allocation is a pure function (no database), so its invariants can be checked over many random
 designs and seeds. What it guarantees, or refuses to produce:
 
-* each case of an arm is read by exactly ``readers_per_case`` readers of the arm's role;
+* each case of an arm is read by exactly ``readers_per_case`` readers of the arm's role; an arm with
+  ``same_cases_as`` reads exactly the other arm's cases, one with ``disjoint_from`` none of the named arms';
 * with ``distinct_case_per_reader`` a reader never meets the same case twice, in any arm
   (no carry-over from one read of a case to the next);
 * reads are balanced: within an arm every reader of the role has the same number of cases, within one;
@@ -32,6 +33,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 
 from study_app.designs import ArmSpec, StudyDesign
+from study_app.designs.design import case_dependencies
 
 # Greedy balancing almost always succeeds at once; a few retries make the rare tight corner pass.
 MAX_ATTEMPTS = 200
@@ -106,8 +108,9 @@ def _crossover_of(design: StudyDesign) -> dict[str, tuple[str, ...]]:
 
 
 def _arm_units(design: StudyDesign) -> list[list[ArmSpec]]:
-    """Arms with their source arms first, so a dependent arm can draw its cases from its source's; a role's
-    crossover arms form one unit (they read the same cases)."""
+    """Arms with the arms they depend on first (their draft sources, the arm whose cases they take, the arms they
+    must not share a case with), so a dependent arm can draw its cases from theirs; a role's crossover arms form
+    one unit (they read the same cases)."""
     crossover = _crossover_of(design)
     units: list[list[ArmSpec]] = []
     seen: set[str] = set()
@@ -122,10 +125,11 @@ def _arm_units(design: StudyDesign) -> list[list[ArmSpec]]:
     pending = list(units)
     while pending:
         for unit in pending:
-            needs = {s.arm for a in unit for s in a.draft_sources if s.kind == "arm"}
+            own = {a.key for a in unit}
+            needs = {k for a in unit for k in case_dependencies(a)} - own
             if needs <= done_keys:
                 done.append(unit)
-                done_keys.update(a.key for a in unit)
+                done_keys.update(own)
                 pending.remove(unit)
                 break
         else:  # pragma: no cover - the parser refuses chains, so there is no cycle to meet
@@ -138,6 +142,8 @@ def _choose_arm_cases(design: StudyDesign, cases: list[CaseSlot], seed: int) -> 
     with_mc = [c.case_key for c in cases if c.has_mc_item]
     chosen: dict[str, list[str]] = {}
     for unit in _arm_units(design):
+        # A crossover's arms read the same cases: those eligible for every one of them (the parser made their
+        # same_cases_as / disjoint_from / cases agree, so the first arm's say it for all).
         eligible_sets, why = [], "cases in the cohort"
         for arm in unit:
             if arm.task == "rate_reasoning":
@@ -152,6 +158,22 @@ def _choose_arm_cases(design: StudyDesign, cases: list[CaseSlot], seed: int) -> 
             eligible_sets.append(set(eligible))
         eligible = [c for c in order if all(c in e for e in eligible_sets)]
         first = unit[0]
+        if first.same_cases_as:
+            # Fully crossed across arms: exactly the other arm's cases, which must all be eligible here.
+            same = chosen[first.same_cases_as]
+            outside = [c for c in same if c not in set(eligible)]
+            if outside:
+                raise AllocationError(
+                    f"arm '{first.key}' takes the same cases as arm '{first.same_cases_as}', but {len(outside)} of "
+                    f"them (e.g. '{outside[0]}') are not among the {why}"
+                )
+            for arm in unit:
+                chosen[arm.key] = list(same)
+            continue
+        if first.disjoint_from:
+            taken = {c for other in first.disjoint_from for c in chosen[other]}
+            eligible = [c for c in eligible if c not in taken]
+            why += f" outside arm(s) {', '.join(first.disjoint_from)}"
         wanted = len(eligible) if first.cases is None else first.cases
         if wanted == 0 or len(eligible) < wanted:
             raise AllocationError(

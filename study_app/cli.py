@@ -264,17 +264,21 @@ def cohort_validate(manifest: Path) -> None:
     Example:
       readerstudy cohort validate cohorts/demo/manifest.csv
     """
-    from cohorts.manifest import load_manifest, validate_manifest
+    from cohorts.manifest import check_manifest
 
-    problems = validate_manifest(manifest)
-    if problems:
-        for problem in problems:
+    report = check_manifest(manifest)
+    # Notes are what the image decoders warned about (pydicom's warnings): part of the report, not the terminal's.
+    for note in report.notes:
+        click.echo(f"{manifest}: note: {note}", err=True)
+    if report.problems:
+        for problem in report.problems:
             click.echo(f"{manifest}: {problem}", err=True)
-        click.echo(f"{len(problems)} problem(s); nothing can be imported until they are fixed", err=True)
+        click.echo(f"{len(report.problems)} problem(s); nothing can be imported until they are fixed", err=True)
         sys.exit(1)
-    cohort_ = load_manifest(manifest)
+    cohort_ = report.cohort
     n_images = sum(len(c.images) + len(c.priors) for c in cohort_.cases)
-    click.echo(f"{manifest}: valid, {len(cohort_.cases)} case(s), {n_images} image(s)")
+    noted = f"; {len(report.notes)} note(s) from the image decoders above" if report.notes else ""
+    click.echo(f"{manifest}: valid, {len(cohort_.cases)} case(s), {n_images} image(s){noted}")
 
 
 @cohort.command("import")
@@ -421,6 +425,38 @@ def study_launch(db: Database, study_id: str) -> None:
                "later reading round")
     for note in launch_notes(db, SYSTEM, study_id):
         click.echo(f"note: {note}", err=True)
+
+
+@study.command("rehearse")
+@click.argument("study_id")
+@click.option("--out", "out_dir", default=None, type=click.Path(path_type=Path),
+              help="Folder for the scratch database, the export and the report (default: var/rehearsals/STUDY).")
+@click.option("--seed", type=int, default=None, help="Seed of the simulated readers (default: the study's seed).")
+@click.option("--n-boot", type=click.IntRange(100, 100_000), default=200, show_default=True,
+              help="Bootstrap resamples of the analysis.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the summary as JSON to this file.")
+@db_option
+def study_rehearse(db: Database, study_id: str, out_dir: Path | None, seed: int | None, n_boot: int,
+                   json_out: Path | None) -> None:
+    """A dress rehearsal before launch: copy the study into a scratch database, launch the copy, let seeded simulated
+    readers read every case through the real reading services (plausible times, edits and answers), then export,
+    analyse and report it. The study itself is not touched; what the real launch would refuse is said first.
+
+    \b
+    Example:
+      readerstudy study rehearse pilot --out var/rehearsals/pilot
+      readerstudy progress pilot --db var/rehearsals/pilot/rehearsal.sqlite   # look inside the rehearsal
+    """
+    from study_app.services.rehearsal import rehearse_study
+
+    out = out_dir or Path("var") / "rehearsals" / study_id
+    report = rehearse_study(db, SYSTEM, study_id, out, seed=seed, n_boot=n_boot)
+    for line in report.lines():
+        click.echo(line)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _status_command(action: str, summary_line: str):
@@ -630,40 +666,60 @@ def drafts_import(db: Database, study_id: str) -> None:
     click.echo(f"{summary.succeeded} draft(s) stored, {summary.skipped} already present, {summary.failed} failed")
 
 
-@drafts.command("generate")
-@click.argument("study_id")
-@click.option("--backend", "backend_name", default="vllm-server", show_default=True, type=BackendChoice())
-@vllm_server_options
-@click.option("--model-id", default=None, help="Hugging Face id recorded as provenance (default: CheXOne).")
-@click.option("--revision", default=None, help="Model revision (commit) the server runs; recorded as provenance.")
-@click.option("--mode", type=click.Choice(["reasoning", "instruction"]), default="reasoning", show_default=True)
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=16, show_default=True)
-@click.option("--max-tokens", type=click.IntRange(16, 32768), default=1024, show_default=True)
-@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
-@db_option
-def drafts_generate(db: Database, study_id: str, backend_name: str, urls: tuple[str, ...], served_name: str | None,
-                    model_id: str | None, revision: str | None, mode: str, concurrency: int, max_tokens: int,
-                    temperature: float) -> None:
-    """Generate the study's missing model drafts; rerun it after a failure or a kill, it skips what is stored.
+# Exit status of `drafts generate` / `drafts regenerate` when drafts readers would see have problems no one accepted.
+DRAFT_PROBLEMS_EXIT = 9
 
-    The run is a drafting job in the database, run here in the foreground: if this process dies, a worker
-    (`readerstudy worker`, or a running `readerstudy serve`) takes it over once its lease runs out.
 
-    \b
-    Example:
-      readerstudy drafts generate pilot --backend vllm-server --url http://gpu-host:8000 \\
-          --model chexone --revision <commit> --concurrency 64
-    """
+def drafting_options(function):
+    """The backend, model, sampling and timeout options shared by `drafts generate` and `drafts regenerate`."""
+
+    @click.option("--backend", "backend_name", default="vllm-server", show_default=True, type=BackendChoice())
+    @vllm_server_options
+    @click.option("--model-id", default=None, help="Hugging Face id recorded as provenance (default: CheXOne).")
+    @click.option("--revision", default=None, help="Model revision (commit) the server runs; recorded as provenance.")
+    @click.option("--mode", type=click.Choice(["reasoning", "instruction"]), default="reasoning", show_default=True)
+    @click.option("--concurrency", type=click.IntRange(1, 1024), default=16, show_default=True)
+    @click.option("--max-tokens", type=click.IntRange(16, 32768), default=1024, show_default=True)
+    @click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True)
+    @click.option("--connect-timeout", type=click.FloatRange(0.5, 7200), default=30.0, show_default=True,
+                  metavar="SECONDS", help="How long to wait for the server to be reachable and healthy before "
+                  "stopping with one error (raise it for a server still loading its weights).")
+    @click.option("--first-response-timeout", type=click.FloatRange(1, 7200), default=600.0, show_default=True,
+                  metavar="SECONDS", help="How long one request waits for the server's answer.")
+    @click.option("--api-key-env", default="READERSTUDY_VLLM_API_KEY", show_default=True, metavar="VAR",
+                  help="Environment variable holding the server's API key (vllm serve --api-key), sent as the "
+                       "bearer token; the job records the variable's name, never the key.")
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def _job_parameters(options: dict, regenerate: dict | None = None) -> dict:
+    """A drafting job's parameters from the shared drafting options."""
+    return {"backend": options["backend_name"], "urls": list(options["urls"]), "served_model_name": options["served_name"],
+            "model_id": options["model_id"], "model_revision": options["revision"], "mode": options["mode"],
+            "max_tokens": options["max_tokens"], "temperature": options["temperature"],
+            "concurrency": options["concurrency"], "ready_timeout_s": options["connect_timeout"],
+            "first_response_timeout_s": options["first_response_timeout"], "api_key_env": options["api_key_env"],
+            "regenerate": regenerate}
+
+
+def _run_drafting_job(db: Database, study_id: str, parameters: dict) -> None:
+    """Check the server, queue the job and run it here in the foreground; report what was stored, what failed,
+    and which drafts readers would see have problems (exit 1 on a failure, 9 on a problem)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from model_runtime import unpinned_revision_warning
-    from study_app.services.drafting import check_backend
+    from study_app.services.draft_review import draft_issues
+    from study_app.services.drafting import check_backend, drafts_status
     from study_app.services.drafting_jobs import backend_of, enqueue_drafting, run_job, worker_name
 
-    parameters = {"backend": backend_name, "urls": list(urls), "served_model_name": served_name, "model_id": model_id,
-                  "model_revision": revision, "mode": mode, "max_tokens": max_tokens, "temperature": temperature,
-                  "concurrency": concurrency}
-    check_backend(backend_of({**parameters, "ready_timeout_s": None}))  # a wrong URL or model: one line, nothing queued
+    if parameters["backend"] == "vllm-server":
+        click.echo(f"waiting up to {parameters['ready_timeout_s']:g} s for the vLLM server at "
+                   f"{', '.join(parameters['urls'])} ...", err=True)
+    check_backend(backend_of(parameters))  # a wrong URL or model: one line, nothing queued
     worker = worker_name()
     job = enqueue_drafting(db, SYSTEM, study_id, parameters, claim_as=worker)
     if warning := unpinned_revision_warning(job.parameters["model_revision"]):
@@ -672,16 +728,93 @@ def drafts_generate(db: Database, study_id: str, backend_name: str, urls: tuple[
                   TimeRemainingColumn(), transient=False) as bar:
         task = bar.add_task(f"drafting (job {job.job_id})", total=None)
         finished = run_job(db, job, worker, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    click.echo(f"{finished.succeeded} generated, {finished.skipped} already stored, {finished.failed} failed "
-               f"(job {finished.job_id})")
-    from study_app.services.drafting import drafts_status
-
+    open_issues = [i for i in draft_issues(db, SYSTEM, study_id) if not i.accepted]
+    counts: dict[str, int] = {}
+    for issue in open_issues:
+        for code in issue.problems:
+            counts[code] = counts.get(code, 0) + 1
+    problems = (f"; {len(open_issues)} with problems (" + ", ".join(f"{n} {c}" for c, n in sorted(counts.items()))
+                + ")") if open_issues else ""
+    click.echo(f"{finished.succeeded} generated, {finished.skipped} already stored, {finished.failed} failed"
+               f"{problems} (job {finished.job_id})")
     for row in drafts_status(db, SYSTEM, study_id):
         if not row.stored and row.failures:
             click.echo(f"failed: {row.case_key} ({row.task}{' ' + row.item_key if row.item_key else ''}): "
                        f"{(row.last_error or '')[:200]}", err=True)
+    for issue in open_issues:
+        click.echo(f"problem: {issue.describe()}", err=True)
+    if open_issues:
+        click.echo(f"launch refuses these drafts: regenerate them (`readerstudy drafts regenerate {study_id} --problems "
+                   f"--max-tokens {max(2 * int(parameters['max_tokens']), 2048)}`) or accept a case's with a reason "
+                   f"(`readerstudy drafts accept {study_id} --case CASE --reason ...`)", err=True)
     if finished.failed:
         sys.exit(1)
+    if open_issues:
+        sys.exit(DRAFT_PROBLEMS_EXIT)
+
+
+@drafts.command("generate")
+@click.argument("study_id")
+@drafting_options
+@db_option
+def drafts_generate(db: Database, study_id: str, **options) -> None:
+    """Generate the study's missing model drafts; rerun it after a failure or a kill, it skips what is stored.
+
+    The run is a drafting job in the database, run here in the foreground: if this process dies, a worker
+    (`readerstudy worker`, or a running `readerstudy serve`) takes it over once its lease runs out. Drafts
+    readers would see that are cut by the token limit, not parsed, empty or duplicated are listed as problems
+    after the run; the command then exits 9 (1 when a request failed).
+
+    \b
+    Example:
+      readerstudy drafts generate pilot --backend vllm-server --url http://gpu-host:8000 \\
+          --model chexone --revision <commit> --concurrency 64 --connect-timeout 120
+    """
+    _run_drafting_job(db, study_id, _job_parameters(options))
+
+
+@drafts.command("regenerate")
+@click.argument("study_id")
+@click.option("--case", "case_keys", multiple=True, metavar="CASE", help="A case whose model drafts to make again "
+              "(repeatable).")
+@click.option("--problems", "problems_only", is_flag=True,
+              help="Every draft that is cut, not parsed, empty or duplicated (and not accepted).")
+@drafting_options
+@db_option
+def drafts_regenerate(db: Database, study_id: str, case_keys: tuple[str, ...], problems_only: bool, **options) -> None:
+    """Make some cases' model drafts again with other settings (a larger --max-tokens for drafts cut by the token
+    limit); each new draft replaces the one readers would have seen, which is kept with its provenance. Before launch;
+    a drafting job like `drafts generate`.
+
+    \b
+    Example:
+      readerstudy drafts regenerate pilot --problems --max-tokens 2048 --url http://gpu-host:8000 --revision <commit>
+      readerstudy drafts regenerate pilot --case c017 --case c042 --max-tokens 4096
+    """
+    if not case_keys and not problems_only:
+        raise click.UsageError("name the cases to regenerate (--case) or ask for every draft with a problem (--problems)")
+    _run_drafting_job(db, study_id, _job_parameters(options, {"case_keys": list(case_keys),
+                                                              "problems_only": problems_only}))
+
+
+@drafts.command("accept")
+@click.argument("study_id")
+@click.option("--case", "case_keys", multiple=True, required=True, metavar="CASE",
+              help="A case whose drafts with problems may be shown as they are (repeatable).")
+@click.option("--reason", required=True, help="Why (recorded with the decision and in the audit log).")
+@db_option
+def drafts_accept(db: Database, study_id: str, case_keys: tuple[str, ...], reason: str) -> None:
+    """Record that a case's draft with a problem (cut, not parsed, empty, duplicated) may be shown to readers as it
+    is; launch refuses such drafts otherwise. The decision covers the problems the draft has now.
+
+    \b
+    Example:
+      readerstudy drafts accept pilot --case c017 --reason "cut after the last finding; nothing is missing"
+    """
+    from study_app.services.draft_review import accept_draft_problems
+
+    for issue in accept_draft_problems(db, SYSTEM, study_id, list(case_keys), reason=reason):
+        click.echo(f"accepted: {issue.describe()}")
 
 
 @drafts.command("jobs")
@@ -751,7 +884,8 @@ def worker_command(db: Database, once: bool, poll_s: float, lease_s: float) -> N
 @click.argument("study_id")
 @db_option
 def drafts_status_command(db: Database, study_id: str) -> None:
-    """Which drafts the study needs, which are stored with their provenance, and which failed.
+    """Which drafts the study needs, which are stored with their provenance, and which failed; drafts with
+    problems (cut, not parsed, empty, duplicated) first.
 
     \b
     Example:
@@ -762,13 +896,18 @@ def drafts_status_command(db: Database, study_id: str) -> None:
     rows = drafts_status(db, SYSTEM, study_id)
     for row in rows:
         what = f"{row.case_key} {row.task}{' ' + row.item_key if row.item_key else ''}"
-        if row.stored:
+        if row.problems:
+            state = "ACCEPTED" if row.accepted else "PROBLEM"
+            click.echo(f"{what}\t{state} {row.problems}\t{row.problem_details}"
+                       + (f"\taccepted by {row.accepted}" if row.accepted else ""))
+        elif row.stored:
             click.echo(f"{what}\tstored\t{row.model_id}@{row.model_revision or '-'}\t{row.backend}\t{row.mode}"
                        f"\t{row.parse_status}\t{row.finish_reason or '-'}")
         else:
             click.echo(f"{what}\tmissing\t{row.failures} failure(s)\t{(row.last_error or '')[:80]}")
     stored = sum(r.stored for r in rows)
-    click.echo(f"{stored}/{len(rows)} drafts stored")
+    problems = sum(1 for r in rows if r.problems and not r.accepted)
+    click.echo(f"{stored}/{len(rows)} drafts stored" + (f", {problems} with problems launch refuses" if problems else ""))
     unfinished = unfinished_drafting_run(db, SYSTEM, study_id)
     if unfinished is not None:
         click.echo(f"note: {unfinished.describe()}", err=True)
@@ -788,23 +927,73 @@ def model() -> None:
 
 
 @model.command("serve-command")
+@click.option("--study", "study_id", default=None,
+              help="Serve the model and revision this study's drafts record (its stored drafts, else its latest "
+                   "drafting run).")
 @click.option("--revision", default=None,
-              help="Model revision (40-hex commit) to serve (default: the main branch, unpinned: a warning says so).")
+              help="Model revision (40-hex commit) to serve (default: the study's with --study, else the main "
+                   "branch, unpinned: a warning says so).")
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address the server binds; anything but loopback (0.0.0.0) needs the API key.")
+@click.option("--api-key-env", default="READERSTUDY_VLLM_API_KEY", show_default=True, metavar="VAR",
+              help="Environment variable holding the server's API key; `drafts generate` sends the same variable.")
+@click.option("--no-api-key", is_flag=True, help="Serve without an API key (only on 127.0.0.1).")
 @click.option("--served-model-name", default=None)
-def model_serve_command(revision: str | None, port: int, served_model_name: str | None) -> None:
-    """Print the recommended `vllm serve` command line for CheXOne (see docs/model-serving.md).
+@click.option("--db", "db_url", envvar=DEFAULT_DB_ENV, default=None, metavar="URL",
+              help=f"With --study: SQLAlchemy URL or SQLite file path (default: ${DEFAULT_DB_ENV}, else "
+                   "./var/readerstudy.sqlite).")
+def model_serve_command(study_id: str | None, revision: str | None, port: int, host: str, api_key_env: str,
+                        no_api_key: bool, served_model_name: str | None, db_url: str | None) -> None:
+    """Print the recommended `vllm serve` command line for CheXOne (see docs/model-serving.md), with an API key.
 
     \b
     Example:
-      readerstudy model serve-command --revision <commit> --port 8000
+      readerstudy model serve-command --study pilot --host 0.0.0.0
+      READERSTUDY_VLLM_API_KEY=$(openssl rand -hex 16) readerstudy model serve-command --revision <commit>
     """
-    from model_runtime import DEFAULT_MODEL_REVISION, serve_command, unpinned_revision_warning
+    from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, is_pinned_revision, serve_command
 
+    model_id = DEFAULT_MODEL_ID
+    recorded = None
+    if study_id is not None:
+        from study_app.services.drafting import study_model_revision
+
+        db = open_database(db_url, create=False)
+        try:
+            recorded = study_model_revision(db, SYSTEM, study_id)
+        finally:
+            db.dispose()
+        model_id = recorded.model_id
+        if revision is not None and revision != recorded.revision:
+            raise click.UsageError(f"study '{study_id}' records revision {recorded.revision}, not {revision}; "
+                                   "leave --revision out to serve what the study records")
+        revision = recorded.revision
+        served_model_name = served_model_name or recorded.served_model_name
     revision = revision or DEFAULT_MODEL_REVISION
-    click.echo(serve_command(revision=revision, port=port, served_model_name=served_model_name))
-    if warning := unpinned_revision_warning(revision):
-        click.echo(f"warning: {warning} (--revision)", err=True)
+    try:
+        line = serve_command(model_id, revision=revision, port=port, host=host, served_model_name=served_model_name,
+                             api_key_env=None if no_api_key else api_key_env)
+    except ValueError as error:
+        raise SettingError(str(error)) from None
+    if recorded is not None:
+        click.echo(f"# {model_id} at revision {revision}, as study '{study_id}' records it ({recorded.source})",
+                   err=True)
+    click.echo(line)
+    if not no_api_key:
+        click.echo(f"# the server and `readerstudy drafts generate` both read the key from ${api_key_env}; set it "
+                   "to the same secret on both machines", err=True)
+    if not is_pinned_revision(revision):
+        where = f"study '{study_id}' records" if recorded is not None else "this command serves"
+        click.echo("\n".join([
+            "",
+            "WARNING " + "=" * 70,
+            f"WARNING: {where} revision '{revision}', a branch or tag, not a commit.",
+            "WARNING: a branch moves: the weights served now may not be those that wrote the drafts, and the",
+            "WARNING: drafts cannot be traced to one set of weights. Serve and record the 40-hex commit",
+            "WARNING: (huggingface.co/StanfordAIMI/CheXOne, 'Files and versions', the commit hash).",
+            "WARNING " + "=" * 70,
+        ]), err=True)
 
 
 @model.command("check-determinism")

@@ -50,7 +50,8 @@ def render_cli_reference() -> str:
         "User errors print `error: ...` on stderr and exit non-zero: 1 bad input file, 2 not found (or a bad",
         "setting), 3 not allowed, 4 conflicts with the study's state, 5 invalid input, 6 a needed service (model",
         "server) is unavailable, 7 the study database is busy, full, read-only, damaged, missing or unreachable;",
-        "`audit blinding` exits 8 when something readers are sent predicts a draft's source.",
+        "`audit blinding` exits 8 when something readers are sent predicts a draft's source; `drafts generate` and",
+        "`drafts regenerate` exit 9 when drafts readers would see are cut, not parsed, empty or duplicated.",
         "",
     ]
     for path, command in _commands(main, ("readerstudy",)):

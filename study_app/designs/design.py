@@ -36,13 +36,50 @@ class Option:
     label: str
 
 
+# What a question asks for: one of its options (``choice``), a point of a Likert scale (``likert``, the point's
+# score is what the export records), or a mark on a visual-analogue scale (``vas``, a number from min to max).
+QUESTION_KINDS = ("choice", "likert", "vas")
+# Every question lists its options in this many at most (a Likert scale of 0-100 points is a ``vas``).
+MAX_LIKERT_POINTS = 21
+
+
 @dataclass(frozen=True)
 class QuestionSpec:
     key: str
-    kind: str  # "choice" or "likert"
+    kind: str  # one of QUESTION_KINDS
     label: str
-    options: tuple[Option, ...]
+    options: tuple[Option, ...]  # choice: the options; likert: the points (value = the score as text); vas: none
     required: bool = True
+    # vas: {"min", "max", "step", "min_label", "max_label"}; likert: {"neutral"} (the score "neither"); else None.
+    scale: dict | None = None
+
+    @property
+    def numeric(self) -> bool:
+        """Whether answers are scores the analysis averages (Likert points, visual-analogue marks)."""
+        return self.kind in ("likert", "vas")
+
+    def scoring(self) -> dict:
+        """The question's scoring as the export records it in ``export_meta.json`` ``questions`` (and the analysis
+        reads): ``kind``, ``values`` (the codes an answer may have; empty for ``vas``), ``labels`` (code -> label),
+        and for the numeric kinds ``min``, ``max`` (the scale's ends) and ``neutral`` (its middle: the null of a
+        single-condition test); ``vas`` also ``step``, ``min_label``, ``max_label``."""
+        out: dict[str, Any] = {"kind": self.kind, "values": [o.value for o in self.options],
+                               "labels": {o.value: o.label for o in self.options}}
+        if self.kind == "likert":
+            scores = [float(o.value) for o in self.options]
+            out.update(min=min(scores), max=max(scores), neutral=float((self.scale or {}).get(
+                "neutral", (min(scores) + max(scores)) / 2)))
+        elif self.kind == "vas":
+            scale = dict(self.scale or {})
+            out.update(min=float(scale["min"]), max=float(scale["max"]), step=float(scale["step"]),
+                       neutral=(float(scale["min"]) + float(scale["max"])) / 2,
+                       min_label=scale.get("min_label", ""), max_label=scale.get("max_label", ""))
+        return out
+
+
+def score_text(score: float) -> str:
+    """A score as an answer's code: ``5``, ``-10``, ``2.5`` (whole numbers without a decimal point)."""
+    return str(int(score)) if float(score).is_integer() else repr(float(score))
 
 
 def draft_origin(source_kind: str) -> str:
@@ -82,6 +119,10 @@ class ArmSpec:
     cases: int | None  # None: every eligible case of the cohort
     timed: bool
     instructions: str
+    # Case sampling across arms: exactly the cases another arm reads (fully crossed), or a sample drawn from the
+    # cases none of the named arms read (disjoint). See _check_case_sampling.
+    same_cases_as: str | None = None
+    disjoint_from: tuple[str, ...] = ()
     # The reading round in which the arm's cases open to its readers (1 = at launch); see _reading_rounds.
     reading_round: int = 1
     declared_round: int | None = None
@@ -93,6 +134,43 @@ class ArmSpec:
     def draft_origins(self) -> frozenset[str]:
         """Where the arm's drafts come from, as readers must not be able to tell: {'model'}, {'reader'}, both."""
         return frozenset(source.origin for source in self.draft_sources)
+
+
+# The reading desk's study-wide settings ([study.desk]); the same for every arm, so they cannot tell a source.
+HANGING_STAGES = ("frontal_lateral", "current_prior", "single")
+DESK_WINDOWS = ("file", "auto", "full", "lung", "mediastinum", "bone")
+
+
+@dataclass(frozen=True)
+class DeskSpec:
+    """How the case page lays a case out: the hanging protocol's stages in order (``frontal_lateral``: the current
+    frontal view beside the lateral; ``current_prior``: the current frontal beside the prior; ``single``: one
+    view), the window the images open in, and whether an edit task shows its draft read-only above the editor."""
+
+    hanging: tuple[str, ...] = HANGING_STAGES
+    default_window: str = "file"
+    show_draft: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hanging": list(self.hanging), "default_window": self.default_window, "show_draft": self.show_draft}
+
+
+def _parse_desk(raw: Any) -> DeskSpec:
+    where = "study.desk"
+    if raw is None:
+        return DeskSpec()
+    if not isinstance(raw, dict):
+        raise DesignError(f"{where}: expected a table")
+    _unknown_keys(raw, {"hanging", "default_window", "show_draft"}, where)
+    hanging = tuple(_require_list_of_str(raw.get("hanging", list(HANGING_STAGES)), f"{where}.hanging"))
+    bad = [stage for stage in hanging if stage not in HANGING_STAGES]
+    if bad or not hanging or len(set(hanging)) != len(hanging):
+        raise DesignError(f"{where}.hanging: expected stages from {', '.join(HANGING_STAGES)}, each once"
+                          + (f" ('{bad[0]}' is not one)" if bad else ""))
+    window = _optional(raw, "default_window", where, str, "file")
+    if window not in DESK_WINDOWS:
+        raise DesignError(f"{where}.default_window: '{window}' is not one of {', '.join(DESK_WINDOWS)}")
+    return DeskSpec(hanging, window, _optional(raw, "show_draft", where, bool, True))
 
 
 @dataclass(frozen=True)
@@ -163,6 +241,7 @@ class StudyDesign:
     invite_valid_days: int
     source_text: str = field(repr=False)
     analysis_plan: AnalysisPlan | None = None  # the [analysis] table; None: the shipped default applies
+    desk: DeskSpec = field(default_factory=DeskSpec)  # [study.desk]
     sessions: SessionPlan | None = None  # the [sessions] table; None: one session, no washout
 
     def session_count(self) -> int:
@@ -220,38 +299,118 @@ def _parse_question(key: str, table: Any) -> QuestionSpec:
     _check_key(key, where)
     if not isinstance(table, dict):
         raise DesignError(f"{where}: expected a table")
-    _unknown_keys(table, {"kind", "label", "options", "required"}, where)
+    kind = table.get("kind")
+    allowed = {"kind", "label", "required", "options"}
+    if kind == "likert":
+        allowed |= {"points", "labels", "scores", "neutral"}
+    elif kind == "vas":
+        allowed = {"kind", "label", "required", "min", "max", "step", "min_label", "max_label"}
+    _unknown_keys(table, allowed, where)
     kind = _require(table, "kind", where, str)
     label = _require(table, "label", where, str).strip()
     if not label:
         raise DesignError(f"{where}.label: must not be empty")
     required = _optional(table, "required", where, bool, True)
+    scale = None
     if kind == "likert":
-        if "options" in table:
-            raise DesignError(f"{where}.options: a likert question has the fixed 5-point scale; remove 'options'")
-        options = tuple(Option(str(score), text) for score, text in LIKERT_OPTIONS)
+        options, scale = _likert_scale(table, where)
+    elif kind == "vas":
+        options, scale = (), _vas_scale(table, where)
     elif kind == "choice":
+        options = _choice_options(table, where)
+    else:
+        raise DesignError(f"{where}.kind: '{kind}' is not one of {', '.join(QUESTION_KINDS)}")
+    return QuestionSpec(key=key, kind=kind, label=label, options=options, required=required, scale=scale)
+
+
+def _choice_options(table: dict, where: str) -> tuple[Option, ...]:
+    raw = _require(table, "options", where, list)
+    if len(raw) < 2:
+        raise DesignError(f"{where}.options: a choice question needs at least two options")
+    parsed = []
+    for i, item in enumerate(raw, 1):
+        item_where = f"{where}.options[{i}]"
+        if not isinstance(item, dict):
+            raise DesignError(f"{item_where}: expected a table with 'value' and 'label'")
+        _unknown_keys(item, {"value", "label"}, item_where)
+        value = _require(item, "value", item_where, str)
+        option_label = _require(item, "label", item_where, str)
+        if not value or not option_label.strip():
+            raise DesignError(f"{item_where}: value and label must not be empty")
+        parsed.append(Option(value, option_label))
+    values = [o.value for o in parsed]
+    if len(set(values)) != len(values):
+        raise DesignError(f"{where}.options: duplicate option values {values}")
+    return tuple(parsed)
+
+
+def _likert_scale(table: dict, where: str) -> tuple[tuple[Option, ...], dict | None]:
+    """A Likert scale: CheXOne's five points when nothing is said; else the points with their labels and scores.
+
+    Either ``options = [{score = 3, label = "Strongly agree"}, ...]`` in the order shown, or ``points = 7`` with
+    ``labels`` (one per point, in the order shown) and optionally ``scores`` (default 1 .. points in that order).
+    ``neutral`` is the score of "neither" (default: the middle of the lowest and highest score).
+    """
+    given = {k for k in ("options", "points", "labels", "scores") if k in table}
+    if not given:
+        points = [(score, text) for score, text in LIKERT_OPTIONS]
+    elif "options" in given:
+        if given != {"options"}:
+            raise DesignError(f"{where}: give the scale either as options or as points and labels, not both")
         raw = _require(table, "options", where, list)
-        if len(raw) < 2:
-            raise DesignError(f"{where}.options: a choice question needs at least two options")
-        parsed = []
+        points = []
         for i, item in enumerate(raw, 1):
             item_where = f"{where}.options[{i}]"
             if not isinstance(item, dict):
-                raise DesignError(f"{item_where}: expected a table with 'value' and 'label'")
-            _unknown_keys(item, {"value", "label"}, item_where)
-            value = _require(item, "value", item_where, str)
-            option_label = _require(item, "label", item_where, str)
-            if not value or not option_label.strip():
-                raise DesignError(f"{item_where}: value and label must not be empty")
-            parsed.append(Option(value, option_label))
-        values = [o.value for o in parsed]
-        if len(set(values)) != len(values):
-            raise DesignError(f"{where}.options: duplicate option values {values}")
-        options = tuple(parsed)
+                raise DesignError(f"{item_where}: expected a table with 'score' and 'label'")
+            _unknown_keys(item, {"score", "label"}, item_where)
+            score = _require(item, "score", item_where, (int, float))
+            text = _require(item, "label", item_where, str).strip()
+            if not text:
+                raise DesignError(f"{item_where}.label: must not be empty")
+            points.append((score, text))
     else:
-        raise DesignError(f"{where}.kind: '{kind}' is not one of likert, choice")
-    return QuestionSpec(key=key, kind=kind, label=label, options=options, required=required)
+        n = _require(table, "points", where, int)
+        if not 2 <= n <= MAX_LIKERT_POINTS:
+            raise DesignError(f"{where}.points: a Likert scale has 2 to {MAX_LIKERT_POINTS} points (use kind = \"vas\" "
+                              "for a 0-100 scale)")
+        labels = _require(table, "labels", where, list)
+        if len(labels) != n or not all(isinstance(t, str) and t.strip() for t in labels):
+            raise DesignError(f"{where}.labels: give {n} non-empty labels, one per point, in the order shown")
+        scores = table.get("scores", list(range(1, n + 1)))
+        if (not isinstance(scores, list) or len(scores) != n
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores)):
+            raise DesignError(f"{where}.scores: give {n} numbers, one per point")
+        points = list(zip(scores, (t.strip() for t in labels)))
+    if len(points) < 2 or len(points) > MAX_LIKERT_POINTS:
+        raise DesignError(f"{where}.options: a Likert scale has 2 to {MAX_LIKERT_POINTS} points")
+    if any(isinstance(score, bool) or not float(score) == float(score) for score, _ in points):
+        raise DesignError(f"{where}.options: every score must be a number")
+    codes = [score_text(score) for score, _ in points]
+    if len(set(codes)) != len(codes):
+        raise DesignError(f"{where}: two points have the same score {codes}")
+    scores_ = [float(score) for score, _ in points]
+    scale = None
+    if "neutral" in table:
+        neutral = _require(table, "neutral", where, (int, float))
+        if not min(scores_) <= neutral <= max(scores_):
+            raise DesignError(f"{where}.neutral: {neutral} is outside the scale ({min(scores_):g} to {max(scores_):g})")
+        scale = {"neutral": float(neutral)}
+    return tuple(Option(code, text) for code, (_, text) in zip(codes, points)), scale
+
+
+def _vas_scale(table: dict, where: str) -> dict:
+    """A visual-analogue scale: a mark from ``min`` to ``max`` (0 to 100 by default) in steps of ``step`` (1),
+    with optional words at its ends."""
+    low = _optional(table, "min", where, (int, float), 0)
+    high = _optional(table, "max", where, (int, float), 100)
+    step = _optional(table, "step", where, (int, float), 1)
+    if not low < high:
+        raise DesignError(f"{where}: min ({low}) must be below max ({high})")
+    if not 0 < step <= high - low:
+        raise DesignError(f"{where}.step: expected a positive step no larger than the scale")
+    return {"min": low, "max": high, "step": step, "min_label": _optional(table, "min_label", where, str, "").strip(),
+            "max_label": _optional(table, "max_label", where, str, "").strip()}
 
 
 def _parse_draft_source(raw: Any, where: str) -> DraftSourceSpec:
@@ -274,7 +433,7 @@ def _parse_draft_source(raw: Any, where: str) -> DraftSourceSpec:
 
 ARM_KEYS = {
     "key", "task", "role", "draft", "drafts", "questions", "readers_per_case", "cases", "timed", "instructions",
-    "round",
+    "round", "same_cases_as", "disjoint_from",
 }
 
 
@@ -329,6 +488,14 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
     declared_round = _optional(table, "round", where, int, None)
     if declared_round is not None and not 1 <= declared_round <= 9:
         raise DesignError(f"{where}.round: expected a reading round from 1 to 9")
+    same = _optional(table, "same_cases_as", where, str, None)
+    if same is not None and "cases" in table:
+        raise DesignError(f"{where}: 'same_cases_as' reads exactly the other arm's cases; leave out 'cases'")
+    disjoint = table.get("disjoint_from", [])
+    disjoint = [disjoint] if isinstance(disjoint, str) else disjoint
+    disjoint = tuple(_require_list_of_str(disjoint, f"{where}.disjoint_from"))
+    if same is not None and disjoint:
+        raise DesignError(f"{where}: an arm takes either the same cases as another arm or cases disjoint from others")
     return ArmSpec(
         key=key,
         task=task,
@@ -341,6 +508,8 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
         instructions=_optional(table, "instructions", where, str, "").strip(),
         declared_round=declared_round,
         all_readers=all_readers,
+        same_cases_as=same,
+        disjoint_from=disjoint,
     )
 
 
@@ -384,6 +553,49 @@ def _reading_rounds(arms: tuple[ArmSpec, ...]) -> tuple[ArmSpec, ...]:
     if max(rounds.values()) > 9:  # pragma: no cover - the parser allows one level of arm dependency
         raise DesignError("arms: more than 9 reading rounds")
     return tuple(replace(a, reading_round=rounds[a.key]) for a in arms)
+
+
+def case_dependencies(arm: ArmSpec) -> set[str]:
+    """The arms whose cases must be chosen before this arm's: its draft sources, the arm whose cases it takes, and
+    the arms it must not share a case with."""
+    needs = {s.arm for s in arm.draft_sources if s.kind == "arm"}
+    if arm.same_cases_as:
+        needs.add(arm.same_cases_as)
+    return needs | set(arm.disjoint_from)
+
+
+def _check_case_sampling(arms: tuple[ArmSpec, ...]) -> None:
+    """``same_cases_as`` and ``disjoint_from`` name other arms, in no cycle; what the cohort allows is checked at
+    allocation (``study_app.allocation``)."""
+    by_key = {a.key: a for a in arms}
+    for arm in arms:
+        where = f"arms ({arm.key})"
+        for other in ([arm.same_cases_as] if arm.same_cases_as else []) + list(arm.disjoint_from):
+            if other == arm.key:
+                raise DesignError(f"{where}: an arm cannot be sampled relative to itself")
+            if other not in by_key:
+                raise DesignError(f"{where}: '{other}' (same_cases_as / disjoint_from) is not an arm of this design")
+        if arm.same_cases_as:
+            other = by_key[arm.same_cases_as]
+            if (arm.task == "rate_reasoning") != (other.task == "rate_reasoning"):
+                raise DesignError(f"{where}.same_cases_as: a reasoning-review arm reads cases with a multiple-choice "
+                                  f"item, '{other.key}' reads others; they cannot share their cases")
+        sources = {s.arm for s in arm.draft_sources if s.kind == "arm"}
+        clash = sources & set(arm.disjoint_from)
+        if clash:
+            raise DesignError(f"{where}.disjoint_from: it takes its drafts from '{sorted(clash)[0]}', so it reads "
+                              "only cases that arm reads")
+    # Cases are chosen in dependency order; a cycle has none.
+    done: set[str] = set()
+    pending = {a.key: case_dependencies(a) for a in arms}
+    while pending:
+        ready = [k for k, needs in pending.items() if needs <= done]
+        if not ready:
+            raise DesignError("arms: same_cases_as / disjoint_from / draft sources form a cycle among "
+                              + ", ".join(sorted(pending)))
+        for key in ready:
+            done.add(key)
+            del pending[key]
 
 
 # What the reader sees of an arm besides its drafts; arms one reader cannot tell apart must agree on all of it.
@@ -432,7 +644,8 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
     study = data.get("study", {})
     if not isinstance(study, dict):
         raise DesignError("study: expected a table")
-    _unknown_keys(study, {"name", "description", "worklist_order", "idle_threshold_s", "invite_valid_days"}, "study")
+    _unknown_keys(study, {"name", "description", "worklist_order", "idle_threshold_s", "invite_valid_days", "desk"},
+                  "study")
     name = _require(study, "name", "study", str).strip()
     if not name:
         raise DesignError("study.name: must not be empty")
@@ -495,6 +708,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
                     f"arms ({arm.key}).cases: {arm.cases} cases, but arm '{other.key}' produces reports for only {other.cases}"
                 )
 
+    _check_case_sampling(arms)
     arms = _reading_rounds(arms)
     _check_blinded_groups(arms)
 
@@ -518,6 +732,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         invite_valid_days=invite_days,
         source_text=text,
         analysis_plan=plan,
+        desk=_parse_desk(study.get("desk")),
         sessions=sessions,
     )
 
@@ -569,13 +784,19 @@ def _parse_sessions(raw: Any, arms: tuple[ArmSpec, ...], allow_going_back: bool)
                     f"{where}.crossover: arm '{key}' shows the reports of crossover arm '{draft_source.arm}'; "
                     "crossover arms are modalities of the same reads and cannot be each other's drafts"
                 )
+    def case_rule(arm: ArmSpec, attribute: str) -> Any:
+        # same_cases_as naming another arm of the same crossover says what the crossover says already.
+        value = getattr(arm, attribute)
+        return None if attribute == "same_cases_as" and value in crossover.get(arm.role, []) else value
+
     for role, role_keys in crossover.items():
         first = by_key[role_keys[0]]
         for key in role_keys[1:]:
             other = by_key[key]
             for attribute, name in (("cases", "cases"), ("readers_per_case", "readers_per_case"),
-                                    ("all_readers", "readers_per_case")):
-                if getattr(other, attribute) != getattr(first, attribute):
+                                    ("all_readers", "readers_per_case"), ("same_cases_as", "same_cases_as"),
+                                    ("disjoint_from", "disjoint_from")):
+                if case_rule(other, attribute) != case_rule(first, attribute):
                     raise DesignError(
                         f"arms ({first.key}, {key}).{name}: crossover arms of role '{role}' read the same cases "
                         f"with the same readers (each reader reads each case once per modality); give them the same "
@@ -611,10 +832,10 @@ def _parse_analysis_plan(raw: Any, arms: tuple[ArmSpec, ...], questions: dict[st
     conditions: dict[str, set[str]] = {}
     for arm in arms:
         conditions.setdefault(arm.role, set()).add(arm_condition(arm))
-    likert = {k for k, q in questions.items() if q.kind == "likert"}
+    rated = {k for k, q in questions.items() if q.numeric}  # Likert and visual-analogue items
     try:
         plan = parse_plan(raw)
-        check_plan_against_design(plan, conditions, likert)
+        check_plan_against_design(plan, conditions, rated)
     except ValueError as error:
         raise DesignError(str(error)) from None
     return plan

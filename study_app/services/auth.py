@@ -62,6 +62,19 @@ def invite_holder(db: Database, token: str) -> str | None:
         return session.get(Reader, invite.reader_id).reader_key
 
 
+def invite_is_for(db: Database, token: str, actor: Actor | None) -> bool:
+    """Whether a personal link (usable, spent or expired) is the signed-in reader's own.
+
+    Opening one's own link again while signed in is not a failed sign-in: the browser already is that reader.
+    Only ever compared with the caller's own session, so it tells nobody whose another link is.
+    """
+    if actor is None or actor.kind != "reader" or not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        return False
+    with db.read() as session:
+        invite = session.scalars(select(Invite).where(Invite.token_hash == hash_token(token))).first()
+        return invite is not None and invite.reader_id == actor.reader_id
+
+
 def exchange_invite(db: Database, token: str, *, previous_session: str | None = None) -> tuple[str, Actor]:
     """Trade a reader's invite token for a new browser session; the invite cannot be used again.
 
@@ -134,15 +147,19 @@ def actor_for_session(db: Database, session_token: str | None) -> Actor | None:
     """
     if not session_token or not isinstance(session_token, str) or len(session_token) > MAX_TOKEN_CHARS:
         return None
-    with db.read() as session:
-        web = session.scalars(select(WebSession).where(WebSession.token_hash == hash_token(session_token))).first()
-        if web is None or web.revoked_at is not None or web.expires_at <= utcnow():
-            return None
-        if web.reader_id is not None:
-            reader = session.get(Reader, web.reader_id)
-            return Actor(kind="reader", name=reader.reader_key, reader_id=reader.id)
-        coordinator = session.get(Coordinator, web.coordinator_id)
-        return Actor(kind="coordinator", name=coordinator.username, coordinator_id=coordinator.id)
+    with db.read() as session:  # one query: it runs on every rerun of every page and every reader request
+        row = session.execute(
+            select(WebSession.revoked_at, WebSession.expires_at, WebSession.reader_id, Reader.reader_key,
+                   WebSession.coordinator_id, Coordinator.username)
+            .outerjoin(Reader, Reader.id == WebSession.reader_id)
+            .outerjoin(Coordinator, Coordinator.id == WebSession.coordinator_id)
+            .where(WebSession.token_hash == hash_token(session_token))
+        ).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    if row.reader_id is not None:
+        return Actor(kind="reader", name=row.reader_key, reader_id=row.reader_id)
+    return Actor(kind="coordinator", name=row.username, coordinator_id=row.coordinator_id)
 
 
 def revoke_session(db: Database, session_token: str) -> bool:

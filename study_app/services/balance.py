@@ -27,6 +27,21 @@ class StudyBalance:
     rounds: pd.DataFrame = field(default_factory=pd.DataFrame)  # per arm: its reading round and what it waits on
     reader_rounds: pd.DataFrame = field(default_factory=pd.DataFrame)  # per reader and round: open or waiting
 
+    @property
+    def readers_per_case_spread(self) -> pd.DataFrame:
+        """Per arm: how many cases it reads, and the fewest and most readers of one of those cases.
+
+        Over the arm's own cases only: an arm that samples 20 of 80 cases has 60 cases with no reader of it, which
+        says nothing about its overlap (the Launch page used to show "fewest readers per case 0" for it).
+        """
+        rows = []
+        for arm in self.reads_per_case.columns:
+            read = self.reads_per_case[arm][self.reads_per_case[arm] > 0]
+            rows.append({"arm": arm, "cases": int(len(read)),
+                         "fewest readers per case": int(read.min()) if len(read) else 0,
+                         "most readers per case": int(read.max()) if len(read) else 0})
+        return pd.DataFrame(rows, columns=["arm", "cases", "fewest readers per case", "most readers per case"])
+
 
 def _opens_when(arm: Arm, by_key: dict[str, Arm]) -> str:
     waits = sorted({s["arm"] for s in arm.draft_sources if s["kind"] == "arm"})

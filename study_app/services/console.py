@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
-from study_app.services.errors import Unavailable
+from study_app.services.errors import Conflict, Unavailable
 from study_app.services.export import iso, write_export
 from study_app.services.invites import link_state, newest_invite
 from study_app.services.balance import describe_study, StudyBalance
@@ -59,6 +59,7 @@ class LaunchReadiness:
     draft_problems: list[str]
     readers_without_link: list[str]
     balance: StudyBalance
+    draft_notes: list[str] = field(default_factory=list)  # drafts with problems shown by recorded decision
 
     @property
     def ok(self) -> bool:
@@ -79,8 +80,9 @@ def launch_readiness(db: Database, actor: Actor, study_id: str) -> LaunchReadine
         study = get_study(session, study_id)
         status = study.status
         check = launch_checklist(session, study)
+    accepted = [i.describe() for i in check.draft_issues if i.accepted] if status == "draft" else []
     return LaunchReadiness(status, check.problems if status == "draft" else [], check.readers_without_link,
-                           describe_study(db, actor, study_id))
+                           describe_study(db, actor, study_id), accepted)
 
 
 def audit_log(db: Database, actor: Actor, study_id: str, *, limit: int | None = None) -> pd.DataFrame:
@@ -148,15 +150,18 @@ def analysis_report(db: Database, actor: Actor, study_id: str, *, n_boot: int = 
 
 
 def vllm_server_backend(url: str, *, served_model_name: str | None = None, model_id: str | None = None,
-                        model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float = 120.0):
+                        model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float = 120.0,
+                        first_response_timeout_s: float | None = None):
     """A vLLM-server backend for `start_drafting`, built where the CLI builds its own (``drafting_backend``).
 
-    ``ready_timeout_s`` bounds the wait for the server's ``/health`` before the run gives up.
+    ``ready_timeout_s`` bounds the wait for the server's ``/health`` before the run gives up;
+    ``first_response_timeout_s`` one request's wait for its answer.
     """
     from study_app.services.drafting import drafting_backend
 
     return drafting_backend("vllm-server", url=url, served_model_name=served_model_name, model_id=model_id,
-                            model_revision=model_revision, concurrency=concurrency, ready_timeout_s=ready_timeout_s)
+                            model_revision=model_revision, concurrency=concurrency, ready_timeout_s=ready_timeout_s,
+                            first_response_timeout_s=first_response_timeout_s)
 
 
 # --- small reads and writes the pages need ---------------------------------------------------
@@ -217,3 +222,38 @@ def blinding_audit(db: Database, actor: Actor, study_id: str, *, pages: bool = T
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             raise Unavailable(f"the blinding audit failed: {last}")
         return json.loads(out.read_text(encoding="utf-8"))
+
+
+def dress_rehearsal(db: Database, actor: Actor, study_id: str, *, n_boot: int = 200, timeout_s: float = 1800) -> dict:
+    """Run ``readerstudy study rehearse`` on the study in a process of its own; return its summary (``lines`` and
+    the other keys of ``rehearsal.RehearsalReport``) and the rehearsed study's report (``report_html``, or None).
+
+    A process of its own, like the blinding audit: the rehearsal reads every case of a copy of the database on a
+    simulated clock, for seconds to minutes of work the serving process should not do in a reader's thread.
+    Everything it writes goes to a temporary folder, read back and removed.
+    """
+    import json
+    import subprocess
+    import sys
+
+    require_coordinator(actor, "rehearse a study")
+    with db.read() as session:
+        get_study(session, study_id)
+    with tempfile.TemporaryDirectory(prefix="readerstudy-console-rehearsal-") as folder:
+        out, summary = Path(folder) / "rehearsal", Path(folder) / "summary.json"
+        command = [sys.executable, "-c", "from study_app.cli import main; main()", "study", "rehearse", study_id,
+                   "--db", db.url, "--out", str(out), "--json", str(summary), "--n-boot", str(n_boot)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise Unavailable(f"the dress rehearsal did not finish within {timeout_s / 60:.0f} minutes") from None
+        if done.returncode != 0 or not summary.is_file():
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1].removeprefix("error: ")
+            raise (Conflict if done.returncode == 4 else Unavailable)(f"the dress rehearsal failed: {last}")
+        from study_app.services.rehearsal import RehearsalReport
+
+        result = json.loads(summary.read_text(encoding="utf-8"))
+        result["lines"] = RehearsalReport(**result).lines()
+        report = out / "report" / "report.html"
+        result["report_html"] = report.read_text(encoding="utf-8") if report.is_file() else None
+        return result

@@ -90,6 +90,7 @@ def create_study(
                 "idle_threshold_s": design.idle_threshold_s,
                 "invite_valid_days": design.invite_valid_days,
                 "allow_going_back": design.allow_going_back,
+                "desk": design.desk.to_json(),
                 # The reading sessions' schedule (washout), read by the release of rounds; absent: one session.
                 **({"sessions": design.sessions.to_json()} if design.sessions is not None else {}),
             },
@@ -209,6 +210,7 @@ def _store_arms(session: Session, study: Study, design: StudyDesign) -> dict[str
                     label=question.label,
                     options=[{"value": o.value, "label": o.label} for o in question.options],
                     required=question.required,
+                    scale=question.scale,
                 )
             )
         arms[spec.key] = arm

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
@@ -21,7 +21,7 @@ from study_app.services.draft_records import new_draft
 from study_app.services.errors import Conflict, InvalidInput, Unavailable
 from study_app.services.events import record_event
 from study_app.services.studies import get_study, study_manifests
-from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Event, Image, MCItem
+from study_app.store.models import Arm, Assignment, Case, Draft, DraftFailure, Event, Image, MCItem, utcnow
 
 DEFAULT_MODEL_ID = "StanfordAIMI/CheXOne"
 # Display size used for model input before Qwen's own smart resize: large enough that the resize
@@ -59,6 +59,21 @@ class DraftingSummary:
     failed: int
     elapsed_s: float
     failures: list[str]
+    # Drafts readers would see that are cut, not parsed, empty or duplicated (draft_review), after the run.
+    issues: list = field(default_factory=list)
+
+    @property
+    def open_issues(self) -> list:
+        """The drafts with problems no coordinator has accepted: launch refuses while there is one."""
+        return [i for i in self.issues if not i.accepted]
+
+    def issue_counts(self) -> str:
+        """``72 cut, 3 unparsed`` over the open issues (empty when there is none)."""
+        counts: dict[str, int] = {}
+        for issue in self.open_issues:
+            for code in issue.problems:
+                counts[code] = counts.get(code, 0) + 1
+        return ", ".join(f"{n} {code}" for code, n in sorted(counts.items()))
 
 
 # Rendering a 16-bit DICOM for model input takes a good fraction of a second; the same image is
@@ -94,6 +109,11 @@ class NeededDraft:
     indication: str
     mc_question: str | None
     mc_options: dict | None
+
+
+def need_key(need: NeededDraft) -> tuple[int, int | None]:
+    """What identifies a needed draft: the case and, for a reasoning item, the item (None: the findings)."""
+    return (need.case_id, need.mc_item_id)
 
 
 def needed_drafts(db: Database, study_id: str) -> list[NeededDraft]:
@@ -159,8 +179,14 @@ def generate_drafts(
     template: str | None = None,
     concurrency: int = 16,
     progress: Callable[[int, int], None] | None = None,
+    only: set[tuple[int, int | None]] | None = None,
+    replace: bool = False,
 ) -> DraftingSummary:
-    """Generate every missing model draft of a study with `backend`; rerunnable, skips what is stored."""
+    """Generate every missing model draft of a study with `backend`; rerunnable, skips what is stored.
+
+    ``only`` limits the run to these needs (:func:`need_key`); with ``replace`` a stored result replaces the draft
+    readers would have seen for its need (which stays, superseded): :func:`regenerate_drafts`.
+    """
     from model_runtime import SamplingParams, generate_batch
 
     require_coordinator(actor, "generate drafts")
@@ -173,8 +199,8 @@ def generate_drafts(
         raise InvalidInput(f"mode must be reasoning or instruction, not '{mode}'")
     sampling = sampling or SamplingParams(seed=seed)
     check_backend(backend)
-    requests = _build_requests(needed_drafts(db, study_id), backend=backend, mode=mode, sampling=sampling,
-                               template=template)
+    needed = [n for n in needed_drafts(db, study_id) if only is None or need_key(n) in only]
+    requests = _build_requests(needed, backend=backend, mode=mode, sampling=sampling, template=template)
     with db.read() as session:
         done = set(
             session.scalars(
@@ -185,7 +211,7 @@ def generate_drafts(
 
     def on_result(result) -> None:
         _request, need = requests[result.key]
-        _store_result(db, study_id, need, result)
+        _store_result(db, study_id, need, result, replace=replace)
 
     def on_failure(request, error: str) -> None:
         _request, need = requests[request.key]
@@ -198,9 +224,9 @@ def generate_drafts(
         # still going in another process or whose process died (see `unfinished_drafting_run`).
         record_event(
             session, study_id=study_id, actor=actor, kind=DRAFTING_STARTED,
-            payload={"run_id": run_id, "backend": backend.name, "model_id": backend.model_id,
-                     "model_revision": backend.model_revision, "mode": mode, "total": len(requests),
-                     "already_stored": len(done & set(requests))},
+            payload={"run_id": run_id, **backend_settings(backend), "mode": mode, "total": len(requests),
+                     "already_stored": len(done & set(requests)), "sampling": sampling.to_dict(),
+                     "replace": replace},
         )
     try:
         summary = generate_batch(
@@ -215,14 +241,77 @@ def generate_drafts(
         except Exception:  # noqa: BLE001 - the original error is the one to report
             pass
         raise
+    from study_app.services.draft_review import review_drafts
+
     with db.transaction() as session:
+        issues = review_drafts(session, study_id)
         record_event(
             session, study_id=study_id, actor=actor, kind=DRAFTING_FINISHED,
             payload={"run_id": run_id, "backend": backend.name, "model_id": backend.model_id, "total": summary.total,
-                     "skipped": summary.skipped, "succeeded": summary.succeeded, "failed": summary.failed},
+                     "skipped": summary.skipped, "succeeded": summary.succeeded, "failed": summary.failed,
+                     "drafts_with_problems": sum(1 for i in issues if not i.accepted)},
         )
     return DraftingSummary(summary.total, summary.skipped, summary.succeeded, summary.failed, summary.elapsed_s,
-                           failures)
+                           failures, issues)
+
+
+def regenerate_drafts(
+    db: Database,
+    actor: Actor,
+    study_id: str,
+    backend,
+    *,
+    sampling,
+    case_keys: list[str] | None = None,
+    problems_only: bool = False,
+    mode: str = "reasoning",
+    concurrency: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> DraftingSummary:
+    """Generate again the model drafts of some cases (``case_keys``) or of every draft with a problem
+    (``problems_only``), with other sampling settings (a larger ``max_tokens`` for drafts cut by the token limit);
+    each new draft replaces the one readers would have seen, which is kept, superseded. Only before launch.
+
+    Raises
+    ------
+    InvalidInput
+        Nothing to regenerate (no such case, no draft with a problem), or sampling settings that give the same
+        requests as the drafts already stored (they would come back identical: raise ``max_tokens``).
+    """
+    from study_app.services.draft_review import review_drafts
+
+    require_coordinator(actor, "regenerate drafts")
+    if not case_keys and not problems_only:
+        raise InvalidInput("name the cases to regenerate (--case) or ask for every draft with a problem (--problems)")
+    with db.read() as session:
+        study = get_study(session, study_id)
+        if study.status != "draft":
+            raise Conflict(f"study '{study_id}' is {study.status}: drafts are frozen at launch")
+        problem_needs: set[tuple[int, int | None]] = set()
+        if problems_only:
+            flagged = [i.draft_id for i in review_drafts(session, study_id) if i.task != "manifest" and not i.accepted]
+            problem_needs = {(d.case_id, d.mc_item_id) for d in session.scalars(select(Draft).where(
+                Draft.id.in_(flagged)))} if flagged else set()
+    needed = needed_drafts(db, study_id)
+    unknown = sorted(set(case_keys or []) - {n.case_key for n in needed})
+    if unknown:
+        raise InvalidInput(f"no model draft is needed for case(s) {', '.join(unknown)}")
+    # A named case: all its model drafts (findings and items); --problems: only the drafts that have one.
+    only = {need_key(n) for n in needed if n.case_key in set(case_keys or [])} | problem_needs
+    if not only:
+        raise InvalidInput("no draft has a problem: nothing to regenerate")
+    with db.read() as session:
+        stored_sampling = {
+            (d.case_id, d.mc_item_id): d.sampling for d in session.scalars(
+                select(Draft).where(Draft.study_id == study_id, Draft.source_kind == "model",
+                                    Draft.superseded_at.is_(None)))
+        }
+    same = [k for k in only if stored_sampling.get(k) == sampling.to_dict()]
+    if same and len(same) == len(only):
+        raise InvalidInput(f"the drafts of these cases were made with these very settings (max_tokens "
+                           f"{sampling.max_tokens}); generating again would give the same text: raise --max-tokens")
+    return generate_drafts(db, actor, study_id, backend, mode=mode, sampling=sampling, concurrency=concurrency,
+                           progress=progress, only=only, replace=True)
 
 
 def check_determinism(db: Database, actor: Actor, study_id: str, backend, *, sample: int = 32, low: int = 1,
@@ -259,9 +348,18 @@ def generating_backends() -> list[str]:
     return [name for name in available_backends() if name != RECORDED_OUTPUTS_BACKEND]
 
 
+# How long a drafting run waits for a vLLM server to be reachable and healthy before it stops with one error.
+# Short: a server that is up answers /health at once; one still loading its weights is worth a longer wait,
+# given on purpose (--connect-timeout).
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+# How long one request waits for the server's answer (the response is not streamed: its first byte is the answer).
+DEFAULT_FIRST_RESPONSE_TIMEOUT_S = 600.0
+
+
 def drafting_backend(name: str, *, url: str | None = None, urls: list[str] | None = None,
                      served_model_name: str | None = None, model_id: str | None = None,
-                     model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float | None = None):
+                     model_revision: str | None = None, concurrency: int = 16, ready_timeout_s: float | None = None,
+                     first_response_timeout_s: float | None = None, api_key: str | None = None):
     """The one place a drafting backend is built, for the CLI (``drafts generate``, ``model check-determinism``),
     the console and the drafting worker alike: the registry's backend with the study's provenance defaults.
 
@@ -269,8 +367,16 @@ def drafting_backend(name: str, *, url: str | None = None, urls: list[str] | Non
     flight, behind a :class:`model_runtime.backends.server_pool.ServerPool` that spreads requests by load and fails
     a dead server over.
 
+    ``ready_timeout_s`` bounds the wait for a vLLM server to be reachable and healthy (the connect timeout);
+    ``first_response_timeout_s`` bounds one request's wait for its answer; ``api_key`` is sent as the bearer
+    token (default: ``$READERSTUDY_VLLM_API_KEY``, the key ``model serve-command`` starts the server with).
+
     Raises InvalidInput for an unknown backend or a vLLM-server URL that is not http(s).
     """
+    import os
+
+    from model_runtime.serving import API_KEY_ENV
+
     from model_runtime import DEFAULT_MODEL_ID, DEFAULT_MODEL_REVISION, get_backend
 
     known = generating_backends()
@@ -287,16 +393,31 @@ def drafting_backend(name: str, *, url: str | None = None, urls: list[str] | Non
             raise InvalidInput(f"'{server}' is not an http(s) URL of a vLLM server")
     if len(set(servers)) != len(servers):
         raise InvalidInput("the same vLLM server URL is given twice")
-    options.update(served_model_name=served_model_name or None, max_in_flight=concurrency)
+    wait = DEFAULT_CONNECT_TIMEOUT_S if ready_timeout_s is None else ready_timeout_s
+    options.update(served_model_name=served_model_name or None, max_in_flight=concurrency,
+                   request_timeout_s=first_response_timeout_s or DEFAULT_FIRST_RESPONSE_TIMEOUT_S,
+                   connect_timeout_s=min(10.0, wait))
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if key:
+        options["api_key"] = key
     if len(servers) == 1:
-        if ready_timeout_s is not None:
-            options["ready_timeout_s"] = ready_timeout_s
-        return get_backend(name, base_url=servers[0], **options)
+        return get_backend(name, base_url=servers[0], ready_timeout_s=wait, **options)
     from model_runtime.backends.server_pool import ServerPool
 
     # Each server waits only briefly for itself, so a dead one fails over fast; the pool waits for the first.
     members = [get_backend(name, base_url=server, ready_timeout_s=5.0, max_retries=1, **options) for server in servers]
-    return ServerPool(members, ready_timeout_s=600.0 if ready_timeout_s is None else ready_timeout_s)
+    return ServerPool(members, ready_timeout_s=wait)
+
+
+def backend_settings(backend) -> dict:
+    """What a drafting run ran against, for the audit log (never the API key)."""
+    settings = {"backend": backend.name, "model_id": backend.model_id, "model_revision": backend.model_revision}
+    for attribute in ("root_url", "served_model_name", "ready_timeout_s", "request_timeout_s", "max_in_flight"):
+        if hasattr(backend, attribute):
+            settings[attribute] = getattr(backend, attribute)
+    if hasattr(backend, "api_key"):
+        settings["api_key_set"] = getattr(backend, "api_key") not in (None, "", "EMPTY")
+    return settings
 
 
 def check_backend(backend) -> None:
@@ -328,7 +449,7 @@ def _store_failure(db: Database, study_id: str, need: NeededDraft, key: str, bac
                                  request_key=key, backend=backend, error=str(error)[:2000]))
 
 
-def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> None:
+def _store_result(db: Database, study_id: str, need: NeededDraft, result, *, replace: bool = False) -> None:
     if result.error:
         _store_failure(db, study_id, need, result.key, result.backend, result.error)
         return
@@ -338,6 +459,15 @@ def _store_result(db: Database, study_id: str, need: NeededDraft, result) -> Non
                 # Launched while this request was in flight: the study's drafts are frozen, so the late answer is
                 # dropped. Launch refuses while a needed draft is missing, so a needed draft is never dropped here.
                 return
+            if replace and (result.choice_index or 0) == 0:
+                # The regenerated draft is the one readers will see; the earlier ones stay, with their provenance.
+                now = utcnow()
+                for earlier in session.scalars(select(Draft).where(
+                        Draft.study_id == study_id, Draft.case_id == need.case_id, Draft.source_kind == "model",
+                        Draft.task == need.task, Draft.superseded_at.is_(None),
+                        Draft.mc_item_id.is_(None) if need.mc_item_id is None
+                        else Draft.mc_item_id == need.mc_item_id)):
+                    earlier.superseded_at = now
             session.add(new_draft(
                 study_id=study_id, case_id=need.case_id, source_kind="model", text=result.report,
                 raw_output=result.raw_output, mc_item_id=need.mc_item_id, task=need.task, model_id=result.model_id,
@@ -398,20 +528,28 @@ class DraftStatusRow:
     finish_reason: str | None
     failures: int
     last_error: str | None
+    # Problem codes (draft_review) and what exactly is wrong; "accepted" when a coordinator recorded why it may
+    # be shown as it is.
+    problems: str = ""
+    problem_details: str = ""
+    accepted: str = ""
 
 
 def drafts_status(db: Database, actor: Actor, study_id: str) -> list[DraftStatusRow]:
-    """Which model drafts the study needs, which are stored (with their provenance), and which failed."""
+    """Which model drafts the study needs, which are stored (with their provenance), and which failed; drafts
+    with a problem (cut, not parsed, empty, duplicated) first, then missing ones, then the rest in case order."""
+    from study_app.services.draft_review import review_drafts
+    from study_app.services.release import model_drafts_by_need
+
     require_coordinator(actor, "see the drafts")
     needed = needed_drafts(db, study_id)
     rows = []
     with db.read() as session:
+        shown = model_drafts_by_need(session, study_id)
+        issues = {i.draft_id: i for i in review_drafts(session, study_id)}
         for need in needed:
-            query = select(Draft).where(Draft.case_id == need.case_id, Draft.source_kind == "model",
-                                        Draft.choice_index == 0)
-            query = query.where(Draft.mc_item_id == need.mc_item_id) if need.mc_item_id else query.where(
-                Draft.mc_item_id.is_(None), Draft.task == "findings")
-            draft = session.scalars(query.order_by(Draft.id).limit(1)).first()
+            draft = shown.get(need_key(need))
+            issue = issues.get(draft.id) if draft is not None else None
             failures = list(session.scalars(
                 select(DraftFailure).where(
                     DraftFailure.case_id == need.case_id, DraftFailure.task == need.task,
@@ -426,8 +564,12 @@ def drafts_status(db: Database, actor: Actor, study_id: str) -> list[DraftStatus
                 parse_status=draft.parse_status if draft else None,
                 finish_reason=draft.finish_reason if draft else None,
                 failures=len(failures), last_error=failures[-1].error if failures else None,
+                problems=", ".join(issue.problems) if issue else "",
+                problem_details="; ".join(issue.details) if issue else "",
+                accepted=f"{issue.accepted_by}: {issue.accepted_reason}" if issue and issue.accepted else "",
             ))
-    return rows
+    # What needs the coordinator first: problems no one has accepted, then missing drafts, then the rest.
+    return sorted(rows, key=lambda r: (0 if r.problems and not r.accepted else 1 if not r.stored else 2))
 
 
 def unfinished_drafting_run(db: Database, actor: Actor, study_id: str) -> UnfinishedRun | None:
@@ -452,3 +594,50 @@ def unfinished_drafting_run(db: Database, actor: Actor, study_id: str) -> Unfini
         return None
     return UnfinishedRun(started_at=latest.at, actor=latest.actor, backend=str(latest.payload.get("backend")),
                          model_id=str(latest.payload.get("model_id")), total=int(latest.payload.get("total") or 0))
+
+
+@dataclass(frozen=True)
+class StudyRevision:
+    """The model revision a study records, and where it was found."""
+
+    model_id: str
+    revision: str
+    source: str  # "drafts" (its stored model drafts) or "drafting run" (the latest run's start, nothing stored yet)
+    served_model_name: str | None = None
+
+
+def study_model_revision(db: Database, actor: Actor, study_id: str) -> StudyRevision:
+    """The model and revision a study's drafts were made with: what ``model serve-command --study`` serves again.
+
+    The stored model drafts decide (those readers would see); before any is stored, the latest drafting run's
+    start. Raises NotFound when the study records neither, and Conflict when its drafts come from several
+    revisions (a study must not mix them: ``docs/model-serving.md``).
+    """
+    from study_app.services.errors import NotFound
+
+    require_coordinator(actor, "see a study's model revision")
+    with db.read() as session:
+        get_study(session, study_id)
+        found = session.execute(
+            select(Draft.model_id, Draft.model_revision).where(
+                Draft.study_id == study_id, Draft.source_kind == "model", Draft.superseded_at.is_(None),
+                Draft.backend != "manifest").distinct()
+        ).all()
+        started = session.scalars(
+            select(Event).where(Event.study_id == study_id, Event.kind == DRAFTING_STARTED).order_by(Event.id.desc())
+        ).first()
+    served = (started.payload or {}).get("served_model_name") if started is not None else None
+    pairs = sorted({(m or DEFAULT_MODEL_ID, r) for m, r in found if r})
+    if len(pairs) > 1:
+        raise Conflict(f"study '{study_id}' has drafts of several model revisions ("
+                       + ", ".join(f"{m}@{r}" for m, r in pairs) + "); regenerate them from one")
+    if pairs:
+        served = served if served and served != pairs[0][0] else None
+        return StudyRevision(pairs[0][0], pairs[0][1], "drafts", served)
+    if started is not None and started.payload.get("model_revision"):
+        payload = started.payload
+        model_id = str(payload.get("model_id") or DEFAULT_MODEL_ID)
+        served = served if served and served != model_id else None
+        return StudyRevision(model_id, str(payload["model_revision"]), "drafting run", served)
+    raise NotFound(f"study '{study_id}' records no model revision yet (no model draft, no drafting run): "
+                   "give the commit to serve with --revision")

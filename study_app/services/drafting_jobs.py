@@ -35,7 +35,9 @@ LEASE_S = 60.0
 HEARTBEAT_S = 5.0
 ACTIVE = ("queued", "running")
 PARAMETERS = ("backend", "urls", "served_model_name", "model_id", "model_revision", "mode", "max_tokens",
-              "temperature", "concurrency", "ready_timeout_s")
+              "temperature", "concurrency", "ready_timeout_s", "first_response_timeout_s", "api_key_env",
+              "regenerate")
+# A job's API key is never stored: only the name of the environment variable the worker reads it from.
 
 
 class LeaseLost(RuntimeError):
@@ -102,9 +104,17 @@ def check_parameters(parameters: dict) -> dict:
         raise InvalidInput(f"unknown drafting parameter(s): {', '.join(unknown)}")
     checked = {"backend": "vllm-server", "urls": [], "served_model_name": None, "model_id": None,
                "model_revision": None, "mode": "reasoning", "max_tokens": 1024, "temperature": 0.0,
-               "concurrency": 16, "ready_timeout_s": None, **parameters}
+               "concurrency": 16, "ready_timeout_s": None, "first_response_timeout_s": None, "api_key_env": None,
+               "regenerate": None, **parameters}
     if checked["mode"] not in ("reasoning", "instruction"):
         raise InvalidInput(f"mode must be reasoning or instruction, not '{checked['mode']}'")
+    regenerate = checked["regenerate"]
+    if regenerate is not None:
+        # What `drafting.regenerate_drafts` replaces: named cases, and/or every draft with a problem.
+        if not isinstance(regenerate, dict) or set(regenerate) - {"case_keys", "problems_only"}:
+            raise InvalidInput("regenerate must be {case_keys: [...], problems_only: true|false}")
+        checked["regenerate"] = {"case_keys": [str(c) for c in regenerate.get("case_keys") or []],
+                                 "problems_only": bool(regenerate.get("problems_only"))}
     if isinstance(checked["urls"], str):
         checked["urls"] = [checked["urls"]]
     backend = backend_of(checked)
@@ -116,10 +126,13 @@ def backend_of(parameters: dict):
     """The backend a job's parameters describe (built where every drafting backend is built)."""
     from study_app.services.drafting import drafting_backend
 
+    key_env = parameters.get("api_key_env")
     return drafting_backend(
         parameters["backend"], urls=parameters.get("urls") or None, served_model_name=parameters.get("served_model_name"),
         model_id=parameters.get("model_id"), model_revision=parameters.get("model_revision"),
         concurrency=int(parameters.get("concurrency") or 16), ready_timeout_s=parameters.get("ready_timeout_s"),
+        first_response_timeout_s=parameters.get("first_response_timeout_s"),
+        api_key=(os.environ.get(key_env) or "") if key_env else None,
     )
 
 
@@ -225,7 +238,7 @@ def run_job(db: Database, job: DraftingJobView, worker: str, *, progress=None, l
     """Run a claimed job to its end (or until its lease is lost), renewing the lease as it goes."""
     from model_runtime import SamplingParams
 
-    from study_app.services.drafting import generate_drafts
+    from study_app.services.drafting import generate_drafts, regenerate_drafts
 
     parameters = job.parameters
     last = [0.0]
@@ -259,8 +272,16 @@ def run_job(db: Database, job: DraftingJobView, worker: str, *, progress=None, l
         backend = backend_of(parameters)
         sampling = SamplingParams(temperature=float(parameters["temperature"]), max_tokens=int(parameters["max_tokens"]),
                                   seed=seed)
-        summary = generate_drafts(db, _worker_actor(worker), job.study_id, backend, mode=parameters["mode"],
-                                  sampling=sampling, concurrency=int(parameters["concurrency"]), progress=on_progress)
+        regenerate = parameters.get("regenerate")
+        if regenerate:
+            summary = regenerate_drafts(db, _worker_actor(worker), job.study_id, backend, sampling=sampling,
+                                        case_keys=regenerate["case_keys"], problems_only=regenerate["problems_only"],
+                                        mode=parameters["mode"], concurrency=int(parameters["concurrency"]),
+                                        progress=on_progress)
+        else:
+            summary = generate_drafts(db, _worker_actor(worker), job.study_id, backend, mode=parameters["mode"],
+                                      sampling=sampling, concurrency=int(parameters["concurrency"]),
+                                      progress=on_progress)
     except LeaseLost:
         stop.set()
         raise

@@ -63,7 +63,7 @@ DRAFT_COLUMNS = [
     "prompt", "sampling", "seed", "raw_output", "reasoning", "report", "parse_status", "finish_reason",
     "prompt_tokens", "completion_tokens", "latency_s", "input_hash", "created_at",
     # Additions to the dictionary's columns (allowed by the contract):
-    "origin", "task", "mc_item", "server_version", "choice_index",
+    "origin", "task", "mc_item", "server_version", "choice_index", "superseded_at",
 ]
 CASE_COLUMNS = ["case_id", "n_images", "views", "has_prior", "indication", "comparison", "reference_findings"]
 READER_COLUMNS = ["reader_id", "role", "label"]
@@ -224,6 +224,7 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
             "mc_item": mc_keys.get(d.mc_item_id),
             "server_version": d.server_version,
             "choice_index": d.choice_index,
+            "superseded_at": iso(d.superseded_at),
         }
         for d in drafts.values()
     ]
@@ -299,9 +300,9 @@ def export_meta(db: Database, actor: Actor, study_id: str, frames: dict[str, pd.
             "exported_at": iso(datetime.now(timezone.utc)),
             "package_version": package_version(),
             "tables": {name: len(frame) for name, frame in frames.items()},
-            "questions": {
-                key: {"kind": q.kind, "values": [o.value for o in q.options]} for key, q in design.questions.items()
-            },
+            # Each question's scoring (kind, codes, labels; a numeric scale's ends and neutral point), so the
+            # analysis scores every question of any design by its own scale.
+            "questions": {key: q.scoring() for key, q in design.questions.items()},
             "analysis_plan": plan.to_dict(),
             "analysis_plan_sha256": plan.sha256,
             "analysis_plan_source": plan.source,

@@ -25,6 +25,26 @@ class StudyProgress:
     total: int
     completed: int
 
+    @property
+    def duration_summary(self) -> pd.DataFrame:
+        """Per arm: the number of submitted cases and the time per case (seconds): ``n``, ``mean``, ``min``,
+        ``q1``, ``median``, ``q3``, ``max``, and the box plot's whiskers ``lower``/``upper`` (the furthest read
+        within 1.5 interquartile ranges, Tukey's rule).
+
+        A box plot of thousands of reads drawn from these numbers sends a few per arm to the browser instead of
+        every read (the Progress page took seconds to draw at 50 readers x 3,000 cases).
+        """
+        columns = ["arm", "n", "mean", "min", "q1", "median", "q3", "max", "lower", "upper"]
+        rows = []
+        for arm, values in self.durations.dropna(subset=["duration_s"]).groupby("arm", sort=True)["duration_s"]:
+            q1, median, q3 = values.quantile([0.25, 0.5, 0.75]).tolist()
+            iqr = q3 - q1
+            rows.append({"arm": arm, "n": int(values.size), "mean": float(values.mean()), "min": float(values.min()),
+                         "q1": q1, "median": median, "q3": q3, "max": float(values.max()),
+                         "lower": float(values[values >= q1 - 1.5 * iqr].min()),
+                         "upper": float(values[values <= q3 + 1.5 * iqr].max())})
+        return pd.DataFrame(rows, columns=columns)
+
 
 def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: timedelta = timedelta(hours=48)) -> StudyProgress:
     require_coordinator(actor, "see a study's progress")
@@ -51,10 +71,13 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
             .group_by(Reader.reader_key)
         ).all())
     frame = pd.DataFrame(counts, columns=["reader", "role", "arm", "status", "n"])
-    by_reader = (frame.pivot_table(index=["reader", "role", "arm"], columns="status", values="n", fill_value=0)
-                 .reindex(columns=list(STATES), fill_value=0).reset_index())
+    # Counts are whole numbers: summed, not averaged (pivot_table's default mean printed 3.0).
+    by_reader = (frame.pivot_table(index=["reader", "role", "arm"], columns="status", values="n", aggfunc="sum",
+                                   fill_value=0)
+                 .reindex(columns=list(STATES), fill_value=0).astype(int).reset_index())
     by_arm = (frame.pivot_table(index="arm", columns="status", values="n", aggfunc="sum", fill_value=0)
-              .reindex(columns=list(STATES), fill_value=0).reset_index())
+              .reindex(columns=list(STATES), fill_value=0).astype(int).reset_index())
+    by_reader.columns.name = by_arm.columns.name = None
     remaining = (frame[frame.status.isin(["ready", "in_progress", "submitted"])].groupby("reader")["n"].sum())
     now = db.now()
     stalled_rows = []

@@ -106,6 +106,7 @@ class QuestionView:
     label: str
     options: list[dict]
     required: bool
+    scale: dict | None = None  # a visual-analogue question's min, max, step and end labels
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,14 @@ class CaseView:
     first_shown_at: datetime | None = None
     submitted_at: datetime | None = None
     idle_threshold_s: float = 60.0
+    # The draft as first shown (edit tasks), for the read-only copy above the editor.
+    draft_text: str | None = None
+    # The study's reading-desk settings (the design's [study.desk]): the same for every case of the study.
+    desk: dict = field(default_factory=dict)
+
+
+DESK_DEFAULTS = {"hanging": ["frontal_lateral", "current_prior", "single"], "default_window": "file",
+                 "show_draft": True}
 
 
 def reader_case(
@@ -156,15 +165,15 @@ def reader_case(
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader can work on a case")
     ref = case_ref if isinstance(case_ref, str) and 0 < len(case_ref) <= 64 else None
-    assignment = None
-    if ref is not None:
-        query = select(Assignment).where(Assignment.case_ref == ref)
+    row = None
+    if ref is not None:  # the case and its study in one query: every reader request and rerun runs it
+        query = select(Assignment, Study).join(Study, Study.id == Assignment.study_id).where(Assignment.case_ref == ref)
         if for_update:
-            query = query.with_for_update()
-        assignment = session.scalars(query).first()
-    if assignment is None or assignment.reader_id != actor.reader_id:
+            query = query.with_for_update(of=Assignment)
+        row = session.execute(query).first()
+    if row is None or row[0].reader_id != actor.reader_id:
         raise NotFound("no such case in your worklist")
-    study = session.get(Study, assignment.study_id)
+    assignment, study = row
     if study.status != "open":
         raise Conflict(f"the study is {study.status}; reading is not open")
     if viewing and assignment.status not in VIEWABLE:
@@ -178,18 +187,20 @@ def worklist(db: Database, actor: Actor) -> Worklist:
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader has a worklist")
     with db.read() as session:
-        reader = session.get(Reader, actor.reader_id)
+        reader = session.execute(
+            select(Reader.reader_key, Study.status, Study.settings).join(Study, Study.id == Reader.study_id)
+            .where(Reader.id == actor.reader_id)
+        ).first()
         if reader is None:
             raise NotFound("unknown reader")
-        study = session.get(Study, reader.study_id)
         rows = session.execute(
             select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round)
             .join(Arm, Assignment.arm_id == Arm.id)
-            .where(Assignment.reader_id == reader.id)
+            .where(Assignment.reader_id == actor.reader_id)
             .order_by(Assignment.position)
         ).all()
-    return Worklist(reader.reader_key, study.status, [WorklistItem(*row) for row in rows],
-                    can_go_back=bool(study.settings.get("allow_going_back", False)))
+    return Worklist(reader.reader_key, reader.status, [WorklistItem(*row) for row in rows],
+                    can_go_back=bool(reader.settings.get("allow_going_back", False)))
 
 
 def _draft_text(session: Session, draft_id: int | None) -> str | None:
@@ -208,7 +219,7 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
         for image in session.scalars(select(Image).where(Image.case_id == case.id).order_by(Image.ordinal))
     ]
     questions = [
-        QuestionView(q.key, q.kind, q.label, list(q.options), q.required)
+        QuestionView(q.key, q.kind, q.label, list(q.options), q.required, dict(q.scale) if q.scale else None)
         for q in session.scalars(select(Question).where(Question.arm_id == arm.id).order_by(Question.ordinal))
     ]
     answers = {
@@ -235,6 +246,8 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
         first_shown_at=assignment.first_shown_at,
         submitted_at=assignment.submitted_at,
         idle_threshold_s=float(study.settings.get("idle_threshold_s", 60)),
+        # Studies created before the setting existed get the defaults.
+        desk={**DESK_DEFAULTS, **(study.settings.get("desk") or {})},
     )
     response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).first()
     if arm.task in ("write", "edit"):
@@ -245,6 +258,8 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
                 select(Autosave).where(Autosave.assignment_id == assignment.id).order_by(Autosave.id.desc()).limit(1)
             ).first()
             view.editor_text = latest.text if latest else (_draft_text(session, assignment.draft_id) or "")
+        if arm.task == "edit":
+            view.draft_text = _draft_text(session, assignment.draft_id) or ""
     elif arm.task == "compare":
         view.report_a = _draft_text(session, assignment.a_draft_id)
         view.report_b = _draft_text(session, assignment.b_draft_id)
@@ -543,6 +558,15 @@ def validate_answers(questions: list[Question], answers: dict[str, object]) -> d
             if question.required:
                 problems.append(f"please answer: {question.label}")
             continue
+        if question.kind == "vas":
+            mark = _scale_mark(raw, question.scale or {})
+            if mark is None:
+                scale = question.scale or {}
+                problems.append(f"'{str(raw)[:40]}' is not a mark from {scale.get('min', 0):g} to "
+                                f"{scale.get('max', 100):g} on: {question.label}")
+                continue
+            accepted[question.key] = (question, mark, mark)
+            continue
         value = str(raw)
         labels = {o["value"]: o["label"] for o in question.options}
         if value not in labels:
@@ -552,6 +576,24 @@ def validate_answers(questions: list[Question], answers: dict[str, object]) -> d
     if problems:
         raise InvalidInput("; ".join(problems))
     return accepted
+
+
+def _scale_mark(raw: object, scale: dict) -> str | None:
+    """A visual-analogue answer as its code (``73``, ``72.5``), or None when it is not a mark on the scale: a
+    number from min to max on the scale's steps."""
+    from study_app.designs.design import score_text
+
+    try:
+        mark = float(raw)
+    except (TypeError, ValueError):
+        return None
+    low, high, step = float(scale.get("min", 0)), float(scale.get("max", 100)), float(scale.get("step", 1))
+    if mark != mark or not low <= mark <= high:
+        return None
+    steps = (mark - low) / step
+    if abs(steps - round(steps)) > 1e-6:
+        return None
+    return score_text(round(low + round(steps) * step, 6))
 
 
 def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, object]) -> datetime:

@@ -36,20 +36,38 @@ from study_app.store.models import Arm, Assignment, Draft, Event, Study, utcnow
 UNSTARTED = ("pending", "ready")
 
 
-def model_draft(session: Session, assignment: Assignment) -> Draft | None:
-    """The model draft every reader of this case (and item) sees: the oldest successful one."""
-    query = select(Draft).where(
-        Draft.case_id == assignment.case_id,
+def _shown_model_drafts():
+    """The rule of which model draft readers see, as a query: model drafts, first choice, not replaced."""
+    return select(Draft).where(
         Draft.origin == "model",
         Draft.source_kind == "model",
         Draft.choice_index == 0,
+        Draft.superseded_at.is_(None),
     )
+
+
+def model_draft(session: Session, assignment: Assignment) -> Draft | None:
+    """The model draft every reader of this case (and item) sees: the oldest successful one not replaced by a
+    regeneration before launch (``drafting.regenerate_drafts``)."""
+    query = _shown_model_drafts().where(Draft.case_id == assignment.case_id)
     if assignment.mc_item_id is not None:
         query = query.where(Draft.mc_item_id == assignment.mc_item_id)
     else:
         query = query.where(Draft.mc_item_id.is_(None), Draft.task == "findings")
-    # Later generation runs never replace the draft readers were or will be shown.
+    # Later generation runs never replace the draft readers were or will be shown; only an explicit regeneration
+    # before launch does (it marks the old draft superseded).
     return session.scalars(query.order_by(Draft.id).limit(1)).first()
+
+
+def model_drafts_by_need(session: Session, study_id: str) -> dict[tuple[int, int | None], Draft]:
+    """Every model draft readers would see in a study, by (case id, MC item id or None for findings): the same
+    rule as :func:`model_draft`, in one query (the launch checklist asks it for thousands of cases)."""
+    shown: dict[tuple[int, int | None], Draft] = {}
+    for draft in session.scalars(_shown_model_drafts().where(Draft.study_id == study_id).order_by(Draft.id)):
+        if draft.mc_item_id is None and draft.task != "findings":
+            continue
+        shown.setdefault((draft.case_id, draft.mc_item_id), draft)
+    return shown
 
 
 def manifest_draft(session: Session, case_id: int) -> Draft | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
     JSON,
@@ -41,8 +43,27 @@ DRAFT_ORIGINS = ("model", "reader")
 PARSE_STATUSES = ("ok", "no_box", "unclosed_box", "multiple_boxes")
 
 
+# The clock every service reads (through utcnow), unless a dress rehearsal runs its simulated readers on a clock of
+# their own (study_app.services.rehearsal): a context variable, so it holds for the calling thread's work only and
+# never for a server's other threads.
+_clock: ContextVar[Callable[[], datetime] | None] = ContextVar("readerstudy_clock", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    """Now, in UTC: the wall clock, or the simulated clock :func:`simulated_clock` set for this context."""
+    clock = _clock.get()
+    return clock() if clock is not None else datetime.now(timezone.utc)
+
+
+@contextmanager
+def simulated_clock(clock: Callable[[], datetime]) -> Iterator[None]:
+    """Read ``clock()`` instead of the wall clock in this context (a rehearsal's simulated readers take minutes
+    per case in milliseconds of real time); every timestamp the services write then comes from it."""
+    token = _clock.set(clock)
+    try:
+        yield
+    finally:
+        _clock.reset(token)
 
 
 def new_case_ref() -> str:
@@ -279,6 +300,29 @@ class Draft(Base):
     request_key: Mapped[str | None] = mapped_column(String(64))
     choice_index: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when a regeneration before launch replaced this draft (a larger token budget for a cut one, say): the row
+    # stays, with its provenance, but readers are shown the draft that replaced it.
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DraftOverride(Base):
+    """A coordinator's recorded decision to show readers a draft with a problem (cut, unparsed, empty, duplicated).
+
+    Launch refuses while a draft readers would see has a problem that no override covers; the reason is kept here
+    and in the audit log.
+    """
+
+    __tablename__ = "draft_override"
+    __table_args__ = (UniqueConstraint("draft_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[str] = mapped_column(ForeignKey("study.id", ondelete="RESTRICT"), index=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("draft.id", ondelete="RESTRICT"))
+    # The problem codes the decision covers (model_runtime.quality.DRAFT_PROBLEMS); a new problem needs a new one.
+    problems: Mapped[list] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class DraftFailure(Base):
@@ -335,6 +379,8 @@ class Question(Base):
     # [{"value": "none", "label": "No editing needed"}, ...]; Likert values are the scores.
     options: Mapped[list] = mapped_column(JSON)
     required: Mapped[bool] = mapped_column(default=True)
+    # A visual-analogue question's {"min", "max", "step", "min_label", "max_label"}; a Likert one's {"neutral"}.
+    scale: Mapped[dict | None] = mapped_column(JSON)
 
 
 class Assignment(Base):

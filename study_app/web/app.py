@@ -27,6 +27,8 @@ with rerun_timer():
                 st.Page(reading.render, title="Reading", url_path="reading", default=True),
                 st.Page(worklist.render, title="Worklist", url_path="worklist"),
             ]
+            # For in-app moves between them (st.page_link, st.switch_page): history entries, no page reload.
+            st.session_state["reader_pages"] = {"reading": pages[0], "worklist": pages[1]}
         else:
             pages = console_pages()
         st.session_state["actor"] = actor

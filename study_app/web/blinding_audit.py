@@ -197,8 +197,8 @@ def _page_features(rows, token: str, reader: Actor, snapshot: Database, case: Bl
     from study_app.web.session import SESSION_TOKEN_KEY
 
     view = reading.case_view(snapshot, reader, case.case_ref)
-    content = {"{draft}": [t for t in (view.editor_text, view.report_a, view.report_b, view.reasoning,
-                                       view.model_answer) if t],
+    content = {"{draft}": [t for t in (view.editor_text, view.draft_text, view.report_a, view.report_b,
+                                       view.reasoning, view.model_answer) if t],
                "{indication}": [view.indication] if view.indication else [],
                "{comparison}": [view.comparison] if view.comparison else [],
                "{question}": [view.mc_question] if view.mc_question else []}
@@ -228,6 +228,8 @@ def _page_features(rows, token: str, reader: Actor, snapshot: Database, case: Bl
             _add(rows, case, f"{name}.data", "structure", _digest([_DIGITS.sub("#", body)]))
     _add(rows, case, "size.page_bytes_without_content", "size", sum(len(b) for _, b in elements), "numeric")
     _add(rows, case, "page.images", "size", len(view.images), "numeric")
+    # The next case's images the browser is told to fetch ahead: how many (none at the worklist's end).
+    _add(rows, case, "page.prefetch_images", "size", len(_viewer_data(at.main).get("prefetch", [])), "numeric")
     _add(rows, case, "timing.page_ms", "timing", round(elapsed * 1000, 1), "numeric")
 
 
@@ -256,14 +258,33 @@ def _elements(block, case: BlindedCase, content: dict[str, list[str]]):
                         pass
                 data = message.get("json")
                 if isinstance(data, dict) and isinstance(data.get("images"), list):
-                    # The case's own views (their number, labels, sizes, windows) are content of the case;
-                    # the audit tests them as features of their own, and the page's structure without them.
+                    # The case's own views (their number, labels, sizes, windows, presets, pixel spacing) are
+                    # content of the case; the audit tests them as features of their own, and the page's
+                    # structure without them.
                     data["images"] = "{images}"
+                if isinstance(data, dict) and isinstance(data.get("prefetch"), list):
+                    # The next case's image addresses (its reference, its number of views): tested on their own
+                    # (page.prefetch_images), the structure without them.
+                    data["prefetch"] = "{prefetch}"
             body = json.dumps(_normalise_value(message, case, content), sort_keys=True)
         yield str(kind), body
         children = getattr(node, "children", None)
         if isinstance(children, dict):
             stack[0:0] = [children[k] for k in sorted(children)]
+
+
+def _viewer_data(block) -> dict:
+    """The data the page handed to the image viewer ({} when there is none)."""
+    stack = [block]
+    while stack:
+        node = stack.pop()
+        proto = getattr(node, "proto", None)
+        if getattr(node, "type", None) == "bidi_component" and proto.component_name == "readerstudy_viewer":
+            return json.loads(proto.json or "{}")
+        children = getattr(node, "children", None)
+        if isinstance(children, dict):
+            stack.extend(children.values())
+    return {}
 
 
 def _normalise_value(value, case: BlindedCase, content: dict[str, list[str]]):

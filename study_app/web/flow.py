@@ -87,3 +87,10 @@ def answer_text(answer: str | None, options: dict[str, str] | None) -> str | Non
     stripped = (answer or "").strip()
     options = options or {}
     return f"{stripped}. {options[stripped]}" if stripped in options else answer
+
+
+def finished_toast(worklist: Worklist, case_ref: str) -> str:
+    """What the page says, briefly, on the next case once one is finished (submitted, answers saved)."""
+    item = worklist.item(case_ref)
+    where = f"Case {item.position} of {worklist.total}" if item is not None else "The case"
+    return f"{where} is saved and finished."

@@ -126,10 +126,18 @@ async def signin_form(request: Request) -> Response:
                      "Use the personal link your study coordinator sent you.</p>", 400)
     try:
         current = await _signed_in(request)
+        if await run_in_threadpool(auth.invite_is_for, shared_database(), token, current):
+            return _to_worklist()
         holder = await run_in_threadpool(auth.invite_holder, shared_database(), token)
     except ServiceError as error:
         return fault_page(error)
     return _signin_form(token, current, holder)
+
+
+def _to_worklist() -> Response:
+    # The browser is signed in as the link's own reader already (a second click on the mail, Back to the link):
+    # straight to the worklist, the link neither spent nor refused.
+    return RedirectResponse("/worklist", status_code=303, headers={"Cache-Control": "no-store"})
 
 
 async def signin(request: Request) -> Response:
@@ -144,6 +152,8 @@ async def signin(request: Request) -> Response:
     db = shared_database()
     try:
         current = await _signed_in(request)
+        if await run_in_threadpool(auth.invite_is_for, db, token, current):
+            return _to_worklist()
         if current is not None and form.get("replace") != "1":
             holder = await run_in_threadpool(auth.invite_holder, db, token)
             if holder is not None and not (current.kind == "reader" and current.name == holder):
@@ -296,19 +306,40 @@ def _error(error: ServiceError) -> JSONResponse:
     return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=_status_of(error))
 
 
+IMAGE_TYPES = {"full": "image/webp", "preview": "image/jpeg"}
+
+
 async def case_image(request: Request) -> Response:
-    """GET /api/image/{case_ref}/{ordinal}: a packed display PNG, only for the reader's own open case."""
+    """GET /api/image/{case_ref}/{ordinal}[/preview]: the full copy (lossless packed WebP) or the quick windowed
+    preview (JPEG) of one image, only for the reader's own open case."""
+    actor = await _reader(request)
+    if actor is None:
+        return JSONResponse({"error": "not signed in"}, status_code=401)
+    kind = request.path_params.get("kind", "full")
+    try:
+        body = await run_in_threadpool(
+            images.case_image_bytes, shared_database(), actor, request.path_params["case_ref"],
+            request.path_params["ordinal"], kind,
+        )
+    except ServiceError as error:
+        return _error(error)
+    # Cacheable for a day: the browser fetches the next case's images ahead, and a case's pictures never change.
+    return Response(body, media_type=IMAGE_TYPES[kind], headers={"Cache-Control": "private, max-age=86400"})
+
+
+async def case_text(request: Request) -> Response:
+    """GET /api/reading/{case_ref}/text: the editor's text as the server has it now (the last autosave, else the
+    draft) and the case's status: what a tab that was read-only (the case open in another tab) takes over."""
+    if request.headers.get(CLIENT_HEADER) != "1":
+        return JSONResponse({"error": "cross-site request refused"}, status_code=403)
     actor = await _reader(request)
     if actor is None:
         return JSONResponse({"error": "not signed in"}, status_code=401)
     try:
-        png = await run_in_threadpool(
-            images.case_image_png, shared_database(), actor, request.path_params["case_ref"],
-            request.path_params["ordinal"],
-        )
+        view = await run_in_threadpool(reading.case_view, shared_database(), actor, request.path_params["case_ref"])
     except ServiceError as error:
         return _error(error)
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
+    return JSONResponse({"text": view.editor_text, "status": view.status}, headers={"Cache-Control": "no-store"})
 
 
 @dataclass(frozen=True)
@@ -438,6 +469,8 @@ ROUTES = [
     *REPORT_ROUTES,
     # A case is named by its case_ref (opaque, random), never by an assignment id.
     Route("/api/image/{case_ref}/{ordinal:int}", case_image, methods=["GET"]),
+    Route("/api/image/{case_ref}/{ordinal:int}/{kind:str}", case_image, methods=["GET"]),
+    Route("/api/reading/{case_ref}/text", case_text, methods=["GET"]),
     Route("/api/reading/{case_ref}/shown", image_shown, methods=["POST"]),
     Route("/api/reading/{case_ref}/submit", submit, methods=["POST"]),
     Route("/api/reading/{case_ref}/event", client_event, methods=["POST"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -173,7 +174,7 @@ def test_dicom_without_pixel_data(tmp_path):
     ds = pydicom.dcmread(path)
     del ds.PixelData
     ds.save_as(path)
-    with pytest.raises(ImageError, match="no pixel data"):
+    with pytest.raises(ImageError, match=r"DICOM DX \(Digital X-Ray Image - For Presentation\) has no image"):
         load_image(path)
 
 
@@ -225,7 +226,7 @@ def test_rgb_dicom_becomes_luminance(tmp_path):
     np.testing.assert_allclose(image.pixels, gray.astype(np.float32), atol=0.01)
 
 
-def test_unsupported_photometric_is_refused(tmp_path):
+def test_a_palette_colour_image_without_its_palette_is_refused(tmp_path):
     path = write_dicom(tmp_path / "p.dcm", ramp(top=255, dtype=np.uint8), bits_stored=8, photometric="PALETTE COLOR")
     with pytest.raises(ImageError, match="Photometric Interpretation: PALETTE COLOR"):
         load_image(path)
@@ -246,3 +247,84 @@ def test_ybr_dicom_becomes_luminance(tmp_path):
     ds.PixelData = ybr.tobytes()
     ds.save_as(path)
     np.testing.assert_allclose(load_image(path).pixels, gray.astype(np.float32), atol=1.0)
+
+
+def _without_file_meta(source: str, target, *, implicit: bool, little: bool):
+    """Write a pydicom test file as old exports do: no preamble, no DICM marker, no file meta."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.filewriter import dcmwrite
+
+    ds = pydicom.dcmread(get_testdata_file(source))
+    expected = ds.pixel_array.astype(np.float32) * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
+    ds.preamble = None
+    del ds.file_meta
+    dcmwrite(target, ds, implicit_vr=implicit, little_endian=little, enforce_file_format=False)
+    return expected
+
+
+@pytest.mark.parametrize("source, implicit, little", [
+    ("MR_small_implicit.dcm", True, True), ("CT_small.dcm", False, True), ("MR_small_bigendian.dcm", False, False),
+])
+def test_dicom_without_preamble_or_file_meta_is_read_in_the_encoding_it_is_in(tmp_path, source, implicit, little):
+    path = tmp_path / "old_export.dcm"
+    expected = _without_file_meta(source, path, implicit=implicit, little=little)
+    assert path.read_bytes()[128:132] != b"DICM"
+    image = load_image(path)
+    np.testing.assert_array_equal(image.pixels, expected)
+    assert probe_image(path)[1:] == (expected.shape[1], expected.shape[0])
+
+
+def test_compressed_pixel_data_without_a_transfer_syntax_is_refused_saying_so(tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.filewriter import dcmwrite
+
+    ds = pydicom.dcmread(get_testdata_file("MR_small_RLE.dcm"))
+    ds.preamble = None
+    del ds.file_meta
+    dcmwrite(tmp_path / "rle.dcm", ds, implicit_vr=False, little_endian=True, enforce_file_format=False)
+    with pytest.raises(ImageError, match="compressed DICOM pixel data in a file without a Transfer Syntax UID"):
+        load_image(tmp_path / "rle.dcm")
+
+
+def test_a_bad_number_of_frames_is_named(tmp_path):
+    path = write_dicom(tmp_path / "f.dcm", ramp(), bits_stored=12)
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00280008, "IS", None)
+    ds["NumberOfFrames"]._value = "1A"  # as a broken writer leaves it; pydicom itself would not write it
+    ds.save_as(path)
+    with pytest.raises(ImageError, match="Number of Frames is '1A', not a whole number"):
+        load_image(path)
+
+
+def test_decoder_warnings_are_returned_as_notes_when_asked(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        image = load_image(get_testdata_file("MR_small_padded.dcm"), notes=notes)
+    assert not escaped
+    assert image.notes == tuple(notes) and "excess padding" in notes[0]
+
+
+def test_a_compression_no_installed_plugin_decodes_says_what_to_install(monkeypatch):
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset
+
+    def missing(self):
+        raise RuntimeError("Unable to decompress 'JPEG-LS Lossless Image Compression' pixel data because all plugins "
+                           "are missing dependencies:\n\tgdcm - requires gdcm>=3.0.10\n\tpylibjpeg - requires "
+                           "pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1")
+
+    monkeypatch.setattr(Dataset, "pixel_array", property(missing))
+    with pytest.raises(ImageError) as refused:
+        load_image(get_testdata_file("MR_small_jpeg_ls_lossless.dcm"))
+    assert str(refused.value) == (
+        "cannot decode DICOM pixel data: no installed pixel-data plugin decodes JPEG-LS Lossless Image Compression "
+        "(pydicom would use: gdcm - requires gdcm>=3.0.10; pylibjpeg - requires pylibjpeg>=2.0 and "
+        "pylibjpeg-libjpeg>=2.1); readerstudy installs pylibjpeg with its libjpeg, openjpeg and rle plugins: install "
+        "them again (pip install --force-reinstall readerstudy)")

@@ -21,8 +21,11 @@ from typing import Any, Callable, Iterator
 
 
 def default_reply(body: dict) -> str:
-    """A CheXOne-like reasoning output derived from the request, so equal requests give equal text."""
+    """A CheXOne-like reasoning output derived from the request, so equal requests give equal text; a
+    multiple-choice prompt (options ``A. ...`` one per line) is answered with the first option's letter."""
     digest = hashlib.sha256(json.dumps(body.get("messages"), sort_keys=True).encode()).hexdigest()[:12]
+    if re.search(r"^A\. ", json.dumps(body.get("messages")).replace("\\n", "\n"), re.M):
+        return f"The opacity projects over the base (trace {digest}).\n\\boxed{{A}}"
     return (
         f"The frontal view shows clear lungs (trace {digest}).\n"
         f"**Final Answer:** \\boxed{{No acute cardiopulmonary process. Ref {digest}.}}"
@@ -44,6 +47,8 @@ class Behaviour:
     retry_after: str | None = None
     record_bodies: bool = True
     prompt_tokens: int = 400
+    # As `vllm serve --api-key`: every /v1 route then needs "Authorization: Bearer <key>" (/health does not).
+    api_key: str | None = None
 
 
 class FakeServer:
@@ -162,11 +167,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _refused(self) -> bool:
+        """Answer 401 to a /v1 request without the server's API key, as vLLM does; True when refused."""
+        key = self.fake.behaviour.api_key
+        if key is None or not self.path.startswith("/v1") or self.headers.get("Authorization") == f"Bearer {key}":
+            return False
+        self._send_json(401, {"error": "Unauthorized"})
+        return True
+
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         fake = self.fake
         with fake._lock:
             fake.paths.append(f"GET {self.path}")
         b = fake.behaviour
+        if self._refused():
+            return
         if self.path == "/health":
             healthy = time.monotonic() - fake.started_at >= b.healthy_after_s
             self._send_raw(200 if healthy else 503, b"")
@@ -187,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             fake.paths.append(f"POST {self.path}")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self._refused():
+            return
         if self.path != "/v1/chat/completions":
             self._send_json(404, {"detail": "Not Found"})
             return
@@ -255,7 +272,7 @@ def serve_openai(**behaviour: Any) -> Iterator[FakeServer]:
         ``"ok"``, an HTTP status, ``"malformed"``, ``"hang"``, ``"length"``, ``"drop"``),
         ``fail_when(body) -> outcome | None``, ``reply`` (text or ``body -> text``),
         ``models``, ``version`` (None: no ``/version``), ``healthy_after_s``,
-        ``hang_s``, ``retry_after``, ``record_bodies``, ``prompt_tokens``.
+        ``hang_s``, ``retry_after``, ``record_bodies``, ``prompt_tokens``, ``api_key``.
 
     Yields
     ------

@@ -18,8 +18,8 @@ from tests.reliability.conftest import open_case, sign_in, wait_clock
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 # What the page says once the server has taken a submission: questions follow (edit, compare) or the case is done
-# at once (write, which asks nothing).
-ACKNOWLEDGED = re.compile(r"Submitted; the clock has stopped|Saved\. This case is finished|"
+# at once and the next one opens (write, which asks nothing).
+ACKNOWLEDGED = re.compile(r"Submitted; the clock has stopped|is saved and finished|"
                           r"Submitted: the server has your report")
 
 

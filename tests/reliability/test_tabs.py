@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from study_app.services import reading
+from study_app.services import auth, reading
 from study_app.store.models import Response
 from tests.case_refs import assignment_of
 from tests.reliability.conftest import open_case, sign_in
@@ -16,7 +16,7 @@ from tests.reliability.conftest import open_case, sign_in
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_two_tabs_submitting_one_case_keep_the_first(killable_study, browser):
+def test_a_second_tab_on_the_case_is_told_at_once_and_read_only_until_it_is_the_only_one(killable_study, browser):
     study = killable_study
     actor = study.actor("res1")  # a resident's model-draft edit: open from launch
     case = study.items(actor, task="edit", status="ready")[0].case_ref
@@ -26,6 +26,40 @@ def test_two_tabs_submitting_one_case_keep_the_first(killable_study, browser):
     open_case(first, study.base, case)
     second = context.new_page()
     open_case(second, study.base, case)
+    notice = second.locator(".rs-tab-notice")
+    notice.wait_for(state="visible", timeout=10_000)
+    assert "open in another tab" in notice.inner_text()
+    assert second.locator("textarea.rs-text").get_attribute("readonly") is not None
+    assert second.locator("button.rs-submit").is_disabled()
+    assert first.locator(".rs-tab-notice").is_hidden() and first.locator("button.rs-submit").is_enabled()
+    first.locator("textarea.rs-text").fill("Typed in the first tab.")
+    first.wait_for_selector(".rs-saved:has-text('Saved')", timeout=20_000)
+    first.close()  # the only tab left takes the case over, with what the first one saved
+    second.wait_for_selector(".rs-editor[data-tab='holder']", timeout=20_000)
+    assert second.locator(".rs-tab-notice").is_hidden()
+    assert second.locator("textarea.rs-text").input_value() == "Typed in the first tab."
+    second.locator("textarea.rs-text").fill("Finished in the second tab.")
+    second.locator("button.rs-submit").click()
+    second.get_by_text("Submitted; the clock has stopped").wait_for(timeout=30_000)
+    with study.db.read() as session:
+        texts = session.scalars(select(Response.final_text).where(Response.assignment_id == assignment_of(session, case).id)).all()
+    assert texts == ["Finished in the second tab."]
+    context.close()
+
+
+def test_two_browsers_submitting_one_case_keep_the_first(killable_study, browser):
+    # Two browsers (two profiles) cannot see each other's tabs: both edit, the server keeps the first submission.
+    study = killable_study
+    actor = study.actor("res1")
+    case = study.items(actor, task="edit", status="ready")[0].case_ref
+    token = study.session_token("res1")
+    pages = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.add_cookies([{"name": auth.SESSION_COOKIE, "value": token, "url": study.base}])
+        pages.append(context.new_page())
+        open_case(pages[-1], study.base, case)
+    first, second = pages
     first.locator("textarea.rs-text").fill("From the first tab.")
     second.locator("textarea.rs-text").fill("From the second tab.")
     first.locator("button.rs-submit").click()
@@ -35,7 +69,8 @@ def test_two_tabs_submitting_one_case_keep_the_first(killable_study, browser):
     with study.db.read() as session:
         texts = session.scalars(select(Response.final_text).where(Response.assignment_id == assignment_of(session, case).id)).all()
     assert texts == ["From the first tab."]
-    context.close()
+    for page in pages:
+        page.context.close()
 
 
 def test_leaving_the_page_keeps_what_was_typed(killable_study, browser):

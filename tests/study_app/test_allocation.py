@@ -237,3 +237,70 @@ def test_rounds_order_the_worklist_and_a_task_opens_whole():
                          "attending_edit_model": 2, "attending_compare": 2, "reasoning_review": 1}
     for rows in allocation.by_reader().values():
         assert [arm_round[p.arm_key] for p in rows] == sorted(arm_round[p.arm_key] for p in rows)
+
+
+CROSSED = """
+[study]
+name = "Crossed"
+[roles.resident]
+[roles.attending]
+[[arms]]
+key = "unaided"
+task = "write"
+role = "resident"
+cases = 60
+[[arms]]
+key = "aided"
+task = "edit"
+role = "attending"
+draft = "model"
+{sampling}
+"""
+
+
+def test_same_cases_as_reads_exactly_the_other_arms_sample():
+    design = parse_design(CROSSED.format(sampling='same_cases_as = "unaided"'))
+    cases, readers = cohort(200), [ReaderSlot("r1", "resident"), ReaderSlot("r2", "resident"),
+                                   ReaderSlot("a1", "attending"), ReaderSlot("a2", "attending")]
+    allocation = allocate(design, cases, readers, seed=11)
+    assert len(allocation.arm_cases["unaided"]) == 60
+    assert allocation.arm_cases["aided"] == allocation.arm_cases["unaided"]
+    check_invariants(design, cases, readers, allocation)
+    # Drawn independently, two samples of 60 out of 200 share about 18 cases: that is what `cases = 60` did.
+    independent = allocate(parse_design(CROSSED.format(sampling="cases = 60")), cases, readers, seed=11)
+    assert len(set(independent.arm_cases["aided"]) & set(independent.arm_cases["unaided"])) < 40
+
+
+def test_disjoint_from_draws_from_cases_the_other_arm_does_not_read():
+    design = parse_design(CROSSED.format(sampling='disjoint_from = ["unaided"]\ncases = 60'))
+    cases = cohort(200)
+    readers = [ReaderSlot("r1", "resident"), ReaderSlot("a1", "attending")]
+    allocation = allocate(design, cases, readers, seed=5)
+    assert len(allocation.arm_cases["aided"]) == 60
+    assert not set(allocation.arm_cases["aided"]) & set(allocation.arm_cases["unaided"])
+    check_invariants(design, cases, readers, allocation)
+    with pytest.raises(AllocationError, match="needs 60 case\\(s\\) but there are only 40 cases in the cohort outside "
+                                              "arm\\(s\\) unaided"):
+        allocate(design, cohort(100), readers, seed=5)
+
+
+def test_same_cases_as_outside_the_cases_of_a_draft_source_is_refused():
+    text = CROSSED.format(sampling='same_cases_as = "unaided"') + """
+[[arms]]
+key = "subset"
+task = "write"
+role = "resident"
+cases = 20
+disjoint_from = ["unaided"]
+[[arms]]
+key = "review"
+task = "edit"
+role = "attending"
+draft = "arm:subset"
+same_cases_as = "unaided"
+"""
+    readers = [ReaderSlot("r1", "resident"), ReaderSlot("r2", "resident"), ReaderSlot("a1", "attending"),
+               ReaderSlot("a2", "attending")]
+    with pytest.raises(AllocationError, match="takes the same cases as arm 'unaided', but 60 of them .* are not "
+                                              "among the cases that arm 'subset' reads"):
+        allocate(parse_design(text), cohort(200), readers, seed=3)

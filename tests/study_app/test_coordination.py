@@ -1,5 +1,6 @@
 """Coordinator actions through the services: status, readers, progress, reset with reason, backup; and who may act."""
 
+import re
 import threading
 
 import pytest
@@ -92,6 +93,29 @@ def test_progress_counts_and_stalled_readers(demo_study):
     assert len(progress.durations) == 1
     # Readers who never came are stalled; res1 just worked and is not.
     assert "res1" not in set(progress.stalled.reader) and "res2" in set(progress.stalled.reader)
+    # Counts are whole numbers (the CLI printed 3.0), in the tables and on the command line.
+    assert all(str(progress.by_reader[s].dtype).startswith("int") for s in ("completed", "pending", "ready"))
+    from click.testing import CliRunner
+
+    from study_app.cli import main
+
+    printed = CliRunner().invoke(main, ["progress", "demo", "--db", db.url]).stdout
+    by_arm = printed[printed.index("by arm:"):printed.index("by reader:")]
+    assert "resident_edit_model" in by_arm and not re.search(r"\d\.0\b", by_arm)
+
+
+def test_time_per_case_is_summarised_per_arm_with_tukey_whiskers():
+    import pandas as pd
+
+    from study_app.services.progress import StudyProgress
+
+    seconds = [10.0, 20.0, 30.0, 40.0, 50.0, 400.0]
+    progress = StudyProgress(by_reader=pd.DataFrame(), by_arm=pd.DataFrame(), stalled=pd.DataFrame(), total=6,
+                             completed=6, durations=pd.DataFrame({"reader": "r1", "arm": "a", "duration_s": seconds}))
+    [row] = progress.duration_summary.to_dict(orient="records")
+    # Quartiles of R's type 7 (numpy's default): 22.5, 35, 47.5; 1.5 IQR above Q3 is 85, so 400 is an outlier.
+    assert (row["n"], row["q1"], row["median"], row["q3"]) == (6, 22.5, 35.0, 47.5)
+    assert (row["lower"], row["upper"], row["max"]) == (10.0, 50.0, 400.0)
 
 
 def test_reset_keeps_the_original_in_the_event_log(demo_study):
@@ -194,7 +218,32 @@ COORDINATOR_ACTIONS = {
     "reset_assignment": lambda db, actor: reset_assignment(db, actor, "demo", "res2", 1, reason="because I can"),
     "backup_database": lambda db, actor: backup_database(db, actor, "/tmp/never.sqlite"),
     "build_tables": lambda db, actor: build_tables(db, actor, "demo"),
+    "rehearse_study": lambda db, actor: _rehearsal().rehearse_study(db, actor, "demo", "/tmp/never-rehearsed"),
+    "accept_draft_problems": lambda db, actor: _draft_review().accept_draft_problems(db, actor, "demo", ["demo-001"],
+                                                                                     reason="because"),
+    "draft_issues": lambda db, actor: _draft_review().draft_issues(db, actor, "demo"),
+    "regenerate_drafts": lambda db, actor: _drafting().regenerate_drafts(db, actor, "demo", None, sampling=None,
+                                                                         problems_only=True),
+    "study_model_revision": lambda db, actor: _drafting().study_model_revision(db, actor, "demo"),
 }
+
+
+def _rehearsal():
+    from study_app.services import rehearsal
+
+    return rehearsal
+
+
+def _draft_review():
+    from study_app.services import draft_review
+
+    return draft_review
+
+
+def _drafting():
+    from study_app.services import drafting
+
+    return drafting
 
 
 @pytest.mark.parametrize("action", sorted(COORDINATOR_ACTIONS))

@@ -83,10 +83,83 @@ def test_compare_arm_must_ask_preference():
         parse_design(text)
 
 
-def test_likert_question_has_fixed_scale():
-    text = MINIMAL.replace("[roles.resident]", '[roles.resident]\n[questions.q]\nkind = "likert"\nlabel = "L"\noptions = []')
-    with pytest.raises(DesignError, match="fixed 5-point scale"):
-        parse_design(text)
+def with_question(body: str) -> str:
+    return MINIMAL.replace("[roles.resident]", "[roles.resident]\n[questions.q]\n" + body)
+
+
+def test_a_likert_question_without_a_scale_is_the_chexone_five_points():
+    q = parse_design(with_question('kind = "likert"\nlabel = "L"')).questions["q"]
+    assert [(o.value, o.label) for o in q.options] == [("10", "Strongly agree"), ("5", "Agree"), ("0", "Neutral"),
+                                                       ("-5", "Disagree"), ("-10", "Strongly disagree")]
+    assert q.scoring()["min"] == -10 and q.scoring()["max"] == 10 and q.scoring()["neutral"] == 0
+
+
+def test_a_seven_point_likert_scale_with_labels_is_scored_one_to_seven():
+    labels = ", ".join(f'"level {i}"' for i in range(1, 8))
+    q = parse_design(with_question(f'kind = "likert"\nlabel = "L"\npoints = 7\nlabels = [{labels}]')).questions["q"]
+    assert [o.value for o in q.options] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert q.options[0].label == "level 1"
+    assert q.scoring() == {"kind": "likert", "values": ["1", "2", "3", "4", "5", "6", "7"],
+                           "labels": {str(i): f"level {i}" for i in range(1, 8)}, "min": 1.0, "max": 7.0,
+                           "neutral": 4.0}
+
+
+def test_a_likert_scale_given_as_scored_options_keeps_their_order_and_neutral():
+    q = parse_design(with_question(
+        'kind = "likert"\nlabel = "L"\nneutral = 1\noptions = [{score = 3, label = "Always"}, '
+        '{score = 1.5, label = "Sometimes"}, {score = 0, label = "Never"}]')).questions["q"]
+    assert [(o.value, o.label) for o in q.options] == [("3", "Always"), ("1.5", "Sometimes"), ("0", "Never")]
+    assert q.scoring()["neutral"] == 1.0
+
+
+def test_a_visual_analogue_question_has_its_range_and_anchors():
+    q = parse_design(with_question('kind = "vas"\nlabel = "Confidence"\nmin_label = "none"\nmax_label = "certain"'))\
+        .questions["q"]
+    assert q.numeric and q.options == ()
+    assert q.scoring() == {"kind": "vas", "values": [], "labels": {}, "min": 0.0, "max": 100.0, "step": 1.0,
+                           "neutral": 50.0, "min_label": "none", "max_label": "certain"}
+
+
+@pytest.mark.parametrize("body, message", [
+    ('kind = "likert"\nlabel = "L"\noptions = []', "a Likert scale has 2 to 21 points"),
+    ('kind = "likert"\nlabel = "L"\npoints = 7\nlabels = ["a", "b"]', "give 7 non-empty labels"),
+    ('kind = "likert"\nlabel = "L"\npoints = 101\nlabels = []', 'use kind = "vas" for a 0-100 scale'),
+    ('kind = "likert"\nlabel = "L"\npoints = 3\nlabels = ["a", "b", "c"]\nscores = [1, 1, 2]', "the same score"),
+    ('kind = "likert"\nlabel = "L"\npoints = 3\nlabels = ["a", "b", "c"]\nneutral = 9', "outside the scale"),
+    ('kind = "likert"\nlabel = "L"\npoints = 2\nlabels = ["a", "b"]\noptions = []', "not both"),
+    ('kind = "vas"\nlabel = "V"\nmin = 10\nmax = 10', "must be below max"),
+    ('kind = "vas"\nlabel = "V"\noptions = []', "unknown key(s) options"),
+    ('kind = "slider"\nlabel = "V"', "'slider' is not one of choice, likert, vas"),
+])
+def test_bad_scales_are_refused_by_name(body, message):
+    with pytest.raises(DesignError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_design(with_question(body))
+
+
+TWO_WRITE_ARMS = MINIMAL + """
+[[arms]]
+key = "second"
+task = "write"
+role = "resident"
+"""
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('same_cases_as = "nope"', "'nope' (same_cases_as / disjoint_from) is not an arm"),
+    ('same_cases_as = "second"', "an arm cannot be sampled relative to itself"),
+    ('same_cases_as = "scratch"\ncases = 3', "leave out 'cases'"),
+    ('same_cases_as = "scratch"\ndisjoint_from = ["scratch"]', "either the same cases as another arm or cases disjoint"),
+])
+def test_case_sampling_across_arms_is_checked(extra, message):
+    with pytest.raises(DesignError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_design(TWO_WRITE_ARMS + extra + "\n")
+
+
+def test_a_cycle_of_case_sampling_is_refused():
+    text = TWO_WRITE_ARMS.replace('key = "scratch"\ntask = "write"\nrole = "resident"',
+                                  'key = "scratch"\ntask = "write"\nrole = "resident"\ndisjoint_from = ["second"]')
+    with pytest.raises(DesignError, match="form a cycle"):
+        parse_design(text + 'same_cases_as = "scratch"\n')
 
 
 def test_unreadable_and_non_utf8_design_files(tmp_path):
@@ -183,3 +256,19 @@ def test_bad_analysis_plans_are_refused_with_the_key_named(plan, message):
         parse_design(MINIMAL.replace("[[arms]]", plan + "[[arms]]", 1) if plan.startswith("[analysis]\nalpha")
                      else MINIMAL + plan)
     assert message in str(error.value)
+
+
+def test_the_shipped_example_design_shares_and_separates_case_samples_and_has_its_own_scales():
+    from study_app.allocation import CaseSlot, ReaderSlot, allocate
+
+    design = load_design(shipped_design_path("crossed"))
+    assert design.arm("aided").same_cases_as == "unaided"
+    assert design.arm("resident_aided").disjoint_from == ("unaided",)
+    assert design.questions["confidence"].scoring()["neutral"] == 4.0
+    assert design.questions["image_quality"].kind == "vas"
+    readers = [ReaderSlot(f"rad{i}", "radiologist") for i in range(4)] + [ReaderSlot(f"res{i}", "resident")
+                                                                         for i in range(2)]
+    allocation = allocate(design, [CaseSlot(f"c{i:02d}", False) for i in range(12)], readers, seed=7)
+    assert allocation.arm_cases["aided"] == allocation.arm_cases["unaided"] and len(allocation.arm_cases["aided"]) == 8
+    assert not set(allocation.arm_cases["resident_aided"]) & set(allocation.arm_cases["unaided"])
+    assert [e.item for _, e in design.analysis_plan.endpoints()] == [None, "confidence", "image_quality"]

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from study_app.cli import main
+from study_app.cli import DRAFT_PROBLEMS_EXIT, main
 from study_app.demo import write_demo_readers
 from study_app.designs import shipped_design_path
 from study_app.services.actors import SYSTEM
@@ -72,7 +72,10 @@ def test_generate_refuses_an_unserved_model_with_a_clear_line(draft_study):
     with serve_openai(models=["someone/else"]) as server:
         result = generate(server)
     assert result.exit_code != 0
-    assert result.output.startswith("error: ") and "someone/else" in result.output
+    # What it waits for, then one clear error line.
+    assert result.stderr.startswith("waiting up to 30 s for the vLLM server at ")
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "someone/else" in error and result.stderr.rstrip().endswith(error)
 
 
 def test_check_determinism_passes_on_a_deterministic_server_and_fails_otherwise(draft_study):
@@ -102,7 +105,9 @@ def test_generate_warns_when_the_revision_is_not_a_commit(draft_study):
     with serve_openai() as server:
         pinned = CliRunner().invoke(main, ["drafts", "generate", "pilot", "--url", server.url,
                                            "--revision", "0123456789abcdef0123456789abcdef01234567"])
-        assert pinned.exit_code == 0 and "warning" not in pinned.stderr
+        assert "warning" not in pinned.stderr
+        # Another revision is another request: every case now has two drafts, and readers would see the first.
+        assert pinned.exit_code == DRAFT_PROBLEMS_EXIT and "duplicated" in pinned.stdout
 
 
 DRAFTER = """
@@ -112,7 +117,9 @@ from study_app.services.console import vllm_server_backend
 from study_app.services.database import open_database
 from study_app.services.drafting import generate_drafts
 
-generate_drafts(open_database(sys.argv[1]), SYSTEM, "pilot", vllm_server_backend(sys.argv[2]), concurrency=1)
+# The revision the CLI's rerun below gives, so that the rerun resumes this run instead of drafting again.
+generate_drafts(open_database(sys.argv[1]), SYSTEM, "pilot", vllm_server_backend(sys.argv[2], model_revision="abc123"),
+                concurrency=1)
 """
 
 

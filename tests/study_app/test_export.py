@@ -90,7 +90,9 @@ def test_export_round_trip_values_and_formats(demo_study, tmp_path):
     plan = plan_from_meta(meta)
     assert meta["analysis_plan_source"] == "design" and plan.primary.name == "resident_drafting_time"
     assert meta["analysis_plan_sha256"] == plan.sha256
-    assert meta["questions"]["writing_efficiency"] == {"kind": "likert", "values": ["10", "5", "0", "-5", "-10"]}
+    assert meta["questions"]["writing_efficiency"] == {
+        "kind": "likert", "values": ["10", "5", "0", "-5", "-10"], "min": -10.0, "max": 10.0, "neutral": 0.0,
+        "labels": {"10": "Strongly agree", "5": "Agree", "0": "Neutral", "-5": "Disagree", "-10": "Strongly disagree"}}
     assert meta["questions"]["edit_reason"]["values"] == ["none", "content", "style", "both"]
     assignments = pd.read_csv(out / "assignments.csv")
     row = assignments.set_index("assignment_id").loc[edited]
@@ -181,4 +183,7 @@ def test_sqlite_export_has_keys_indexes_full_text_and_analyses_like_the_csv(sqli
     # The analysis reads the file and gives the numbers it gives from the CSV export.
     from_csv = run_analysis(load_tables(csv_dir), n_boot=200, require_all_arms=False).results
     from_sqlite = run_analysis(load_tables(sqlite_dir / "study.sqlite"), n_boot=200, require_all_arms=False).results
+    # Provenance says when each export and each analysis ran; everything else is the same, figure for figure.
+    csv_provenance, sqlite_provenance = from_csv.pop("provenance"), from_sqlite.pop("provenance")
+    assert csv_provenance["design_sha256"] == sqlite_provenance["design_sha256"] is not None
     assert json.dumps(from_sqlite, sort_keys=True, default=str) == json.dumps(from_csv, sort_keys=True, default=str)

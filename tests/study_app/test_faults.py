@@ -294,6 +294,6 @@ def test_ids_beyond_the_databases_integers_are_not_found(demo_study, huge):
     db, result = demo_study
     _, actor = auth.exchange_invite(db, result.invites[0].token)
     for call in (lambda: reading.autosave(db, actor, huge, "x"), lambda: reading.case_view(db, actor, huge),
-                 lambda: images.case_image_png(db, actor, huge, 1), lambda: reading.mark_image_shown(db, actor, huge)):
+                 lambda: images.case_image_bytes(db, actor, huge, 1), lambda: reading.mark_image_shown(db, actor, huge)):
         with pytest.raises(NotFound):
             call()

@@ -200,3 +200,20 @@ def test_write_arm_without_questions_completes_at_submit(demo_study):
     item = first_of_arm(db, res2, "resident_scratch")
     result = read_case(db, res2, item.case_ref, "Lungs are clear.")
     assert result.status == "completed"
+
+
+def test_a_visual_analogue_answer_is_a_mark_on_its_scale():
+    from study_app.store.models import Question
+
+    vas = Question(key="quality", kind="vas", label="Image quality", options=[], required=True,
+                   scale={"min": 0, "max": 100, "step": 5, "min_label": "unusable", "max_label": "perfect"})
+    seven = Question(key="confidence", kind="likert", label="Confidence", required=False,
+                     options=[{"value": str(i), "label": f"level {i}"} for i in range(1, 8)])
+    accepted = reading.validate_answers([vas, seven], {"quality": "75", "confidence": "6"})
+    assert accepted["quality"][1:] == ("75", "75") and accepted["confidence"][1:] == ("6", "level 6")
+    assert reading.validate_answers([vas, seven], {"quality": 40.0})["quality"][1] == "40"
+    for bad in ("101", "-5", "72", "lots"):
+        with pytest.raises(InvalidInput, match="is not a mark from 0 to 100 on: Image quality"):
+            reading.validate_answers([vas, seven], {"quality": bad})
+    with pytest.raises(InvalidInput, match="please answer: Image quality"):
+        reading.validate_answers([vas, seven], {"confidence": "6"})

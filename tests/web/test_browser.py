@@ -70,9 +70,8 @@ def answer(page, label: str, option: str) -> None:
 
 
 def save_and_next(page) -> None:
-    page.get_by_role("button", name="Save answers").click()
-    page.get_by_role("button", name="Next case").click()
-    page.get_by_role("button", name="Next case").wait_for(state="detached", timeout=20_000)
+    page.get_by_role("button", name="Save and next").click()
+    page.get_by_role("button", name="Save and next").wait_for(state="detached", timeout=20_000)
 
 
 def edit_answers(page) -> None:

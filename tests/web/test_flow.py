@@ -66,3 +66,8 @@ def test_the_flow_module_draws_nothing():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m and m.split(".")[0] == "streamlit" for m in imported)
+
+
+def test_a_finished_case_is_named_by_its_place_on_the_next_screen():
+    assert flow.finished_toast(EDITS, "b") == "Case 2 of 3 is saved and finished."
+    assert flow.finished_toast(EDITS, "gone") == "The case is saved and finished."

@@ -140,7 +140,7 @@ def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page
     assert "locked" in words(at)
     likert = [r for r in at.radio if len(r.options) == 5]
     assert likert and all(r.value is None for r in at.radio)
-    save = next(b for b in at.button if b.label == "Save answers")
+    save = next(b for b in at.button if b.label == "Save and next")
     at = save.click().run()
     assert "please answer" in at.error[0].value
     assert reading.case_view(web_study.db, actor, item.case_ref).status == "submitted"
@@ -150,14 +150,35 @@ def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page
     view = reading.case_view(web_study.db, actor, item.case_ref)
     for radio, question in zip(at.radio, view.questions):
         radio.set_value(question.options[0]["value"])
-    at = next(b for b in at.button if b.label == "Save answers").click().run()
+    at = next(b for b in at.button if b.label == "Save and next").click().run()
     assert not at.exception and not at.error
-    assert "Saved" in at.success[0].value
     with web_study.db.read() as session:
         status = assignment_of(session, item.case_ref).status
     assert status == "completed"
-    at = next(b for b in at.button if b.label == "Next case").click().run()
+    # One press: the answers are saved and the next case is on screen (its instructions, or its images).
+    assert [t.value for t in at.toast] == [f"Case {item.position} of {len(web_study.items(actor))} is saved and finished."]
+    following = reading.worklist(web_study.db, actor).next_item()
+    viewer = _component_data(at, "readerstudy_viewer")
+    assert (viewer or {}).get("case_ref") == following.case_ref or [b.label for b in at.button] == ["Start"]
+    assert "Next case" not in [b.label for b in at.button]
+
+
+def test_save_then_the_worklist_pauses_between_cases(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    at = start(open_page(token, case=item.case_ref))
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
+    at.run()
+    view = reading.case_view(web_study.db, actor, item.case_ref)
+    for radio, question in zip(at.radio, view.questions):
+        radio.set_value(question.options[0]["value"])
+    at = next(b for b in at.button if b.label == "Save, then the worklist").click().run()
     assert not at.exception
+    assert reading.worklist(web_study.db, actor).item(item.case_ref).status == "completed"
+    assert at.dataframe, "the worklist is on screen"
+    following = reading.worklist(web_study.db, actor).next_item()
+    assert following.status == "ready", "no case was opened: the next clock has not started"
 
 
 def test_radio_labels_are_the_designs_and_likert_has_five_points(web_study, open_page):
@@ -220,8 +241,8 @@ def test_compare_case_shows_report_a_and_b_as_plain_text(residents_done, open_pa
     at.run()
     assert [r.label for r in at.radio] == ["Which report do you prefer?"]
     at.radio[0].set_value("B")
-    at = next(b for b in at.button if b.label == "Save answers").click().run()
-    assert "Saved" in at.success[0].value
+    at = next(b for b in at.button if b.label == "Save and next").click().run()
+    assert "is saved and finished" in at.toast[0].value
 
 
 def test_reasoning_case_shows_question_options_trace_and_answer(web_study, open_page):
@@ -249,6 +270,7 @@ def test_write_case_without_questions_completes_at_submit(web_study, open_page):
     item = web_study.items(actor, task="write")[0]
     at = start(open_page(token, case=item.case_ref))
     reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    assert _editor_data(at)["submit_label"] == "Submit and next", "no questions: Submit goes straight on"
     result = reading.submit(web_study.db, actor, item.case_ref, "Lungs clear.")
     assert result.status == "completed"
     at = open_page(token)
@@ -376,3 +398,67 @@ def test_report_text_is_never_rendered_as_markdown_or_html(web_study, open_page)
     at.run()
     assert tricky in texts(at)
     assert not [m.value for m in at.markdown if "Bold?" in m.value or "<b>" in m.value]
+
+
+def test_the_desk_gets_the_designs_hanging_and_the_next_cases_images(web_study, open_page):
+    token, actor = web_study.sign_in("res1")
+    first, second = web_study.items(actor)[:2]
+    at = start(open_page(token, case=first.case_ref))
+    viewer = _component_data(at, "readerstudy_viewer")
+    assert viewer["hanging"] == ["frontal_lateral", "current_prior", "single"], "the shipped design's protocol"
+    ordinals = [i.ordinal for i in reading.case_view(web_study.db, actor, second.case_ref).images]
+    assert viewer["prefetch"] == [f"/api/image/{second.case_ref}/{o}/preview" for o in ordinals] + [
+        f"/api/image/{second.case_ref}/{o}" for o in ordinals], "previews first, then the full copies"
+    image = viewer["images"][0]
+    assert image["preview_url"] == image["url"] + "/preview" and image["presets"][0]["key"] == "file"
+    assert _editor_data(at)["limit"] == reading.MAX_REPORT_CHARS
+
+
+def test_the_draft_is_shown_read_only_above_the_editor_unless_the_design_says_not(web_study, open_page):
+    from study_app.store.models import Study
+
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    at = start(open_page(token, case=item.case_ref))
+    draft = reading.case_view(web_study.db, actor, item.case_ref).draft_text
+    assert draft and draft in texts(at) and "**Draft as given** (read-only)" in [m.value for m in at.markdown]
+    reading.autosave(web_study.db, actor, item.case_ref, "Edited away.")
+    at = open_page(token, case=item.case_ref)
+    assert draft in texts(at), "the draft as given, not the autosave, stands above the editor"
+    with web_study.db.transaction() as session:
+        study = session.get(Study, "demo")
+        study.settings = {**study.settings, "desk": {**study.settings["desk"], "show_draft": False}}
+    at = open_page(token, case=item.case_ref)
+    assert draft not in texts(at) and _editor_data(at)["text"] == "Edited away."
+
+
+def test_a_visual_analogue_question_is_a_number_field_that_starts_empty(web_study, open_page):
+    from study_app.store.models import Arm, Question
+
+    with web_study.db.transaction() as session:  # a design with a 0-100 item after the residents' edits
+        arm = session.scalars(select(Arm).where(Arm.key == "resident_edit_model")).one()
+        session.add(Question(arm_id=arm.id, ordinal=9, key="image_quality", kind="vas", label="Image quality",
+                             options=[], required=True,
+                             scale={"min": 0, "max": 100, "step": 1, "min_label": "unusable", "max_label": "excellent"}))
+    token, actor = web_study.sign_in("res1")
+    item = web_study.items(actor, task="edit")[0]
+    at = start(open_page(token, case=item.case_ref))
+    reading.mark_image_shown(web_study.db, actor, item.case_ref)
+    reading.submit(web_study.db, actor, item.case_ref, "Edited findings.")
+    at.run()
+    [field] = [n for n in at.number_input if n.label.startswith("Image quality")]
+    assert field.label == "Image quality (0 = unusable, 100 = excellent)" and field.value is None
+    assert (field.min, field.max) == (0, 100)
+    view = reading.case_view(web_study.db, actor, item.case_ref)
+    for radio, question in zip(at.radio, [q for q in view.questions if q.kind != "vas"]):
+        radio.set_value(question.options[0]["value"])
+    field.set_value(73)
+    at = next(b for b in at.button if b.label == "Save answers").click().run()
+    assert not at.exception and not at.error
+    from study_app.store.models import Answer
+
+    with web_study.db.read() as session:
+        assignment = assignment_of(session, item.case_ref)
+        stored = session.execute(select(Answer.value, Answer.label).join(Question, Answer.question_id == Question.id)
+                                 .where(Answer.assignment_id == assignment.id, Question.key == "image_quality")).one()
+    assert tuple(stored) == ("73", "73") and assignment.status == "completed"

@@ -25,12 +25,15 @@ SERVICES = {
     "autosave": lambda db, a, c: reading.autosave(db, a, c["open"], "typing"),
     "client_event": lambda db, a, c: reading.record_client_event(db, a, c["open"], "hidden"),
     "case_display_images": lambda db, a, c: images.case_display_images(db, a, c["open"]),
-    "case_image_png": lambda db, a, c: images.case_image_png(db, a, c["open"], 0),
+    "case_image_bytes": lambda db, a, c: images.case_image_bytes(db, a, c["open"], 0),
+    "case_image_preview": lambda db, a, c: images.case_image_bytes(db, a, c["open"], 0, "preview"),
     "save_answers": lambda db, a, c: reading.save_answers(db, a, c["submitted"], EDIT_ANSWERS),
     "submit": lambda db, a, c: reading.submit(db, a, c["open"], "Final."),  # last: it changes the case
 }
 ROUTE_CALLS = {
     "GET image": lambda client, c: client.get(f"/api/image/{c['open2']}/0"),
+    "GET preview": lambda client, c: client.get(f"/api/image/{c['open2']}/0/preview"),
+    "GET text": lambda client, c: client.get(f"/api/reading/{c['open2']}/text", headers=BEACON),
     "POST shown": lambda client, c: client.post(f"/api/reading/{c['open2']}/shown", headers=BEACON, json={}),
     "POST event": lambda client, c: client.post(f"/api/reading/{c['open2']}/event", headers=BEACON,
                                                 json={"kind": "hidden"}),

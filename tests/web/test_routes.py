@@ -47,6 +47,7 @@ def test_signin_sets_an_httponly_samesite_cookie_and_the_link_dies(client, web_s
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{SESSION_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
     assert "Path=/" in cookie and "Max-Age=" in cookie
+    client.cookies.clear()  # another browser (this one is signed in: it goes to the worklist, tested below)
     again = client.post("/signin", data={"token": web_study.invites["res1"]})
     assert again.status_code == 403 and "already used" in again.text
 
@@ -102,14 +103,20 @@ def test_images_only_for_their_reader(client, web_study):
     actor, view = _first_case(web_study, client, "res1")
     image = view.images[0]
     response = client.get(f"/api/image/{view.case_ref}/{image.ordinal}")
-    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.status_code == 200 and response.headers["content-type"] == "image/webp"
     assert PILImage.open(io.BytesIO(response.content)).mode == "RGB"
     assert "private" in response.headers["cache-control"]
+    preview = client.get(f"/api/image/{view.case_ref}/{image.ordinal}/preview")
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/jpeg"
+    assert PILImage.open(io.BytesIO(preview.content)).mode == "L" and "private" in preview.headers["cache-control"]
+    assert client.get(f"/api/image/{view.case_ref}/{image.ordinal}/original").status_code == 404
     assert client.get(f"/api/image/{view.case_ref}/999999").status_code == 404
     client.cookies.clear()
-    assert client.get(f"/api/image/{view.case_ref}/{image.ordinal}").status_code == 401
+    for suffix in ("", "/preview"):
+        assert client.get(f"/api/image/{view.case_ref}/{image.ordinal}{suffix}").status_code == 401
     signed_in(client, web_study, "res2")
-    assert client.get(f"/api/image/{view.case_ref}/{image.ordinal}").status_code == 404
+    for suffix in ("", "/preview"):
+        assert client.get(f"/api/image/{view.case_ref}/{image.ordinal}{suffix}").status_code == 404
 
 
 def test_beacons_need_the_client_header_and_a_same_origin(client, web_study):
@@ -166,16 +173,29 @@ def test_coordinator_console_sign_in(client, web_study):
     assert good.status_code == 303 and "HttpOnly" in good.headers["set-cookie"]
 
 
-def test_packed_png_round_trips_the_displayed_values(client, web_study):
-    from study_app.services.images import unpack_display_png
+def test_the_served_full_copy_round_trips_the_displayed_values(client, web_study):
+    from study_app.services.images import case_display_images, unpack_display_image
 
     actor, view = _first_case(web_study, client, "res1")
-    from study_app.services.images import case_display_images
-
     for image, display in case_display_images(web_study.db, actor, view.case_ref):
-        values = unpack_display_png(display.png, display.offset, display.gain)
-        assert values.shape == (display.height, display.width)
-        assert np.isfinite(values).all()
+        served = client.get(f"/api/image/{view.case_ref}/{image.ordinal}").content
+        values = unpack_display_image(served, display.meta.offset, display.meta.gain)
+        assert values.shape == (display.meta.height, display.meta.width)
+        np.testing.assert_array_equal(values, unpack_display_image(display.full, display.meta.offset,
+                                                                   display.meta.gain))
+
+
+def test_a_tab_taking_over_a_case_reads_the_text_the_server_has(client, web_study):
+    actor, view = _first_case(web_study, client, "res1")
+    url = f"/api/reading/{view.case_ref}/text"
+    assert client.get(url).status_code == 403, "the client header is required"
+    assert client.get(url, headers=BEACON).json() == {"text": view.editor_text, "status": "in_progress"}
+    client.post(f"/api/reading/{view.case_ref}/shown", headers=BEACON)
+    client.post(f"/api/reading/{view.case_ref}/autosave", headers=BEACON, json={"text": "typed in the other tab"})
+    answer = client.get(url, headers=BEACON)
+    assert answer.json()["text"] == "typed in the other tab" and answer.headers["cache-control"] == "no-store"
+    signed_in(client, web_study, "res2")
+    assert client.get(url, headers=BEACON).status_code == 404
 
 
 def test_submit_is_the_press_dated_back_by_its_age_and_a_retry_is_not_a_second_submit(client, web_study):
@@ -217,3 +237,16 @@ def test_submit_is_the_press_dated_back_by_its_age_and_a_retry_is_not_a_second_s
         response = session.scalars(select(Response).where(Response.assignment_id == row_id)).one()
     assert response.final_text == "Lungs clear." and response.active_s == 1.5
     assert response.duration_s == pytest.approx((submitted - shown).total_seconds())
+
+
+def test_an_invite_opened_again_while_signed_in_as_its_reader_goes_to_the_worklist(client, web_study):
+    token = web_study.invites["res1"]
+    signed_in(client, web_study, "res1")  # the link is spent now
+    for response in (client.get(f"/signin?token={token}"), client.post("/signin", data={"token": token})):
+        assert response.status_code == 303 and response.headers["location"] == "/worklist"
+    # Another reader's link, or a made-up one, is not waved through: the usual page and refusal.
+    other = client.get(f"/signin?token={web_study.invites['res2']}")
+    assert other.status_code == 200 and "Sign out reader res1 and sign in" in other.text
+    assert client.post("/signin", data={"token": "made-up"}).status_code == 403
+    client.cookies.clear()  # signed out: the spent link fails as before
+    assert client.post("/signin", data={"token": token}).status_code == 403

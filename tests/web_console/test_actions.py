@@ -295,3 +295,85 @@ def test_a_locked_sign_in_is_unlocked_from_the_console_and_audited(console_study
     with console_study.db.read() as session:
         event = session.scalars(select(Event).where(Event.kind == "sign_in_unlocked")).one()
     assert event.actor == "coordinator:coord" and event.payload["reason"] == "she called from the ward"
+
+
+# --- drafts checked before launch (issue #14) --------------------------------------------------------------
+
+
+def test_drafts_with_problems_come_first_and_are_accepted_with_a_reason(console_study, console_page):
+    from study_app.services.console import vllm_server_backend
+    from study_app.services.draft_review import draft_issues
+    from study_app.services.drafting import generate_drafts
+    from tests.fakes.openai_server import default_reply, serve_openai
+
+    db = console_study.db
+    cut = lambda body: "length" if "boxed{A}" not in default_reply(body) else None  # noqa: E731 - every findings draft
+    with serve_openai(fail_when=cut) as server:
+        generate_drafts(db, COORDINATOR, "pilot", vllm_server_backend(server.url), concurrency=4)
+    issues = draft_issues(db, COORDINATOR, "pilot")
+    assert issues and all(i.problems == ("cut",) for i in issues)
+
+    at = console_page("console-drafts", study="pilot")
+    text = shown(at)
+    assert text.index("Drafts with problems") < text.index("Generate with a vLLM server")
+    assert f"{len(issues)} draft(s) readers would see are cut" in text
+    assert at.dataframe[0].value["problems"].tolist() == ["cut"] * len(issues)
+    status = at.dataframe[1].value
+    assert status["problems"].tolist()[:len(issues)] == ["cut"] * len(issues)  # the status table lists them first
+
+    launch = console_page("console-launch", study="pilot")
+    assert f"{len(issues)} draft(s) readers would see have problems ({len(issues)} cut)" in shown(launch)
+    assert button(launch, "Launch the study").disabled
+
+    at.multiselect[0].set_value([i.case_key for i in issues])
+    next(t for t in at.text_input if t.label.startswith("Why")).input("cut after the last finding; nothing missing")
+    at = submit(at, "Accept")
+    assert f"Accepted {len(issues)} draft(s)" in shown(at)
+    assert all(i.accepted for i in draft_issues(db, COORDINATOR, "pilot"))
+    click(console_page("console-readers", study="pilot"), "Issue links")
+    launch = console_page("console-launch", study="pilot")
+    assert "note: " in shown(launch) and "accepted by coordinator:coord" in shown(launch)
+    assert not button(launch, "Launch the study").disabled
+
+
+def test_a_regeneration_from_the_drafts_page_replaces_the_cut_drafts(console_study, console_page):
+    from study_app.services.console import vllm_server_backend
+    from study_app.services.draft_review import draft_issues
+    from study_app.services.drafting import generate_drafts
+    from study_app.services.drafting_jobs import study_jobs, work
+    from tests.fakes.openai_server import default_reply, serve_openai
+
+    db = console_study.db
+    cut = lambda body: "length" if body["max_tokens"] == 1024 and "boxed{A}" not in default_reply(body) else None  # noqa: E731
+    with serve_openai(fail_when=cut) as server:
+        generate_drafts(db, COORDINATOR, "pilot", vllm_server_backend(server.url), concurrency=4)
+        assert draft_issues(db, COORDINATOR, "pilot")
+        at = console_page("console-drafts", study="pilot")
+        next(t for t in at.text_input if t.label.startswith("Server URL")).input(server.url)
+        next(n for n in at.number_input if n.label.startswith("Token budget")).set_value(2048)
+        next(c for c in at.checkbox if c.label.startswith("Only regenerate")).check()
+        at = submit(at, "Start generating")
+        [job] = study_jobs(db, COORDINATOR, "pilot")
+        assert job.parameters["regenerate"] == {"case_keys": [], "problems_only": True}
+        assert job.parameters["max_tokens"] == 2048
+        assert work(db, once=True) == 1  # a worker runs the job, as `readerstudy serve` does
+    assert study_jobs(db, COORDINATOR, "pilot")[0].status == "succeeded"
+    assert draft_issues(db, COORDINATOR, "pilot") == []
+    at.run(timeout=60)  # the page that watched the job draws again, tables included
+    assert "finished" in shown(at) and "Drafts with problems" not in shown(at)
+
+
+def test_the_launch_page_rehearses_the_study_in_a_process_of_its_own(console_study, console_page):
+    at = console_page("console-launch", study="pilot")
+    at = click(at, "Rehearse the study", timeout=300)
+    text = shown(at)
+    assert "Rehearsed: the real launch would refuse" in text  # pilot has no model drafts yet
+    assert "missing draft(s) were made up for the rehearsal" in text and "68 of 68 assignments read" in text
+    assert any(b.label == "Download the rehearsal's report (HTML)" for b in at.get("download_button"))
+    assert study_summary(console_study.db, COORDINATOR, "pilot").status == "draft"
+    from study_app.services.drafting import drafts_status
+
+    assert not any(r.stored for r in drafts_status(console_study.db, COORDINATOR, "pilot"))
+    # After launch there is nothing to rehearse: the page no longer offers it.
+    at = console_page("console-launch", study="demo")
+    assert not any(b.label == "Rehearse the study" for b in at.button)

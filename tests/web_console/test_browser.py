@@ -172,3 +172,30 @@ def test_coordinator_runs_a_study_from_upload_to_progress(console_server, chromi
         reader.get_by_role("heading").first.wait_for()
         assert "Launch the study" not in reader.content()
         browser.close()
+
+
+def test_the_studies_page_opens_at_its_own_address(console_server, chromium):
+    """/console-studies (the address the docs and bookmarks use) opens the Studies page, with no "Page not found"
+    dialog: Streamlit serves the default page at the root only, so the page has a second, hidden entry."""
+    from playwright.sync_api import sync_playwright
+
+    base, _db = console_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{base}/console/signin")
+            page.fill("input[name=username]", "coord")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.get_by_role("heading", name="Studies").first.wait_for()
+            for path in ("console-studies", ""):
+                go(page, base, path, "Studies")
+                page.get_by_role("heading", name="Create a study").wait_for()
+                page.wait_for_timeout(500)  # a "Page not found" dialog shows right after the first draw
+                assert page.get_by_text("Page not found").count() == 0, path
+            # One Studies entry in the sidebar, not two.
+            assert page.get_by_test_id("stSidebarNav").get_by_text("Studies", exact=True).count() == 1
+        finally:
+            browser.close()

@@ -20,6 +20,7 @@ CALLS = {
     "audit_log": lambda db, actor: console.audit_log(db, actor, "demo"),
     "export_zip": lambda db, actor: console.export_zip(db, actor, "demo"),
     "design_roles": lambda db, actor: console.design_roles(db, actor, "demo"),
+    "dress_rehearsal": lambda db, actor: console.dress_rehearsal(db, actor, "pilot"),
     "change_study_status": lambda db, actor: console.change_study_status(db, actor, "demo", "pause", reason="why not"),
     "enqueue_drafting": lambda db, actor: drafting_jobs.cancel_job(db, actor, drafting_jobs.enqueue_drafting(
         db, actor, "pilot", {"backend": "vllm-server", "urls": ["http://127.0.0.1:9"]}).job_id),

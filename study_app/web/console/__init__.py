@@ -14,7 +14,11 @@ def console_pages() -> list[st.Page]:
     person still shows nothing.
     """
     return [
-        st.Page(studies.render, title="Studies", url_path="console-studies"),
+        # The first page is the default one and Streamlit serves it at the root, ignoring its url_path, so the
+        # Studies page has a second, hidden entry at /console-studies: that address (in the docs, in bookmarks)
+        # opened a "Page not found" dialog.
+        st.Page(studies.render, title="Studies", url_path="console", default=True),
+        st.Page(studies.render, title="Studies", url_path="console-studies", visibility="hidden"),
         st.Page(readers.render, title="Readers", url_path="console-readers"),
         st.Page(drafts.render, title="Drafts", url_path="console-drafts"),
         st.Page(launch.render, title="Launch", url_path="console-launch"),

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import streamlit as st
 
-from study_app.services.console import launch_readiness
+from study_app.services.console import dress_rehearsal, launch_readiness
 from study_app.services.errors import ServiceError
 from study_app.services.launch import launch_study
 from study_app.web.console.access import choose_study, coordinator_or_stop, plain, show_problems
 from study_app.web.database import shared_database
+from study_app.web.report_view import keep_report
+
+REHEARSAL_KEY = "console_rehearsal"
 
 
 def checklist(readiness) -> None:
     st.subheader("Checklist")
     drafts_ok = not readiness.draft_problems
     links_ok = not readiness.readers_without_link
-    st.text(f"[{'x' if drafts_ok else ' '}] every case has the drafts its arms need")
+    st.text(f"[{'x' if drafts_ok else ' '}] every case has the drafts its arms need, none cut, unparsed, empty or "
+            "duplicated (or accepted with a reason on the Drafts page)")
     for problem in readiness.draft_problems:
         st.text(f"      {problem}")
+    for note in readiness.draft_notes:
+        st.text(f"      note: {note}")
     st.text(f"[{'x' if links_ok else ' '}] every reader has a personal link (links can also be issued after launch)")
     if not links_ok:
         st.text(f"      without a usable link: {', '.join(readiness.readers_without_link)}")
@@ -29,9 +35,7 @@ def balance(readiness) -> None:
     s = b.summary
     st.text(f"{s.n_cases} cases, {s.n_readers} readers, {s.n_assignments} assignments, seed {s.seed}")
     if not b.reads_per_case.empty:
-        spread = b.reads_per_case.agg(["min", "max"]).T.rename(columns={"min": "fewest readers per case",
-                                                                        "max": "most readers per case"})
-        st.dataframe(spread)
+        st.dataframe(b.readers_per_case_spread)
     st.caption("Cases per reader and arm")
     st.dataframe(b.reads_per_reader)
     st.caption("Reading rounds: a reader's cases of one round open together, never case by case, so when a case "
@@ -49,6 +53,35 @@ def balance(readiness) -> None:
         st.dataframe(ab, hide_index=True)
     with st.expander("Cases read by both readers of each pair"):
         st.dataframe(b.overlap)
+
+
+def rehearsal_section(actor, study_id: str) -> None:
+    """The dress rehearsal: the study copied, launched and read by simulated readers, then analysed; shown here with
+    the report it produced. The study itself is not touched."""
+    st.subheader("Dress rehearsal")
+    st.caption("A copy of the database is launched and every case read by seeded simulated readers through the real "
+               "reading services (plausible times, edits and answers), then exported and analysed with the planned "
+               "analysis: the whole pipeline on fake data, before any reader. The study itself is not touched.")
+    if st.button("Rehearse the study"):
+        with st.spinner("Rehearsing: launching a copy, reading every case, analysing..."):
+            try:
+                st.session_state[REHEARSAL_KEY] = [study_id, dress_rehearsal(shared_database(), actor, study_id), None]
+            except ServiceError as error:
+                show_problems("No rehearsal:", str(error))
+    done = st.session_state.get(REHEARSAL_KEY)
+    if not done or done[0] != study_id:
+        return
+    result = done[1]
+    (st.warning if result.get("launch_problems") else st.success)(plain(
+        "Rehearsed: " + (f"the real launch would refuse {len(result['launch_problems'])} problem(s), listed below; "
+                         if result.get("launch_problems") else "") + f"{result['n_reads']} reads analysed."))
+    st.code("\n".join(result["lines"]), language=None, wrap_lines=True)
+    if result.get("report_html"):
+        st.download_button("Download the rehearsal's report (HTML)", result["report_html"],
+                           file_name=f"{study_id}-rehearsal-report.html", mime="text/html")
+        if done[2] is None:
+            done[2] = keep_report(actor.coordinator_id, result["report_html"])
+        st.iframe(done[2], height=700)
 
 
 def frozen(readiness) -> None:
@@ -81,3 +114,5 @@ def render() -> None:
             st.rerun()
         except ServiceError as error:
             show_problems("Not launched:", str(error))
+    if readiness.status == "draft":
+        rehearsal_section(actor, study_id)

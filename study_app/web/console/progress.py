@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from study_app.services.progress import STATES, study_progress
@@ -17,6 +17,25 @@ STATUS_COLOURS = {"completed": "#2e7d32", "submitted": "#81c784", "in_progress":
                   "pending": "#cfd8dc"}
 
 
+def _status_bars(frame, axis: str, title: str) -> go.Figure:
+    """Horizontal bars stacked by status, one trace per status: a few numbers per row, drawn at once."""
+    figure = go.Figure([go.Bar(name=status, x=frame[status], y=frame[axis], orientation="h",
+                               marker_color=STATUS_COLOURS[status]) for status in STATES])
+    figure.update_layout(barmode="stack", title=title, height=max(260, 22 * len(frame) + 120),
+                         legend_title_text="status", yaxis={"type": "category"})
+    return figure
+
+
+def _duration_boxes(summary) -> go.Figure:
+    """Each arm's time per case as a box drawn from its quartiles and whiskers, not from every read."""
+    figure = go.Figure(go.Box(x=summary["arm"], q1=summary["q1"], median=summary["median"], q3=summary["q3"],
+                              lowerfence=summary["lower"], upperfence=summary["upper"], mean=summary["mean"],
+                              name="seconds", boxpoints=False))
+    figure.update_layout(title="Seconds from image shown to submit (box: quartiles; whiskers: 1.5 IQR)",
+                         showlegend=False)
+    return figure
+
+
 @st.fragment(run_every=REFRESH_SECONDS)
 def live(actor, study_id: str, stalled_hours: float) -> None:
     progress = study_progress(shared_database(), actor, study_id, stalled_after=timedelta(hours=stalled_hours))
@@ -25,27 +44,21 @@ def live(actor, study_id: str, stalled_hours: float) -> None:
     middle.metric("Completed", progress.completed)
     right.metric("Done", f"{(progress.completed / progress.total if progress.total else 0):.0%}")
     if progress.total:
-        by_arm = progress.by_arm.melt(id_vars="arm", value_vars=list(STATES), var_name="status", value_name="n")
-        st.plotly_chart(px.bar(by_arm, x="n", y="arm", color="status", orientation="h",
-                               category_orders={"status": list(STATES)}, color_discrete_map=STATUS_COLOURS,
-                               title="Assignments per arm"),
-                        key="console_progress_arms")
+        # graph_objects with a few numbers per bar, not plotly express over every row: this page redraws every
+        # few seconds, and at 50 readers x 3,000 cases it took seconds to draw (P10, docs/benchmarks.md).
+        st.plotly_chart(_status_bars(progress.by_arm, "arm", "Assignments per arm"), key="console_progress_arms")
         per_reader = progress.by_reader.groupby(["reader", "role"], as_index=False)[list(STATES)].sum()
-        long = per_reader.melt(id_vars=["reader", "role"], value_vars=list(STATES), var_name="status", value_name="n")
-        st.plotly_chart(px.bar(long, x="n", y="reader", color="status", orientation="h",
-                               category_orders={"status": list(STATES)}, color_discrete_map=STATUS_COLOURS,
-                               title="Assignments per reader"),
+        st.plotly_chart(_status_bars(per_reader, "reader", "Assignments per reader"),
                         key="console_progress_readers")
     st.subheader("Per reader and arm")
     st.dataframe(progress.by_reader, hide_index=True)
     st.subheader("Time per case")
-    if progress.durations.empty:
+    summary = progress.duration_summary
+    if summary.empty:
         st.caption("No case submitted yet.")
     else:
-        st.plotly_chart(px.box(progress.durations, x="arm", y="duration_s", points="all",
-                               hover_data=["reader"], title="Seconds from image shown to submit"),
-                        key="console_progress_durations")
-        st.dataframe(progress.durations.groupby("arm")["duration_s"].describe().round(1))
+        st.plotly_chart(_duration_boxes(summary), key="console_progress_durations")
+        st.dataframe(summary.round(1), hide_index=True)
     st.subheader("Stalled readers")
     if progress.stalled.empty:
         st.caption(f"Nobody with cases left has been idle for more than {stalled_hours:g} h.")

@@ -1,4 +1,5 @@
-"""The case page: instructions, images on the left, the task on the right, SUBMIT, then the questions."""
+"""The case page, laid out as a reading desk: a compact top bar, the images as large as the window allows on the
+left, the task on the right (SUBMIT always on screen), then the questions with Save and next."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import streamlit as st
 from study_app.services import images as image_service
 from study_app.services import reading as reading_service
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, ServiceError
+from study_app.services.reading import MAX_REPORT_CHARS
 from study_app.web import flow
 from study_app.web.components import image_viewer, report_editor
 from study_app.web.database import shared_database
@@ -22,12 +24,14 @@ STATUS_LABELS = {
     "completed": "done",
 }
 VIEW_LABELS = {"PA": "PA", "AP": "AP", "LATERAL": "Lateral", "LL": "Lateral"}
+SAVE_AND_NEXT = "Save and next"
+SAVE_AND_PAUSE = "Save, then the worklist"
 
 
 def _state() -> dict:
     # Per browser tab: which cases this visit has opened, which arms' instructions were read.
     return st.session_state.setdefault("reading", {"visited": set(), "instructed": set(), "prefetched": set(),
-                                                   "just_done": None, "notice": None})
+                                                   "just_done": None, "notice": None, "toast": None})
 
 
 def _image_label(image: image_service.CaseImage) -> str:
@@ -58,27 +62,34 @@ def _show_notice(state: dict, worklist: reading_service.Worklist) -> None:
         st.warning(state["notice"]["text"])
 
 
+def _header(worklist: reading_service.Worklist) -> None:
+    """One line in the top bar: the reader's progress and Sign out (placed there by the desk's style sheet, which
+    the viewer and the editor put into the page: components/__init__.py)."""
+    with st.container(key="rs-head", horizontal=True):
+        st.progress(worklist.done / worklist.total if worklist.total else 1.0,
+                    text=f"{worklist.done} of {worklist.total} cases done · {worklist.remaining} remaining")
+        st.link_button("Sign out", "/signout")
+
+
 def render() -> None:
     actor = st.session_state["actor"]
     db = shared_database()
     state = _state()
     worklist = reading_service.worklist(db, actor)
-    head, signout = st.columns([6, 1])
-    head.progress(worklist.done / worklist.total if worklist.total else 1.0,
-                  text=f"{worklist.done} of {worklist.total} cases done · {worklist.remaining} remaining")
-    signout.link_button("Sign out", "/signout")
+    _header(worklist)
     if worklist.study_status != "open":
         st.info(f"Reading is not open at the moment (the study is {worklist.study_status}). Your work is saved.")
         return
     _after_press(worklist, state)
-    _show_notice(state, worklist)
     if state["just_done"] is not None:
-        st.success("Saved. This case is finished.")
-        if st.button("Next case", type="primary", key=f"next-{state['just_done']}"):
-            state["just_done"] = None
-            st.query_params.clear()  # a ?case= link must not point back at the finished case
-            st.rerun()
-        return
+        # Finished (submitted with no questions, or answers saved): straight on to the next case.
+        state["toast"] = flow.finished_toast(worklist, state["just_done"])
+        state["just_done"] = None
+        st.query_params.clear()  # a ?case= link must not point back at the finished case
+    _show_notice(state, worklist)
+    if state["toast"]:
+        st.toast(state["toast"])
+        state["toast"] = None
 
     screen = flow.screen_for(worklist, st.query_params.get("case"))
     if screen.end:
@@ -89,9 +100,13 @@ def render() -> None:
     if item is not None and item.status == "ready":
         instructions = reading_service.case_view(db, actor, item.case_ref).instructions
         if flow.needs_instructions(worklist, item, instructions, state["instructed"]):
+            if f"instructions-{item.case_ref}" not in state["prefetched"]:
+                # The server prepares the case's images while the reader reads the instructions.
+                state["prefetched"].add(f"instructions-{item.case_ref}")
+                image_service.prefetch_case(db, actor, item.case_ref)
             with st.container(border=True):
                 st.markdown(inert_markdown(instructions))  # the only markdown this app renders; loads nothing
-            if st.button("Start", type="primary", key=f"start-{item.case_ref}"):
+            if st.button("Start", type="primary", key=f"start-{item.case_ref}", shortcut="Ctrl+Enter"):
                 state["instructed"].add(instructions)
                 st.rerun()
             return
@@ -108,51 +123,74 @@ def render() -> None:
     _case(db, actor, view, state)
 
 
+def _viewer(db, actor, view: reading_service.CaseView, state: dict) -> None:
+    try:
+        shown = image_service.case_display_images(db, actor, view.case_ref)
+    except (ServiceError, ValueError, OSError) as error:
+        shown = []
+        st.error(f"The images of this case cannot be shown: {error}")
+    following = None
+    if view.status in ("in_progress", "submitted"):
+        # Looked up once per case in this tab, not on every rerun (P1): it is only what the browser fetches ahead.
+        ahead = state.setdefault("ahead", {})
+        if view.case_ref not in ahead:
+            ahead.clear()
+            ahead[view.case_ref] = image_service.next_case_images(db, actor, view.case_ref)
+        following = ahead[view.case_ref]
+    image_viewer(
+        view.case_ref,
+        [
+            {"id": image.ordinal, "label": _image_label(image), "view": image.view.upper(), "prior": image.is_prior,
+             "url": f"/api/image/{view.case_ref}/{image.ordinal}",
+             "preview_url": f"/api/image/{view.case_ref}/{image.ordinal}/preview", **display.meta.as_json()}
+            for image, display in shown
+        ],
+        idle_threshold_s=view.idle_threshold_s,
+        # A finished case reopened (the design allows going back) runs no clock.
+        clock=view.status == "in_progress",
+        hanging=list(view.desk["hanging"]),
+        # The next case's images, fetched by the browser while the reader works on this one (previews first).
+        prefetch=[] if following is None else
+        [f"/api/image/{following[0]}/{o}/preview" for o in following[1]]
+        + [f"/api/image/{following[0]}/{o}" for o in following[1]],
+    )
+
+
 def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
     if view.case_ref not in state["prefetched"]:
         state["prefetched"].add(view.case_ref)
         image_service.prefetch_next_case(db, actor, view.case_ref)
-    left, right = st.columns([3, 2], gap="medium")
-    with left:
-        try:
-            shown = image_service.case_display_images(db, actor, view.case_ref)
-        except (ServiceError, ValueError, OSError) as error:
-            shown = []
-            st.error(f"The images of this case cannot be shown: {error}")
-        image_viewer(
-            view.case_ref,
-            [
-                {"id": image.ordinal, "label": _image_label(image),
-                 "url": f"/api/image/{view.case_ref}/{image.ordinal}", **display.meta()}
-                for image, display in shown
-            ],
-            idle_threshold_s=view.idle_threshold_s,
-            # A finished case reopened (the design allows going back) runs no clock.
-            clock=view.status == "in_progress",
-        )
-    with right:
-        st.subheader(f"Case {view.position} of {view.total} · {TASK_LABELS.get(view.task, view.task)}")
-        with st.expander("Instructions"):
-            st.markdown(inert_markdown(view.instructions))
-        st.markdown("**Indication**")
-        _plain(view.indication)
-        st.markdown("**Comparison**")
-        _plain(view.comparison or "None")
-        if view.status == "in_progress":
-            _task(db, actor, view, state)
-        elif view.status == "completed":
-            _finished(view)
-        else:
-            _after_submit(db, actor, view, state)
+    with st.container(key="rs-desk"):
+        left, right = st.columns([3, 2], gap="small")
+        with left:
+            with st.container(key="rs-images"):
+                _viewer(db, actor, view, state)
+        with right:
+            with st.container(key="rs-task"):
+                st.subheader(f"Case {view.position} of {view.total} · {TASK_LABELS.get(view.task, view.task)}")
+                with st.expander("Instructions"):
+                    st.markdown(inert_markdown(view.instructions))
+                with st.container(key="rs-facts"):
+                    st.markdown("**Indication**")
+                    _plain(view.indication)
+                    st.markdown("**Comparison**")
+                    _plain(view.comparison or "None")
+                if view.status == "in_progress":
+                    _task(view, state)
+                elif view.status == "completed":
+                    _finished(view)
+                else:
+                    _after_submit(db, actor, view, state)
 
 
 def _report_pair(view: reading_service.CaseView) -> None:
     """Report A and Report B side by side, as plain text: the one renderer, before and after SUBMIT."""
-    a, b = st.columns(2)
-    for column, label, text in ((a, "Report A", view.report_a), (b, "Report B", view.report_b)):
-        with column:
-            st.markdown(f"**{label}**")
-            _plain(text)
+    with st.container(key="rs-reports"):
+        a, b = st.columns(2)
+        for column, label, text in ((a, "Report A", view.report_a), (b, "Report B", view.report_b)):
+            with column:
+                st.markdown(f"**{label}**")
+                _plain(text)
 
 
 def _reasoning(view: reading_service.CaseView) -> None:
@@ -167,18 +205,24 @@ def _reasoning(view: reading_service.CaseView) -> None:
     _plain(flow.answer_text(view.model_answer, view.mc_options))
 
 
-def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
+def _task(view: reading_service.CaseView, state: dict) -> None:
     if view.task == "compare":
         _report_pair(view)
     elif view.task == "rate_reasoning":
         _reasoning(view)
-    else:
+    elif view.task == "edit" and view.desk.get("show_draft", True):
+        with st.container(key="rs-draft"):
+            st.markdown("**Draft as given** (read-only)")
+            _plain(view.draft_text)
+    if view.task in ("write", "edit"):
         st.markdown("**Findings**" + (" (draft: edit until you would sign it)" if view.task == "edit" else ""))
     editor = {"case_ref": view.case_ref, "text": view.editor_text,
               "mode": view.task if view.task in ("write", "edit") else "none",
-              "placeholder": "Write the findings…" if view.task == "write" else ""}
+              "placeholder": "Write the findings…" if view.task == "write" else "",
+              "submit_label": "Submit" if view.questions else "Submit and next"}
     state["showing"] = editor
-    report_editor(**editor)
+    with st.container(key="rs-editor"):
+        report_editor(**editor, limit=MAX_REPORT_CHARS)
 
 
 def _after_press(worklist: reading_service.Worklist, state: dict) -> None:
@@ -198,7 +242,7 @@ def _after_press(worklist: reading_service.Worklist, state: dict) -> None:
     state["showing"] = None
     slot = st.empty()
     with slot:
-        payload = report_editor(**editor)
+        payload = report_editor(**editor, limit=MAX_REPORT_CHARS)
     slot.empty()
     outcome = flow.press_outcome(editor["case_ref"], item.status if item is not None else None, payload)
     if outcome.notice:
@@ -216,11 +260,24 @@ def _finished(view: reading_service.CaseView) -> None:
     for question in view.questions:
         labels = {o["value"]: o["label"] for o in question.options}
         st.markdown(f"**{question.label}**")
-        _plain(labels.get(view.answers.get(question.key, ""), "(not answered)"))
+        answer = view.answers.get(question.key, "")
+        _plain(answer if question.kind == "vas" and answer else labels.get(answer, "(not answered)"))
+
+
+def _scale_field(view: reading_service.CaseView, question) -> None:
+    """A visual-analogue question: a number from min to max, with its end labels. A field that starts empty, not a
+    slider: a slider has to start somewhere, and where it starts pulls the answer towards it."""
+    scale = question.scale or {}
+    low, high, step = float(scale.get("min", 0)), float(scale.get("max", 100)), float(scale.get("step", 1))
+    ends = f"{low:g} = {scale.get('min_label') or 'lowest'}, {high:g} = {scale.get('max_label') or 'highest'}"
+    whole = all(float(v).is_integer() for v in (low, high, step))
+    st.number_input(question.label + ("" if question.required else " (optional)") + f" ({ends})",
+                    min_value=int(low) if whole else low, max_value=int(high) if whole else high,
+                    step=int(step) if whole else step, value=None, key=f"answer-{view.case_ref}-{question.key}")
 
 
 def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> None:
-    """Submitted: the text is locked and the (untimed) questions appear."""
+    """Submitted: the text is locked and the (untimed) questions appear; Save and next goes on in one step."""
     if view.task in ("write", "edit"):
         st.markdown("**Your submitted findings** (locked)")
         _plain(view.editor_text)
@@ -229,16 +286,23 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
     elif view.task == "rate_reasoning":
         _reasoning(view)
     st.info("Submitted; the clock has stopped. Please answer the questions below.")
-    with st.form(f"answers-{view.case_ref}"):
+    with st.container(key="rs-answers"), st.form(f"answers-{view.case_ref}"):
         for question in view.questions:
+            if question.kind == "vas":
+                _scale_field(view, question)
+                continue
             labels = {o["value"]: o["label"] for o in question.options}
             st.radio(
                 question.label + ("" if question.required else " (optional)"),
                 options=list(labels), format_func=labels.get, index=None,
                 horizontal=question.kind == "likert", key=f"answer-{view.case_ref}-{question.key}",
             )
-        saved = st.form_submit_button("Save answers", type="primary")
-    if saved:
+        with st.container(horizontal=True):
+            # Ctrl+Enter presses it from anywhere on the page, a chosen answer included (the viewer's key handler:
+            # Streamlit's own shortcuts do not fire while a radio button has the focus).
+            go_on = st.form_submit_button(SAVE_AND_NEXT, type="primary", help="Ctrl+Enter")
+            pause = st.form_submit_button(SAVE_AND_PAUSE)
+    if go_on or pause:
         answers = {}
         for question in view.questions:
             value = st.session_state.get(f"answer-{view.case_ref}-{question.key}")
@@ -252,5 +316,8 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
         except InvalidInput as error:
             st.error(str(error))
             return
+        if pause:
+            st.query_params.clear()
+            st.switch_page(st.session_state["reader_pages"]["worklist"])
         state["just_done"] = view.case_ref
         st.rerun()

@@ -26,4 +26,8 @@ def render() -> None:
     if worklist.waiting:
         st.caption("Cases marked “opens with your next reading round” open together when the current round is "
                    "complete.")
-    st.link_button("Continue reading", "/", type="primary")
+    pages = st.session_state.get("reader_pages")
+    if pages:  # an in-app move (Back returns here), not a page load that would start a new session
+        st.page_link(pages["reading"], label="Continue reading", icon=":material/play_arrow:")
+    else:
+        st.link_button("Continue reading", "/", type="primary")

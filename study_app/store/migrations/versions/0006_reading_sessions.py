@@ -1,8 +1,8 @@
 """Reading sessions: the session of every assignment (crossover designs with a washout)
 
-Revision ID: 0015_reading_sessions
-Revises: 0004_drafting_jobs
-Create Date: 2027-01-10 10:00:00
+Revision ID: 0006_reading_sessions
+Revises: 0005_draft_review_scales
+Create Date: 2026-12-01 22:00:00
 
 A design with ``[sessions]`` reads each case of a crossover in several sessions, one modality per session,
 at least ``washout_days`` apart (docs/designs.md, "Sessions and washout"). The session is the assignment's:
@@ -13,8 +13,8 @@ allocated without sessions, so it is in session 1.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_reading_sessions"
-down_revision = "0004_drafting_jobs"
+revision = "0006_reading_sessions"
+down_revision = "0005_draft_review_scales"
 branch_labels = None
 depends_on = None
 
