@@ -21,7 +21,7 @@ from study_app.services.database import Database
 from study_app.services.draft_records import new_draft
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
-from study_app.services.release import sync_reader_rounds
+from study_app.services.release import NextSession, session_schedule, sync_reader_rounds
 from study_app.store.models import (
     Answer,
     Arm,
@@ -61,6 +61,7 @@ class WorklistItem:
     task: str
     status: str
     reading_round: int
+    reading_session: int = 1
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class Worklist:
     study_status: str
     items: list[WorklistItem]
     can_go_back: bool = False  # the design lets a reader look at a finished case again
+    # With [sessions]: the reader's next reading session not open yet, and when it opens (a date from the
+    # reader's own completion times and the washout; nothing about any draft).
+    next_session: NextSession | None = None
 
     @property
     def total(self) -> int:
@@ -84,8 +88,13 @@ class Worklist:
 
     @property
     def waiting(self) -> int:
-        """Cases held until their reading round opens."""
+        """Cases held until their reading round (or reading session) opens."""
         return sum(1 for i in self.items if i.status == "pending")
+
+    def held_for_session(self, item: WorklistItem) -> bool:
+        """Whether a held case waits for a later reading session (its washout), not for a round of this one."""
+        return (item.status == "pending" and self.next_session is not None
+                and item.reading_session >= self.next_session.reading_session)
 
     def item(self, case_ref: str) -> WorklistItem | None:
         return next((i for i in self.items if i.case_ref == case_ref), None)
@@ -184,6 +193,8 @@ def reader_case(
 
 
 def worklist(db: Database, actor: Actor) -> Worklist:
+    """The reader's cases in their order; with reading sessions, the next session's opening, and the session
+    opened when its washout has run out by the server's clock (``db.now``)."""
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader has a worklist")
     with db.read() as session:
@@ -193,14 +204,30 @@ def worklist(db: Database, actor: Actor) -> Worklist:
         ).first()
         if reader is None:
             raise NotFound("unknown reader")
-        rows = session.execute(
-            select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round)
-            .join(Arm, Assignment.arm_id == Arm.id)
-            .where(Assignment.reader_id == actor.reader_id)
-            .order_by(Assignment.position)
-        ).all()
+        has_sessions = bool(reader.settings.get("sessions"))
+        next_session = session_schedule(session, actor.reader_id, db.now()) if has_sessions else None
+        if next_session is None or not next_session.due or reader.status != "open":
+            rows = _worklist_rows(session, actor.reader_id)
+    if next_session is not None and next_session.due and reader.status == "open":
+        # The washout has run out since the reader's last visit: the session opens now (nothing else would open
+        # it: no draft arrives to trigger a sync). Idempotent, so two tabs opening it at once do no harm.
+        with db.transaction() as session:
+            now = db.now()
+            sync_reader_rounds(session, actor.reader_id, actor=actor, at=now)
+            next_session = session_schedule(session, actor.reader_id, now)
+            rows = _worklist_rows(session, actor.reader_id)
     return Worklist(reader.reader_key, reader.status, [WorklistItem(*row) for row in rows],
-                    can_go_back=bool(reader.settings.get("allow_going_back", False)))
+                    can_go_back=bool(reader.settings.get("allow_going_back", False)), next_session=next_session)
+
+
+def _worklist_rows(session: Session, reader_id: int) -> list:
+    return session.execute(
+        select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round,
+               Assignment.reading_session)
+        .join(Arm, Assignment.arm_id == Arm.id)
+        .where(Assignment.reader_id == reader_id)
+        .order_by(Assignment.position)
+    ).all()
 
 
 def _draft_text(session: Session, draft_id: int | None) -> str | None:

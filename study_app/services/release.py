@@ -136,6 +136,9 @@ def washout_days(study: Study) -> int:
 def session_opens_at(earlier: list[Assignment], washout: timedelta) -> tuple[bool, datetime | None]:
     """Whether a reader's earlier sessions are all completed, and when the washout after the last one ends.
 
+    ``earlier`` holds the reader's assignments of the earlier sessions (or rows with their ``status`` and
+    ``completed_at``).
+
     The one statement of the washout rule: a session opens ``washout`` after the reader completed the last
     case of every earlier session (so after their last read of any case they will read again). While an
     earlier case is unfinished the date is not known: (False, None).
@@ -228,18 +231,32 @@ class NextSession:
     reading_session: int
     opens_at: datetime | None  # None while the reader has cases of earlier sessions to finish
     washout_days: int
-    due: bool  # the washout has run out and the session's drafts are bound: a sync would open it now
+    washout_over: bool  # the earlier sessions are done and the washout has run out by the server's clock
+    due: bool  # ... and the session's drafts are bound: a sync would open it now
 
     def message(self) -> str:
+        """The sentence the worklist and the end screen show."""
         if self.opens_at is None:
             return (f"Your next reading session opens {self.washout_days} days after you finish the cases of this "
                     "one." if self.washout_days else "Your next reading session opens when you finish this one.")
-        when = self.opens_at.strftime("%d %B %Y, %H:%M UTC")
-        return f"Your next reading session opens on {when}."
+        if self.washout_over:
+            return "Your next reading session opens as soon as its cases are ready."
+        return f"Your next reading session opens on {format_opening(self.opens_at)}."
+
+
+def format_opening(at: datetime) -> str:
+    """A session's opening as readers and coordinators read it: the date and the minute, in UTC."""
+    return f"{at.day} {at.strftime('%B %Y')} at {at.strftime('%H:%M')} UTC"
 
 
 def session_schedule(session: Session, reader_id: int, at: datetime) -> NextSession | None:
-    """The reader's first reading session with cases still held by the washout gate, or None."""
+    """The reader's first reading session after the first with cases still held, or None.
+
+    Parameters
+    ----------
+    at : datetime
+        Now by the server's clock (``Database.now``): the washout is measured to it.
+    """
     by_round = _by_round(session, reader_id)
     if not by_round:
         return None
@@ -252,8 +269,75 @@ def session_schedule(session: Session, reader_id: int, at: datetime) -> NextSess
             continue
         may_open, opens_at = gates[reading_session]
         due = may_open and all(has_drafts(a, arm) for a, arm in members)
-        return NextSession(reading_session, opens_at, days, due)
+        return NextSession(reading_session, opens_at, days, may_open, due)
     return None
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """One reading session of one reader, as the coordinator sees it (the console's schedule)."""
+
+    reader_key: str
+    role: str
+    reading_session: int
+    n_cases: int
+    n_completed: int
+    # "done", "open", "washout" (earlier sessions done, washout running), "washout over" (opens at the reader's
+    # next visit, or once its drafts exist), "after session N" (an earlier session is not finished)
+    state: str
+    opens_at: datetime | None  # session 1: launch; later: when the washout ends, once known
+    opened_at: datetime | None  # when the reader's cases of the session first opened (a round_opened event)
+
+
+def study_schedule(session: Session, study: Study, at: datetime) -> list[SessionStatus]:
+    """Every reader's reading sessions: cases, cases done, the state and when each opens, by the washout rule
+    (:func:`session_opens_at`). Two queries for the whole study, so the console can redraw it every few seconds.
+    """
+    from study_app.store.models import Reader
+
+    rows = session.execute(
+        select(Reader.id, Reader.reader_key, Reader.role, Assignment.reading_session, Assignment.status,
+               Assignment.completed_at)
+        .join(Reader, Assignment.reader_id == Reader.id)
+        .where(Assignment.study_id == study.id)
+        .order_by(Reader.id, Assignment.reading_session)
+    ).all()
+    opened: dict[tuple[int, int], datetime] = {}
+    for reader_id, event_at, payload in session.execute(
+        select(Event.reader_id, Event.at, Event.payload)
+        .where(Event.study_id == study.id, Event.kind == "round_opened").order_by(Event.id)
+    ):
+        opened.setdefault((reader_id, int((payload or {}).get("session", 1))), event_at)
+    washout = timedelta(days=washout_days(study))
+    by_reader: dict[int, dict[RoundKey, list]] = defaultdict(lambda: defaultdict(list))
+    who: dict[int, tuple[str, str]] = {}
+    for row in rows:
+        by_reader[row.id][(row.reading_session, 0)].append((row, None))
+        who[row.id] = (row.reader_key, row.role)
+    out = []
+    for reader_id, by_round in by_reader.items():
+        gates = _session_gates(by_round, washout, at)
+        sessions = sorted(key[0] for key in by_round)
+        for reading_session in sessions:
+            members = [a for a, _ in by_round[(reading_session, 0)]]
+            n_completed = sum(1 for a in members if a.status == "completed")
+            n_open = sum(1 for a in members if a.status != "pending")
+            may_open, opens_at = gates[reading_session]
+            if reading_session == sessions[0]:
+                opens_at = study.launched_at
+            if n_completed == len(members):
+                state = "done"
+            elif n_open:
+                state = "open"
+            elif may_open:
+                state = "washout over"
+            elif opens_at is not None:
+                state = "washout"
+            else:
+                state = f"after session {max(s for s in sessions if s < reading_session)}"
+            out.append(SessionStatus(*who[reader_id], reading_session, len(members), n_completed, state, opens_at,
+                                     opened.get((reader_id, reading_session))))
+    return out
 
 
 @dataclass(frozen=True)
