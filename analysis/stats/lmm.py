@@ -373,7 +373,8 @@ def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: 
 
 
 def _fit_and_summarise(y, x, names, kept, dropped, levels, confidence) -> LMMResult:
-    model = _REML(y, x, kept)
+    # No random term left (every one dropped as not estimable): ordinary least squares below.
+    model = _REML(y, x, kept) if kept else None
     fit = model.fit(polish=False) if kept else None
     if kept:
         total = fit.sigma2 * (1 + (fit.theta ** 2).sum())

@@ -80,10 +80,11 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     listed.
 
     A crossover (``[sessions]``) adds :math:`+ \\pi_{p}` for the read's period :math:`p` (its reading
-    session): with modality order counterbalanced (AB/BA), a period effect (practice, fatigue, recall) is
-    balanced between conditions and cancels from :math:`\\hat\\beta` in expectation, but left in the residual it
-    widens the interval; as a fixed effect it is removed (Senn 2002, ch. 3; Jones & Kenward 2014). The
-    random-reader terms are unchanged, so the inference still generalises to readers and cases.
+    session). With the modality order exactly balanced within every reader a period effect (practice,
+    fatigue, recall) cancels from :math:`\\hat\\beta`; balance within one, a subsample of cases or missing
+    reads leave more reads of one order than of the other, and a period effect left out then biases it. As a
+    fixed effect it is removed (Senn 2002, ch. 3; Jones & Kenward 2014). The random-reader terms are
+    unchanged, so the inference still generalises to readers and cases.
 
     References
     ----------
