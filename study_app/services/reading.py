@@ -21,7 +21,7 @@ from study_app.services.database import Database
 from study_app.services.draft_records import new_draft
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
-from study_app.services.release import NextSession, session_schedule, sync_reader_rounds
+from study_app.services.release import NextSession, next_session_of, session_schedule, sync_reader_rounds
 from study_app.store.models import (
     Answer,
     Arm,
@@ -204,10 +204,13 @@ def worklist(db: Database, actor: Actor) -> Worklist:
         ).first()
         if reader is None:
             raise NotFound("unknown reader")
-        has_sessions = bool(reader.settings.get("sessions"))
-        next_session = session_schedule(session, actor.reader_id, db.now()) if has_sessions else None
-        if next_session is None or not next_session.due or reader.status != "open":
-            rows = _worklist_rows(session, actor.reader_id)
+        rows = _worklist_rows(session, actor.reader_id)
+        next_session = None
+        if reader.settings.get("sessions"):
+            days, now = int(reader.settings["sessions"].get("washout_days", 0)), db.now()
+            next_session = next_session_of(rows, days, now)
+            if next_session is not None and next_session.washout_over and reader.status == "open":
+                next_session = session_schedule(session, actor.reader_id, now)
     if next_session is not None and next_session.due and reader.status == "open":
         # The washout has run out since the reader's last visit: the session opens now (nothing else would open
         # it: no draft arrives to trigger a sync). Idempotent, so two tabs opening it at once do no harm.
@@ -216,14 +219,14 @@ def worklist(db: Database, actor: Actor) -> Worklist:
             sync_reader_rounds(session, actor.reader_id, actor=actor, at=now)
             next_session = session_schedule(session, actor.reader_id, now)
             rows = _worklist_rows(session, actor.reader_id)
-    return Worklist(reader.reader_key, reader.status, [WorklistItem(*row) for row in rows],
+    return Worklist(reader.reader_key, reader.status, [WorklistItem(*row[:7]) for row in rows],
                     can_go_back=bool(reader.settings.get("allow_going_back", False)), next_session=next_session)
 
 
 def _worklist_rows(session: Session, reader_id: int) -> list:
     return session.execute(
         select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round,
-               Assignment.reading_session)
+               Assignment.reading_session, Assignment.completed_at)
         .join(Arm, Assignment.arm_id == Arm.id)
         .where(Assignment.reader_id == reader_id)
         .order_by(Assignment.position)

@@ -249,6 +249,21 @@ def format_opening(at: datetime) -> str:
     return f"{at.day} {at.strftime('%B %Y')} at {at.strftime('%H:%M')} UTC"
 
 
+def next_session_of(rows: list, washout_days: int, at: datetime) -> NextSession | None:
+    """:func:`session_schedule` from a reader's worklist rows (``reading_session``, ``status``, ``completed_at``)
+    without loading their arms: every page rerun asks it. ``due`` is left False (it needs the drafts); when the
+    washout is over, :func:`session_schedule` says whether the session can open."""
+    by_session: dict[RoundKey, list] = defaultdict(list)
+    for row in rows:
+        by_session[(row.reading_session, 0)].append((row, None))
+    gates = _session_gates(by_session, timedelta(days=washout_days), at)
+    for reading_session in sorted(gates)[1:]:
+        if any(row.status == "pending" for row, _ in by_session[(reading_session, 0)]):
+            may_open, opens_at = gates[reading_session]
+            return NextSession(reading_session, opens_at, washout_days, may_open, False)
+    return None
+
+
 def session_schedule(session: Session, reader_id: int, at: datetime) -> NextSession | None:
     """The reader's first reading session after the first with cases still held, or None.
 
@@ -354,6 +369,7 @@ class RoundStatus:
     n_completed: int = 0
     opened_at: datetime | None = None  # when the round was last opened (its round_opened event)
     washout_ends_at: datetime | None = None  # for a later session: when its washout ends, once known
+    held_by_session: bool = False  # a later session not open yet: earlier cases unfinished, or the washout runs
 
 
 def reader_rounds(session: Session, reader_id: int, *, at: datetime | None = None) -> list[RoundStatus]:
@@ -386,5 +402,6 @@ def reader_rounds(session: Session, reader_id: int, *, at: datetime | None = Non
             n_drafts_needed=needed, n_drafts_missing=missing, waits_on_arms=tuple(sorted(waits)),
             reading_session=key[0], n_completed=sum(1 for a, _ in members if a.status == "completed"),
             opened_at=opened_at.get(key) if n_open else None, washout_ends_at=gates[key[0]][1],
+            held_by_session=not gates[key[0]][0],
         ))
     return out
