@@ -3,7 +3,7 @@
 Each simulated reader speaks what a browser speaks: it signs in at ``/signin``, opens Streamlit's websocket
 (``/_stcore/stream``, with the XSRF token and the public Origin, as the frontend does), asks for reruns with
 ``BackMsg.rerun_script`` (query string and widget states), reads the ``ForwardMsg`` deltas it gets back (to find
-the widgets it must press: Start, the answer radios and Save answers, Next case), and calls the app's routes
+the widgets it must press: Start, the answer radios and Save and next), and calls the app's routes
 (``/shown``, autosaves, ``/submit``) like the viewer and editor do. A session costs a few kB and a little CPU, so
 one core drives hundreds. After each level every acknowledged submission is checked in the database (0 lost,
 0 duplicated).
@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from study_app.web.views.reading import SAVE_AND_NEXT  # noqa: E402 - the button the load generator presses
 
 LEVELS = (10, 50, 100, 200, 500)
 LEVEL_S = float(os.environ.get("BENCH_LEVEL_S", "60"))     # how long each level drives its readers
@@ -204,7 +206,7 @@ def _choice(widget_id: str, option: str):
 
 
 async def _read_one_case(session: Session, page: Page, rng: random.Random, record: dict) -> Page | None:
-    """One case, from the page that shows it to the page after Next case (the next case, as a browser sees it).
+    """One case, from the page that shows it to the page that follows it (the next case, as a browser sees it).
     Returns None when the page shows no case (the worklist is done)."""
     if "Start" in page.buttons:  # a task's instructions come before its first case
         page = await session.rerun("", [_trigger(page.buttons["Start"])])
@@ -226,14 +228,13 @@ async def _read_one_case(session: Session, page: Page, rng: random.Random, recor
     if status != 200:
         return None
     record["acknowledged"].append(case_ref)
-    page = await session.rerun(query)  # the editor's press asks the page to run again: questions or "Saved"
-    if page.radios and "Save answers" in page.submitters:
+    # The editor's press asks the page to run again: the case's questions, or (none) straight on to the next case.
+    page = await session.rerun(query)
+    if page.radios and SAVE_AND_NEXT in page.submitters:
         answers = [_choice(widget_id, rng.choice(options)) for widget_id, options in page.radios.values()]
-        page = await session.rerun(query, [*answers, _trigger(page.submitters["Save answers"])])
+        page = await session.rerun(query, [*answers, _trigger(page.submitters[SAVE_AND_NEXT])])
     record["cases"] += 1
-    if "Next case" not in page.buttons:
-        return None
-    return await session.rerun("", [_trigger(page.buttons["Next case"])])
+    return page  # the next case (or its instructions), or the end of the worklist
 
 
 async def _reader(base: str, origin: str, invite: str, seed: int, record: dict,

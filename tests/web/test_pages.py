@@ -453,7 +453,7 @@ def test_a_visual_analogue_question_is_a_number_field_that_starts_empty(web_stud
     for radio, question in zip(at.radio, [q for q in view.questions if q.kind != "vas"]):
         radio.set_value(question.options[0]["value"])
     field.set_value(73)
-    at = next(b for b in at.button if b.label == "Save answers").click().run()
+    at = next(b for b in at.button if b.label == "Save and next").click().run()
     assert not at.exception and not at.error
     from study_app.store.models import Answer
 
