@@ -465,3 +465,37 @@ def test_the_export_carries_each_reads_session_and_the_analysis_fits_the_period(
 
     meta = json.loads((tmp_path / "export" / "export_meta.json").read_text())
     assert meta["sessions"]["washout_days"] == 28
+
+
+def test_the_shipped_crossover_goes_from_design_file_to_analysed_report_in_a_rehearsal(tmp_path, demo_cohort_dir):
+    """`study create --design crossover_washout`, `drafts import`, `study rehearse`: every read of both sessions,
+    the washout skipped on the simulated clock, never broken, and the report written with the period fitted."""
+    import json
+
+    from study_app.demo import write_demo_readers
+    from study_app.services.actors import SYSTEM
+    from study_app.services.creation import create_study
+    from study_app.services.database import open_database
+    from study_app.services.drafting import import_recorded_drafts
+    from study_app.services.rehearsal import rehearse_study
+
+    db = open_database(f"sqlite:///{tmp_path / 'study.sqlite'}")
+    try:
+        create_study(db, SYSTEM, study_id="xo", design_path=shipped_design_path("crossover_washout"),
+                     manifest_path=demo_cohort_dir / "manifest.csv",
+                     readers_path=write_demo_readers(tmp_path / "readers.csv"), seed=3)
+        import_recorded_drafts(db, SYSTEM, "xo")
+        report = rehearse_study(db, SYSTEM, "xo", tmp_path / "rehearsal", n_boot=100)
+    finally:
+        db.dispose()
+    assert report.n_reads == report.n_assignments == 152 and not report.notes
+    assert report.washouts_skipped >= 1 and report.simulated_hours > 28 * 24
+    assert report.analysis_error is None and report.primary.startswith("resident_drafting_time")
+    scratch = open_database(f"sqlite:///{report.scratch_db}")
+    try:
+        assert check_washout_never_violated(scratch, timedelta(days=28)) == 6 * 12
+    finally:
+        scratch.dispose()
+    results = json.loads((tmp_path / "rehearsal" / "report" / "results.json").read_text())
+    assert set(results["duration"]["resident"]["comparisons"]["write_vs_edit_model"]["mixed_model"]
+               ["period_effects"]) == {"2"}
