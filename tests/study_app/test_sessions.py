@@ -308,27 +308,35 @@ def _read(db, actor, case_ref, clock, minutes: float) -> None:
 
 def check_washout_never_violated(db, washout: timedelta) -> int:
     """No read of a session s > 1 opened (nor its round) before the washout after the reader's last read of the
-    earlier sessions, and none before all of them were finished. Returns the number of later-session reads."""
+    earlier sessions, and none while one of them was unfinished, judged by the audit log as it stood at that
+    moment (a coordinator's reset makes a case unfinished again). Returns the number of later-session reads."""
     from study_app.store.models import Assignment, Event
 
     with db.read() as session:
         rows = session.scalars(select(Assignment)).all()
+        history: dict[int, list[tuple[datetime, int, str]]] = defaultdict(list)
+        for e in session.scalars(select(Event).where(Event.kind.in_(["completed", "reset"]))):
+            history[e.assignment_id].append((e.at, e.id, e.kind))
         opened_events = session.scalars(select(Event).where(Event.kind == "round_opened")).all()
-        later = 0
-        for a in rows:
-            if a.reading_session == 1 or a.status == "pending":
-                continue
-            earlier = [b for b in rows if b.reader_id == a.reader_id and b.reading_session < a.reading_session]
-            assert all(b.completed_at is not None for b in earlier)
-            last = max(b.completed_at for b in earlier)
-            if a.opened_at is not None:
-                later += 1
-                assert a.opened_at >= last + washout, (a.id, a.opened_at, last)
-        for event in opened_events:
-            if (event.payload or {}).get("session", 1) > 1:
-                earlier = [b for b in rows if b.reader_id == event.reader_id
-                           and b.reading_session < event.payload["session"]]
-                assert event.at >= max(b.completed_at for b in earlier) + washout
+
+    def last_read_of_earlier(reader_id: int, reading_session: int, moment: datetime) -> datetime:
+        done = []
+        for b in rows:
+            if b.reader_id == reader_id and b.reading_session < reading_session:
+                before = sorted(h for h in history[b.id] if h[0] <= moment)
+                assert before and before[-1][2] == "completed", ("an earlier case was unfinished", b.id, moment)
+                done.append(before[-1][0])
+        return max(done)
+
+    later = 0
+    for a in rows:
+        if a.reading_session > 1 and a.opened_at is not None:
+            later += 1
+            assert a.opened_at >= last_read_of_earlier(a.reader_id, a.reading_session, a.opened_at) + washout, a.id
+    for event in opened_events:
+        reading_session = (event.payload or {}).get("session", 1)
+        if reading_session > 1:
+            assert event.at >= last_read_of_earlier(event.reader_id, reading_session, event.at) + washout
     return later
 
 
@@ -499,3 +507,33 @@ def test_the_shipped_crossover_goes_from_design_file_to_analysed_report_in_a_reh
     results = json.loads((tmp_path / "rehearsal" / "report" / "results.json").read_text())
     assert set(results["duration"]["resident"]["comparisons"]["write_vs_edit_model"]["mixed_model"]
                ["period_effects"]) == {"2"}
+
+
+def test_a_reset_of_an_earlier_sessions_case_holds_the_next_session_and_restarts_its_washout(
+        launched_crossover, tmp_path):
+    from study_app.services import reading
+    from study_app.services.actors import SYSTEM
+    from study_app.services.interventions import reset_assignment
+
+    db = _copy(launched_crossover, tmp_path / "study.sqlite")
+    clock = db.clock
+    res1, _ = _readers(db)
+    try:
+        while (item := reading.worklist(db, res1).next_item()) is not None:
+            _read(db, res1, item.case_ref, clock, minutes=5)
+        clock.advance(days=29)
+        worklist = reading.worklist(db, res1)
+        assert {i.status for i in worklist.items if i.reading_session == 2} == {"ready"}
+        first = next(i for i in worklist.items if i.reading_session == 1)
+        reset_assignment(db, SYSTEM, "xo", "res1", first.position, reason="the image did not load")
+        worklist = reading.worklist(db, res1)
+        assert {i.status for i in worklist.items if i.reading_session == 2} == {"pending"}
+        assert worklist.next_item().case_ref == first.case_ref and worklist.next_session.opens_at is None
+        _read(db, res1, first.case_ref, clock, minutes=5)
+        redone = clock.now
+        assert reading.worklist(db, res1).next_session.opens_at == redone + timedelta(days=28)
+        clock.advance(days=28)
+        assert {i.status for i in reading.worklist(db, res1).items if i.reading_session == 2} == {"ready"}
+        check_washout_never_violated(db, timedelta(days=28))
+    finally:
+        db.dispose()
