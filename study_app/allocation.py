@@ -17,6 +17,11 @@ designs and seeds. What it guarantees, or refuses to produce:
   same case, spreading the source readers evenly;
 * each reader's worklist is in reading-round order (a round's cases open together, see
   ``StudyDesign``), randomized within each round;
+* with ``[sessions]``, each role's crossover arms are read on the same (reader, case) pairs, one arm per
+  session, and the order of the arms (the pair's sequence, a row of a Latin square) is balanced within one
+  for every reader (so each session holds each modality within one) and for every case (so each case is
+  read first in each modality by as many readers, within one); ``distinct_case_per_reader`` then holds
+  except for these planned repeats, which the washout separates; the schedule must fit ``study_days``;
 * the same seed and inputs give the same allocation, on any machine (``random.Random`` seeded from a
   string is stable across CPython versions).
 """
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from study_app.designs import ArmSpec, StudyDesign
 from study_app.designs.design import case_dependencies
@@ -62,6 +67,9 @@ class PlannedAssignment:
     source_b_index: int | None = None
     # For compare: which of the arm's two draft sources stands as A (0 or 1).
     a_source_index: int | None = None
+    # The reading session (1 unless the design has [sessions]; then a crossover arm's session is its place in
+    # the (reader, case) pair's sequence).
+    reading_session: int = 1
 
 
 @dataclass
@@ -69,6 +77,8 @@ class Allocation:
     seed: int
     assignments: list[PlannedAssignment]
     arm_cases: dict[str, list[str]] = field(default_factory=dict)
+    # Each arm's readers per case, as allocated ("all" resolved to the role's readers).
+    readers_per_case: dict[str, int] = field(default_factory=dict)
 
     def by_reader(self) -> dict[str, list[PlannedAssignment]]:
         grouped: dict[str, list[PlannedAssignment]] = defaultdict(list)
@@ -90,17 +100,37 @@ def seeded_rng(seed: int, *purpose: object) -> random.Random:
 _rng = seeded_rng
 
 
-def _arm_order(design: StudyDesign) -> list[ArmSpec]:
+def _crossover_of(design: StudyDesign) -> dict[str, tuple[str, ...]]:
+    """arm key -> the crossover arms (its own included) read on the same (reader, case) pairs."""
+    if design.sessions is None:
+        return {}
+    return {key: keys for keys in design.sessions.crossover.values() for key in keys}
+
+
+def _arm_units(design: StudyDesign) -> list[list[ArmSpec]]:
     """Arms with the arms they depend on first (their draft sources, the arm whose cases they take, the arms they
-    must not share a case with), so a dependent arm can draw its cases from theirs."""
-    done: list[ArmSpec] = []
-    pending = list(design.arms)
+    must not share a case with), so a dependent arm can draw its cases from theirs; a role's crossover arms form
+    one unit (they read the same cases)."""
+    crossover = _crossover_of(design)
+    units: list[list[ArmSpec]] = []
+    seen: set[str] = set()
+    for arm in design.arms:
+        if arm.key in seen:
+            continue
+        unit = [design.arm(k) for k in crossover.get(arm.key, (arm.key,))]
+        seen.update(a.key for a in unit)
+        units.append(unit)
+    done: list[list[ArmSpec]] = []
+    done_keys: set[str] = set()
+    pending = list(units)
     while pending:
-        for arm in pending:
-            needs = case_dependencies(arm)
-            if needs <= {a.key for a in done}:
-                done.append(arm)
-                pending.remove(arm)
+        for unit in pending:
+            own = {a.key for a in unit}
+            needs = {k for a in unit for k in case_dependencies(a)} - own
+            if needs <= done_keys:
+                done.append(unit)
+                done_keys.update(own)
+                pending.remove(unit)
                 break
         else:  # pragma: no cover - the parser refuses chains, so there is no cycle to meet
             raise AllocationError("arms depend on each other in a cycle")
@@ -111,38 +141,47 @@ def _choose_arm_cases(design: StudyDesign, cases: list[CaseSlot], seed: int) -> 
     order = [c.case_key for c in cases]
     with_mc = [c.case_key for c in cases if c.has_mc_item]
     chosen: dict[str, list[str]] = {}
-    for arm in _arm_order(design):
-        if arm.task == "rate_reasoning":
-            eligible, why = with_mc, "cases with a multiple-choice item"
-        else:
-            eligible, why = order, "cases in the cohort"
-        for source in arm.draft_sources:
-            if source.kind == "arm":
-                source_cases = set(chosen[source.arm])
-                eligible = [c for c in eligible if c in source_cases]
-                why = f"cases that arm '{source.arm}' reads"
-        if arm.same_cases_as:
+    for unit in _arm_units(design):
+        # A crossover's arms read the same cases: those eligible for every one of them (the parser made their
+        # same_cases_as / disjoint_from / cases agree, so the first arm's say it for all).
+        eligible_sets, why = [], "cases in the cohort"
+        for arm in unit:
+            if arm.task == "rate_reasoning":
+                eligible, why = with_mc, "cases with a multiple-choice item"
+            else:
+                eligible = order
+            for source in arm.draft_sources:
+                if source.kind == "arm":
+                    source_cases = set(chosen[source.arm])
+                    eligible = [c for c in eligible if c in source_cases]
+                    why = f"cases that arm '{source.arm}' reads"
+            eligible_sets.append(set(eligible))
+        eligible = [c for c in order if all(c in e for e in eligible_sets)]
+        first = unit[0]
+        if first.same_cases_as:
             # Fully crossed across arms: exactly the other arm's cases, which must all be eligible here.
-            same = chosen[arm.same_cases_as]
+            same = chosen[first.same_cases_as]
             outside = [c for c in same if c not in set(eligible)]
             if outside:
                 raise AllocationError(
-                    f"arm '{arm.key}' takes the same cases as arm '{arm.same_cases_as}', but {len(outside)} of them "
-                    f"(e.g. '{outside[0]}') are not among the {why}"
+                    f"arm '{first.key}' takes the same cases as arm '{first.same_cases_as}', but {len(outside)} of "
+                    f"them (e.g. '{outside[0]}') are not among the {why}"
                 )
-            chosen[arm.key] = list(same)
+            for arm in unit:
+                chosen[arm.key] = list(same)
             continue
-        if arm.disjoint_from:
-            taken = {c for other in arm.disjoint_from for c in chosen[other]}
+        if first.disjoint_from:
+            taken = {c for other in first.disjoint_from for c in chosen[other]}
             eligible = [c for c in eligible if c not in taken]
-            why += f" outside arm(s) {', '.join(arm.disjoint_from)}"
-        wanted = len(eligible) if arm.cases is None else arm.cases
+            why += f" outside arm(s) {', '.join(first.disjoint_from)}"
+        wanted = len(eligible) if first.cases is None else first.cases
         if wanted == 0 or len(eligible) < wanted:
             raise AllocationError(
-                f"arm '{arm.key}' needs {max(wanted, 1)} case(s) but there are only {len(eligible)} {why}"
+                f"arm '{first.key}' needs {max(wanted, 1)} case(s) but there are only {len(eligible)} {why}"
             )
-        picked = set(_rng(seed, "cases", arm.key).sample(eligible, wanted))
-        chosen[arm.key] = [c for c in order if c in picked]
+        picked = set(_rng(seed, "cases", first.key).sample(eligible, wanted))
+        for arm in unit:
+            chosen[arm.key] = [c for c in order if c in picked]
     return chosen
 
 
@@ -163,7 +202,7 @@ def _check_capacity(design: StudyDesign, arm_cases: dict[str, list[str]], reader
         if not design.distinct_case_per_reader:
             continue
         reads_per_case: Counter[str] = Counter()
-        for arm in role_arms:
+        for arm in _placed(design, role_arms):
             for case in arm_cases[arm.key]:
                 reads_per_case[case] += arm.readers_per_case
         case, most = max(reads_per_case.items(), key=lambda kv: (kv[1], kv[0]))
@@ -173,6 +212,13 @@ def _check_capacity(design: StudyDesign, arm_cases: dict[str, list[str]], reader
                 f"role '{role}' across arms ({', '.join(a.key for a in role_arms)}) but the role has only "
                 f"{n_readers} reader(s)"
             )
+
+
+def _placed(design: StudyDesign, role_arms: list[ArmSpec]) -> list[ArmSpec]:
+    """The arms whose reads are placed on readers: a crossover stands as its first arm (the others copy its
+    (reader, case) pairs), so a crossover's repeats are the only ones distinct_case_per_reader lets through."""
+    crossover = _crossover_of(design)
+    return [a for a in role_arms if a.key not in crossover or crossover[a.key][0] == a.key]
 
 
 def _assign_role(
@@ -256,24 +302,32 @@ def allocate(
     readers_of: dict[str, list[str]] = defaultdict(list)
     for reader in readers:
         readers_of[reader.role].append(reader.reader_key)
+    _check_schedule(design)
+    # readers_per_case = "all": the number is the role's readers (a role without any is refused below).
+    design = replace(design, arms=tuple(
+        replace(a, readers_per_case=max(1, len(readers_of.get(a.role, [])))) if a.all_readers else a
+        for a in design.arms
+    ))
 
     arm_cases = _choose_arm_cases(design, cases, seed)
     _check_capacity(design, arm_cases, readers_of)
 
+    crossover = _crossover_of(design)
     triples: list[tuple[str, str, str]] = []
     for role in design.roles:
         role_arms = [a for a in design.arms if a.role == role]
         if not role_arms:
             continue
+        placed = _placed(design, role_arms)
         best, best_spread = None, None
         for attempt in range(MAX_ATTEMPTS):
             candidate = _assign_role(
-                role_arms, arm_cases, readers_of[role], design.distinct_case_per_reader,
+                placed, arm_cases, readers_of[role], design.distinct_case_per_reader,
                 _rng(seed, "readers", role, attempt),
             )
             if candidate is None:
                 continue
-            spread = _spread(candidate, readers_of[role], role_arms)
+            spread = _spread(candidate, readers_of[role], placed)
             if best_spread is None or spread < best_spread:
                 best, best_spread = candidate, spread
             if spread <= 1:
@@ -288,7 +342,9 @@ def allocate(
                 f"could not balance the reads of role '{role}' within one case per reader per arm; "
                 "add readers, or make the arms' case counts fit the number of readers"
             )
+        # The other arms of a crossover read the pairs its first arm was given.
         triples.extend(best)
+        triples.extend((r, c, other) for r, c, a in best if a in crossover for other in crossover[a][1:])
 
     arm_index = {a.key: i for i, a in enumerate(design.arms)}
     case_index = {c: i for i, c in enumerate(case_keys)}
@@ -297,10 +353,108 @@ def allocate(
     triples.sort(key=lambda t: (arm_index[t[2]], case_index[t[1]], reader_index[t[0]]))
     planned = [PlannedAssignment(i, r, c, a) for i, (r, c, a) in enumerate(triples)]
 
+    _assign_sessions(design, planned, seed)
     _bind_sources(design, planned, seed)
     _order_worklists(design, planned, seed)
     _balance_ab(design, planned, seed)
-    return Allocation(seed=seed, assignments=planned, arm_cases=arm_cases)
+    return Allocation(seed=seed, assignments=planned, arm_cases=arm_cases,
+                      readers_per_case={a.key: a.readers_per_case for a in design.arms})
+
+
+def _check_schedule(design: StudyDesign) -> None:
+    """Refuse a schedule that cannot fit: every session's reading window and a washout between each two."""
+    plan = design.sessions
+    if plan is None or plan.span_days() <= plan.study_days:
+        return
+    raise AllocationError(
+        f"[sessions] cannot fit the study's dates: {plan.count} sessions of session_days = {plan.session_days} "
+        f"with washout_days = {plan.washout_days} between them need {plan.span_days()} days, but study_days = "
+        f"{plan.study_days}; lengthen study_days, or shorten session_days or washout_days"
+    )
+
+
+def _assign_sessions(design: StudyDesign, planned: list[PlannedAssignment], seed: int) -> None:
+    """Give each crossover read its session: its arm's place in the (reader, case) pair's modality sequence.
+
+    The sequences (``SessionPlan.sequences``) are dealt to the pairs by an equitable colouring of the
+    reader-case graph, so every reader and every case has each sequence within one as often as the others.
+    """
+    plan = design.sessions
+    if plan is None:
+        return
+    sequences = plan.sequences()
+    for role, keys in sorted(plan.crossover.items()):
+        rows = [p for p in planned if p.arm_key in keys]
+        pairs = sorted({(p.reader_key, p.case_key) for p in rows})
+        rng = _rng(seed, "sessions", role)
+        colour = equitable_colouring(pairs, len(sequences), rng)
+        dealt = list(range(len(sequences)))
+        rng.shuffle(dealt)  # which colour is which sequence: random, so no sequence is always the first colour's
+        modality = {key: i for i, key in enumerate(keys)}
+        for p in rows:
+            sequence = sequences[dealt[colour[(p.reader_key, p.case_key)]]]
+            p.reading_session = sequence.index(modality[p.arm_key]) + 1
+
+
+def equitable_colouring(edges: list[tuple[str, str]], k: int, rng: random.Random) -> dict[tuple[str, str], int]:
+    """Colour the edges of a bipartite graph with ``k`` colours so every vertex has each colour within one as often.
+
+    Such a colouring always exists (de Werra, 1971). Each vertex's edges are cut, in a random order, into
+    chunks of at most ``k``; the chunk graph is bipartite with maximum degree ``k``, so it has a proper
+    ``k``-edge-colouring (König), found edge by edge by swapping colours along alternating paths. A full
+    chunk then carries every colour once and the last chunk distinct colours: each colour occurs
+    floor(d / k) or ceil(d / k) times at a vertex of degree d.
+
+    Parameters
+    ----------
+    edges : list of (left, right) pairs, each at most once.
+    k : int
+        Number of colours (at least 1).
+    rng : random.Random
+        Decides the order edges are cut into chunks (so the colouring is random, reproducibly).
+
+    Returns
+    -------
+    dict
+        Edge -> colour in ``range(k)``.
+    """
+    order = list(edges)
+    rng.shuffle(order)
+    chunk_of: dict[tuple[str, str], tuple[tuple, tuple]] = {}
+    filled: Counter[tuple] = Counter()
+    for left, right in order:
+        ends = []
+        for side, vertex in (("l", left), ("r", right)):
+            n = filled[(side, vertex)]
+            filled[(side, vertex)] += 1
+            ends.append((side, vertex, n // k))
+        chunk_of[(left, right)] = (ends[0], ends[1])
+    at: dict[tuple, dict[int, tuple]] = defaultdict(dict)  # chunk -> colour -> the other chunk of that edge
+    colour: dict[tuple[tuple, tuple], int] = {}
+
+    def free(vertex: tuple) -> int:
+        return next(c for c in range(k) if c not in at[vertex])
+
+    for edge in order:
+        u, v = chunk_of[edge]
+        a, b = free(u), free(v)
+        if a in at[v]:
+            # Swap a and b along the path from v that alternates a, b, a, ...: it never reaches u (u misses a and
+            # would be entered by an a edge), and afterwards a is free at v.
+            path, vertex, c = [], v, a
+            while c in at[vertex]:
+                nxt = at[vertex][c]
+                path.append((vertex, nxt, c))
+                vertex, c = nxt, (b if c == a else a)
+            for x, y, c in path:
+                del at[x][c], at[y][c]
+            for x, y, c in path:
+                swapped = b if c == a else a
+                at[x][swapped], at[y][swapped] = y, x
+                colour[(x, y) if x[0] == "l" else (y, x)] = swapped
+        at[u][a], at[v][a] = v, u
+        colour[(u, v)] = a
+    return {edge: colour[chunk_of[edge]] for edge in edges}
 
 
 def _bind_sources(design: StudyDesign, planned: list[PlannedAssignment], seed: int) -> None:
@@ -323,9 +477,10 @@ def _bind_sources(design: StudyDesign, planned: list[PlannedAssignment], seed: i
                         f"case '{p.case_key}' written by someone else; add readers to role '{arm.role}'"
                     )
                 # Spread across source reports of the case, then across source readers for this reader.
+                # Earliest sessions first: a report written after a washout would hold the round that shows it.
                 chosen = min(
                     candidates,
-                    key=lambda s: (used[s.index], authored[(p.reader_key, s.reader_key)], rng.random()),
+                    key=lambda s: (s.reading_session, used[s.index], authored[(p.reader_key, s.reader_key)], rng.random()),
                 )
                 used[chosen.index] += 1
                 authored[(p.reader_key, chosen.reader_key)] += 1
@@ -404,11 +559,11 @@ def _order_worklists(design: StudyDesign, planned: list[PlannedAssignment], seed
         rows = by_reader[reader_key]
         rng = _rng(seed, "order", reader_key)
         rng.shuffle(rows)
-        # Stable sorts: random within a round (and, for blocked worklists, within an arm of a round). Rounds
-        # first, so the cases a reader can open now are the first ones of their list; a round holds every
+        # Stable sorts: random within a round (and, for blocked worklists, within an arm of a round). Sessions,
+        # then rounds first, so the cases a reader can open now are the first ones of their list; a round holds every
         # arm of one task, so the order says nothing of a draft's source.
         if design.worklist_order == "blocked":
             rows.sort(key=lambda p: arm_index[p.arm_key])
-        rows.sort(key=lambda p: reading_round[p.arm_key])
+        rows.sort(key=lambda p: (p.reading_session, reading_round[p.arm_key]))
         for position, p in enumerate(rows, 1):
             p.position = position

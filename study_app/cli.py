@@ -498,7 +498,8 @@ study.command("close", help="""Close a study for good: no more reading; the data
               help="A reader with cases left and no activity for this long is stalled.")
 @db_option
 def progress(db: Database, study_id: str, stalled_hours: float) -> None:
-    """Where the study stands: per arm and per reader (done, in progress, waiting, not started), stalled readers.
+    """Where the study stands: per arm and per reader (done, in progress, waiting, not started), stalled readers;
+    with reading sessions, each reader's schedule (session, state, opens at, cases done).
 
     \b
     Example:
@@ -514,6 +515,9 @@ def progress(db: Database, study_id: str, stalled_hours: float) -> None:
     click.echo(_indent(p.by_arm.to_string(index=False)))
     click.echo("\nby reader:")
     click.echo(_indent(p.by_reader.to_string(index=False)))
+    if len(p.schedule):
+        click.echo("\nreading sessions (washout by the server clock, UTC):")
+        click.echo(_indent(p.schedule_display.to_string(index=False)))
     if len(p.durations):
         stats = p.durations.groupby("arm")["duration_s"].describe()[["count", "mean", "50%", "max"]]
         click.echo("\ntime per case (s):")
@@ -1322,21 +1326,25 @@ def serve_command(db: Database, port: int, host: str, image_cache: Path, no_work
 
 @main.command("demo")
 @click.option("--no-serve", is_flag=True, help="Build the demo study and print the links, start nothing.")
+@click.option("--design", "design_name", default="chexone", show_default=True,
+              help="Shipped design of the demo study (e.g. crossover_washout: an AB/BA crossover with a 28-day "
+                   "washout); its study is 'demo-<design>' unless it is chexone ('demo').")
 @bind_options
 @click.option("--cohort-dir", type=click.Path(path_type=Path), default=Path("var/demo-cohort"), show_default=True)
 @security_options
 @db_option(create=True)
-def demo(db: Database, no_serve: bool, port: int, host: str, cohort_dir: Path, public_origins: list[str],
-         trusted_proxies: list[str]) -> None:
+def demo(db: Database, no_serve: bool, design_name: str, port: int, host: str, cohort_dir: Path,
+         public_origins: list[str], trusted_proxies: list[str]) -> None:
     """Build the demo study (generated images and texts, no patient data) and print the readers' links.
 
     \b
     Example:
       readerstudy demo --no-serve --port 8501
+      readerstudy demo --design crossover_washout --no-serve   # an AB/BA crossover, 28-day washout
     """
     from study_app.demo import build_demo_study
 
-    result = build_demo_study(db, cohort_dir=cohort_dir)
+    result = build_demo_study(db, cohort_dir=cohort_dir, design=design_name)
     click.echo(result.message)
     base_url = f"http://{host}:{port}"
     click.echo("personal links of the demo readers:")

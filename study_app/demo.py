@@ -1,4 +1,5 @@
-"""Builds the demo study: a generated cohort (no patient data), the CheXOne design, demo readers, launched."""
+"""Builds the demo study: a generated cohort (no patient data), the CheXOne design (or another shipped design),
+demo readers, launched."""
 
 from __future__ import annotations
 
@@ -49,11 +50,20 @@ def write_demo_readers(path: Path) -> Path:
     return path
 
 
-def build_demo_study(db: Database, *, cohort_dir: str | Path = Path("var/demo-cohort")) -> DemoResult:
-    """Create and launch the demo study if the database lacks it; issue fresh links for its readers either way."""
+def demo_study_id(design: str = "chexone") -> str:
+    """The demo study of a shipped design: ``demo`` for CheXOne, ``demo-<design>`` for another."""
+    return DEMO_STUDY_ID if design == "chexone" else f"{DEMO_STUDY_ID}-{design}"
+
+
+def build_demo_study(db: Database, *, cohort_dir: str | Path = Path("var/demo-cohort"),
+                     design: str = "chexone") -> DemoResult:
+    """Create and launch the demo study of a shipped design (``chexone``, ``crossover_washout``, ...) if the
+    database lacks it; issue fresh links for its readers either way."""
     cohort_dir = Path(cohort_dir).resolve()
+    study_id = demo_study_id(design)
+    design_path = shipped_design_path(design)  # an unknown name is refused before anything is built
     try:
-        summary = study_summary(db, SYSTEM, DEMO_STUDY_ID)
+        summary = study_summary(db, SYSTEM, study_id)
         created = False
     except NotFound:
         from cohorts.demo import build_demo_cohort
@@ -63,17 +73,18 @@ def build_demo_study(db: Database, *, cohort_dir: str | Path = Path("var/demo-co
             manifest = build_demo_cohort(cohort_dir, n_cases=DEMO_CASES, seed=0)
         readers = write_demo_readers(cohort_dir / "readers.csv")
         create_study(
-            db, SYSTEM, study_id=DEMO_STUDY_ID, design_path=shipped_design_path("chexone"),
-            manifest_path=manifest, readers_path=readers, seed=DEMO_SEED, name="CheXOne reader study (demo)",
+            db, SYSTEM, study_id=study_id, design_path=design_path,
+            manifest_path=manifest, readers_path=readers, seed=DEMO_SEED,
+            name="CheXOne reader study (demo)" if design == "chexone" else None,
         )
-        import_recorded_drafts(db, SYSTEM, DEMO_STUDY_ID)
-        summary = launch_study(db, SYSTEM, DEMO_STUDY_ID)
+        import_recorded_drafts(db, SYSTEM, study_id)
+        summary = launch_study(db, SYSTEM, study_id)
         created = True
-    invites = issue_invites(db, SYSTEM, DEMO_STUDY_ID)
+    invites = issue_invites(db, SYSTEM, study_id)
     password = _demo_coordinator_password(db)
     verb = "built" if created else "found"
     message = (
-        f"{verb} demo study '{DEMO_STUDY_ID}' [{summary.status}]: {summary.n_cases} cases, {summary.n_readers} readers, "
+        f"{verb} demo study '{study_id}' [{summary.status}]: {summary.n_cases} cases, {summary.n_readers} readers, "
         f"{summary.n_assignments} assignments (database {db.url})"
     )
     return DemoResult(message=message, invites=invites, created=created, coordinator_password=password)

@@ -236,7 +236,8 @@ def _satterthwaite(model: _REML, fit: _Fit, names: list[str]):
 
 
 def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: str | None = None,
-                levels: tuple[str, str] | None = None, confidence: float = 0.95) -> LMMResult:
+                levels: tuple[str, str] | None = None, covariates: tuple[str, ...] = (),
+                confidence: float = 0.95) -> LMMResult:
     """REML linear mixed model with crossed random intercepts and Satterthwaite degrees of freedom.
 
     Parameters
@@ -254,12 +255,16 @@ def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: 
         ``levels[1]``; None for an intercept-only model.
     levels : tuple of str, optional
         ``(reference, comparison)`` for ``fixed``.
+    covariates : tuple of str
+        Categorical nuisance columns entering as fixed effects, one indicator per level after the first in
+        sorted order (e.g. ``'reading_session'``, the period of a crossover); their coefficients are named
+        ``column[level]``.
     confidence : float
 
     Returns
     -------
     LMMResult
-        * ``fixed``: one row per coefficient (``intercept`` and ``comparison``),
+        * ``fixed``: one row per coefficient (``intercept``, ``comparison``, then the covariates'),
           columns ``term``, ``estimate``, ``se``, ``df`` (Satterthwaite), ``t``,
           ``p_val``, ``ci_low``, ``ci_high``
         * ``variance_components``: ``{term: variance}`` including ``residual``;
@@ -323,7 +328,8 @@ def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: 
     """
     if dv not in data.columns:
         raise ValueError(f"data lack column {dv!r}")
-    cols = list(dict.fromkeys([dv] + ([fixed] if fixed else []) + [c for t in random for c in t.split(":")]))
+    cols = list(dict.fromkeys([dv] + ([fixed] if fixed else []) + list(covariates)
+                              + [c for t in random for c in t.split(":")]))
     missing = [c for c in cols if c not in data.columns]
     if missing:
         raise ValueError(f"data lack column(s): {', '.join(missing)}")
@@ -351,7 +357,15 @@ def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: 
             raise ValueError(f"{fixed} has values outside {levels}")
         x_cols.append((values == str(levels[1])).astype(float))
         names.append("comparison")
+    for column in covariates:
+        values = sub[column].astype(str).to_numpy()
+        for level in sorted(set(values))[1:]:
+            x_cols.append((values == level).astype(float))
+            names.append(f"{column}[{level}]")
     x = np.column_stack(x_cols)
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        raise ValueError("the fixed effects are aliased (a covariate's levels coincide with the condition's); "
+                         "leave the covariate out")
     terms = {t: _term_codes(sub, t) for t in random}
     kept, dropped = _design_checks(terms, x, y.size)
     with _one_blas_thread():
@@ -359,7 +373,8 @@ def mixed_model(data: pd.DataFrame, dv: str, random: tuple[str, ...], *, fixed: 
 
 
 def _fit_and_summarise(y, x, names, kept, dropped, levels, confidence) -> LMMResult:
-    model = _REML(y, x, kept)
+    # No random term left (every one dropped as not estimable): ordinary least squares below.
+    model = _REML(y, x, kept) if kept else None
     fit = model.fit(polish=False) if kept else None
     if kept:
         total = fit.sigma2 * (1 + (fit.theta ** 2).sum())

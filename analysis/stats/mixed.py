@@ -18,7 +18,7 @@ RANDOM_TERMS = ("reader", "reader:condition", "case", "case:condition")
 def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple[str, str], *,
                       reader: str = "reader_id", case: str = "case_id",
                       max_reads: int | None = DEFAULT_MAX_READS, seed: int = DEFAULT_SEED,
-                      confidence: float = 0.95) -> dict:
+                      confidence: float = 0.95, period: str | None = "reading_session") -> dict:
     """Ratio of geometric means from a random-reader mixed model on log(dv).
 
     Parameters
@@ -37,6 +37,9 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     seed : int
         Seed of the case subsample.
     confidence : float
+    period : str or None
+        Period column of a crossover (the export's ``reading_session``): when the fitted reads fall in more
+        than one period it enters as a categorical fixed effect (None, a missing column or one period: not).
 
     Returns
     -------
@@ -48,6 +51,8 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
           ``'var_case_condition'``, ``'var_residual'``: REML variance components
           (NaN for a term not in the final model)
         * ``'terms_dropped'``: list of ``{'term', 'reason'}`` (not estimable, or 0)
+        * ``'period_effects'``: ``{level: estimate}`` of the period fixed effect on the log scale (relative
+          to the first period), empty when no period entered the model
         * ``'model'``: the random part actually fitted, in lme4 notation
         * ``'n_reads'``, ``'n_readers'``, ``'n_cases'``, ``'subsampled'``, ``'converged'``
 
@@ -74,6 +79,13 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     read per case and condition; readers nested in conditions) are dropped and
     listed.
 
+    A crossover (``[sessions]``) adds :math:`+ \\pi_{p}` for the read's period :math:`p` (its reading
+    session). With the modality order exactly balanced within every reader a period effect (practice,
+    fatigue, recall) cancels from :math:`\\hat\\beta`; balance within one, a subsample of cases or missing
+    reads leave more reads of one order than of the other, and a period effect left out then biases it. As a
+    fixed effect it is removed (Senn 2002, ch. 3; Jones & Kenward 2014). The random-reader terms are
+    unchanged, so the inference still generalises to readers and cases.
+
     References
     ----------
     Baayen, R. H., Davidson, D. J., & Bates, D. M. (2008). Mixed-effects modeling
@@ -88,6 +100,10 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     package: tests in linear mixed effects models. Journal of Statistical
     Software, 82(13), 1-26.
 
+    Senn, S. (2002). Cross-over Trials in Clinical Research (2nd ed.). Wiley.
+
+    Jones, B., & Kenward, M. G. (2014). Design and Analysis of Cross-Over Trials (3rd ed.). CRC Press.
+
     Examples
     --------
     >>> from analysis.simulate import simulate_study
@@ -101,7 +117,8 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     for col in (dv, condition, reader, case):
         if col not in data.columns:
             raise ValueError(f"data lack column {col!r}")
-    sub = data.loc[data[condition].isin(levels), [dv, condition, reader, case]].dropna(subset=[dv])
+    keep_cols = [dv, condition, reader, case] + ([period] if period and period in data.columns else [])
+    sub = data.loc[data[condition].isin(levels), keep_cols].dropna(subset=[dv])
     nonpositive = int((sub[dv] <= 0).sum())
     if nonpositive:
         raise ValueError(f"{nonpositive} read(s) have {dv} <= 0: the log scale is undefined; exclude them first")
@@ -120,8 +137,12 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     frame = pd.DataFrame({"log_y": np.log(sub[dv].to_numpy(dtype=float)),
                           "condition": sub[condition].astype(str).to_numpy(),
                           "reader": sub[reader].astype(str).to_numpy(), "case": sub[case].astype(str).to_numpy()})
+    covariates: tuple[str, ...] = ()
+    if period and period in sub.columns and sub[period].notna().all() and sub[period].nunique() > 1:
+        frame["period"] = sub[period].astype(int).astype(str).to_numpy()
+        covariates = ("period",)
     fit = mixed_model(frame, "log_y", RANDOM_TERMS, fixed="condition", levels=tuple(map(str, levels)),
-                      confidence=confidence)
+                      covariates=covariates, confidence=confidence)
     row = fit.fixed.set_index("term").loc["comparison"]
     vc = fit.variance_components
     kept = [t for t in RANDOM_TERMS if t in vc and not any(d["term"] == t for d in fit.terms_dropped)]
@@ -132,6 +153,8 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
         "var_reader": vc.get("reader", float("nan")), "var_reader_condition": vc.get("reader:condition", float("nan")),
         "var_case": vc.get("case", float("nan")), "var_case_condition": vc.get("case:condition", float("nan")),
         "var_residual": vc["residual"], "terms_dropped": fit.terms_dropped,
+        "period_effects": {t[len("period["):-1]: float(e) for t, e in zip(fit.fixed["term"], fit.fixed["estimate"])
+                           if t.startswith("period[")},
         "model": " + ".join(f"(1|{t})" for t in kept) or "residual only",
         "n_reads": int(len(frame)), "n_readers": int(frame["reader"].nunique()),
         "n_cases": int(frame["case"].nunique()), "subsampled": subsampled, "converged": fit.converged,

@@ -126,6 +126,9 @@ class ArmSpec:
     # The reading round in which the arm's cases open to its readers (1 = at launch); see _reading_rounds.
     reading_round: int = 1
     declared_round: int | None = None
+    # readers_per_case = "all": every reader of the role reads every case of the arm (a fully crossed arm);
+    # the allocation resolves the number from the reader list.
+    all_readers: bool = False
 
     @property
     def draft_origins(self) -> frozenset[str]:
@@ -171,6 +174,60 @@ def _parse_desk(raw: Any) -> DeskSpec:
 
 
 @dataclass(frozen=True)
+class SessionPlan:
+    """The [sessions] table: reading sessions separated by a washout, with the crossover arms they order.
+
+    Each role's ``crossover`` arms are that role's modalities; every reader of the role who reads a case reads
+    it once in each of them, one modality per session, so there are as many sessions as modalities. Which
+    modality comes in which session is counterbalanced (``sequences``). Arms outside the crossover are read in
+    session 1.
+    """
+
+    crossover: dict[str, tuple[str, ...]]  # role -> its crossover arm keys, in the order of the file
+    washout_days: int
+    session_days: int
+    study_days: int
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self.crossover.values())))
+
+    @property
+    def arms(self) -> frozenset[str]:
+        return frozenset(key for keys in self.crossover.values() for key in keys)
+
+    def sequences(self) -> tuple[tuple[int, ...], ...]:
+        """The modality orders readers are given: AB/BA for two, a Williams square for an even number (balanced
+        for first-order carry-over), a cyclic Latin square for an odd one. Every modality stands once in every
+        session across the sequences, so balancing sequences balances each session's modalities."""
+        return modality_sequences(self.count)
+
+    def span_days(self) -> int:
+        """The fewest days the schedule needs: every session's reading window, and a washout between each two."""
+        return self.count * self.session_days + (self.count - 1) * self.washout_days
+
+    def to_json(self) -> dict[str, Any]:
+        return {"crossover": {role: list(keys) for role, keys in self.crossover.items()},
+                "washout_days": self.washout_days, "session_days": self.session_days, "study_days": self.study_days}
+
+
+def modality_sequences(m: int) -> tuple[tuple[int, ...], ...]:
+    """Rows of a Latin square on ``m`` modalities (0..m-1): the Williams design when ``m`` is even, cyclic else.
+
+    Williams (1949): row i is i, i+1, i-1, i+2, i-2, ... (mod m); for even m every modality follows every
+    other exactly once, so first-order carry-over is balanced. For m = 2 this is AB/BA.
+    """
+    if m < 2:
+        raise ValueError("a crossover needs at least two modalities")
+    if m % 2:
+        return tuple(tuple((i + j) % m for j in range(m)) for i in range(m))
+    offsets = [0]
+    for k in range(1, m):
+        offsets.append((k + 1) // 2 if k % 2 else m - k // 2)
+    return tuple(tuple((i + o) % m for o in offsets) for i in range(m))
+
+
+@dataclass(frozen=True)
 class StudyDesign:
     name: str
     description: str
@@ -185,6 +242,10 @@ class StudyDesign:
     source_text: str = field(repr=False)
     analysis_plan: AnalysisPlan | None = None  # the [analysis] table; None: the shipped default applies
     desk: DeskSpec = field(default_factory=DeskSpec)  # [study.desk]
+    sessions: SessionPlan | None = None  # the [sessions] table; None: one session, no washout
+
+    def session_count(self) -> int:
+        return self.sessions.count if self.sessions is not None else 1
 
     @property
     def sha256(self) -> str:
@@ -415,9 +476,10 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
     if task == "compare" and "preference" not in question_keys:
         raise DesignError(f"{where}.questions: a compare arm must ask 'preference'")
 
-    readers_per_case = _optional(table, "readers_per_case", where, int, 1)
+    all_readers = table.get("readers_per_case") == "all"
+    readers_per_case = 1 if all_readers else _optional(table, "readers_per_case", where, int, 1)
     if readers_per_case < 1:
-        raise DesignError(f"{where}.readers_per_case: must be at least 1")
+        raise DesignError(f"{where}.readers_per_case: must be at least 1 (or \"all\": every reader of the role)")
     cases = table.get("cases", "all")
     if cases == "all":
         cases = None
@@ -445,6 +507,7 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
         timed=_optional(table, "timed", where, bool, task != "rate_reasoning"),
         instructions=_optional(table, "instructions", where, str, "").strip(),
         declared_round=declared_round,
+        all_readers=all_readers,
         same_cases_as=same,
         disjoint_from=disjoint,
     )
@@ -576,7 +639,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise DesignError(f"{source}: not valid TOML: {error}") from None
-    _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints", "analysis"}, source)
+    _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints", "analysis", "sessions"}, source)
 
     study = data.get("study", {})
     if not isinstance(study, dict):
@@ -653,6 +716,8 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
     if not isinstance(constraints, dict):
         raise DesignError("constraints: expected a table")
     _unknown_keys(constraints, {"distinct_case_per_reader", "allow_going_back"}, "constraints")
+    allow_going_back = _optional(constraints, "allow_going_back", "constraints", bool, False)
+    sessions = _parse_sessions(data.get("sessions"), arms, allow_going_back)
     plan = _parse_analysis_plan(data.get("analysis"), arms, questions)
     return StudyDesign(
         name=name,
@@ -661,14 +726,98 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         arms=arms,
         questions=questions,
         distinct_case_per_reader=_optional(constraints, "distinct_case_per_reader", "constraints", bool, True),
-        allow_going_back=_optional(constraints, "allow_going_back", "constraints", bool, False),
+        allow_going_back=allow_going_back,
         worklist_order=worklist_order,
         idle_threshold_s=idle,
         invite_valid_days=invite_days,
         source_text=text,
         analysis_plan=plan,
         desk=_parse_desk(study.get("desk")),
+        sessions=sessions,
     )
+
+
+SESSION_KEYS = {"crossover", "washout_days", "session_days", "study_days"}
+MAX_SESSIONS = 6
+
+
+def _parse_sessions(raw: Any, arms: tuple[ArmSpec, ...], allow_going_back: bool) -> SessionPlan | None:
+    """The [sessions] table: crossover arms per role, the washout, and the days the schedule may take.
+
+    Whether the schedule fits the study's days is the allocation's check (it refuses the study), like every
+    other "cannot be satisfied"; here only what the table says on its own is checked.
+    """
+    if raw is None:
+        return None
+    where = "sessions"
+    if not isinstance(raw, dict):
+        raise DesignError(f"{where}: expected a table")
+    _unknown_keys(raw, SESSION_KEYS, where)
+    keys = _require_list_of_str(_require(raw, "crossover", where, list), f"{where}.crossover")
+    by_key = {a.key: a for a in arms}
+    unknown = [k for k in keys if k not in by_key]
+    if unknown:
+        raise DesignError(f"{where}.crossover: arm(s) {', '.join(unknown)} do not exist")
+    if len(set(keys)) != len(keys):
+        raise DesignError(f"{where}.crossover: an arm is listed twice")
+    crossover: dict[str, list[str]] = {}
+    for key in keys:
+        crossover.setdefault(by_key[key].role, []).append(key)
+    for role, role_keys in crossover.items():
+        if len(role_keys) < 2:
+            raise DesignError(
+                f"{where}.crossover: role '{role}' has one crossover arm ({role_keys[0]}); a crossover needs at least "
+                "two arms (modalities) of the same role"
+            )
+    sizes = {role: len(k) for role, k in crossover.items()}
+    if len(set(sizes.values())) > 1:
+        raise DesignError(
+            f"{where}.crossover: every role needs the same number of crossover arms (one per session); the design "
+            f"gives {', '.join(f'{r}: {n}' for r, n in sizes.items())}"
+        )
+    if max(sizes.values()) > MAX_SESSIONS:
+        raise DesignError(f"{where}.crossover: at most {MAX_SESSIONS} modalities (sessions) per role")
+    for key in keys:
+        for draft_source in by_key[key].draft_sources:
+            if draft_source.kind == "arm" and draft_source.arm in keys:
+                raise DesignError(
+                    f"{where}.crossover: arm '{key}' shows the reports of crossover arm '{draft_source.arm}'; "
+                    "crossover arms are modalities of the same reads and cannot be each other's drafts"
+                )
+    def case_rule(arm: ArmSpec, attribute: str) -> Any:
+        # same_cases_as naming another arm of the same crossover says what the crossover says already.
+        value = getattr(arm, attribute)
+        return None if attribute == "same_cases_as" and value in crossover.get(arm.role, []) else value
+
+    for role, role_keys in crossover.items():
+        first = by_key[role_keys[0]]
+        for key in role_keys[1:]:
+            other = by_key[key]
+            for attribute, name in (("cases", "cases"), ("readers_per_case", "readers_per_case"),
+                                    ("all_readers", "readers_per_case"), ("same_cases_as", "same_cases_as"),
+                                    ("disjoint_from", "disjoint_from")):
+                if case_rule(other, attribute) != case_rule(first, attribute):
+                    raise DesignError(
+                        f"arms ({first.key}, {key}).{name}: crossover arms of role '{role}' read the same cases "
+                        f"with the same readers (each reader reads each case once per modality); give them the same "
+                        f"{name}"
+                    )
+    washout = _optional(raw, "washout_days", where, int, 0)
+    if not 0 <= washout <= 365:
+        raise DesignError(f"{where}.washout_days: expected between 0 and 365 days")
+    session_days = _require(raw, "session_days", where, int)
+    if not 1 <= session_days <= 365:
+        raise DesignError(f"{where}.session_days: expected between 1 and 365 days")
+    study_days = _require(raw, "study_days", where, int)
+    if not 1 <= study_days <= 3660:
+        raise DesignError(f"{where}.study_days: expected between 1 and 3660 days")
+    if allow_going_back:
+        raise DesignError(
+            "constraints.allow_going_back: a design with [sessions] cannot let readers look at finished cases again "
+            "(a look back is a read the washout cannot see)"
+        )
+    return SessionPlan(crossover={r: tuple(k) for r, k in crossover.items()}, washout_days=washout,
+                       session_days=session_days, study_days=study_days)
 
 
 def arm_condition(arm: ArmSpec) -> str:

@@ -78,8 +78,10 @@ def describe_study(db: Database, actor: Actor, study_id: str) -> StudyBalance:
         ).sort_values(["round", "role", "arm"], kind="stable")
         readers = list(session.scalars(select(Reader).where(Reader.study_id == study_id).order_by(Reader.id)))
         reader_round_rows = [
-            {"reader": r.reader_key, "round": status.reading_round, "cases": status.n_cases, "open": status.n_open,
-             "drafts_missing": status.n_drafts_missing, "waits_on": ", ".join(status.waits_on_arms)}
+            {"reader": r.reader_key, "session": status.reading_session, "round": status.reading_round,
+             "cases": status.n_cases, "open": status.n_open, "drafts_missing": status.n_drafts_missing,
+             "waits_on": ", ".join(status.waits_on_arms + (("earlier sessions and washout",)
+                                                           if status.held_by_session else ()))}
             for r in readers for status in reader_rounds(session, r.id)
         ]
         reader_keys = [r.reader_key for r in readers]
@@ -112,5 +114,6 @@ def describe_study(db: Database, actor: Actor, study_id: str) -> StudyBalance:
         columns=reader_keys,
     )
     reader_rounds_frame = pd.DataFrame(reader_round_rows,
-                                       columns=["reader", "round", "cases", "open", "drafts_missing", "waits_on"])
+                                       columns=["reader", "session", "round", "cases", "open", "drafts_missing",
+                                                "waits_on"])
     return StudyBalance(summary, per_case, per_reader, ab, overlap, rounds.reset_index(drop=True), reader_rounds_frame)

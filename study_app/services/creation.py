@@ -91,6 +91,8 @@ def create_study(
                 "invite_valid_days": design.invite_valid_days,
                 "allow_going_back": design.allow_going_back,
                 "desk": design.desk.to_json(),
+                # The reading sessions' schedule (washout), read by the release of rounds; absent: one session.
+                **({"sessions": design.sessions.to_json()} if design.sessions is not None else {}),
             },
         )
         session.add(study)
@@ -226,6 +228,8 @@ def _store_allocation(
     arms: dict[str, Arm],
 ) -> None:
     rows: dict[int, Assignment] = {}
+    for key, readers_per_case in allocation.readers_per_case.items():
+        arms[key].readers_per_case = readers_per_case  # "all" is the role's readers at this allocation
     # Inserted in a seeded random order, not arm by arm: assignment ids are sequential, and their order must
     # not say which arm a row belongs to (not even in an export, nor to anyone who sees an id by mistake).
     insertion = list(allocation.assignments)
@@ -243,6 +247,7 @@ def _store_allocation(
             # Held until the reader's round opens (sync_reader_rounds, below and at launch).
             status="pending",
             a_source_index=planned.a_source_index,
+            reading_session=planned.reading_session,
             sessions=0,
         )
         session.add(assignment)

@@ -9,9 +9,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from study_app.services.errors import DatabaseUnavailable, InvalidInput, NotFound
 from study_app.store import make_engine, make_sessionmaker, upgrade
+from study_app.store.models import utcnow
 from study_app.store.engine import READ_ONLY, busy_timeout_s, normalise_url, default_db_url
 
 FAULT_REASONS = ("busy", "full", "read_only", "corrupt", "missing", "unreachable")
@@ -150,6 +152,13 @@ class Database:
     # Once a database is found damaged nothing more is written to it (writes could spread the damage);
     # a restart after the restore clears this.
     _damaged: str | None = field(default=None, repr=False)
+    # The server's clock, in aware UTC: what the study's dates (reading sessions, washouts) are read from.
+    # Tests replace it to move through weeks of a study in a second.
+    clock: Callable[[], datetime] = field(default=utcnow, repr=False)
+
+    def now(self) -> datetime:
+        """The current time by the server's clock (aware UTC)."""
+        return self.clock()
 
     def __post_init__(self) -> None:
         if self.engine.dialect.name == "sqlite" and self._write_lock is None:

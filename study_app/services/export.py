@@ -56,6 +56,8 @@ ASSIGNMENT_COLUMNS = [
     "preferred", "preferred_source", "opened_at", "first_shown_at", "submitted_at", "completed_at",
     "duration_s", "active_s", "hidden_s", "idle_s", "sessions", "shown_text", "final_text",
     "edit_chars", "edit_words", "unchanged",
+    # Additions to the dictionary's columns (allowed by the contract): the reading session (1 without [sessions]).
+    "reading_session",
 ]
 ANSWER_COLUMNS = ["assignment_id", "question_key", "label", "value", "answered_at"]
 DRAFT_COLUMNS = [
@@ -70,7 +72,7 @@ READER_COLUMNS = ["reader_id", "role", "label"]
 EVENT_COLUMNS = ["event_id", "at", "reader_id", "assignment_id", "kind", "payload"]
 INT_COLUMNS = {
     "assignments": ["assignment_id", "position", "draft_id", "a_draft_id", "b_draft_id", "sessions",
-                    "edit_chars", "edit_words"],
+                    "edit_chars", "edit_words", "reading_session"],
     "answers": ["assignment_id"],
     "drafts": ["draft_id", "seed", "prompt_tokens", "completion_tokens", "choice_index"],
     "cases": ["n_images"],
@@ -171,6 +173,7 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
             "edit_chars": None,
             "edit_words": None,
             "unchanged": None,
+            "reading_session": a.reading_session,
         }
         if arm.task == "compare" and arm.draft_sources and a.a_source_index is not None:
             # Known from the allocation even before the drafts are bound.
@@ -306,6 +309,9 @@ def export_meta(db: Database, actor: Actor, study_id: str, frames: dict[str, pd.
             "analysis_plan": plan.to_dict(),
             "analysis_plan_sha256": plan.sha256,
             "analysis_plan_source": plan.source,
+            # The reading sessions' schedule (crossover arms per role, washout_days, ...) or null: the analysis
+            # reads a crossover's period effect from it (docs/analysis.md, "Crossover designs").
+            "sessions": design.sessions.to_json() if design.sessions is not None else None,
         }
     return meta
 

@@ -100,5 +100,5 @@ def reset_assignment(db: Database, actor: Actor, study_id: str, reader_key: str,
         # Rounds open and close whole: the dependents' readers lose a draft (their round is held again until
         # it is rewritten), and the reset case opens again with its own round.
         for reader_id in sorted({assignment.reader_id, *(d.reader_id for d in dependents)}):
-            sync_reader_rounds(session, reader_id, actor=actor)
+            sync_reader_rounds(session, reader_id, actor=actor, at=db.now())
         return assignment.id

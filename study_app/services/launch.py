@@ -16,7 +16,7 @@ from study_app.services.events import record_event
 from study_app.services.invites import readers_without_usable_link
 from study_app.services.release import manifest_draft, model_drafts_by_need, sync_reader_rounds
 from study_app.services.studies import get_study, StudySummary, summarise
-from study_app.store.models import Arm, Assignment, Reader, Study, utcnow
+from study_app.store.models import Arm, Assignment, Reader, Study
 
 @dataclass(frozen=True)
 class LaunchCheck:
@@ -75,7 +75,7 @@ def launch_study(db: Database, actor: Actor, study_id: str) -> StudySummary:
         check = launch_checklist(session, study)
         if not check.ok:
             raise Conflict("the study cannot be launched yet:\n" + "\n".join(check.problems))
-        study.launched_at = utcnow()
+        study.launched_at = db.now()
         for reader_id in session.scalars(select(Reader.id).where(Reader.study_id == study.id).order_by(Reader.id)):
             sync_reader_rounds(session, reader_id, actor=actor, at=study.launched_at)
         study.status = "open"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pandas as pd
@@ -10,10 +10,12 @@ from sqlalchemy import func, select
 
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
+from study_app.services.release import study_schedule
 from study_app.services.studies import get_study
-from study_app.store.models import Arm, Assignment, Event, Reader, Response, utcnow
+from study_app.store.models import Arm, Assignment, Event, Reader, Response
 
 STATES = ("completed", "submitted", "in_progress", "ready", "pending")
+SCHEDULE_COLUMNS = ["reader", "role", "session", "state", "opens_at", "opened_at", "cases", "done"]
 
 
 @dataclass
@@ -24,6 +26,17 @@ class StudyProgress:
     stalled: pd.DataFrame  # reader, remaining, last_activity, idle_hours
     total: int
     completed: int
+    # With [sessions]: per reader and reading session, its state, when it opens (launch for the first; the end
+    # of the washout for a later one, once the earlier sessions are done), when it opened, cases and cases done.
+    schedule: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SCHEDULE_COLUMNS))
+
+    @property
+    def schedule_display(self) -> pd.DataFrame:
+        """The schedule with its times as text in UTC to the minute (what the console and the CLI print)."""
+        shown = self.schedule.copy()
+        for column in ("opens_at", "opened_at"):
+            shown[column] = [at.strftime("%Y-%m-%d %H:%M") if pd.notna(at) else "" for at in shown[column]]
+        return shown
 
     @property
     def duration_summary(self) -> pd.DataFrame:
@@ -49,7 +62,12 @@ class StudyProgress:
 def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: timedelta = timedelta(hours=48)) -> StudyProgress:
     require_coordinator(actor, "see a study's progress")
     with db.read() as session:
-        get_study(session, study_id)
+        study = get_study(session, study_id)
+        schedule = pd.DataFrame(
+            [{"reader": s.reader_key, "role": s.role, "session": s.reading_session, "state": s.state,
+              "opens_at": s.opens_at, "opened_at": s.opened_at, "cases": s.n_cases, "done": s.n_completed}
+             for s in study_schedule(session, study, db.now())] if study.settings.get("sessions") else [],
+            columns=SCHEDULE_COLUMNS)
         counts = session.execute(
             select(Reader.reader_key, Reader.role, Arm.key, Assignment.status, func.count())
             .join(Reader, Assignment.reader_id == Reader.id)
@@ -79,7 +97,7 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
               .reindex(columns=list(STATES), fill_value=0).astype(int).reset_index())
     by_reader.columns.name = by_arm.columns.name = None
     remaining = (frame[frame.status.isin(["ready", "in_progress", "submitted"])].groupby("reader")["n"].sum())
-    now = utcnow()
+    now = db.now()
     stalled_rows = []
     for reader, left in remaining.items():
         seen = last_seen.get(reader)
@@ -94,4 +112,5 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
         stalled=pd.DataFrame(stalled_rows, columns=["reader", "remaining", "last_activity", "idle_hours"]),
         total=int(frame.n.sum()),
         completed=int(frame[frame.status == "completed"].n.sum()),
+        schedule=schedule,
     )

@@ -21,7 +21,7 @@ from study_app.services.database import Database
 from study_app.services.draft_records import new_draft
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
-from study_app.services.release import sync_reader_rounds
+from study_app.services.release import NextSession, next_session_of, session_schedule, sync_reader_rounds
 from study_app.store.models import (
     Answer,
     Arm,
@@ -36,7 +36,6 @@ from study_app.store.models import (
     Reader,
     Response,
     Study,
-    utcnow,
 )
 
 MAX_REPORT_CHARS = 20_000
@@ -62,6 +61,7 @@ class WorklistItem:
     task: str
     status: str
     reading_round: int
+    reading_session: int = 1
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,9 @@ class Worklist:
     study_status: str
     items: list[WorklistItem]
     can_go_back: bool = False  # the design lets a reader look at a finished case again
+    # With [sessions]: the reader's next reading session not open yet, and when it opens (a date from the
+    # reader's own completion times and the washout; nothing about any draft).
+    next_session: NextSession | None = None
 
     @property
     def total(self) -> int:
@@ -85,8 +88,13 @@ class Worklist:
 
     @property
     def waiting(self) -> int:
-        """Cases held until their reading round opens."""
+        """Cases held until their reading round (or reading session) opens."""
         return sum(1 for i in self.items if i.status == "pending")
+
+    def held_for_session(self, item: WorklistItem) -> bool:
+        """Whether a held case waits for a later reading session (its washout), not for a round of this one."""
+        return (item.status == "pending" and self.next_session is not None
+                and item.reading_session >= self.next_session.reading_session)
 
     def item(self, case_ref: str) -> WorklistItem | None:
         return next((i for i in self.items if i.case_ref == case_ref), None)
@@ -185,6 +193,8 @@ def reader_case(
 
 
 def worklist(db: Database, actor: Actor) -> Worklist:
+    """The reader's cases in their order; with reading sessions, the next session's opening, and the session
+    opened when its washout has run out by the server's clock (``db.now``)."""
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader has a worklist")
     with db.read() as session:
@@ -194,14 +204,33 @@ def worklist(db: Database, actor: Actor) -> Worklist:
         ).first()
         if reader is None:
             raise NotFound("unknown reader")
-        rows = session.execute(
-            select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round)
-            .join(Arm, Assignment.arm_id == Arm.id)
-            .where(Assignment.reader_id == actor.reader_id)
-            .order_by(Assignment.position)
-        ).all()
-    return Worklist(reader.reader_key, reader.status, [WorklistItem(*row) for row in rows],
-                    can_go_back=bool(reader.settings.get("allow_going_back", False)))
+        rows = _worklist_rows(session, actor.reader_id)
+        next_session = None
+        if reader.settings.get("sessions"):
+            days, now = int(reader.settings["sessions"].get("washout_days", 0)), db.now()
+            next_session = next_session_of(rows, days, now)
+            if next_session is not None and next_session.washout_over and reader.status == "open":
+                next_session = session_schedule(session, actor.reader_id, now)
+    if next_session is not None and next_session.due and reader.status == "open":
+        # The washout has run out since the reader's last visit: the session opens now (nothing else would open
+        # it: no draft arrives to trigger a sync). Idempotent, so two tabs opening it at once do no harm.
+        with db.transaction() as session:
+            now = db.now()
+            sync_reader_rounds(session, actor.reader_id, actor=actor, at=now)
+            next_session = session_schedule(session, actor.reader_id, now)
+            rows = _worklist_rows(session, actor.reader_id)
+    return Worklist(reader.reader_key, reader.status, [WorklistItem(*row[:7]) for row in rows],
+                    can_go_back=bool(reader.settings.get("allow_going_back", False)), next_session=next_session)
+
+
+def _worklist_rows(session: Session, reader_id: int) -> list:
+    return session.execute(
+        select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round,
+               Assignment.reading_session, Assignment.completed_at)
+        .join(Arm, Assignment.arm_id == Arm.id)
+        .where(Assignment.reader_id == reader_id)
+        .order_by(Assignment.position)
+    ).all()
 
 
 def _draft_text(session: Session, draft_id: int | None) -> str | None:
@@ -278,7 +307,7 @@ def open_case(db: Database, actor: Actor, case_ref: str, *, new_visit: bool = Tr
     """Open a case page: the first time it becomes in progress; each new visit counts in `sessions`."""
     with db.transaction() as session:
         assignment = reader_case(session, actor, case_ref, for_update=True, viewing=True)
-        now = utcnow()
+        now = db.now()
         if assignment.status == "ready":
             assignment.status = "in_progress"
         if assignment.opened_at is None:
@@ -335,7 +364,7 @@ def mark_image_shown(
                 return assignment.first_shown_at
             raise Conflict("the case is not open")
         if assignment.first_shown_at is None:
-            at, age = _beacon_time(received_at or utcnow(), age_s, assignment.opened_at)
+            at, age = _beacon_time(received_at or db.now(), age_s, assignment.opened_at)
             assignment.first_shown_at = at
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="image_shown",
@@ -382,7 +411,7 @@ def autosave(db: Database, actor: Actor, case_ref: str, text: str) -> datetime:
         assignment = reader_case(session, actor, case_ref)
         if assignment.status != "in_progress":
             raise AlreadySubmitted("this case is already submitted; its text is locked")
-        snapshot = Autosave(assignment_id=assignment.id, text=text, saved_at=utcnow())
+        snapshot = Autosave(assignment_id=assignment.id, text=text, saved_at=db.now())
         session.add(snapshot)
         record_event(
             session, study_id=assignment.study_id, actor=actor, kind="autosave",
@@ -484,7 +513,7 @@ def submit(
                 if not final.strip():
                     raise InvalidInput("the report is empty; write the findings before submitting")
                 shown = (_draft_text(session, assignment.draft_id) or "") if arm.task == "edit" else ""
-            now = utcnow()
+            now = db.now()
             at, age = _beacon_time(min(received_at or now, now), age_s, assignment.first_shown_at)
             duration = (at - assignment.first_shown_at).total_seconds()
             session.add(
@@ -610,7 +639,7 @@ def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, o
                 session.scalars(select(Question).where(Question.arm_id == assignment.arm_id).order_by(Question.ordinal))
             )
             accepted = validate_answers(questions, answers)
-            now = utcnow()
+            now = db.now()
             for question, value, label in accepted.values():
                 session.add(
                     Answer(assignment_id=assignment.id, question_id=question.id, label=label, value=value, answered_at=now)

@@ -52,6 +52,7 @@ class RehearsalReport:
     n_reads: int = 0
     n_assignments: int = 0
     simulated_hours: float = 0.0
+    washouts_skipped: int = 0  # times the simulated clock skipped to the end of a washout (reading sessions)
     export_dir: str | None = None
     report_path: str | None = None
     primary: str | None = None
@@ -74,6 +75,9 @@ class RehearsalReport:
             out.append(f"{self.accepted_problem_drafts} draft(s) with problems were accepted for the rehearsal only")
         out.append(f"{self.n_reads} of {self.n_assignments} assignments read by {self.n_readers} simulated readers "
                    f"over {self.simulated_hours:.1f} simulated hours")
+        if self.washouts_skipped:
+            out.append(f"the simulated clock skipped to the end of a washout {self.washouts_skipped} time(s) "
+                       "(reading sessions)")
         out += [f"note: {n}" for n in self.notes]
         if self.export_dir:
             out.append(f"export: {self.export_dir}")
@@ -218,12 +222,23 @@ def _read_everything(db: Database, study_id: str, rng: random.Random, clock: Sim
     progressed = True
     while progressed:
         progressed = False
+        waits = []
         for actor in readers:
-            item = reading.worklist(db, actor).next_item()
+            worklist = reading.worklist(db, actor)
+            item = worklist.next_item()
             if item is None:
+                upcoming = worklist.next_session
+                if upcoming is not None and upcoming.opens_at is not None and not upcoming.washout_over:
+                    waits.append(upcoming.opens_at)
                 continue
             _read_one(db, actor, item.case_ref, rng, clock, pace[actor.reader_id])
             report.n_reads += 1
+            progressed = True
+        if not progressed and waits:
+            # Every reader left waits for a washout (reading sessions): the simulated clock skips to the first
+            # opening, as the readers would come back on that day.
+            clock.advance(max((min(waits) - clock()).total_seconds(), 0.0) + 60.0)
+            report.washouts_skipped += 1
             progressed = True
     with db.read() as session:
         from sqlalchemy import func

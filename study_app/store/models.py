@@ -414,6 +414,9 @@ class Assignment(Base):
     b_draft_id: Mapped[int | None] = mapped_column(ForeignKey("draft.id", ondelete="RESTRICT"))
     # For compare: which of the arm's two draft sources stands as A (0 or 1), fixed at allocation.
     a_source_index: Mapped[int | None] = mapped_column(Integer)
+    # The reading session (docs/designs.md, "Sessions and washout"); 1 without [sessions]. Not `sessions`
+    # (a count of visits to the case page).
+    reading_session: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     first_shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

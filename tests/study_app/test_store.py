@@ -134,3 +134,37 @@ def test_times_come_back_as_aware_utc_and_naive_times_are_refused(one_assignment
     with pytest.raises(Exception, match="naive datetime"):
         with db.transaction() as s:
             s.get(Assignment, ids["assignment"]).opened_at = datetime(2026, 1, 1)
+
+
+def test_reading_sessions_migration_puts_every_existing_assignment_in_session_1(database_url):
+    """0006_reading_sessions follows 0005 in one line of migrations, and an assignment allocated before it (no
+    [sessions]) is in reading session 1 afterwards."""
+    from alembic.script import ScriptDirectory
+
+    from study_app.store.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    assert script.get_heads() == ["0006_reading_sessions"]
+    assert script.get_revision("0006_reading_sessions").down_revision == "0005_draft_review_scales"
+    upgrade(engine, "0005_draft_review_scales")
+    assert "reading_session" not in {c["name"] for c in inspect(engine).get_columns("assignment")}
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO study (id, name, seed, status, design_name, design_toml, design_sha256, cohort_manifest, "
+            "cohort_root, cohort_sha256, settings, created_at) VALUES ('s1', 'S', 1, 'open', 'd', '', :h, 'm.csv', "
+            "'.', :h, '{}', :at)"), {"h": "0" * 64, "at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+        connection.execute(text("INSERT INTO reader (study_id, reader_key, role, label, created_at) "
+                                "VALUES ('s1', 'r1', 'resident', 'R', :at)"), {"at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+        connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
+                                "VALUES ('s1', 'c1', 2, '', '')"))
+        connection.execute(text(
+            "INSERT INTO arm (study_id, key, ordinal, task, role, draft_sources, timed, readers_per_case, "
+            "instructions, reading_round) VALUES ('s1', 'scratch', 0, 'write', 'resident', '[]', true, 1, '', 1)"))
+        connection.execute(text(
+            "INSERT INTO assignment (study_id, reader_id, case_id, arm_id, case_ref, position, status, sessions) "
+            "SELECT 's1', reader.id, \"case\".id, arm.id, 'ref1', 1, 'ready', 0 FROM reader, \"case\", arm"))
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT reading_session FROM assignment")).scalars().all() == [1]
+    engine.dispose()

@@ -50,6 +50,12 @@ def live(actor, study_id: str, stalled_hours: float) -> None:
         per_reader = progress.by_reader.groupby(["reader", "role"], as_index=False)[list(STATES)].sum()
         st.plotly_chart(_status_bars(per_reader, "reader", "Assignments per reader"),
                         key="console_progress_readers")
+    if len(progress.schedule):
+        st.subheader("Reading sessions")
+        st.caption("Per reader: each session's state, when it opens (a later session: the end of the washout after "
+                   "the reader's last case of the earlier ones, by the server's clock, UTC), when it opened, and "
+                   "cases done.")
+        st.dataframe(progress.schedule_display, hide_index=True)
     st.subheader("Per reader and arm")
     st.dataframe(progress.by_reader, hide_index=True)
     st.subheader("Time per case")

@@ -23,6 +23,8 @@ STATUS_LABELS = {
     "submitted": "submitted, questions open",
     "completed": "done",
 }
+# A case of a later reading session: the same label for every one of them (a session holds every modality).
+SESSION_HELD_LABEL = "opens with your next reading session"
 VIEW_LABELS = {"PA": "PA", "AP": "AP", "LATERAL": "Lateral", "LL": "Lateral"}
 SAVE_AND_NEXT = "Save and next"
 SAVE_AND_PAUSE = "Save, then the worklist"
@@ -45,7 +47,11 @@ def _plain(text: str | None) -> None:
 
 
 def _end_screen(worklist: reading_service.Worklist) -> None:
-    if worklist.waiting:
+    if worklist.next_session is not None and not any(
+            i.status == "pending" and not worklist.held_for_session(i) for i in worklist.items):
+        st.info(f"You have done every case of this reading session. {worklist.next_session.message()} "
+                "Come back then; your place is kept.")
+    elif worklist.waiting:
         st.info(
             "You have done every case that is open. Your next cases open when the current reading round is "
             "complete; come back later, your place is kept."

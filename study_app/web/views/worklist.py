@@ -5,7 +5,7 @@ import streamlit as st
 
 from study_app.services import reading as reading_service
 from study_app.web.database import shared_database
-from study_app.web.views.reading import STATUS_LABELS, TASK_LABELS
+from study_app.web.views.reading import SESSION_HELD_LABEL, STATUS_LABELS, TASK_LABELS
 
 
 def render() -> None:
@@ -14,16 +14,18 @@ def render() -> None:
     st.title("Your worklist")
     st.progress(worklist.done / worklist.total if worklist.total else 1.0,
                 text=f"{worklist.done} of {worklist.total} done · {worklist.remaining} remaining")
+    if worklist.next_session is not None:
+        st.info(worklist.next_session.message(), icon=":material/event:")
     rows = []
     for item in worklist.items:
-        row = {"#": item.position, "task": TASK_LABELS.get(item.task, item.task),
-               "state": STATUS_LABELS.get(item.status, item.status)}
+        state = SESSION_HELD_LABEL if worklist.held_for_session(item) else STATUS_LABELS.get(item.status, item.status)
+        row = {"#": item.position, "task": TASK_LABELS.get(item.task, item.task), "state": state}
         if worklist.can_go_back:
             row["look again"] = f"/reading?case={item.case_ref}" if item.status == "completed" else None
         rows.append(row)
     config = {"look again": st.column_config.LinkColumn("look again", display_text="open")} if worklist.can_go_back else None
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config)
-    if worklist.waiting:
+    if any(item.status == "pending" and not worklist.held_for_session(item) for item in worklist.items):
         st.caption("Cases marked “opens with your next reading round” open together when the current round is "
                    "complete.")
     pages = st.session_state.get("reader_pages")
