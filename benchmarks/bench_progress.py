@@ -19,7 +19,6 @@ The database is built once into ``var/bench/progress-50x3000.sqlite`` (about a m
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import statistics
@@ -115,13 +114,10 @@ def _median_ms(run) -> float:
 def _browser_ms(url: str, tmp: Path) -> tuple[float | None, float | None]:
     """Open the Progress page in headless Chromium as a signed-in coordinator; time until everything is drawn, and
     the same for the Interventions page (the baseline: loading the app and drawing almost nothing)."""
-    import socket
-    import subprocess
-    import sys
-
     from study_app.services import auth
     from study_app.services.actors import SYSTEM
     from study_app.services.database import open_database
+    from tests.browser_support import start_app_server, stop_process
 
     chromium = "/usr/bin/chromium"
     if os.environ.get("BENCH_BROWSER", "1") == "0" or not Path(chromium).exists():
@@ -133,22 +129,8 @@ def _browser_ms(url: str, tmp: Path) -> tuple[float | None, float | None]:
         auth.create_coordinator(db, SYSTEM, "bench", "correct horse battery staple")
     finally:
         db.dispose()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(tmp / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-c", f"from study_app.serve import serve; serve({url!r}, port={port})"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    server, port = start_app_server(url, tmp / "server.log", timeout_s=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp / "server.log").read_text())
-                time.sleep(0.2)
         base = f"http://127.0.0.1:{port}"
         times = []
         with sync_playwright() as p:
@@ -178,13 +160,7 @@ def _browser_ms(url: str, tmp: Path) -> tuple[float | None, float | None]:
             browser.close()
         return round(statistics.median(times[1:]), 1), round(statistics.median(baseline[1:]), 1)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        stop_process(server, timeout_s=30)
 
 
 def main() -> dict:

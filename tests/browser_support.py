@@ -1,4 +1,4 @@
-"""What the browser tests share: Debian's Chromium and its flags, a free loopback port, stopping a server."""
+"""What the browser tests share: Debian's Chromium and its flags, a free loopback port, starting and stopping a server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -34,3 +36,30 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 10) -> None:
         process.wait(timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def start_app_server(db_url: str, log_path: Path, *, port: int | None = None, cwd: Path | None = None,
+                     env: dict | None = None, timeout_s: float = 30) -> tuple[subprocess.Popen, int]:
+    """``serve()`` (the app as `readerstudy serve` starts it) in a child process on a loopback port, returned
+    once the port accepts connections. A server that exits or is not listening within ``timeout_s`` is stopped
+    and its log raised; otherwise the caller stops it (:func:`stop_process`) on every path.
+
+    Returns
+    -------
+    (process, port)
+    """
+    port = port or free_port()
+    code = f"from study_app.serve import serve; serve({db_url!r}, port={port})"
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process(process)
+                raise RuntimeError(f"the server did not start:\n{Path(log_path).read_text()}") from None
+            time.sleep(0.2)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from study_app.services import reading
 from study_app.services.actors import reader_actor
 from study_app.store.models import Answer, Event, Question, Reader, Response
 from tests.case_refs import assignment_of
-from tests.browser_support import CHROMIUM_ARGS, free_port, stop_process
+from tests.browser_support import CHROMIUM_ARGS, start_app_server, stop_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,26 +24,11 @@ SCREENSHOTS = Path(os.environ.get("READERSTUDY_SCREENSHOTS", "")) if os.environ.
 @pytest.fixture
 def live_server(residents_done, tmp_path):
     """`readerstudy serve` on a free loopback port, against the study's SQLite file."""
-    port = free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    code = f"from study_app.serve import serve; serve({residents_done.url!r}, port={port})"
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    server, port = start_app_server(residents_done.url, tmp_path / "server.log", cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError((tmp_path / "server.log").read_text()) from None
-                time.sleep(0.2)
-        yield base
-    finally:  # stopped on every path, a failed start included
+        yield f"http://127.0.0.1:{port}"
+    finally:  # stopped on every path
         stop_process(server)
-        log.close()
 
 
 def wait_clock(page, case_ref: str) -> float:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +13,7 @@ from study_app.demo import write_demo_readers
 from study_app.services import auth, reading
 from study_app.services.actors import SYSTEM
 from study_app.services.database import open_database
-from tests.browser_support import CHROMIUM_ARGS, free_port, stop_process
+from tests.browser_support import CHROMIUM_ARGS, start_app_server, stop_process
 from tests.web_console.test_uploads import zip_folder
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -38,27 +35,13 @@ def console_server(tmp_path):
     url = f"sqlite:///{tmp_path / 'db' / 'study.sqlite'}"
     db = open_database(url)
     auth.create_coordinator(db, SYSTEM, "coord", PASSWORD)
-    port = free_port()
     # serve() itself: the app with its security middleware, exactly as `readerstudy serve` starts it.
-    code = f"from study_app.serve import serve; serve({url!r}, port={port})"
-    log_path = tmp_path / "server.log"
-    log = open(log_path, "w")
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
-                              env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(log_path.read_text())
-            time.sleep(0.2)
-    yield f"http://127.0.0.1:{port}", db
-    stop_process(server)
-    log.close()
-    db.dispose()
+    server, port = start_app_server(url, tmp_path / "server.log", cwd=Path(__file__).resolve().parents[2])
+    try:
+        yield f"http://127.0.0.1:{port}", db
+    finally:
+        stop_process(server)
+        db.dispose()
 
 
 def go(page, base: str, path: str, heading: str) -> None:
