@@ -441,6 +441,8 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
             "interaction_p95_ms": round(_percentile(record["interaction"], 0.95) * 1000, 1),
             "interaction_p99_ms": round(_percentile(record["interaction"], 0.99) * 1000, 1),
             "server_rerun_p95_ms": round(_percentile(server_reruns, 0.95) * 1000, 1),
+            "server_reruns_per_case": round(len(server_reruns) / max(1, record["cases"]), 2),
+            "routes_per_case": round(len(record["route"]) / max(1, record["cases"]), 2),
             "route_p95_ms": round(_percentile(record["route"], 0.95) * 1000, 1),
             "image_p95_ms": round(_percentile(record["image"], 0.95) * 1000, 1),
             "server_cpu_s_per_case": round(cpu / max(1, record["cases"]), 3),
