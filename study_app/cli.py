@@ -499,7 +499,8 @@ study.command("close", help="""Close a study for good: no more reading; the data
 @db_option
 def progress(db: Database, study_id: str, stalled_hours: float) -> None:
     """Where the study stands: per arm and per reader (done, in progress, waiting, not started), stalled readers;
-    with reading sessions, each reader's schedule (session, state, opens at, cases done).
+    with reading sessions, each reader's schedule (session, state, opens at, cases done); with sites, per site of
+    the case and of the reader.
 
     \b
     Example:
@@ -515,6 +516,9 @@ def progress(db: Database, study_id: str, stalled_hours: float) -> None:
     click.echo(_indent(p.by_arm.to_string(index=False)))
     click.echo("\nby reader:")
     click.echo(_indent(p.by_reader.to_string(index=False)))
+    if len(p.by_site):
+        click.echo("\nby site (of the case, of the reader):")
+        click.echo(_indent(p.by_site.to_string(index=False)))
     if len(p.schedule):
         click.echo("\nreading sessions (washout by the server clock, UTC):")
         click.echo(_indent(p.schedule_display.to_string(index=False)))
