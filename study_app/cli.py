@@ -1345,6 +1345,7 @@ def demo(db: Database, no_serve: bool, design_name: str, port: int, host: str, c
     Example:
       readerstudy demo --no-serve --port 8501
       readerstudy demo --design crossover_washout --no-serve   # an AB/BA crossover, 28-day washout
+      readerstudy demo --design two_site --no-serve   # readers and cases at two sites, crossed
     """
     from study_app.demo import build_demo_study
 

@@ -200,3 +200,129 @@ def test_a_design_without_sites_allocates_as_before_whatever_sites_the_slots_car
     bare_cases = [CaseSlot(c.case_key, c.has_mc_item) for c in cases]
     bare_readers = [ReaderSlot(r.reader_key, r.role) for r in readers]
     assert canonical(allocate(design, cases, readers, 7)) == canonical(allocate(design, bare_cases, bare_readers, 7))
+
+
+# ---------------------------------------------------------------- from the shipped design to an analysed report
+
+
+def two_site_cohort_dir(tmp_path):
+    from cohorts.demo import build_demo_cohort
+
+    from study_app.demo import DEMO_SITES, write_demo_readers
+
+    cohort = tmp_path / "cohort"
+    manifest = build_demo_cohort(cohort, n_cases=12, seed=0, large_case_size=(64, 80), sites=DEMO_SITES,
+                                 manifest_name="manifest_sites.csv")
+    return manifest, write_demo_readers(cohort / "readers_sites.csv", DEMO_SITES)
+
+
+def test_the_demo_roster_and_cohort_carry_two_sites(tmp_path):
+    from cohorts import load_manifest
+
+    manifest, readers = two_site_cohort_dir(tmp_path)
+    cases = load_manifest(manifest).cases
+    assert Counter(c.site for c in cases) == {"site_a": 6, "site_b": 6}
+    roster = parse_roster(readers.read_text())
+    # Each role's readers are dealt to the sites in turn, so both sites have readers of every role.
+    assert {(e.role, e.site) for e in roster} == {(r, s) for r in ("resident", "attending", "radiologist")
+                                                  for s in ("site_a", "site_b")}
+
+
+def test_a_two_site_study_goes_from_the_shipped_design_to_an_analysed_report_without_code(tmp_path, monkeypatch):
+    """`study create --design two_site` on the demo's two-site cohort and roster, `drafts import`, `progress`,
+    `study rehearse`, `export`: the export carries the sites, progress reports by site, and the analysed report
+    names both sites and fits the site in the mixed model."""
+    import json
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from study_app.cli import main
+
+    manifest, readers = two_site_cohort_dir(tmp_path)
+    monkeypatch.setenv("READERSTUDY_DB", f"sqlite:///{tmp_path / 'study.sqlite'}")
+    monkeypatch.delenv("READERSTUDY_VLLM_API_KEY", raising=False)
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("study", "create", "two", "--design", "two_site", "--cohort", str(manifest), "--readers", str(readers),
+        "--seed", "5")
+    run("drafts", "import", "two")
+    progress = run("progress", "two")
+    assert "by site (of the case, of the reader):" in progress
+    assert "site_a" in progress and "site_b" in progress
+    out = run("study", "rehearse", "two", "--out", str(tmp_path / "r"))
+    assert "primary endpoint on the fake data: resident_drafting_time: " in out
+    export = tmp_path / "r" / "export"
+    cases = pd.read_csv(export / "cases.csv")
+    readers_table = pd.read_csv(export / "readers.csv")
+    assert Counter(cases["site"]) == {"site_a": 6, "site_b": 6}
+    assert set(readers_table["site"]) == {"site_a", "site_b"}
+    assert json.loads((export / "export_meta.json").read_text())["sites"] == {"mode": "crossed", "balance": True}
+    # Crossed and balanced: every reader of the resident arms read cases of both sites.
+    reads = pd.read_csv(export / "assignments.csv").merge(cases[["case_id", "site"]], on="case_id")
+    per_reader = reads.groupby(["arm", "reader_id"])["site"].nunique()
+    assert (per_reader.loc[["resident_scratch", "resident_edit_model"]] == 2).all()
+    report = (tmp_path / "r" / "report" / "report.html").read_text()
+    assert "Durations by site of the case" in report and "site_a" in report and "site_b" in report
+    results = json.loads((tmp_path / "r" / "report" / "results.json").read_text())
+    assert results["sites"]["sites"] == ["site_a", "site_b"]
+    mixed = results["duration"]["resident"]["comparisons"]["write_vs_edit_model"]["mixed_model"]
+    assert set(mixed["site_effects"]) == {"site_b"}
+
+
+def test_the_two_site_demo_builds_from_the_shipped_design(tmp_path):
+    from study_app.demo import build_demo_study
+    from study_app.services.actors import SYSTEM
+    from study_app.services.database import open_database
+    from study_app.services.progress import study_progress
+
+    two_site_cohort_dir(tmp_path)  # the sited manifest the demo would build (with its large case made small)
+    db = open_database(f"sqlite:///{tmp_path / 'demo.sqlite'}")
+    try:
+        result = build_demo_study(db, cohort_dir=tmp_path / "cohort", design="two_site")
+        assert result.created and "demo-two_site" in result.message
+        by_site = study_progress(db, SYSTEM, "demo-two_site").by_site
+        assert set(by_site["case_site"]) == set(by_site["reader_site"]) == {"site_a", "site_b"}
+    finally:
+        db.dispose()
+
+
+def test_export_round_trip_carries_the_sites_in_every_format(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from analysis import load_tables
+    from study_app.services.actors import SYSTEM
+    from study_app.services.creation import create_study
+    from study_app.services.database import open_database
+    from study_app.services.export import write_export
+
+    manifest, readers = two_site_cohort_dir(tmp_path)
+    db = open_database(f"sqlite:///{tmp_path / 'study.sqlite'}")
+    try:
+        create_study(db, SYSTEM, study_id="two", design_path=shipped_design_path("two_site"),
+                     manifest_path=manifest, readers_path=readers, seed=5)
+        outs = {fmt: write_export(db, SYSTEM, "two", tmp_path / fmt, fmt=fmt) for fmt in ("csv", "parquet", "sqlite")}
+        # A design without [sites] on the same sited cohort and roster: the sites are recorded, not allocated by.
+        create_study(db, SYSTEM, study_id="plain", design_path=shipped_design_path("chexone"),
+                     manifest_path=manifest.with_name("manifest_sites.csv"),
+                     readers_path=readers.with_name("readers_sites.csv"), seed=5)
+        plain = write_export(db, SYSTEM, "plain", tmp_path / "plain")
+    finally:
+        db.dispose()
+    expected_cases = dict(zip(pd.read_csv(manifest)["case_id"], pd.read_csv(manifest)["site"]))
+    expected_readers = dict(zip(pd.read_csv(readers)["reader_id"], pd.read_csv(readers)["site"]))
+    for fmt, out in outs.items():
+        tables = load_tables(out if fmt != "sqlite" else out / "study.sqlite")
+        assert dict(zip(tables.cases["case_id"], tables.cases["site"])) == expected_cases, fmt
+        assert dict(zip(tables.readers["reader_id"], tables.readers["site"])) == expected_readers, fmt
+        assert tables.meta["sites"] == {"mode": "crossed", "balance": True}, fmt
+    plain_meta = json.loads((plain / "export_meta.json").read_text())
+    assert plain_meta["sites"] is None
+    assert set(pd.read_csv(plain / "cases.csv")["site"]) == {"site_a", "site_b"}
