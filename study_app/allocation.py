@@ -358,6 +358,8 @@ def allocate(
     if sites is not None and sites.mode == "own":
         site_of_case = {c.case_key: c.site for c in cases}
         site_of_reader = {r.reader_key: r.site for r in readers}
+        # "all" is per site here: record the largest site's number (what the Launch page shows as the arm's).
+        readers_per_case.update({a.key: 0 for a in design.arms if a.all_readers})
         for site in sorted({*site_of_case.values(), *site_of_reader.values()}):
             site_readers = {role: [r for r in keys if site_of_reader[r] == site] for role, keys in readers_of.items()}
             site_cases = {arm: [c for c in keys if site_of_case[c] == site] for arm, keys in arm_cases.items()}
@@ -370,8 +372,7 @@ def allocate(
             _check_capacity(site_design, site_cases, site_readers, where)
             for arm in site_design.arms:
                 if site_cases[arm.key]:
-                    readers_per_case[arm.key] = max(readers_per_case[arm.key], arm.readers_per_case) \
-                        if arm.all_readers else arm.readers_per_case
+                    readers_per_case[arm.key] = max(readers_per_case[arm.key], arm.readers_per_case)
             for role in site_design.roles:
                 triples.extend(_place_role(site_design, role, site_cases, site_readers.get(role, []), seed,
                                            ("readers", role, "site", site), None, where))
