@@ -124,7 +124,7 @@ def arm_site_loads(allocation, arm_key, site_of, readers):
     return counts
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     base=st.sampled_from(sorted(DESIGNS)),
     n_a=st.integers(4, 14), n_b=st.integers(4, 14),
@@ -136,12 +136,8 @@ def test_own_sites_never_give_a_reader_another_sites_case(base, n_a, n_b, res_a,
     cases = two_site_cohort(n_a, n_b)
     readers = two_site_roster({"resident": res_a, "attending": att_a, "radiologist": 2},
                               {"resident": res_b, "attending": att_b, "radiologist": 2})
-    try:
-        allocation = allocate(design, cases, readers, seed)
-    except AllocationError as error:
-        # A refusal must say which site or constraint cannot hold, never fail silently.
-        assert "site" in str(error) or "case(s)" in str(error) or "reader" in str(error)
-        return
+    # Every study drawn here can be met (each site has readers enough for the designs' overlaps): no refusal.
+    allocation = allocate(design, cases, readers, seed)
     site_of_case = {c.case_key: c.site for c in cases}
     site_of_reader = {r.reader_key: r.site for r in readers}
     role_of = {r.reader_key: r.role for r in readers}
@@ -162,7 +158,7 @@ def test_own_sites_never_give_a_reader_another_sites_case(base, n_a, n_b, res_a,
     assert canonical(allocate(design, cases, readers, seed)) == canonical(allocation)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n_a=st.integers(6, 20), n_b=st.integers(6, 20),
     res_a=st.integers(1, 3), res_b=st.integers(1, 3), att_a=st.integers(3, 4), att_b=st.integers(0, 2),
@@ -173,11 +169,8 @@ def test_crossed_sites_balance_each_readers_reads_of_every_site_within_one(n_a, 
     cases = two_site_cohort(n_a, n_b)
     readers = two_site_roster({"resident": res_a, "attending": att_a, "radiologist": 2},
                               {"resident": res_b, "attending": att_b, "radiologist": 0})
-    try:
-        allocation = allocate(design, cases, readers, seed)
-    except AllocationError as error:
-        assert "short of cases" in str(error) or "reader" in str(error)
-        return
+    # Every study drawn here can be met (each site has at least 6 cases, more reads than readers): no refusal.
+    allocation = allocate(design, cases, readers, seed)
     site_of = {c.case_key: c.site for c in cases}
     for arm in design.arms:
         role_readers = [r.reader_key for r in readers if r.role == arm.role]
