@@ -597,17 +597,19 @@ def readers_invite(db: Database, study_id: str, reader_keys: tuple[str, ...], ba
 @click.option("--reader", "reader_key", required=True, help="Pseudonymous reader id.")
 @click.option("--role", required=True, help="A role of the study's design.")
 @click.option("--label", default="", help="Display label.")
+@click.option("--site", default="", help="The reader's site (a multi-site study; required with [sites]).")
 @db_option
-def readers_add(db: Database, study_id: str, reader_key: str, role: str, label: str) -> None:
+def readers_add(db: Database, study_id: str, reader_key: str, role: str, label: str, site: str) -> None:
     """Add a reader to a study before launch (the allocation is generated again from the seed).
 
     \b
     Example:
       readerstudy readers add pilot --reader att5 --role attending
+      readerstudy readers add two --reader att5 --role attending --site site_b
     """
     from study_app.services.readers import add_reader
 
-    summary = add_reader(db, SYSTEM, study_id, reader_key, role, label)
+    summary = add_reader(db, SYSTEM, study_id, reader_key, role, label, site)
     click.echo(f"added {reader_key}: now {summary.n_readers} readers, {summary.n_assignments} assignments")
 
 

@@ -319,3 +319,31 @@ def test_export_round_trip_carries_the_sites_in_every_format(tmp_path):
     plain_meta = json.loads((plain / "export_meta.json").read_text())
     assert plain_meta["sites"] is None
     assert set(pd.read_csv(plain / "cases.csv")["site"]) == {"site_a", "site_b"}
+
+
+def test_a_reader_added_to_a_sited_study_needs_a_site(tmp_path, monkeypatch):
+    """`readers add --site` places the new reader at the site; without one a [sites] study refuses them by name."""
+    from click.testing import CliRunner
+    from sqlalchemy import select
+
+    from study_app.cli import main
+    from study_app.services.database import open_database
+    from study_app.store.models import Reader
+
+    manifest, readers = two_site_cohort_dir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    monkeypatch.setenv("READERSTUDY_DB", url)
+    runner = CliRunner()
+    create = runner.invoke(main, ["study", "create", "two", "--design", "two_site", "--cohort", str(manifest),
+                                  "--readers", str(readers), "--seed", "5"])
+    assert create.exit_code == 0, create.output
+    refused = runner.invoke(main, ["readers", "add", "two", "--reader", "res9", "--role", "resident"])
+    assert refused.exit_code != 0 and "[sites]: reader 'res9' has no site" in refused.output
+    added = runner.invoke(main, ["readers", "add", "two", "--reader", "res9", "--role", "resident", "--site", "site_b"])
+    assert added.exit_code == 0, added.output
+    db = open_database(url)
+    try:
+        with db.read() as session:
+            assert session.scalar(select(Reader.site).where(Reader.reader_key == "res9")) == "site_b"
+    finally:
+        db.dispose()
