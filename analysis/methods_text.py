@@ -78,6 +78,12 @@ def methods_paragraph(results: dict) -> str:
            "analyses" if d.get("n_reads_zero_duration_excluded") else "") + ".",
         "Durations are server-side wall-clock seconds from the first display of the image to SUBMIT.",
     ]
+    sites = results.get("sites") or {}
+    if sites:
+        data.append(
+            f"The cases came from {len(sites['sites'])} sites ({', '.join(sites['sites'])}); durations are also "
+            "reported with each site as a stratum, and the mixed models take the site of the case as a fixed effect "
+            "(readers and cases stay random).")
     pre = []
     if plan:
         source = ("pre-specified in the study's design file, frozen at study creation" if plan["source"] == "design"

@@ -186,6 +186,7 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     text_table = text_metrics_table(reads, tables.cases)
     results["text_metrics"], results["mrmc"]["text_metrics"] = summarise_text_metrics(
         text_table, confidence=plan.confidence, seed=seed, n_boot=n_boot)
+    results["sites"] = _sites(reads, timed)
     results["caveats"] = _caveats(results, plan)
     results["provenance"] = provenance(tables.meta)
     results = _clean(results)
@@ -266,6 +267,36 @@ def _design(tables, reads, arms_all, arms_counted, missing_duration) -> dict:
         "reads_by_arm": {str(k): int(v) for k, v in arms_counted.items()},
         "readers_per_case": describe(reads.groupby("case_id")["reader_id"].nunique()),
     }
+
+
+def _sites(reads, timed) -> dict:
+    """Multi-site studies: the reads, readers and cases of each site, and each site as a stratum of the durations.
+
+    Empty (``{}``) when the reads carry no site or one. ``strata``: per site of the case, role and condition the
+    reads and the geometric mean duration; ``ratios``: per site and role each duration comparison's ratio of
+    geometric means within the site (descriptive; the random-reader models adjust for the site instead, see
+    ``mixed_model.site_effects``).
+    """
+    if "site" not in reads.columns or reads["site"].isna().all() or reads["site"].nunique() < 2:
+        return {}
+    with_site = reads.loc[reads["site"].notna()]
+    counts = [{"site": str(site), "n_reads": int(len(g)), "n_cases": int(g["case_id"].nunique()),
+               "n_readers": int(g["reader_id"].nunique()),
+               "n_readers_of_site": int(with_site.loc[with_site["reader_site"].eq(site), "reader_id"].nunique())}
+              for site, g in with_site.groupby("site", sort=True)]
+    t = timed.loc[timed["site"].notna() & timed["duration_s"].gt(0)].dropna(subset=["duration_s"])
+    strata, ratios = [], []
+    for (site, role), g in t.groupby(["site", "reader_role"], sort=True):
+        gm = {}
+        for cond, c in g.groupby("condition", sort=True):
+            gm[cond] = float(np.exp(np.log(c["duration_s"].astype(float)).mean()))
+            strata.append({"site": str(site), "role": str(role), "condition": str(cond), "n_reads": int(len(c)),
+                           "n_readers": int(c["reader_id"].nunique()), "geometric_mean_s": gm[cond]})
+        for name, (ref, cmp_) in DURATION_COMPARISONS.items():
+            if ref in gm and cmp_ in gm:
+                ratios.append({"site": str(site), "role": str(role), "comparison": name,
+                               "ratio": gm[cmp_] / gm[ref]})
+    return {"sites": [c["site"] for c in counts], "counts": counts, "strata": strata, "ratios": ratios}
 
 
 def _durations(reads, seed, n_boot, mixed_max_reads, mixed_cache) -> dict:

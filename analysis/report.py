@@ -33,6 +33,10 @@ _TABLE_TITLES = {
     "preference": "Blinded preference (random-reader 95% CI of each share)",
     "icc": "Inter-reader reliability (ICC)",
     "edit_metrics": "Text edit metrics by draft source (per read)",
+    "sites": "Sites: reads, cases and readers per site of the case (n_readers_of_site: readers from the site)",
+    "site_strata": "Durations by site of the case, role and condition (reads; geometric mean, s)",
+    "site_ratios": "Duration comparisons within each site (ratio of geometric means, comparison / reference), and the "
+                   "mixed model's site effect (time ratio of the site's cases to the first site's, adjusted)",
     "mrmc": "OR/Hillis analysis of every endpoint (random readers; fixed-reader interval alongside)",
     "text_metrics": "Report-text metrics by pair, role and condition (per read; mean with its 95% CI)",
     "text_metrics_differences": "Report-text metrics: model-draft condition minus each other condition (random "
@@ -49,7 +53,7 @@ _TEXT_METRICS_INTRO = (
     "ROUGE-L of 0.8 left, while a rephrasing that says the same thing costs many. Read them beside the edit "
     "reasons and ratings, never as accuracy.")
 _EXPLORATORY = ("questions", "duration", "duration_tests", "edit_reasons", "no_edit_mcnemar", "likert", "likert_tests",
-                "reasoning", "choices", "preference", "icc", "edit_metrics", "mrmc")
+                "reasoning", "choices", "preference", "icc", "edit_metrics", "sites", "site_strata", "site_ratios", "mrmc")
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f3f3f3}h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em}p.methods{line-height:1.5}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from analysis.stats.mrmc import CONCLUSION_LABELS, CONCLUSIONS
@@ -255,6 +256,20 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
                           "ci_high": b["ci_high"], "n": b["n_reads"]})
     t["duration"] = pd.DataFrame(rows)
     t["duration_tests"] = pd.DataFrame(tests)
+    sites = results.get("sites") or {}
+    if sites:
+        t["sites"] = pd.DataFrame(sites["counts"])
+        strata = pd.DataFrame(sites["strata"])
+        effects = []
+        for role, block in results.get("duration", {}).items():
+            for name, c in block["comparisons"].items():
+                for site, estimate in (c.get("mixed_model") or {}).get("site_effects", {}).items():
+                    effects.append({"site": site, "role": role, "comparison": name,
+                                    "mixed_model_site_effect_ratio": float(np.exp(estimate))})
+        ratios = pd.DataFrame(sites["ratios"])
+        t["site_strata"] = strata
+        t["site_ratios"] = (ratios.merge(pd.DataFrame(effects), on=["site", "role", "comparison"], how="left")
+                            if len(effects) and len(ratios) else ratios)
 
     er_rows = []
     for role, by_src in results.get("edit_reasons", {}).items():

@@ -55,7 +55,8 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
                    edit_reasons: dict | None = None, likert_means: dict | None = None,
                    likert_reader_sd: float = 2.0, likert_case_sd: float = 2.0, likert_noise_sd: float = 3.0,
                    share_submitted_only: float = 0.03, share_unfinished: float = 0.02,
-                   reference_findings: bool = False, study_id: str = "simulated-chexone") -> StudyTables:
+                   reference_findings: bool = False, site_time_ratios: dict[str, float] | None = None,
+                   study_id: str = "simulated-chexone") -> StudyTables:
     """Simulate a CheXOne-style reader study with known effects.
 
     Parameters
@@ -102,6 +103,11 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
         model draft's first two sentences and, for half the cases, a third that a content edit may also write
         (one of the simulated fixes), else the draft's own third. Drawn from its own stream, so the other tables
         of a seed do not change.
+    site_time_ratios : dict, optional
+        A multi-site study: ``{site: true time ratio of the site's cases}`` (e.g. ``{"site_a": 1.0, "site_b":
+        1.5}``: site_b's cases take 1.5 times as long, in every condition). Cases and readers are dealt to the
+        sites in turn (``cases.site``, ``readers.site``); no random draw is added, so the other tables of a seed
+        do not change except the durations, multiplied by their case's site's ratio.
     study_id : str
 
     Returns
@@ -225,6 +231,10 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
 
     log_d = np.array([base_log[(rl, c)] for rl, c in zip(role, cond)]) + reader_effect[r_idx] + \
         case_effect[c_idx] + rng.normal(0, residual_sd, n)
+    site_names = list(site_time_ratios or {})
+    case_sites = np.array([site_names[j % len(site_names)] for j in range(n_cases)]) if site_names else None
+    if site_names:
+        log_d = log_d + np.log(np.array([site_time_ratios[case_sites[j]] for j in c_idx], dtype=float))
     if reader_condition_sd > 0:
         cond_codes = pd.Categorical(cond, categories=list(arms)).codes
         rc_effect = np.random.default_rng([seed, 1]).normal(0, reader_condition_sd, (n_readers, len(arms)))
@@ -344,6 +354,9 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
                                        for s, keep, f in zip(sentences, kept, fix)]
     readers = pd.DataFrame({"reader_id": reader_ids, "role": roles,
                             "label": [f"{r.title()} {i + 1}" for i, r in enumerate(roles)]})
+    if site_names:
+        cases["site"] = case_sites
+        readers["site"] = [site_names[i % len(site_names)] for i in range(n_readers)]
     truth = {
         "time_ratio": time_ratio, "attending_time_ratio": attending_time_ratio, "reader_sd": reader_sd,
         "reader_condition_sd": reader_condition_sd,
@@ -351,6 +364,8 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
         "position_bias": position_bias, "edit_reasons": edit_reasons, "likert_means": likert_means,
         "likert_latent_icc": likert_case_sd ** 2 / (likert_reader_sd ** 2 + likert_case_sd ** 2 + likert_noise_sd ** 2),
     }
+    if site_names:  # (only then: the hash of a study without sites stays what it was)
+        truth["site_time_ratios"] = dict(site_time_ratios)
     meta = {"schema_version": 1, "study_id": study_id, "seed": seed,
             "design_file_hash": hashlib.sha256(json.dumps(truth, sort_keys=True).encode()).hexdigest()[:16],
             "exported_at": "2024-07-01T00:00:00.000Z", "package_version": "simulated",

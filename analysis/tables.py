@@ -168,7 +168,18 @@ class StudyTables:
             reads["task"].eq("edit"), "edit_" + reads["draft_source"].astype("string").fillna("unknown"),
             reads["task"].astype("string"))
         reads["condition"] = reads["condition"].astype(str)
+        # Multi-site studies: the read's case's site (``site``, the analysis's stratum) and its reader's
+        # (``reader_site``); missing when the export has no sites (a study without sites is one site).
+        reads["site"] = reads["case_id"].map(_site_map(self.cases, "case_id"))
+        reads["reader_site"] = reads["reader_id"].map(_site_map(self.readers, "reader_id"))
         return reads
+
+
+def _site_map(frame: pd.DataFrame, key: str) -> dict:
+    if frame is None or "site" not in frame.columns:
+        return {}
+    sites = frame.loc[frame["site"].notna(), [key, "site"]]
+    return dict(zip(sites[key].astype(str), sites["site"].astype(str)))
 
 
 def _read_table(folder: Path, name: str) -> pd.DataFrame | None:

@@ -555,6 +555,8 @@ def build_demo_cohort(
     n_cases: int = 12,
     seed: int = 0,
     large_case_size: tuple[int, int] = LARGE_CASE_SIZE,
+    sites: tuple[str, ...] = (),
+    manifest_name: str = "manifest.csv",
 ) -> Path:
     """Write a synthetic demo cohort (images and ``manifest.csv``) into ``out_dir``.
 
@@ -569,11 +571,16 @@ def build_demo_cohort(
     large_case_size : tuple of int, default (2500, 3000)
         ``(width, height)`` of the first case's two 16-bit DICOM views, the platform's
         benchmark case. Tests pass something smaller to stay fast.
+    sites : tuple of str, default ()
+        For a multi-site cohort: the sites, dealt to the cases in turn (case 1 to the first site, case 2 to the
+        second, ...) in a ``site`` column; none by default (no column). The images are the same either way.
+    manifest_name : str, default "manifest.csv"
+        The manifest's file name (a sited manifest can sit beside the plain one, sharing its images).
 
     Returns
     -------
     Path
-        The manifest, ``out_dir/manifest.csv``; :func:`cohorts.load_manifest` accepts it.
+        The manifest, ``out_dir/manifest_name``; :func:`cohorts.load_manifest` accepts it.
 
     Notes
     -----
@@ -643,5 +650,7 @@ def build_demo_cohort(
                 mc_model_output=_mc_output(reasoning, answer, index % 2 == 0),
                 mc_image_view=scenario.views[0][0],
             )
+        if sites:
+            row["site"] = sites[index % len(sites)]
         rows.append(row)
-    return write_manifest_csv(out_dir / "manifest.csv", rows)
+    return write_manifest_csv(out_dir / manifest_name, rows)

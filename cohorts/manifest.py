@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import io
 import json
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -76,7 +77,10 @@ COLUMNS = (
     "mc_model_output",
     "mc_image_view",
     "mc_items",
+    "site",
 )
+# A site is a short identifier (it labels the rows of the progress table and a stratum of the analysis).
+SITE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _MC_FLAT_COLUMNS = ("mc_item_id", "mc_question", "mc_options", "mc_answer", "mc_model_output", "mc_image_view")
 _MC_ITEM_KEYS = ("item_id", "question", "options", "answer", "model_output", "image_view")
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".ndjson")
@@ -178,6 +182,9 @@ class CaseRecord:
     reference_findings: str | None
     drafts: tuple[DraftRecord, ...]
     mc_items: tuple[MCItem, ...]
+    # The site the case comes from (a multi-site study); None when the manifest has no site column or the cell is
+    # empty: a cohort without sites is one site.
+    site: str | None = None
 
 
 @dataclass(frozen=True)
@@ -542,6 +549,7 @@ def _build_case(row: int, values: dict[str, Any], checker: _Checker) -> CaseReco
     drafts = _drafts(row, values, checker)
     views = {image.view for image in images}
     mc_items = _mc_items(row, values, case_id or "case", views, checker)
+    site = _site(row, values, checker)
 
     if len(checker.problems) != before or case_id is None:
         return None
@@ -555,7 +563,16 @@ def _build_case(row: int, values: dict[str, Any], checker: _Checker) -> CaseReco
         reference_findings=reference,
         drafts=tuple(drafts),
         mc_items=tuple(mc_items),
+        site=site,
     )
+
+
+def _site(row: int, values: dict[str, Any], checker: _Checker) -> str | None:
+    site = _text(values, "site", row, checker)
+    if site is not None and not SITE_PATTERN.match(site):
+        checker.add(row, "site", f"site {site!r} must be letters, digits, '.', '_' or '-' (at most 64), e.g. site_a")
+        return None
+    return site
 
 
 def _check_case_id(row: int, values: dict[str, Any], checker: _Checker) -> str | None:

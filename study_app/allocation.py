@@ -22,6 +22,11 @@ designs and seeds. What it guarantees, or refuses to produce:
   for every reader (so each session holds each modality within one) and for every case (so each case is
   read first in each modality by as many readers, within one); ``distinct_case_per_reader`` then holds
   except for these planned repeats, which the washout separates; the schedule must fit ``study_days``;
+* with ``[sites]`` (every reader and case has a site): ``mode = "own"`` keeps each reader to their own site's cases,
+  each site allocated as a sub-study with its own readers (the balance above holds within each site);
+  ``mode = "crossed"`` with ``balance`` gives every reader of a role each site's cases of an arm within one as
+  often as the role's other readers (so each reader reads every site); a site short of readers or cases is
+  refused, naming it;
 * the same seed and inputs give the same allocation, on any machine (``random.Random`` seeded from a
   string is stable across CPython versions).
 """
@@ -47,12 +52,14 @@ class AllocationError(ValueError):
 class CaseSlot:
     case_key: str
     has_mc_item: bool
+    site: str | None = None
 
 
 @dataclass(frozen=True)
 class ReaderSlot:
     reader_key: str
     role: str
+    site: str | None = None
 
 
 @dataclass
@@ -185,19 +192,25 @@ def _choose_arm_cases(design: StudyDesign, cases: list[CaseSlot], seed: int) -> 
     return chosen
 
 
-def _check_capacity(design: StudyDesign, arm_cases: dict[str, list[str]], readers_of: dict[str, list[str]]) -> None:
+def _check_capacity(
+    design: StudyDesign, arm_cases: dict[str, list[str]], readers_of: dict[str, list[str]], where: str = ""
+) -> None:
+    """Refuse an arm or role the readers cannot read; ``where`` names the site when it is one site's sub-study."""
     for role in sorted({a.role for a in design.arms}):
         n_readers = len(readers_of.get(role, []))
-        role_arms = [a for a in design.arms if a.role == role]
+        # (With sites "own", a site may have no case of an arm: then the site's readers have nothing to read there.)
+        role_arms = [a for a in design.arms if a.role == role and arm_cases[a.key]]
+        if not role_arms:
+            continue
         if n_readers == 0:
             raise AllocationError(
-                f"role '{role}' has arms ({', '.join(a.key for a in role_arms)}) but no reader"
+                f"role '{role}' has arms ({', '.join(a.key for a in role_arms)}) but no reader{where}"
             )
         for arm in role_arms:
             if arm.readers_per_case > n_readers:
                 raise AllocationError(
                     f"arm '{arm.key}' asks {arm.readers_per_case} readers per case but role '{role}' "
-                    f"has only {n_readers} reader(s)"
+                    f"has only {n_readers} reader(s){where}"
                 )
         if not design.distinct_case_per_reader:
             continue
@@ -205,12 +218,14 @@ def _check_capacity(design: StudyDesign, arm_cases: dict[str, list[str]], reader
         for arm in _placed(design, role_arms):
             for case in arm_cases[arm.key]:
                 reads_per_case[case] += arm.readers_per_case
+        if not reads_per_case:
+            continue
         case, most = max(reads_per_case.items(), key=lambda kv: (kv[1], kv[0]))
         if most > n_readers:
             raise AllocationError(
                 f"constraint distinct_case_per_reader cannot hold: case '{case}' needs {most} reads by "
                 f"role '{role}' across arms ({', '.join(a.key for a in role_arms)}) but the role has only "
-                f"{n_readers} reader(s)"
+                f"{n_readers} reader(s){where}"
             )
 
 
@@ -227,9 +242,16 @@ def _assign_role(
     readers: list[str],
     distinct: bool,
     rng: random.Random,
+    site_of: dict[str, str] | None = None,
 ) -> list[tuple[str, str, str]] | None:
-    """One greedy attempt: (reader, case, arm) triples, or None when some slot had no eligible reader."""
+    """One greedy attempt: (reader, case, arm) triples, or None when some slot had no eligible reader.
+
+    With ``site_of`` (crossed sites, balanced) a read goes first to the readers with the fewest reads of the case's
+    site in the arm, then to those with the fewest in the arm: the per-site counts are kept within one, and each
+    site's odd reads go to the readers the other sites gave fewer.
+    """
     arm_load: dict[tuple[str, str], int] = Counter()
+    site_load: dict[tuple[str, str, str], int] = Counter()
     total_load: Counter[str] = Counter()
     seen: dict[str, set[tuple[str, str]]] = defaultdict(set)  # case -> {(reader, arm)}
     slots_by_case: dict[str, list[str]] = defaultdict(list)
@@ -252,7 +274,13 @@ def _assign_role(
             ]
             if not eligible:
                 return None
-            reader = min(eligible, key=lambda r: (arm_load[(r, arm_key)], total_load[r], rng.random()))
+            if site_of is None:
+                reader = min(eligible, key=lambda r: (arm_load[(r, arm_key)], total_load[r], rng.random()))
+            else:
+                site = site_of[case]
+                reader = min(eligible, key=lambda r: (
+                    site_load[(r, arm_key, site)], arm_load[(r, arm_key)], total_load[r], rng.random()))
+                site_load[(reader, arm_key, site)] += 1
             arm_load[(reader, arm_key)] += 1
             total_load[reader] += 1
             taken.add((reader, arm_key))
@@ -260,12 +288,21 @@ def _assign_role(
     return triples
 
 
-def _spread(triples: list[tuple[str, str, str]], readers: list[str], role_arms: list[ArmSpec]) -> int:
+def _spread(
+    triples: list[tuple[str, str, str]], readers: list[str], role_arms: list[ArmSpec],
+    site_of: dict[str, str] | None = None,
+) -> int:
+    """The largest difference between two readers' cases in an arm (and, with ``site_of``, of one site in an arm)."""
     worst = 0
     for arm in role_arms:
         counts = Counter(r for r, _, a in triples if a == arm.key)
         loads = [counts.get(r, 0) for r in readers]
         worst = max(worst, max(loads) - min(loads))
+        if site_of is not None:
+            for site in set(site_of.values()):
+                counts = Counter(r for r, c, a in triples if a == arm.key and site_of[c] == site)
+                loads = [counts.get(r, 0) for r in readers]
+                worst = max(worst, max(loads) - min(loads))
     return worst
 
 
@@ -303,48 +340,54 @@ def allocate(
     for reader in readers:
         readers_of[reader.role].append(reader.reader_key)
     _check_schedule(design)
-    # readers_per_case = "all": the number is the role's readers (a role without any is refused below).
+    sites = design.sites
+    if sites is not None:
+        _check_sites(cases, readers)
+    # readers_per_case = "all": the number is the role's readers (a role without any is refused below); with
+    # [sites] mode = "own" it is the site's readers of the role, set per site below.
+    all_readers_design = design
     design = replace(design, arms=tuple(
         replace(a, readers_per_case=max(1, len(readers_of.get(a.role, [])))) if a.all_readers else a
         for a in design.arms
     ))
 
     arm_cases = _choose_arm_cases(design, cases, seed)
-    _check_capacity(design, arm_cases, readers_of)
-
     crossover = _crossover_of(design)
     triples: list[tuple[str, str, str]] = []
-    for role in design.roles:
-        role_arms = [a for a in design.arms if a.role == role]
-        if not role_arms:
-            continue
-        placed = _placed(design, role_arms)
-        best, best_spread = None, None
-        for attempt in range(MAX_ATTEMPTS):
-            candidate = _assign_role(
-                placed, arm_cases, readers_of[role], design.distinct_case_per_reader,
-                _rng(seed, "readers", role, attempt),
-            )
-            if candidate is None:
-                continue
-            spread = _spread(candidate, readers_of[role], placed)
-            if best_spread is None or spread < best_spread:
-                best, best_spread = candidate, spread
-            if spread <= 1:
-                break
-        if best is None:
-            raise AllocationError(
-                f"could not place every read of role '{role}' with no reader meeting a case twice; "
-                "add readers or lower readers_per_case"
-            )
-        if best_spread > 1:
-            raise AllocationError(
-                f"could not balance the reads of role '{role}' within one case per reader per arm; "
-                "add readers, or make the arms' case counts fit the number of readers"
-            )
-        # The other arms of a crossover read the pairs its first arm was given.
-        triples.extend(best)
-        triples.extend((r, c, other) for r, c, a in best if a in crossover for other in crossover[a][1:])
+    readers_per_case = {a.key: a.readers_per_case for a in design.arms}
+    if sites is not None and sites.mode == "own":
+        site_of_case = {c.case_key: c.site for c in cases}
+        site_of_reader = {r.reader_key: r.site for r in readers}
+        # "all" is per site here: record the largest site's number (what the Launch page shows as the arm's).
+        readers_per_case.update({a.key: 0 for a in design.arms if a.all_readers})
+        for site in sorted({*site_of_case.values(), *site_of_reader.values()}):
+            site_readers = {role: [r for r in keys if site_of_reader[r] == site] for role, keys in readers_of.items()}
+            site_cases = {arm: [c for c in keys if site_of_case[c] == site] for arm, keys in arm_cases.items()}
+            site_design = replace(all_readers_design, arms=tuple(
+                replace(a, readers_per_case=max(1, len(site_readers.get(a.role, [])))) if a.all_readers else a
+                for a in all_readers_design.arms
+            ))
+            _check_own_site(site_design, site, site_cases, site_readers)
+            where = f' at site \'{site}\' ([sites] mode = "own": a reader reads only their own site\'s cases)'
+            _check_capacity(site_design, site_cases, site_readers, where)
+            for arm in site_design.arms:
+                if site_cases[arm.key]:
+                    readers_per_case[arm.key] = max(readers_per_case[arm.key], arm.readers_per_case)
+            for role in site_design.roles:
+                triples.extend(_place_role(site_design, role, site_cases, site_readers.get(role, []), seed,
+                                           ("readers", role, "site", site), None, where))
+    else:
+        _check_capacity(design, arm_cases, readers_of)
+        site_of = None
+        if sites is not None and sites.balance:
+            site_of = {c.case_key: c.site for c in cases}
+            _check_crossed_sites(design, arm_cases, readers_of, site_of)
+        for role in design.roles:
+            triples.extend(_place_role(design, role, arm_cases, readers_of.get(role, []), seed,
+                                       ("readers", role), site_of, ""))
+    # The other arms of a crossover read the pairs its first arm was given.
+    triples.extend([(r, c, other) for r, c, a in triples if a in crossover and crossover[a][0] == a
+                    for other in crossover[a][1:]])
 
     arm_index = {a.key: i for i, a in enumerate(design.arms)}
     case_index = {c: i for i, c in enumerate(case_keys)}
@@ -357,8 +400,93 @@ def allocate(
     _bind_sources(design, planned, seed)
     _order_worklists(design, planned, seed)
     _balance_ab(design, planned, seed)
-    return Allocation(seed=seed, assignments=planned, arm_cases=arm_cases,
-                      readers_per_case={a.key: a.readers_per_case for a in design.arms})
+    return Allocation(seed=seed, assignments=planned, arm_cases=arm_cases, readers_per_case=readers_per_case)
+
+
+def _place_role(
+    design: StudyDesign, role: str, arm_cases: dict[str, list[str]], readers: list[str], seed: int,
+    purpose: tuple, site_of: dict[str, str] | None, where: str,
+) -> list[tuple[str, str, str]]:
+    """The (reader, case, arm) triples of one role's placed arms: the best-balanced of seeded greedy attempts."""
+    role_arms = [a for a in design.arms if a.role == role and arm_cases[a.key]]
+    if not role_arms:
+        return []
+    placed = _placed(design, role_arms)
+    best, best_spread = None, None
+    for attempt in range(MAX_ATTEMPTS):
+        candidate = _assign_role(placed, arm_cases, readers, design.distinct_case_per_reader,
+                                 _rng(seed, *purpose, attempt), site_of)
+        if candidate is None:
+            continue
+        spread = _spread(candidate, readers, placed, site_of)
+        if best_spread is None or spread < best_spread:
+            best, best_spread = candidate, spread
+        if spread <= 1:
+            break
+    if best is None:
+        raise AllocationError(
+            f"could not place every read of role '{role}' with no reader meeting a case twice{where}; "
+            "add readers or lower readers_per_case"
+        )
+    if best_spread > 1:
+        what = " (and of each site)" if site_of is not None else ""
+        raise AllocationError(
+            f"could not balance the reads of role '{role}' within one case per reader per arm{what}{where}; "
+            "add readers, or make the arms' case counts fit the number of readers"
+        )
+    return best
+
+
+def _check_sites(cases: list[CaseSlot], readers: list[ReaderSlot]) -> None:
+    """A design with [sites] allocates by site: every reader and every case must have one."""
+    for reader in readers:
+        if reader.site is None:
+            raise AllocationError(
+                f"[sites]: reader '{reader.reader_key}' has no site; give every reader a site (the readers CSV's "
+                "site column)"
+            )
+    for case in cases:
+        if case.site is None:
+            raise AllocationError(
+                f"[sites]: case '{case.case_key}' has no site; give every case a site (the manifest's site column)"
+            )
+
+
+def _check_own_site(
+    design: StudyDesign, site: str, site_cases: dict[str, list[str]], site_readers: dict[str, list[str]]
+) -> None:
+    """With mode = "own", a site's cases of a role's arm need that site's readers of the role, and its readers cases."""
+    for arm in design.arms:
+        n_cases, n_readers = len(site_cases[arm.key]), len(site_readers.get(arm.role, []))
+        if n_cases and not n_readers:
+            raise AllocationError(
+                f'[sites] mode = "own": site \'{site}\' is short of readers: arm \'{arm.key}\' reads {n_cases} of its '
+                f"case(s) but the site has no reader of role '{arm.role}'; add one, or use mode = \"crossed\""
+            )
+        if n_readers and not n_cases:
+            raise AllocationError(
+                f'[sites] mode = "own": site \'{site}\' is short of cases: its {n_readers} reader(s) of role '
+                f"'{arm.role}' would read nothing in arm '{arm.key}' (none of its cases is in the arm); add cases of "
+                "the site, or use mode = \"crossed\""
+            )
+
+
+def _check_crossed_sites(
+    design: StudyDesign, arm_cases: dict[str, list[str]], readers_of: dict[str, list[str]], site_of: dict[str, str]
+) -> None:
+    """With mode = "crossed" and balance, each arm needs at least one read of every site per reader of its role."""
+    for arm in _placed(design, list(design.arms)):
+        n_readers = len(readers_of.get(arm.role, []))
+        counts = Counter(site_of[c] for c in arm_cases[arm.key])
+        for site in sorted(set(site_of.values())):
+            reads = counts.get(site, 0) * arm.readers_per_case
+            if reads < n_readers:
+                raise AllocationError(
+                    f'[sites] mode = "crossed" with balance: site \'{site}\' is short of cases: arm \'{arm.key}\' has '
+                    f"{counts.get(site, 0)} of its case(s) x {arm.readers_per_case} reader(s) per case = {reads} "
+                    f"read(s) for the {n_readers} reader(s) of role '{arm.role}', so not every reader can read the "
+                    "site; add cases of the site, or set balance = false"
+                )
 
 
 def _check_schedule(design: StudyDesign) -> None:

@@ -499,7 +499,8 @@ study.command("close", help="""Close a study for good: no more reading; the data
 @db_option
 def progress(db: Database, study_id: str, stalled_hours: float) -> None:
     """Where the study stands: per arm and per reader (done, in progress, waiting, not started), stalled readers;
-    with reading sessions, each reader's schedule (session, state, opens at, cases done).
+    with reading sessions, each reader's schedule (session, state, opens at, cases done); with sites, per site of
+    the case and of the reader.
 
     \b
     Example:
@@ -515,6 +516,9 @@ def progress(db: Database, study_id: str, stalled_hours: float) -> None:
     click.echo(_indent(p.by_arm.to_string(index=False)))
     click.echo("\nby reader:")
     click.echo(_indent(p.by_reader.to_string(index=False)))
+    if len(p.by_site):
+        click.echo("\nby site (of the case, of the reader):")
+        click.echo(_indent(p.by_site.to_string(index=False)))
     if len(p.schedule):
         click.echo("\nreading sessions (washout by the server clock, UTC):")
         click.echo(_indent(p.schedule_display.to_string(index=False)))
@@ -593,17 +597,19 @@ def readers_invite(db: Database, study_id: str, reader_keys: tuple[str, ...], ba
 @click.option("--reader", "reader_key", required=True, help="Pseudonymous reader id.")
 @click.option("--role", required=True, help="A role of the study's design.")
 @click.option("--label", default="", help="Display label.")
+@click.option("--site", default="", help="The reader's site (a multi-site study; required with [sites]).")
 @db_option
-def readers_add(db: Database, study_id: str, reader_key: str, role: str, label: str) -> None:
+def readers_add(db: Database, study_id: str, reader_key: str, role: str, label: str, site: str) -> None:
     """Add a reader to a study before launch (the allocation is generated again from the seed).
 
     \b
     Example:
       readerstudy readers add pilot --reader att5 --role attending
+      readerstudy readers add two --reader att5 --role attending --site site_b
     """
     from study_app.services.readers import add_reader
 
-    summary = add_reader(db, SYSTEM, study_id, reader_key, role, label)
+    summary = add_reader(db, SYSTEM, study_id, reader_key, role, label, site)
     click.echo(f"added {reader_key}: now {summary.n_readers} readers, {summary.n_assignments} assignments")
 
 
@@ -1341,6 +1347,7 @@ def demo(db: Database, no_serve: bool, design_name: str, port: int, host: str, c
     Example:
       readerstudy demo --no-serve --port 8501
       readerstudy demo --design crossover_washout --no-serve   # an AB/BA crossover, 28-day washout
+      readerstudy demo --design two_site --no-serve   # readers and cases at two sites, crossed
     """
     from study_app.demo import build_demo_study
 

@@ -1,5 +1,5 @@
 """Builds the demo study: a generated cohort (no patient data), the CheXOne design (or another shipped design),
-demo readers, launched."""
+demo readers (at two sites for a design with [sites]), launched."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ DEMO_READERS = (
 
 
 DEMO_COORDINATOR = "demo"
+# A design with [sites] gets a two-site demo: cases dealt to the sites in turn, and each role's readers too (so
+# every site has readers of every role, whether the design crosses the sites or keeps readers to their own).
+DEMO_SITES = ("site_a", "site_b")
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,15 @@ class DemoResult:
     coordinator_password: str = ""
 
 
-def write_demo_readers(path: Path) -> Path:
-    lines = ["reader_id,role,label"] + [",".join(row) for row in DEMO_READERS]
+def write_demo_readers(path: Path, sites: tuple[str, ...] = ()) -> Path:
+    """The demo roster as a readers CSV; with ``sites``, each role's readers dealt to the sites in turn."""
+    if not sites:
+        lines = ["reader_id,role,label"] + [",".join(row) for row in DEMO_READERS]
+    else:
+        lines, seen = ["reader_id,role,label,site"], {}
+        for row in DEMO_READERS:
+            n = seen[row[1]] = seen.get(row[1], -1) + 1
+            lines.append(",".join([*row, sites[n % len(sites)]]))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -68,10 +78,15 @@ def build_demo_study(db: Database, *, cohort_dir: str | Path = Path("var/demo-co
     except NotFound:
         from cohorts.demo import build_demo_cohort
 
-        manifest = cohort_dir / "manifest.csv"
+        from study_app.designs import load_design
+
+        sites = DEMO_SITES if load_design(design_path).sites is not None else ()
+        # A sited manifest sits beside the plain one, on the same images (same seed, same bytes).
+        name = "manifest_sites.csv" if sites else "manifest.csv"
+        manifest = cohort_dir / name
         if not manifest.is_file():
-            manifest = build_demo_cohort(cohort_dir, n_cases=DEMO_CASES, seed=0)
-        readers = write_demo_readers(cohort_dir / "readers.csv")
+            manifest = build_demo_cohort(cohort_dir, n_cases=DEMO_CASES, seed=0, sites=sites, manifest_name=name)
+        readers = write_demo_readers(cohort_dir / ("readers_sites.csv" if sites else "readers.csv"), sites)
         create_study(
             db, SYSTEM, study_id=study_id, design_path=design_path,
             manifest_path=manifest, readers_path=readers, seed=DEMO_SEED,

@@ -18,7 +18,8 @@ RANDOM_TERMS = ("reader", "reader:condition", "case", "case:condition")
 def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple[str, str], *,
                       reader: str = "reader_id", case: str = "case_id",
                       max_reads: int | None = DEFAULT_MAX_READS, seed: int = DEFAULT_SEED,
-                      confidence: float = 0.95, period: str | None = "reading_session") -> dict:
+                      confidence: float = 0.95, period: str | None = "reading_session",
+                      site: str | None = "site") -> dict:
     """Ratio of geometric means from a random-reader mixed model on log(dv).
 
     Parameters
@@ -40,6 +41,10 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     period : str or None
         Period column of a crossover (the export's ``reading_session``): when the fitted reads fall in more
         than one period it enters as a categorical fixed effect (None, a missing column or one period: not).
+    site : str or None
+        Site column of a multi-site study (the case's site, ``site`` of :meth:`StudyTables.counted_reads`): when
+        every fitted read has one and they span more than one site it enters as a categorical fixed effect
+        (None, a missing column, a read without a site or one site: not).
 
     Returns
     -------
@@ -53,6 +58,8 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
         * ``'terms_dropped'``: list of ``{'term', 'reason'}`` (not estimable, or 0)
         * ``'period_effects'``: ``{level: estimate}`` of the period fixed effect on the log scale (relative
           to the first period), empty when no period entered the model
+        * ``'site_effects'``: ``{site: estimate}`` of the site fixed effect on the log scale (relative to the
+          first site in sorted order), empty when no site entered the model
         * ``'model'``: the random part actually fitted, in lme4 notation
         * ``'n_reads'``, ``'n_readers'``, ``'n_cases'``, ``'subsampled'``, ``'converged'``
 
@@ -86,6 +93,12 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     fixed effect it is removed (Senn 2002, ch. 3; Jones & Kenward 2014). The random-reader terms are
     unchanged, so the inference still generalises to readers and cases.
 
+    A multi-site study adds :math:`+ \\gamma_{s}` for the site :math:`s` of the read's case. Sites are few (two or
+    three), so their variance cannot be estimated as a random effect; as a fixed effect they remove a difference
+    in level between the sites' cases (case mix, image quality, local habits), and a reader or case random effect
+    no longer has to carry it. Readers stay random: the condition effect is still tested against the reader x
+    condition variation, so the conclusion is about readers and cases like these, at sites like these.
+
     References
     ----------
     Baayen, R. H., Davidson, D. J., & Bates, D. M. (2008). Mixed-effects modeling
@@ -117,7 +130,7 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     for col in (dv, condition, reader, case):
         if col not in data.columns:
             raise ValueError(f"data lack column {col!r}")
-    keep_cols = [dv, condition, reader, case] + ([period] if period and period in data.columns else [])
+    keep_cols = [dv, condition, reader, case] + [c for c in (period, site) if c and c in data.columns]
     sub = data.loc[data[condition].isin(levels), keep_cols].dropna(subset=[dv])
     nonpositive = int((sub[dv] <= 0).sum())
     if nonpositive:
@@ -141,6 +154,9 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
     if period and period in sub.columns and sub[period].notna().all() and sub[period].nunique() > 1:
         frame["period"] = sub[period].astype(int).astype(str).to_numpy()
         covariates = ("period",)
+    if site and site in sub.columns and sub[site].notna().all() and sub[site].nunique() > 1:
+        frame["site"] = sub[site].astype(str).to_numpy()
+        covariates = (*covariates, "site")
     fit = mixed_model(frame, "log_y", RANDOM_TERMS, fixed="condition", levels=tuple(map(str, levels)),
                       covariates=covariates, confidence=confidence)
     row = fit.fixed.set_index("term").loc["comparison"]
@@ -155,6 +171,8 @@ def mixed_model_ratio(data: pd.DataFrame, dv: str, condition: str, levels: tuple
         "var_residual": vc["residual"], "terms_dropped": fit.terms_dropped,
         "period_effects": {t[len("period["):-1]: float(e) for t, e in zip(fit.fixed["term"], fit.fixed["estimate"])
                            if t.startswith("period[")},
+        "site_effects": {t[len("site["):-1]: float(e) for t, e in zip(fit.fixed["term"], fit.fixed["estimate"])
+                         if t.startswith("site[")},
         "model": " + ".join(f"(1|{t})" for t in kept) or "residual only",
         "n_reads": int(len(frame)), "n_readers": int(frame["reader"].nunique()),
         "n_cases": int(frame["case"].nunique()), "subsampled": subsampled, "converged": fit.converged,

@@ -227,6 +227,25 @@ def modality_sequences(m: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple((i + o) % m for o in offsets) for i in range(m))
 
 
+SITE_MODES = ("own", "crossed")
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """The [sites] table: how a multi-site study's readers meet the sites' cases.
+
+    ``own``: a reader reads only cases of their own site (each site is a sub-study, balanced within it).
+    ``crossed``: any reader may read any site's case; with ``balance`` every reader of a role has each site's
+    cases of an arm within one as often as the role's other readers, so every reader reads every site.
+    """
+
+    mode: str
+    balance: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "balance": self.balance}
+
+
 @dataclass(frozen=True)
 class StudyDesign:
     name: str
@@ -243,6 +262,7 @@ class StudyDesign:
     analysis_plan: AnalysisPlan | None = None  # the [analysis] table; None: the shipped default applies
     desk: DeskSpec = field(default_factory=DeskSpec)  # [study.desk]
     sessions: SessionPlan | None = None  # the [sessions] table; None: one session, no washout
+    sites: SitePlan | None = None  # the [sites] table; None: sites (if any) are recorded, not allocated by
 
     def session_count(self) -> int:
         return self.sessions.count if self.sessions is not None else 1
@@ -639,7 +659,8 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise DesignError(f"{source}: not valid TOML: {error}") from None
-    _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints", "analysis", "sessions"}, source)
+    _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints", "analysis", "sessions",
+                         "sites"}, source)
 
     study = data.get("study", {})
     if not isinstance(study, dict):
@@ -718,6 +739,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
     _unknown_keys(constraints, {"distinct_case_per_reader", "allow_going_back"}, "constraints")
     allow_going_back = _optional(constraints, "allow_going_back", "constraints", bool, False)
     sessions = _parse_sessions(data.get("sessions"), arms, allow_going_back)
+    sites = _parse_sites(data.get("sites"))
     plan = _parse_analysis_plan(data.get("analysis"), arms, questions)
     return StudyDesign(
         name=name,
@@ -734,7 +756,33 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         analysis_plan=plan,
         desk=_parse_desk(study.get("desk")),
         sessions=sessions,
+        sites=sites,
     )
+
+
+def _parse_sites(raw: Any) -> SitePlan | None:
+    """The [sites] table: ``mode`` (own or crossed) and, for crossed, ``balance``.
+
+    Whether the cohort's and readers' sites can meet it is the allocation's check, as for [sessions].
+    """
+    if raw is None:
+        return None
+    where = "sites"
+    if not isinstance(raw, dict):
+        raise DesignError(f"{where}: expected a table")
+    _unknown_keys(raw, {"mode", "balance"}, where)
+    mode = _require(raw, "mode", where, str)
+    if mode not in SITE_MODES:
+        raise DesignError(
+            f'{where}.mode: expected "own" (readers read their own site\'s cases) or "crossed" (readers read every '
+            f"site's cases), got {mode!r}"
+        )
+    if mode == "own" and "balance" in raw:
+        raise DesignError(
+            f'{where}.balance: only for mode = "crossed"; with mode = "own" a reader reads one site, balanced within it'
+        )
+    balance = _optional(raw, "balance", where, bool, True)
+    return SitePlan(mode=mode, balance=balance)
 
 
 SESSION_KEYS = {"crossover", "washout_days", "session_days", "study_days"}

@@ -64,8 +64,8 @@ def create_study(
     try:
         allocation = allocate(
             design,
-            [CaseSlot(c.case_id, bool(c.mc_items)) for c in cohort.cases],
-            [ReaderSlot(r.reader_key, r.role) for r in roster],
+            [CaseSlot(c.case_id, bool(c.mc_items), c.site) for c in cohort.cases],
+            [ReaderSlot(r.reader_key, r.role, r.site) for r in roster],
             seed,
         )
     except AllocationError as error:
@@ -130,6 +130,7 @@ def _store_cohort(session: Session, study: Study, cohort: Cohort) -> dict[str, C
             indication=record.indication or "",
             comparison=record.comparison or "",
             reference_findings=record.reference_findings,
+            site=record.site,
         )
         session.add(case)
         session.flush()
@@ -175,6 +176,7 @@ def store_readers(session: Session, study: Study, roster: list[RosterEntry]) -> 
             label=entry.label,
             name=entry.name,
             email=entry.email,
+            site=entry.site,
         )
         session.add(reader)
         readers[entry.reader_key] = reader
@@ -327,8 +329,8 @@ def reallocate(session: Session, study: Study) -> Allocation:
     try:
         allocation = allocate(
             design,
-            [CaseSlot(c.case_key, c.id in with_mc) for c in cases],
-            [ReaderSlot(r.reader_key, r.role) for r in readers],
+            [CaseSlot(c.case_key, c.id in with_mc, c.site) for c in cases],
+            [ReaderSlot(r.reader_key, r.role, r.site) for r in readers],
             study.seed,
         )
     except AllocationError as error:

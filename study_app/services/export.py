@@ -67,8 +67,12 @@ DRAFT_COLUMNS = [
     # Additions to the dictionary's columns (allowed by the contract):
     "origin", "task", "mc_item", "server_version", "choice_index", "superseded_at",
 ]
-CASE_COLUMNS = ["case_id", "n_images", "views", "has_prior", "indication", "comparison", "reference_findings"]
-READER_COLUMNS = ["reader_id", "role", "label"]
+CASE_COLUMNS = ["case_id", "n_images", "views", "has_prior", "indication", "comparison", "reference_findings",
+                # Addition (issue #15): the case's site in a multi-site study, else empty.
+                "site"]
+READER_COLUMNS = ["reader_id", "role", "label",
+                  # Addition (issue #15): the reader's site in a multi-site study, else empty.
+                  "site"]
 EVENT_COLUMNS = ["event_id", "at", "reader_id", "assignment_id", "kind", "payload"]
 INT_COLUMNS = {
     "assignments": ["assignment_id", "position", "draft_id", "a_draft_id", "b_draft_id", "sessions",
@@ -243,10 +247,11 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
                 "indication": case.indication or None,
                 "comparison": case.comparison or None,
                 "reference_findings": case.reference_findings,
+                "site": case.site,
             }
         )
     reader_records = [
-        {"reader_id": r.reader_key, "role": r.role, "label": r.label} for r in sorted(readers.values(), key=lambda r: r.id)
+        {"reader_id": r.reader_key, "role": r.role, "label": r.label, "site": r.site} for r in sorted(readers.values(), key=lambda r: r.id)
     ]
     event_records = [
         {
@@ -312,6 +317,8 @@ def export_meta(db: Database, actor: Actor, study_id: str, frames: dict[str, pd.
             # The reading sessions' schedule (crossover arms per role, washout_days, ...) or null: the analysis
             # reads a crossover's period effect from it (docs/analysis.md, "Crossover designs").
             "sessions": design.sessions.to_json() if design.sessions is not None else None,
+            # The [sites] table (mode, balance) or null: sites are then only recorded, if the cohort has any.
+            "sites": design.sites.to_json() if design.sites is not None else None,
         }
     return meta
 

@@ -1,4 +1,4 @@
-"""Where a running study stands: per reader and arm, time per case, and readers who have stalled."""
+"""Where a running study stands: per reader and arm (and site), time per case, and readers who have stalled."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
 from study_app.services.release import study_schedule
 from study_app.services.studies import get_study
-from study_app.store.models import Arm, Assignment, Event, Reader, Response
+from study_app.store.models import Arm, Assignment, Case, Event, Reader, Response
 
 STATES = ("completed", "submitted", "in_progress", "ready", "pending")
 SCHEDULE_COLUMNS = ["reader", "role", "session", "state", "opens_at", "opened_at", "cases", "done"]
+SITE_COLUMNS = ["case_site", "reader_site", *STATES]
 
 
 @dataclass
@@ -29,6 +30,9 @@ class StudyProgress:
     # With [sessions]: per reader and reading session, its state, when it opens (launch for the first; the end
     # of the washout for a later one, once the earlier sessions are done), when it opened, cases and cases done.
     schedule: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SCHEDULE_COLUMNS))
+    # In a multi-site study (any reader or case with a site): per site of the case and site of the reader, one column
+    # per status. Empty when nobody and nothing has a site.
+    by_site: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SITE_COLUMNS))
 
     @property
     def schedule_display(self) -> pd.DataFrame:
@@ -75,6 +79,13 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
             .where(Assignment.study_id == study_id)
             .group_by(Reader.reader_key, Reader.role, Arm.key, Assignment.status)
         ).all()
+        site_counts = session.execute(
+            select(Case.site, Reader.site, Assignment.status, func.count())
+            .join(Reader, Assignment.reader_id == Reader.id)
+            .join(Case, Assignment.case_id == Case.id)
+            .where(Assignment.study_id == study_id)
+            .group_by(Case.site, Reader.site, Assignment.status)
+        ).all()
         durations = session.execute(
             select(Reader.reader_key, Arm.key, Response.duration_s)
             .join(Assignment, Response.assignment_id == Assignment.id)
@@ -96,6 +107,14 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
     by_arm = (frame.pivot_table(index="arm", columns="status", values="n", aggfunc="sum", fill_value=0)
               .reindex(columns=list(STATES), fill_value=0).astype(int).reset_index())
     by_reader.columns.name = by_arm.columns.name = None
+    by_site = pd.DataFrame(columns=SITE_COLUMNS)
+    sites = pd.DataFrame(site_counts, columns=["case_site", "reader_site", "status", "n"])
+    if sites[["case_site", "reader_site"]].notna().any().any():
+        sites[["case_site", "reader_site"]] = sites[["case_site", "reader_site"]].fillna("(none)")
+        by_site = (sites.pivot_table(index=["case_site", "reader_site"], columns="status", values="n", aggfunc="sum",
+                                     fill_value=0)
+                   .reindex(columns=list(STATES), fill_value=0).astype(int).reset_index())
+        by_site.columns.name = None
     remaining = (frame[frame.status.isin(["ready", "in_progress", "submitted"])].groupby("reader")["n"].sum())
     now = db.now()
     stalled_rows = []
@@ -113,4 +132,5 @@ def study_progress(db: Database, actor: Actor, study_id: str, *, stalled_after: 
         total=int(frame.n.sum()),
         completed=int(frame[frame.status == "completed"].n.sum()),
         schedule=schedule,
+        by_site=by_site,
     )

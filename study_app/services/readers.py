@@ -38,8 +38,10 @@ def add_readers(db: Database, actor: Actor, study_id: str, entries: list[RosterE
         return summarise(session, study)
 
 
-def add_reader(db: Database, actor: Actor, study_id: str, reader_key: str, role: str, label: str = "") -> StudySummary:
-    text = f"reader_id,role,label\n{reader_key},{role},{label}\n"
+def add_reader(db: Database, actor: Actor, study_id: str, reader_key: str, role: str, label: str = "",
+               site: str = "") -> StudySummary:
+    """Add one reader (checked like a row of a readers CSV); ``site``: their site in a multi-site study."""
+    text = f"reader_id,role,label,site\n{reader_key},{role},{label},{site}\n"
     return add_readers(db, actor, study_id, parse_roster(text, source="reader"))
 
 

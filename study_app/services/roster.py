@@ -11,7 +11,7 @@ from pathlib import Path
 from study_app.services.errors import InvalidInput
 
 READER_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-COLUMNS = ("reader_id", "role", "label", "name", "email")
+COLUMNS = ("reader_id", "role", "label", "name", "email", "site")
 REQUIRED = ("reader_id", "role")
 
 
@@ -23,10 +23,12 @@ class RosterEntry:
     label: str
     name: str | None
     email: str | None
+    # The reader's site in a multi-site study (the same identifiers as the manifest's site column); None: no site.
+    site: str | None = None
 
 
 def parse_roster(text: str, *, roles: dict[str, str] | None = None, source: str = "readers") -> list[RosterEntry]:
-    """Parse a readers CSV (columns reader_id, role, and optional label, name, email).
+    """Parse a readers CSV (columns reader_id, role, and optional label, name, email, site).
 
     Every problem is collected and reported together, each with its row and column. Rows are
     numbered as in case manifests: the header is row 0, the first reader row 1.
@@ -75,6 +77,12 @@ def parse_roster(text: str, *, roles: dict[str, str] | None = None, source: str 
         email = (row.get("email") or "").strip() or None
         if email and "@" not in email:
             problems.append(f"{source} row {row_number}, column email: '{email}' is not an e-mail address")
+        site = (row.get("site") or "").strip() or None
+        if site and not READER_KEY.match(site):
+            problems.append(
+                f"{source} row {row_number}, column site: '{site}' must be letters, digits, '.', '_' or '-' "
+                "(at most 64), e.g. site_a"
+            )
         entries.append(
             RosterEntry(
                 row=row_number,
@@ -83,6 +91,7 @@ def parse_roster(text: str, *, roles: dict[str, str] | None = None, source: str 
                 label=(row.get("label") or "").strip() or key,
                 name=(row.get("name") or "").strip() or None,
                 email=email,
+                site=site,
             )
         )
     if not entries and not problems:

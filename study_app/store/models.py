@@ -138,6 +138,8 @@ class Reader(Base):
     label: Mapped[str] = mapped_column(String(200), default="")
     name: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
+    # Multi-site studies: the reader's site (docs/designs.md, "[sites]"); None when the study has no sites.
+    site: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -214,6 +216,8 @@ class Case(Base):
     indication: Mapped[str] = mapped_column(Text, default="")
     comparison: Mapped[str] = mapped_column(Text, default="")
     reference_findings: Mapped[str | None] = mapped_column(Text)
+    # Multi-site studies: the site the case comes from (the manifest's site column); None: no site.
+    site: Mapped[str | None] = mapped_column(String(64))
 
     images: Mapped[list[Image]] = relationship(order_by="Image.ordinal")
     mc_items: Mapped[list[MCItem]] = relationship(order_by="MCItem.ordinal")

@@ -436,3 +436,25 @@ def test_validate_does_not_write_anything(files):
 
 def test_load_accepts_str_paths(files):
     assert load_manifest(str(files.csv([files.row("c1")]))).manifest_path == (files.root / "manifest.csv").resolve()
+
+
+# --------------------------------------------------------------------------- sites
+
+
+def test_site_column_is_optional_and_loaded(files):
+    cohort = load_manifest(files.csv([files.row("c1", site="site_a"), files.row("c2", site="")]))
+    assert [(c.case_id, c.site) for c in cohort.cases] == [("c1", "site_a"), ("c2", None)]
+    assert load_manifest(files.csv([files.row("c1")])).cases[0].site is None
+
+
+def test_bad_site_is_reported_with_its_row_and_column(files):
+    problem = only(validate_manifest(files.csv([files.row("c1", site="site_a"), files.row("c2", site="site b")])))
+    assert str(problem) == (
+        "row 2, column site: site 'site b' must be letters, digits, '.', '_' or '-' (at most 64), e.g. site_a"
+    )
+
+
+def test_site_in_jsonl_must_be_text(files):
+    row = {"case_id": "c1", "images": ["PA:img/pa.png"], "indication": "", "site": 3}
+    problem = only(validate_manifest(files.jsonl([row])))
+    assert (problem.row, problem.column, problem.message) == (1, "site", "must be text, got a number")

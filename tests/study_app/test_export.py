@@ -113,6 +113,8 @@ def test_export_round_trip_values_and_formats(demo_study, tmp_path):
     json.loads(events.payload.iloc[0])
     cases = pd.read_csv(out / "cases.csv")
     assert len(cases) == 12 and cases.views.str.contains("PA|AP").all()
+    # A cohort and roster without sites: the site columns are there, empty (one site).
+    assert cases.site.isna().all() and pd.read_csv(out / "readers.csv").site.isna().all()
     parquet = write_export(db, SYSTEM, "demo", tmp_path / "pq", fmt="parquet")
     for table in TABLES:
         frame = pd.read_parquet(parquet / f"{table}.parquet")

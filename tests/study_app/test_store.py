@@ -145,7 +145,7 @@ def test_reading_sessions_migration_puts_every_existing_assignment_in_session_1(
 
     engine = make_engine(database_url)
     script = ScriptDirectory.from_config(alembic_config(engine))
-    assert script.get_heads() == ["0006_reading_sessions"]
+    assert script.get_revision("0007_sites").down_revision == "0006_reading_sessions"
     assert script.get_revision("0006_reading_sessions").down_revision == "0005_draft_review_scales"
     upgrade(engine, "0005_draft_review_scales")
     assert "reading_session" not in {c["name"] for c in inspect(engine).get_columns("assignment")}
@@ -167,4 +167,38 @@ def test_reading_sessions_migration_puts_every_existing_assignment_in_session_1(
     upgrade(engine)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT reading_session FROM assignment")).scalars().all() == [1]
+    engine.dispose()
+
+
+def test_sites_migration_leaves_existing_readers_and_cases_without_a_site(database_url):
+    """0007_sites is the head, follows 0006, and adds a site to readers and cases; the readers and cases of a study
+    created before it have none (a study without sites is one site)."""
+    from alembic.script import ScriptDirectory
+
+    from study_app.store.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    assert script.get_heads() == ["0007_sites"]
+    assert script.get_revision("0007_sites").down_revision == "0006_reading_sessions"
+    upgrade(engine, "0006_reading_sessions")
+    assert "site" not in {c["name"] for c in inspect(engine).get_columns("reader")}
+    assert "site" not in {c["name"] for c in inspect(engine).get_columns("case")}
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO study (id, name, seed, status, design_name, design_toml, design_sha256, cohort_manifest, "
+            "cohort_root, cohort_sha256, settings, created_at) VALUES ('s1', 'S', 1, 'open', 'd', '', :h, 'm.csv', "
+            "'.', :h, '{}', :at)"), {"h": "0" * 64, "at": at})
+        connection.execute(text("INSERT INTO reader (study_id, reader_key, role, label, created_at) "
+                                "VALUES ('s1', 'r1', 'resident', 'R', :at)"), {"at": at})
+        connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
+                                "VALUES ('s1', 'c1', 2, '', '')"))
+    upgrade(engine)
+    assert current_revision(engine) == "0007_sites"
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT site FROM reader")).scalars().all() == [None]
+        assert connection.execute(text("SELECT site FROM \"case\"")).scalars().all() == [None]
+        connection.execute(text("UPDATE reader SET site = 'site_a'"))
+        assert connection.execute(text("SELECT site FROM reader")).scalars().all() == ["site_a"]
     engine.dispose()

@@ -50,6 +50,10 @@ def live(actor, study_id: str, stalled_hours: float) -> None:
         per_reader = progress.by_reader.groupby(["reader", "role"], as_index=False)[list(STATES)].sum()
         st.plotly_chart(_status_bars(per_reader, "reader", "Assignments per reader"),
                         key="console_progress_readers")
+    if len(progress.by_site):
+        st.subheader("Per site")
+        st.caption("Assignments by the site of the case and the site of the reader.")
+        st.dataframe(progress.by_site, hide_index=True)
     if len(progress.schedule):
         st.subheader("Reading sessions")
         st.caption("Per reader: each session's state, when it opens (a later session: the end of the washout after "
