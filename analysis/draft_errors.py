@@ -91,3 +91,109 @@ def errors_per_read(assignments: pd.DataFrame, draft_errors: pd.DataFrame | None
                      by_sig.get(False, 0).rename("n_not_significant"),
                      sig.reindex(columns=list(ERROR_CATEGORIES), fill_value=0).add_prefix("sig_")], axis=1)
     return out.reset_index()[columns]
+
+
+REXVAL_REFERENCE = ("Yu F, Endo M, Krishnan R, et al. Evaluating progress in automatic chest X-ray radiology report "
+                    "generation. Patterns 2023;4(9):100802. doi:10.1016/j.patter.2023.100802")
+#: The per-read measures the comparison analyses, each a count per annotated draft.
+MEASURES = {"n_significant": "clinically significant errors per draft", "n_errors": "errors per draft"}
+EDIT_CONDITIONS = ("edit_model", "edit_reader")
+
+
+def _time_band(n: int) -> str:
+    return "0" if n == 0 else "1" if n == 1 else "2+"
+
+
+def analyse_draft_errors(reads: pd.DataFrame, draft_errors: pd.DataFrame | None,
+                         answers: pd.DataFrame | None = None) -> dict:
+    """Model drafts against reader drafts on the errors readers annotated in them (ReXVal).
+
+    Parameters
+    ----------
+    reads : pandas.DataFrame
+        Counted reads (``StudyTables.counted_reads``) with ``assignment_id``, ``draft_id``, ``reader_id``,
+        ``reader_role``, ``case_id``, ``condition`` (``edit_model`` / ``edit_reader``), ``duration_s`` and
+        ``errors_annotated``.
+    draft_errors : pandas.DataFrame or None
+        The export's ``draft_errors``.
+    answers : pandas.DataFrame, optional
+        The export's ``answers`` (``assignment_id``, ``question_key``, ``value``): the ``edit_reason`` answers.
+
+    Returns
+    -------
+    dict
+        Empty when no read annotated errors. Else ``n_reads``; ``by_source`` (rows per role and condition: reads,
+        mean errors and significant errors per draft, share of drafts with a significant error); ``comparisons``
+        (rows per role and measure: the difference model - reader of the per-draft mean, random readers and
+        cases, with its CI, df and p); ``or`` (the full OR/Hillis digests); ``by_category`` (errors per draft by
+        category, significance and condition); ``by_edit_reason`` (reads and mean significant errors by the
+        reader's edit reason); ``by_time`` (reads and median reading time by the draft's number of significant
+        errors, 0, 1, 2+).
+
+    Notes
+    -----
+    Each read's count is a per-read value like any other, so the comparison is the Obuchowski-Rockette analysis
+    with Hillis degrees of freedom of the per-reader mean count (:func:`analysis.endpoints.or_digest`): the same
+    random-reader, random-case method as every per-read endpoint of the report, with its intervals truncated at
+    zero. The edit reasons and times are descriptive.
+
+    References
+    ----------
+    Yu F, et al. (2023). Evaluating progress in automatic chest X-ray radiology report generation. Patterns,
+    4(9), 100802 (the ReXVal error taxonomy).
+    """
+    from analysis.endpoints import or_digest
+
+    per_read = errors_per_read(reads, draft_errors)
+    if per_read.empty:
+        return {}
+    per_read["assignment_id"] = per_read["assignment_id"].astype(str)
+    base = reads.assign(assignment_id=reads["assignment_id"].astype(str))
+    data = base.merge(per_read, on="assignment_id", how="inner")
+    data = data.loc[data["condition"].isin(EDIT_CONDITIONS)]
+    out: dict = {"n_reads": int(len(data)), "categories": dict(ERROR_CATEGORIES), "reference": REXVAL_REFERENCE,
+                 "by_source": [], "comparisons": [], "or": {}, "by_category": [], "by_edit_reason": [],
+                 "by_time": []}
+    for (role, condition), sub in data.groupby(["reader_role", "condition"], sort=True):
+        out["by_source"].append({
+            "role": role, "condition": condition, "n_reads": int(len(sub)),
+            "n_readers": int(sub["reader_id"].nunique()), "errors_per_draft": float(sub["n_errors"].mean()),
+            "significant_per_draft": float(sub["n_significant"].mean()),
+            "share_with_significant": float((sub["n_significant"] > 0).mean())})
+        for category in ERROR_CATEGORIES:
+            out["by_category"].append({
+                "role": role, "condition": condition, "category": category,
+                "significant_per_draft": float(sub[f"sig_{category}"].mean()),
+                "n_significant": int(sub[f"sig_{category}"].sum())})
+        sub_time = sub.loc[sub["duration_s"].notna()]
+        for band, group in sub_time.groupby(sub_time["n_significant"].map(_time_band), sort=True):
+            out["by_time"].append({"role": role, "condition": condition, "significant_errors": band,
+                                   "n_reads": int(len(group)),
+                                   "median_duration_s": float(group["duration_s"].median())})
+    if answers is not None and not answers.empty:
+        reasons = answers.loc[answers["question_key"].eq("edit_reason"), ["assignment_id", "value"]]
+        reasons = reasons.assign(assignment_id=reasons["assignment_id"].astype(str))
+        joined = data.merge(reasons, on="assignment_id", how="inner")
+        for (role, condition, reason), group in joined.groupby(["reader_role", "condition", "value"], sort=True):
+            out["by_edit_reason"].append({
+                "role": role, "condition": condition, "edit_reason": reason, "n_reads": int(len(group)),
+                "significant_per_draft": float(group["n_significant"].mean()),
+                "errors_per_draft": float(group["n_errors"].mean())})
+    for role, sub in data.groupby("reader_role", sort=True):
+        if set(sub["condition"]) != set(EDIT_CONDITIONS):
+            continue
+        for measure, label in MEASURES.items():
+            frame = sub[["reader_id", "case_id", "condition"]].assign(value=sub[measure].astype(float))
+            digest = or_digest(frame, EDIT_CONDITIONS, bounds=(0.0, float("inf")),
+                               label=f"{role}: {label}, model - reader drafts")
+            out["or"].setdefault(role, {})[measure] = digest
+            row = {"role": role, "measure": label, "comparison": "edit_model - edit_reader"}
+            if "error" in digest:
+                row["note"] = digest["error"]
+            else:
+                c = digest["conclusions"]["random_readers_random_cases"]
+                row.update(estimate=c["estimate"], ci_low=c["ci_low"], ci_high=c["ci_high"], df=c["df"],
+                           p_val=c["p_val"], n_readers=digest["n_readers"], n_cases=digest["n_cases"],
+                           n_reads=digest["n_reads"], note=c["note"])
+            out["comparisons"].append(row)
+    return out

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import study_seed
+from analysis.draft_errors import analyse_draft_errors
 from analysis.endpoints import analyse_endpoint, endpoint_frame, or_digest
 from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
 from analysis.stats.agreement import icc_crossed, icc_oneway, intraclass_corr
@@ -186,6 +187,8 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     text_table = text_metrics_table(reads, tables.cases)
     results["text_metrics"], results["mrmc"]["text_metrics"] = summarise_text_metrics(
         text_table, confidence=plan.confidence, seed=seed, n_boot=n_boot)
+    # The errors readers annotated in the drafts (ReXVal), model vs reader drafts, random readers and cases.
+    results["draft_errors"] = analyse_draft_errors(reads, tables.draft_errors, tables.answers)
     results["caveats"] = _caveats(results, plan)
     results["provenance"] = provenance(tables.meta)
     results = _clean(results)

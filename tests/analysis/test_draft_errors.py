@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.draft_errors import ERROR_CATEGORIES, draft_error_counts, errors_per_read
 from analysis.stats.text import edit_segments, report_sentences
@@ -75,3 +77,62 @@ def test_counts_have_every_category_and_significance_and_count_an_unchanged_draf
     assert per_read.loc[1, ["n_errors", "n_significant", "n_not_significant", "sig_wrong_severity"]].tolist() == [
         2, 1, 1, 1]
     assert per_read.loc[2, "n_errors"] == 0 and 3 not in per_read.index
+
+
+def _true_difference(rates):
+    # The simulated reader effect (SD 0.3 on the log rate) scales every mean by E[exp(N(0, 0.3))] = exp(0.045).
+    return (rates["model"][0] - rates["reader"][0]) * np.exp(0.3 ** 2 / 2)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_more_significant_errors_in_model_drafts_are_recovered_within_the_random_reader_interval(seed):
+    from analysis.draft_errors import analyse_draft_errors
+    from analysis.simulate import simulate_study
+
+    rates = {"model": (0.9, 0.5), "reader": (0.3, 0.5)}
+    tables = simulate_study(seed=seed, n_readers=12, draft_errors=rates)
+    result = analyse_draft_errors(tables.counted_reads(), tables.draft_errors, tables.answers)
+    [row] = [r for r in result["comparisons"] if r["role"] == "attending"
+             and r["measure"] == "clinically significant errors per draft"]
+    assert row["ci_low"] <= _true_difference(rates) <= row["ci_high"]
+    assert row["ci_low"] > 0, "a difference of 0.6 errors per draft is found"
+    # The same method as every per-read endpoint: the OR/Hillis digest, random readers and random cases.
+    digest = result["or"]["attending"]["n_significant"]
+    assert digest["levels"] == ["edit_model", "edit_reader"] and digest["n_readers"] == row["n_readers"]
+    by_source = {r["condition"]: r for r in result["by_source"] if r["role"] == "attending"}
+    assert by_source["edit_model"]["significant_per_draft"] > by_source["edit_reader"]["significant_per_draft"]
+
+
+def test_equal_error_rates_give_intervals_that_cover_zero_about_95_times_in_100():
+    from analysis.draft_errors import analyse_draft_errors
+    from analysis.simulate import simulate_study
+
+    covered = 0
+    for seed in range(20):
+        tables = simulate_study(seed=seed, n_readers=12, draft_errors={"model": (0.5, 0.5), "reader": (0.5, 0.5)})
+        result = analyse_draft_errors(tables.counted_reads(), tables.draft_errors, tables.answers)
+        row = next(r for r in result["comparisons"] if r["role"] == "attending")
+        covered += row["ci_low"] < 0 < row["ci_high"]
+    # 95% intervals: P(fewer than 17 of 20 cover) = 0.016 under a binomial(20, 0.95).
+    assert covered >= 17
+
+
+def test_the_report_has_the_draft_errors_section_with_edit_reasons_and_times(tmp_path):
+    from analysis import load_tables, run_analysis, write_report
+    from analysis.simulate import simulate_study, write_export
+
+    tables = simulate_study(seed=1, n_readers=8, n_cases=40, reads_per_reader=20,
+                            draft_errors={"model": (0.9, 0.5), "reader": (0.3, 0.5)})
+    write_export(tables, tmp_path / "export")  # round trip through the files the analysis reads
+    back = load_tables(tmp_path / "export")
+    assert len(back.draft_errors) == len(tables.draft_errors)
+    result = run_analysis(back, n_boot=50)
+    errors = result.results["draft_errors"]
+    assert {r["edit_reason"] for r in errors["by_edit_reason"]} <= {"none", "content", "style", "both"}
+    assert errors["by_edit_reason"] and {r["significant_errors"] for r in errors["by_time"]} <= {"0", "1", "2+"}
+    html = write_report(result, tmp_path / "report").read_text()
+    assert "id='draft-errors'" in html and "Patterns 2023;4(9):100802" in html
+    assert "Model drafts minus reader drafts: errors per draft" in html
+    # A study without annotation has no such section.
+    plain = run_analysis(simulate_study(seed=1, n_readers=8, n_cases=40, reads_per_reader=20), n_boot=50)
+    assert plain.results["draft_errors"] == {} and "draft_errors_comparisons" not in plain.tables
