@@ -386,7 +386,7 @@ def _check_draft_errors(errors: pd.DataFrame, a: pd.DataFrame) -> None:
     if dup.any():
         raise AnalysisInputError(f"{_where(errors, dup, 'draft_errors')}: an edit (assignment_id, segment) is "
                                  "annotated more than once")
-    _check_vocabulary(errors, "category", tuple(ANNOTATION_CHOICES))
+    _check_vocabulary(errors, "category", tuple(ANNOTATION_CHOICES), "draft_errors")
     errors["significant"] = _boolean(errors["significant"], "draft_errors.significant")
     missing = errors["significant"].isna() & errors["category"].ne(NOT_AN_ERROR)
     if missing.any():
@@ -503,12 +503,12 @@ def _check_answers(ans: pd.DataFrame, a: pd.DataFrame, questions: dict) -> None:
                 f"assignments.preferred is {letters[first['assignment_id']]!r}")
 
 
-def _check_vocabulary(frame: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> None:
+def _check_vocabulary(frame: pd.DataFrame, column: str, allowed: tuple[str, ...], table: str = "assignments") -> None:
     values = frame[column].dropna().astype(str)
     bad = sorted(set(values.unique()) - set(allowed))
     if bad:
         raise AnalysisInputError(
-            f"assignments.{column} has value(s) outside the data dictionary: {', '.join(bad[:5])} "
+            f"{table}.{column} has value(s) outside the data dictionary: {', '.join(bad[:5])} "
             f"(allowed: {', '.join(allowed)}; missing must be empty)")
 
 

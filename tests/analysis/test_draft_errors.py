@@ -136,3 +136,24 @@ def test_the_report_has_the_draft_errors_section_with_edit_reasons_and_times(tmp
     # A study without annotation has no such section.
     plain = run_analysis(simulate_study(seed=1, n_readers=8, n_cases=40, reads_per_reader=20), n_boot=50)
     assert plain.results["draft_errors"] == {} and "draft_errors_comparisons" not in plain.tables
+
+
+def test_the_loader_refuses_unknown_categories_duplicated_edits_and_errors_without_significance():
+    from analysis.simulate import simulate_study
+    from analysis.tables import AnalysisInputError, tables_from_frames
+
+    t = simulate_study(seed=1, n_readers=8, n_cases=40, reads_per_reader=20,
+                       draft_errors={"model": (0.9, 0.5), "reader": (0.3, 0.5)})
+    frames = {n: getattr(t, n) for n in ("assignments", "answers", "drafts", "cases", "readers")}
+    errors = t.draft_errors
+    first_error = errors.index[errors["category"].ne("not_an_error")][0]
+    for change, message in (
+            (lambda e: e.assign(category=e["category"].where(e.index != 0, "typo")),
+             r"draft_errors.category has value\(s\) outside the data dictionary: typo"),
+            (lambda e: pd.concat([e, e.iloc[[0]]]), "is annotated more than once"),
+            (lambda e: e.assign(significant=e["significant"].astype(object).where(e.index != first_error, None)),
+             "an error without its clinical significance"),
+            (lambda e: e.assign(assignment_id=e["assignment_id"].where(e.index != 0, "S9999999")),
+             "unknown assignment_id S9999999")):
+        with pytest.raises(AnalysisInputError, match=message):
+            tables_from_frames({**frames, "draft_errors": change(errors.copy())}, t.meta)

@@ -264,6 +264,13 @@ def _finished(view: reading_service.CaseView) -> None:
     if view.task in ("write", "edit"):
         st.markdown("**Your submitted findings** (locked)")
         _plain(view.editor_text)
+    for segment in view.error_segments if view.annotate_errors else []:
+        mark = view.error_marks.get(segment["segment"], {})
+        significance = mark.get("significant")
+        st.markdown(f"**Edit {segment['segment']} of {len(view.error_segments)}**")
+        _plain(f"Draft: {segment['draft'] or '(nothing)'} / Yours: {segment['final'] or '(deleted)'}: "
+               f"{ANNOTATION_CHOICES.get(mark.get('category'), '(not marked)')}"
+               + ("" if significance is None else f", {SIGNIFICANCE_LABELS[significance].lower()}"))
     for question in view.questions:
         labels = {o["value"]: o["label"] for o in question.options}
         st.markdown(f"**{question.label}**")
