@@ -1,5 +1,4 @@
-"""Errors of report drafts as readers annotate them (the ReXVal taxonomy): the categories, per-draft counts, and
-the comparison of model and reader drafts on them."""
+"""Errors of report drafts as readers annotate them (ReXVal): the categories, per-draft counts, and model vs reader drafts."""
 
 from __future__ import annotations
 

@@ -426,6 +426,11 @@ def edit_segments(shown, final) -> list[dict]:
     edits it asks about with it, the service checks annotations against it and the export and the analysis
     read the same numbers.
 
+    References
+    ----------
+    Ratcliff, J. W., & Metzener, D. E. (1988). Pattern matching: the gestalt approach. Dr. Dobb's Journal, 13(7),
+    46 (the matching of :mod:`difflib`).
+
     Examples
     --------
     >>> [(s["kind"], s["draft"], s["final"]) for s in edit_segments(
