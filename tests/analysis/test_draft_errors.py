@@ -157,3 +157,28 @@ def test_the_loader_refuses_unknown_categories_duplicated_edits_and_errors_witho
              "unknown assignment_id S9999999")):
         with pytest.raises(AnalysisInputError, match=message):
             tables_from_frames({**frames, "draft_errors": change(errors.copy())}, t.meta)
+
+
+def test_a_plan_can_make_the_significant_error_difference_its_primary_endpoint():
+    from analysis import run_analysis
+    from analysis.plan import check_plan_against_design, parse_plan
+    from analysis.simulate import simulate_study
+
+    primary = {"name": "sig", "endpoint": "significant_errors", "role": "attending", "reference": "edit_reader",
+               "comparison": "edit_model"}
+    plan = parse_plan({"primary": primary})
+    with pytest.raises(ValueError, match="errors are annotated in the drafts of edits; 'write' is not an edit"):
+        check_plan_against_design(parse_plan({"primary": {**primary, "role": "resident", "reference": "write"}}),
+                                  {"resident": {"write", "edit_model"}}, set())
+    rates = {"model": (0.9, 0.5), "reader": (0.3, 0.5)}
+    result = run_analysis(simulate_study(seed=2, n_readers=12, draft_errors=rates), n_boot=50, plan=plan)
+    [endpoint] = result.results["endpoints"]
+    assert endpoint["error"] is None and endpoint["scale"] == "difference"
+    assert endpoint["ci_low"] <= _true_difference(rates) <= endpoint["ci_high"] and endpoint["ci_low"] > 0
+    # The same figure as the errors section's comparison: one method, one count.
+    row = next(r for r in result.results["draft_errors"]["comparisons"] if r["role"] == "attending"
+               and r["measure"] == "clinically significant errors per draft")
+    assert endpoint["estimate"] == pytest.approx(row["estimate"])
+    # Without annotations the endpoint says it cannot be estimated, and nothing fails.
+    plain = run_analysis(simulate_study(seed=2, n_readers=12), n_boot=50, plan=plan)
+    assert "cannot be estimated" in plain.results["endpoints"][0]["error"]
