@@ -1,8 +1,14 @@
-"""Errors of report drafts as readers annotate them (ReXVal): the categories, per-draft counts, and model vs reader drafts."""
+"""Errors of report drafts as readers annotate them (ReXVal): the edits, the categories, counts, model vs reader drafts."""
 
 from __future__ import annotations
 
-import pandas as pd
+import difflib
+import re
+from typing import TYPE_CHECKING
+
+# pandas only where a table is counted: the reader app imports the edits and the categories, and starts without it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: The six ReXVal error categories (Yu et al. 2023, Patterns 4(9):100802), as the export codes them, with the
 #: label a reader sees. ``not_an_error`` marks an edit of wording or style.
@@ -23,6 +29,86 @@ DRAFT_ERROR_COLUMNS = ["assignment_id", "draft_id", "segment", "edit_kind", "dra
                        "significant", "annotated_at"]
 #: The columns of ``draft_error_counts``: one row per annotated read, category and significance (zeros included).
 COUNT_COLUMNS = ["assignment_id", "draft_id", "category", "significant", "n_errors"]
+
+
+# --- The draft-to-final diff as the edits a reader annotates ---------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+
+def report_sentences(text) -> list[str]:
+    """A report's sentences: split after ``.``, ``!``, ``?`` or ``;`` followed by white space, and at line breaks;
+    each sentence whitespace-normalised, empty ones dropped.
+
+    Examples
+    --------
+    >>> from analysis.draft_errors import report_sentences
+    >>> report_sentences("Heart normal.  No effusion.\\nLungs clear")
+    ['Heart normal.', 'No effusion.', 'Lungs clear']
+    """
+    if text is None or not isinstance(text, str):  # missing (None, NaN, pd.NA) counts as ""
+        return []
+    return [s for s in (" ".join(part.split()) for part in _SENTENCE_END.split(str(text))) if s]
+
+
+def _matcher(a: list[str], b: list[str]) -> difflib.SequenceMatcher:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False)
+
+
+def edit_segments(shown, final) -> list[dict]:
+    """The edits that turned a draft into the reader's final text, in text order: the units a reader annotates.
+
+    Parameters
+    ----------
+    shown, final : str or None
+        The draft as shown and the submitted text; missing counts as "".
+
+    Returns
+    -------
+    list of dict
+        One dict per edit, numbered from 1 in text order: ``segment`` (the number), ``kind`` (``replace``,
+        ``delete``: draft text removed, ``insert``: text added), ``draft`` (the draft's words the edit removed or
+        replaced, "" for an insert), ``final`` (the words put in their place, "" for a delete) and ``context``
+        (the draft sentence a phrase edit falls in, "" for whole-sentence edits).
+
+    Notes
+    -----
+    Two levels of :class:`difflib.SequenceMatcher` (``autojunk`` off): first on the texts' sentences
+    (:func:`report_sentences`), so a deleted or added sentence is one edit; then, where a run of changed
+    sentences is matched one-to-one (as many on each side), on the words of each changed pair, so "left" ->
+    "right" in a sentence is one phrase edit, not the whole sentence. Runs of unequal length (a sentence split
+    or merged) stay one edit. White space never makes an edit. The one definition: the case page numbers the
+    edits it asks about with it, the service checks annotations against it and the export and the analysis
+    read the same numbers.
+
+    References
+    ----------
+    Ratcliff, J. W., & Metzener, D. E. (1988). Pattern matching: the gestalt approach. Dr. Dobb's Journal, 13(7),
+    46 (the matching of :mod:`difflib`).
+
+    Examples
+    --------
+    >>> from analysis.draft_errors import edit_segments
+    >>> [(s["kind"], s["draft"], s["final"]) for s in edit_segments(
+    ...     "Small left effusion. No pneumothorax.", "Small right effusion. No pneumothorax. Heart normal.")]
+    [('replace', 'left', 'right'), ('insert', '', 'Heart normal.')]
+    """
+    draft_sentences, final_sentences = report_sentences(shown), report_sentences(final)
+    edits: list[tuple[str, str, str, str]] = []
+    for tag, i1, i2, j1, j2 in _matcher(draft_sentences, final_sentences).get_opcodes():
+        if tag == "equal":
+            continue
+        removed, added = draft_sentences[i1:i2], final_sentences[j1:j2]
+        if tag == "replace" and len(removed) == len(added):
+            for before, after in zip(removed, added):
+                words_a, words_b = before.split(), after.split()
+                for wtag, a1, a2, b1, b2 in _matcher(words_a, words_b).get_opcodes():
+                    if wtag != "equal":
+                        edits.append((wtag, " ".join(words_a[a1:a2]), " ".join(words_b[b1:b2]), before))
+        else:
+            edits.append((tag, " ".join(removed), " ".join(added), ""))
+    return [{"segment": n, "kind": kind, "draft": draft, "final": final_words, "context": context}
+            for n, (kind, draft, final_words, context) in enumerate(edits, 1)]
 
 
 def _annotated_reads(assignments: pd.DataFrame) -> pd.DataFrame:
@@ -53,11 +139,14 @@ def draft_error_counts(assignments: pd.DataFrame, draft_errors: pd.DataFrame | N
 
     Examples
     --------
+    >>> import pandas as pd
     >>> a = pd.DataFrame({"assignment_id": [1], "draft_id": [7], "errors_annotated": [True]})
     >>> e = pd.DataFrame({"assignment_id": [1], "category": ["wrong_severity"], "significant": [True]})
     >>> draft_error_counts(a, e).query("n_errors > 0")[["category", "significant", "n_errors"]].values.tolist()
     [['wrong_severity', True, 1]]
     """
+    import pandas as pd
+
     reads = _annotated_reads(assignments)[["assignment_id", "draft_id"]]
     grid = pd.MultiIndex.from_product([list(ERROR_CATEGORIES), [True, False]], names=["category", "significant"])
     full = reads.merge(grid.to_frame(index=False), how="cross")
@@ -77,6 +166,8 @@ def errors_per_read(assignments: pd.DataFrame, draft_errors: pd.DataFrame | None
     """One row per annotated read: ``assignment_id``, ``n_errors`` (every error), ``n_significant``,
     ``n_not_significant``, and ``sig_<category>`` (its clinically significant errors of each category), from
     :func:`draft_error_counts`."""
+    import pandas as pd
+
     counts = draft_error_counts(assignments, draft_errors)
     columns = ["assignment_id", "n_errors", "n_significant", "n_not_significant",
                *[f"sig_{c}" for c in ERROR_CATEGORIES]]

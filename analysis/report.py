@@ -45,7 +45,7 @@ _TABLE_TITLES = {
     "draft_errors_by_time": "Reading time by the draft's number of clinically significant errors",
 }
 _DRAFT_ERRORS_INTRO = (
-    "After each edit the reader marked every edit of the draft-to-final diff (analysis.stats.text.edit_segments: "
+    "After each edit the reader marked every edit of the draft-to-final diff (analysis.draft_errors.edit_segments: "
     "sentence edits, and phrase edits within a sentence changed one-for-one) with one of the six error categories "
     "of ReXVal (Yu et al. 2023) - false prediction of finding, omission of finding, incorrect location or position, "
     "incorrect severity, mention of a comparison that is not present, omission of a comparison describing a change "

@@ -1,6 +1,6 @@
 """The rule of a reader's error annotation of a draft: which edits there are to annotate, and what a valid mark is.
 
-The edits are the draft-to-final diff as :func:`analysis.stats.text.edit_segments` cuts it (the one definition,
+The edits are the draft-to-final diff as :func:`analysis.draft_errors.edit_segments` cuts it (the one definition,
 which the export and the analysis read too); a mark gives each edit a ReXVal category, or "not an error", and for
 an error whether it is clinically significant. Nothing here depends on where the draft came from.
 """
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analysis.draft_errors import ANNOTATION_CHOICES, NOT_AN_ERROR
-from analysis.stats.text import edit_segments
+from analysis.draft_errors import ANNOTATION_CHOICES, NOT_AN_ERROR, edit_segments
 
 from study_app.services.errors import InvalidInput
 

@@ -158,7 +158,7 @@ class CaseView:
     # The study's reading-desk settings (the design's [study.desk]): the same for every case of the study.
     desk: dict = field(default_factory=dict)
     # Error annotation (an edit arm's ``annotate_errors``): after SUBMIT, the edits of the draft-to-final diff to
-    # mark (analysis.stats.text.edit_segments), and the marks saved, by edit number.
+    # mark (analysis.draft_errors.edit_segments), and the marks saved, by edit number.
     annotate_errors: bool = False
     error_segments: list[dict] = field(default_factory=list)
     error_marks: dict[int, dict] = field(default_factory=dict)

@@ -466,7 +466,7 @@ class Answer(Base):
 
 class ErrorAnnotation(Base):
     """A reader's judgement of one edit of a draft (ReXVal): its error category, or not an error, and whether the
-    error is clinically significant. The edit is numbered as ``analysis.stats.text.edit_segments`` numbers it, and
+    error is clinically significant. The edit is numbered as ``analysis.draft_errors.edit_segments`` numbers it, and
     its words are kept, so the row stands on its own."""
 
     __tablename__ = "error_annotation"

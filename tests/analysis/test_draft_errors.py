@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.draft_errors import ERROR_CATEGORIES, draft_error_counts, errors_per_read
-from analysis.stats.text import edit_segments, report_sentences
+from analysis.draft_errors import ERROR_CATEGORIES, draft_error_counts, edit_segments, errors_per_read, report_sentences
 
 
 def _edits(shown, final):
@@ -182,3 +181,16 @@ def test_a_plan_can_make_the_significant_error_difference_its_primary_endpoint()
     # Without annotations the endpoint says it cannot be estimated, and nothing fails.
     plain = run_analysis(simulate_study(seed=2, n_readers=12), n_boot=50, plan=plan)
     assert "cannot be estimated" in plain.results["endpoints"][0]["error"]
+
+
+def test_the_reader_app_gets_the_edits_and_categories_without_pandas_or_scipy():
+    """The page and the service cut the edits on every rerun; their module imports only the standard library."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys, analysis.draft_errors; "
+             "print(','.join(m for m in ('pandas', 'scipy', 'rapidfuzz') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    assert loaded == ""

@@ -132,7 +132,7 @@ def test_the_shipped_draft_errors_design_goes_from_design_file_to_a_report_with_
     errors = pd.read_csv(export / "draft_errors.csv")
     assert set(errors["assignment_id"]) <= set(annotated["assignment_id"]) and len(errors) > 0
     # Every edit of every annotated read is marked, numbered as the one segmentation numbers it.
-    from analysis.stats.text import edit_segments
+    from analysis.draft_errors import edit_segments
 
     for row in annotated.itertuples():
         n = len(edit_segments(row.shown_text if isinstance(row.shown_text, str) else "", row.final_text))
