@@ -3,9 +3,6 @@ holds the mark beside the answers."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from sqlalchemy import select
 
@@ -24,10 +21,7 @@ def annotating_server(residents_done, tmp_path):
     with residents_done.db.transaction() as session:
         for arm in session.scalars(select(Arm).where(Arm.key.in_(["attending_edit_model", "attending_edit_resident"]))):
             arm.annotate_errors = True
-    # The server runs this checkout's code, whichever copy of the package is installed (its schema must match).
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
-    server, port = start_app_server(residents_done.url, tmp_path / "server.log", cwd=tmp_path, env=env)
+    server, port = start_app_server(residents_done.url, tmp_path / "server.log", cwd=tmp_path)
     try:
         yield residents_done, f"http://127.0.0.1:{port}"
     finally:
