@@ -12,6 +12,7 @@ from analysis.stats.mrmc import CONCLUSION_LABELS, CONCLUSIONS, or_hillis
 
 LIKERT_BOUNDS = (-10.0, 10.0)
 SHARE_BOUNDS = (0.0, 1.0)
+COUNT_BOUNDS = (0.0, float("inf"))
 PREFERENCE_TESTS = ("model_preferred", "reader_preferred")
 
 
@@ -109,8 +110,8 @@ def endpoint_frame(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFram
     Returns
     -------
     pandas.DataFrame
-        ``value`` is log(duration) for ``time_ratio``, the 0/1 indicator for shares
-        and the score for ``likert_mean``; ``test`` is the condition (for a
+        ``value`` is log(duration) for ``time_ratio``, the 0/1 indicator for shares,
+        the score for ``likert_mean`` and the draft's count for ``significant_errors``; ``test`` is the condition (for a
         preference, ``model_preferred`` / ``reader_preferred`` on the same reads).
     """
     conds = [c for c in (endpoint.reference, endpoint.comparison, endpoint.condition) if c]
@@ -119,6 +120,15 @@ def endpoint_frame(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFram
         sub = reads.loc[reads["reader_role"].eq(endpoint.role) & reads["condition"].isin(conds)]
         sub = sub.loc[sub["duration_s"].notna() & (sub["duration_s"] > 0)]
         return pd.DataFrame({"value": np.log(sub["duration_s"].to_numpy(dtype=float)), "test": sub["condition"],
+                             "reader_id": sub["reader_id"], "case_id": sub["case_id"]})[cols]
+    if endpoint.endpoint == "significant_errors":
+        # The per-read count run_analysis joins to the reads (analysis.draft_errors.errors_per_read); reads
+        # that annotated nothing have none.
+        if "n_significant_errors" not in reads.columns:
+            return pd.DataFrame(columns=cols)
+        sub = reads.loc[reads["reader_role"].eq(endpoint.role) & reads["condition"].isin(conds)
+                        & reads["n_significant_errors"].notna()]
+        return pd.DataFrame({"value": sub["n_significant_errors"].to_numpy(dtype=float), "test": sub["condition"],
                              "reader_id": sub["reader_id"], "case_id": sub["case_id"]})[cols]
     if endpoint.endpoint == "preference_share":
         sub = reads.loc[reads["reader_role"].eq(endpoint.role) & reads["task"].eq("compare")
@@ -215,7 +225,8 @@ def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFr
         return out
     try:
         res = or_hillis(frame, "value", "test", "reader_id", "case_id", levels=levels, null=null,
-                        bounds=None if ratio else (SHARE_BOUNDS if endpoint.endpoint != "likert_mean" else
+                        bounds=None if ratio else COUNT_BOUNDS if endpoint.endpoint == "significant_errors" else
+                        (SHARE_BOUNDS if endpoint.endpoint != "likert_mean" else
                                                    (scale.low, scale.high) if scale is not None and scale.low is not None
                                                    else LIKERT_BOUNDS),
                         confidence=confidence)

@@ -15,6 +15,7 @@ ENDPOINTS = {
     "likert_mean": "mean score of a rating item (a Likert scale of any length, or a visual-analogue scale)",
     "no_edit_share": "share of edits answered 'no editing needed'",
     "preference_share": "share of blinded comparisons preferring the model draft minus the share preferring the reader draft",
+    "significant_errors": "clinically significant errors per draft, as readers annotated them (ReXVal)",
 }
 METHODS = ("or_hillis", "mixed_model")
 MULTIPLICITY = ("holm", "bonferroni", "none")
@@ -317,6 +318,10 @@ def check_plan_against_design(plan: AnalysisPlan, conditions_by_role: dict[str, 
             for cond in (e.reference, e.comparison, e.condition):
                 if cond is not None and not cond.startswith("edit_"):
                     raise ValueError(f"{where}: 'no editing needed' is answered after edits; '{cond}' is not an edit")
+        if e.endpoint == "significant_errors":
+            for cond in (e.reference, e.comparison, e.condition):
+                if cond is not None and not cond.startswith("edit_"):
+                    raise ValueError(f"{where}: errors are annotated in the drafts of edits; '{cond}' is not an edit")
 
 
 def _numbered(plan):

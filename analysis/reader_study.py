@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import study_seed
+from analysis.draft_errors import analyse_draft_errors, errors_per_read
 from analysis.endpoints import analyse_endpoint, endpoint_frame, or_digest
 from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
 from analysis.stats.agreement import icc_crossed, icc_oneway, intraclass_corr
@@ -161,6 +162,11 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     results["design"]["zero_duration_assignment_ids"] = sorted(zero_ids)
     mixed_cache: dict = {}
     results["duration"] = _durations(timed, seed, n_boot, mixed_max_reads, mixed_cache)
+    # Each annotated read's clinically significant errors, for a significant_errors endpoint of the plan.
+    counts = errors_per_read(reads, tables.draft_errors)[["assignment_id", "n_significant"]].rename(
+        columns={"n_significant": "n_significant_errors"})
+    counts["assignment_id"] = counts["assignment_id"].astype(str)
+    timed = timed.merge(counts, on="assignment_id", how="left")
     results["plan"] = _plan_block(plan)
     results["endpoints"] = _endpoints(plan, timed, answers, seed, mixed_max_reads, mixed_cache, tables.scales)
     results["multiplicity"] = _multiplicity_statement(plan, results["endpoints"])
@@ -187,6 +193,8 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     results["text_metrics"], results["mrmc"]["text_metrics"] = summarise_text_metrics(
         text_table, confidence=plan.confidence, seed=seed, n_boot=n_boot)
     results["sites"] = _sites(reads, timed)
+    # The errors readers annotated in the drafts (ReXVal), model vs reader drafts, random readers and cases.
+    results["draft_errors"] = analyse_draft_errors(reads, tables.draft_errors, tables.answers)
     results["caveats"] = _caveats(results, plan)
     results["provenance"] = provenance(tables.meta)
     results = _clean(results)

@@ -41,7 +41,22 @@ _TABLE_TITLES = {
     "text_metrics": "Report-text metrics by pair, role and condition (per read; mean with its 95% CI)",
     "text_metrics_differences": "Report-text metrics: model-draft condition minus each other condition (random "
                                 "readers, random cases)",
+    "draft_errors_by_source": "Errors per draft by role and draft source (per read)",
+    "draft_errors_comparisons": "Model drafts minus reader drafts: errors per draft (OR/Hillis, random readers and "
+                                "cases)",
+    "draft_errors_by_category": "Clinically significant errors per draft by ReXVal category",
+    "draft_errors_by_edit_reason": "Errors per draft by the reader's edit reason",
+    "draft_errors_by_time": "Reading time by the draft's number of clinically significant errors",
 }
+_DRAFT_ERRORS_INTRO = (
+    "After each edit the reader marked every edit of the draft-to-final diff (analysis.draft_errors.edit_segments: "
+    "sentence edits, and phrase edits within a sentence changed one-for-one) with one of the six error categories "
+    "of ReXVal (Yu et al. 2023) - false prediction of finding, omission of finding, incorrect location or position, "
+    "incorrect severity, mention of a comparison that is not present, omission of a comparison describing a change "
+    "- or as not an error (wording or style), and each error as clinically significant or not. The counts per "
+    "draft are compared between model and reader drafts with the Obuchowski-Rockette/Hillis analysis of every "
+    "per-read endpoint (random readers, random cases); the edit reasons and reading times beside them are "
+    "descriptive. An error the reader saw but did not edit is not counted.")
 _TEXT_METRICS_INTRO = (
     "Surface metrics of the report texts. Each draft shown is compared with the text the reader submitted "
     "(draft_final: how much of the draft survived; an unedited draft has edit distances 0, BLEU 100, ROUGE-L 1) "
@@ -209,6 +224,14 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
         for name in ("text_metrics", "text_metrics_differences"):
             parts.append(f"<h3>{esc(_TABLE_TITLES[name])}</h3>{_table_html(result.tables.get(name))}")
         parts.append(f"<p><em>{esc(tm.get('model_based_metrics', ''))}</em></p>")
+    errors = res.get("draft_errors") or {}
+    if errors:
+        parts.append("<h2 id='draft-errors'>Errors of the drafts (ReXVal; exploratory)</h2>"
+                     f"<p>{esc(_DRAFT_ERRORS_INTRO)} {errors.get('n_reads', 0)} annotated reads.</p>")
+        for name in ("draft_errors_by_source", "draft_errors_comparisons", "draft_errors_by_category",
+                     "draft_errors_by_edit_reason", "draft_errors_by_time"):
+            parts.append(f"<h3>{esc(_TABLE_TITLES[name])}</h3>{_table_html(result.tables.get(name))}")
+        parts.append(f"<p>Reference: {esc(errors.get('reference', ''))}</p>")
     parts.append("</body></html>")
     path = out / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

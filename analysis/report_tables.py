@@ -377,5 +377,10 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
     rows, diffs = _text_metric_rows(results)
     t["text_metrics"] = pd.DataFrame(rows)
     t["text_metrics_differences"] = pd.DataFrame(diffs)
+    # The errors readers annotated in the drafts (ReXVal), when the design asked for them.
+    errors = results.get("draft_errors") or {}
+    for key in ("by_source", "comparisons", "by_category", "by_edit_reason", "by_time"):
+        if errors:
+            t[f"draft_errors_{key}"] = pd.DataFrame(errors.get(key, []))
     t["mrmc"] = pd.DataFrame(_mrmc_rows(results))
     return t

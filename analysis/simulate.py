@@ -56,6 +56,7 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
                    likert_reader_sd: float = 2.0, likert_case_sd: float = 2.0, likert_noise_sd: float = 3.0,
                    share_submitted_only: float = 0.03, share_unfinished: float = 0.02,
                    reference_findings: bool = False, site_time_ratios: dict[str, float] | None = None,
+                   draft_errors: dict | None = None,
                    study_id: str = "simulated-chexone") -> StudyTables:
     """Simulate a CheXOne-style reader study with known effects.
 
@@ -108,6 +109,12 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
         1.5}``: site_b's cases take 1.5 times as long, in every condition). Cases and readers are dealt to the
         sites in turn (``cases.site``, ``readers.site``); no random draw is added, so the other tables of a seed
         do not change except the durations, multiplied by their case's site's ratio.
+    draft_errors : dict, optional
+        Error annotation of the drafts (ReXVal): ``{draft_source: (significant, not_significant)}``, the mean
+        numbers of clinically significant and of other errors a reader marks in one draft (Poisson, with a
+        reader effect of SD 0.3 on the log rate), plus one edit marked not an error in a third of the drafts.
+        Every completed edit is then annotated (``assignments.errors_annotated``) and the marks are the
+        ``draft_errors`` table. Drawn from its own stream, so the other tables of a seed do not change.
     study_id : str
 
     Returns
@@ -366,13 +373,41 @@ def simulate_study(n_readers: int = 11, n_cases: int = 80, seed: int = 0, time_r
     }
     if site_names:  # (only then: the hash of a study without sites stays what it was)
         truth["site_time_ratios"] = dict(site_time_ratios)
+    frames = {"assignments": a, "answers": ans, "drafts": drafts, "cases": cases, "readers": readers}
+    if draft_errors is not None:
+        truth["draft_errors"] = {k: list(v) for k, v in draft_errors.items()}
+        frames["draft_errors"] = _simulated_draft_errors(a, completed & is_edit, draft_errors, r_idx, n_readers,
+                                                         np.random.default_rng([seed, 15]))
     meta = {"schema_version": 1, "study_id": study_id, "seed": seed,
             "design_file_hash": hashlib.sha256(json.dumps(truth, sort_keys=True).encode()).hexdigest()[:16],
             "exported_at": "2024-07-01T00:00:00.000Z", "package_version": "simulated",
             "simulation": {"n_readers": n_readers, "n_cases": n_cases, "n_residents": n_residents,
                            "reads_per_reader": reads_per_reader, **truth}}
-    return tables_from_frames({"assignments": a, "answers": ans, "drafts": drafts, "cases": cases,
-                               "readers": readers}, meta)
+    return tables_from_frames(frames, meta)
+
+
+def _simulated_draft_errors(a: pd.DataFrame, annotated: np.ndarray, rates: dict, r_idx: np.ndarray, n_readers: int,
+                            rng: np.random.Generator) -> pd.DataFrame:
+    """The marks of simulated readers: Poisson numbers of significant and other errors per annotated draft, by its
+    source's rates, with a reader effect; categories at random (sets ``a['errors_annotated']``)."""
+    from analysis.draft_errors import DRAFT_ERROR_COLUMNS, ERROR_CATEGORIES, NOT_AN_ERROR
+
+    a["errors_annotated"] = pd.array(np.where(annotated, True, pd.NA), dtype="boolean")
+    reader_effect = rng.normal(0, 0.3, n_readers)
+    rows = []
+    source = a["draft_source"].to_numpy()
+    for k in np.flatnonzero(annotated):
+        significant, minor = rates[source[k]]
+        scale = np.exp(reader_effect[r_idx[k]])
+        flags = [True] * rng.poisson(significant * scale) + [False] * rng.poisson(minor * scale)
+        marks = [(str(rng.choice(list(ERROR_CATEGORIES))), flag) for flag in flags]
+        if rng.random() < 1 / 3:
+            marks.append((NOT_AN_ERROR, None))
+        for n, (category, flag) in enumerate(marks, 1):
+            rows.append({"assignment_id": a["assignment_id"].iloc[k], "draft_id": a["draft_id"].iloc[k],
+                         "segment": n, "edit_kind": "replace", "draft_text": "draft words", "final_text": "final words",
+                         "category": category, "significant": flag, "annotated_at": a["completed_at"].iloc[k]})
+    return pd.DataFrame(rows, columns=DRAFT_ERROR_COLUMNS)
 
 
 def write_export(tables: StudyTables, folder, fmt: str = "csv") -> None:
@@ -389,7 +424,7 @@ def write_export(tables: StudyTables, folder, fmt: str = "csv") -> None:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("assignments", "answers", "drafts", "cases", "readers", "events"):
+    for name in ("assignments", "answers", "drafts", "cases", "readers", "events", "draft_errors"):
         frame = getattr(tables, name)
         if frame is None:
             continue

@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TABLE_NAMES = ("assignments", "answers", "drafts", "cases", "readers", "events")
-OPTIONAL_TABLES = ("events",)
+TABLE_NAMES = ("assignments", "answers", "drafts", "cases", "readers", "events", "draft_errors")
+# draft_errors: the error annotation of drafts (issue #15), present in every export of this version, absent from
+# older ones and from studies whose designs ask for none.
+OPTIONAL_TABLES = ("events", "draft_errors")
 
 # The columns each statistic needs. The contract lists more; extra or absent
 # non-essential columns are tolerated so an older export still analyses, but a
@@ -26,6 +28,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "cases": ("case_id",),
     "readers": ("reader_id", "role"),
     "events": ("event_id", "at", "reader_id", "assignment_id", "kind"),
+    "draft_errors": ("assignment_id", "segment", "category", "significant"),
 }
 
 #: Statuses whose reads count. ``submitted`` reads have a locked text and a
@@ -133,6 +136,8 @@ class StudyTables:
         Tables exactly as in ``data-dictionary.md``.
     events : pandas.DataFrame or None
         The audit log, when exported.
+    draft_errors : pandas.DataFrame or None
+        The error annotation of drafts (one row per annotated edit), when exported.
     meta : dict
         Content of ``export_meta.json`` (schema_version, study id, seed, ...).
     exclusions : dict
@@ -147,6 +152,7 @@ class StudyTables:
     cases: pd.DataFrame
     readers: pd.DataFrame
     events: pd.DataFrame | None = None
+    draft_errors: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
     exclusions: dict = field(default_factory=dict)
 
@@ -250,7 +256,7 @@ def _load_sqlite(path: Path) -> StudyTables:
     except sqlite3.DatabaseError as exc:
         raise AnalysisInputError(f"{path} is not a readable SQLite export: {exc}") from exc
     for frame in frames.values():  # SQLite keeps booleans as 0/1
-        for column in ("unchanged", "has_prior"):
+        for column in ("unchanged", "has_prior", "errors_annotated", "significant"):
             if column in frame:
                 frame[column] = frame[column].map({1: True, 0: False}).astype("boolean")
     return tables_from_frames(frames, meta)
@@ -369,9 +375,34 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
     ans["value"] = ans["value"].astype("string").str.strip()
     _check_answers(ans, a, meta.get("questions") or DEFAULT_QUESTIONS)
     tables["cases"]["case_id"] = tables["cases"]["case_id"].astype(str)
+    if "errors_annotated" in a.columns:
+        a["errors_annotated"] = _boolean(a["errors_annotated"], "assignments.errors_annotated")
+    if tables.get("draft_errors") is not None:
+        _check_draft_errors(tables["draft_errors"], a)
     zero = counted & a["duration_s"].eq(0)
     exclusions = {"zero_duration": a.loc[zero, "assignment_id"].tolist()}
     return StudyTables(meta=dict(meta), exclusions=exclusions, **{n: tables.get(n) for n in TABLE_NAMES})
+
+
+def _check_draft_errors(errors: pd.DataFrame, a: pd.DataFrame) -> None:
+    """The error annotation: known reads, one row per read and edit, ReXVal codes, a significance for an error."""
+    from analysis.draft_errors import ANNOTATION_CHOICES, NOT_AN_ERROR
+
+    errors["assignment_id"] = errors["assignment_id"].astype(str)
+    unknown = ~errors["assignment_id"].isin(a["assignment_id"])
+    if unknown.any():
+        raise AnalysisInputError(f"{_where(errors, unknown, 'draft_errors')}: unknown assignment_id "
+                                 f"{errors.loc[unknown, 'assignment_id'].iloc[0]}")
+    dup = errors.duplicated(["assignment_id", "segment"], keep=False)
+    if dup.any():
+        raise AnalysisInputError(f"{_where(errors, dup, 'draft_errors')}: an edit (assignment_id, segment) is "
+                                 "annotated more than once")
+    _check_vocabulary(errors, "category", tuple(ANNOTATION_CHOICES), "draft_errors")
+    errors["significant"] = _boolean(errors["significant"], "draft_errors.significant")
+    missing = errors["significant"].isna() & errors["category"].ne(NOT_AN_ERROR)
+    if missing.any():
+        raise AnalysisInputError(f"{_where(errors, missing, 'draft_errors')}: an error without its clinical "
+                                 "significance")
 
 
 def _where(frame: pd.DataFrame, mask: pd.Series, table: str) -> str:
@@ -483,12 +514,12 @@ def _check_answers(ans: pd.DataFrame, a: pd.DataFrame, questions: dict) -> None:
                 f"assignments.preferred is {letters[first['assignment_id']]!r}")
 
 
-def _check_vocabulary(frame: pd.DataFrame, column: str, allowed: tuple[str, ...]) -> None:
+def _check_vocabulary(frame: pd.DataFrame, column: str, allowed: tuple[str, ...], table: str = "assignments") -> None:
     values = frame[column].dropna().astype(str)
     bad = sorted(set(values.unique()) - set(allowed))
     if bad:
         raise AnalysisInputError(
-            f"assignments.{column} has value(s) outside the data dictionary: {', '.join(bad[:5])} "
+            f"{table}.{column} has value(s) outside the data dictionary: {', '.join(bad[:5])} "
             f"(allowed: {', '.join(allowed)}; missing must be empty)")
 
 

@@ -1334,7 +1334,8 @@ def serve_command(db: Database, port: int, host: str, image_cache: Path, no_work
 @click.option("--no-serve", is_flag=True, help="Build the demo study and print the links, start nothing.")
 @click.option("--design", "design_name", default="chexone", show_default=True,
               help="Shipped design of the demo study (e.g. crossover_washout: an AB/BA crossover with a 28-day "
-                   "washout); its study is 'demo-<design>' unless it is chexone ('demo').")
+                   "washout; draft_errors: error annotation of model and resident drafts); its study is "
+                   "'demo-<design>' unless it is chexone ('demo').")
 @bind_options
 @click.option("--cohort-dir", type=click.Path(path_type=Path), default=Path("var/demo-cohort"), show_default=True)
 @security_options
@@ -1348,6 +1349,7 @@ def demo(db: Database, no_serve: bool, design_name: str, port: int, host: str, c
       readerstudy demo --no-serve --port 8501
       readerstudy demo --design crossover_washout --no-serve   # an AB/BA crossover, 28-day washout
       readerstudy demo --design two_site --no-serve   # readers and cases at two sites, crossed
+      readerstudy demo --design draft_errors --no-serve        # attendings annotate the drafts' errors
     """
     from study_app.demo import build_demo_study
 

@@ -50,9 +50,14 @@ def start_app_server(db_url: str, log_path: Path, *, port: int | None = None, cw
     """
     port = port or free_port()
     code = f"from study_app.serve import serve; serve({db_url!r}, port={port})"
+    # The child runs this checkout's code, whichever copy of the package is installed (a worktree's schema may be
+    # ahead of the installed copy's, which would refuse the database).
+    env = dict(env if env is not None else os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with open(log_path, "w") as log:  # the child keeps its own descriptor
         process = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                   env=dict(env if env is not None else os.environ, PYTHONUNBUFFERED="1"))
+                                   env=dict(env, PYTHONUNBUFFERED="1"))
     deadline = time.monotonic() + timeout_s
     while True:
         try:

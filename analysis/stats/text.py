@@ -373,3 +373,4 @@ def rouge_l(hypothesis, reference) -> float:
     if _missing(hypothesis) or _missing(reference):
         return math.nan
     return _rouge_l_f(str(hypothesis), str(reference))
+

@@ -129,6 +129,9 @@ class ArmSpec:
     # readers_per_case = "all": every reader of the role reads every case of the arm (a fully crossed arm);
     # the allocation resolves the number from the reader list.
     all_readers: bool = False
+    # After SUBMIT of an edit, the reader marks the errors of the draft in each edit of the draft-to-final diff
+    # (ReXVal categories and clinical significance; docs/designs.md, "Error annotation of drafts").
+    annotate_errors: bool = False
 
     @property
     def draft_origins(self) -> frozenset[str]:
@@ -453,7 +456,7 @@ def _parse_draft_source(raw: Any, where: str) -> DraftSourceSpec:
 
 ARM_KEYS = {
     "key", "task", "role", "draft", "drafts", "questions", "readers_per_case", "cases", "timed", "instructions",
-    "round", "same_cases_as", "disjoint_from",
+    "round", "same_cases_as", "disjoint_from", "annotate_errors",
 }
 
 
@@ -516,6 +519,10 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
     disjoint = tuple(_require_list_of_str(disjoint, f"{where}.disjoint_from"))
     if same is not None and disjoint:
         raise DesignError(f"{where}: an arm takes either the same cases as another arm or cases disjoint from others")
+    annotate_errors = _optional(table, "annotate_errors", where, bool, False)
+    if annotate_errors and task != "edit":
+        raise DesignError(f"{where}.annotate_errors: only an 'edit' arm has edits of a draft to annotate; "
+                          f"this is a '{task}' arm")
     return ArmSpec(
         key=key,
         task=task,
@@ -530,6 +537,7 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
         all_readers=all_readers,
         same_cases_as=same,
         disjoint_from=disjoint,
+        annotate_errors=annotate_errors,
     )
 
 
@@ -619,7 +627,8 @@ def _check_case_sampling(arms: tuple[ArmSpec, ...]) -> None:
 
 
 # What the reader sees of an arm besides its drafts; arms one reader cannot tell apart must agree on all of it.
-_PRESENTED = {"instructions": "instructions", "questions": "questions", "timed": "timed"}
+_PRESENTED = {"instructions": "instructions", "questions": "questions", "timed": "timed",
+              "annotate_errors": "annotate_errors"}
 
 
 def _check_blinded_groups(arms: tuple[ArmSpec, ...]) -> None:

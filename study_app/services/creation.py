@@ -198,6 +198,7 @@ def _store_arms(session: Session, study: Study, design: StudyDesign) -> dict[str
             reading_round=spec.reading_round,
             readers_per_case=spec.readers_per_case,
             instructions=spec.instructions,
+            annotate_errors=spec.annotate_errors,
         )
         session.add(arm)
         session.flush()

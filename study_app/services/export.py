@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import select
 
+from analysis.draft_errors import DRAFT_ERROR_COLUMNS, draft_error_counts
 from analysis.stats.text import edit_distances
 from study_app.designs import draft_origin
 from study_app.services.actors import Actor, require_coordinator
@@ -26,6 +27,7 @@ from study_app.store.models import (
     Assignment,
     Case,
     Draft,
+    ErrorAnnotation,
     Event,
     Image,
     MCItem,
@@ -35,18 +37,25 @@ from study_app.store.models import (
 )
 
 SCHEMA_VERSION = "1.0"
-TABLES = ("assignments", "answers", "drafts", "cases", "readers", "events")
+# The data dictionary's six tables, then what this project adds to them (docs/export.md): issue #15's error
+# annotation of drafts. Every export writes them all.
+DICTIONARY_TABLES = ("assignments", "answers", "drafts", "cases", "readers", "events")
+TABLES = (*DICTIONARY_TABLES, "draft_errors", "draft_error_counts")
 FORMATS = ("csv", "parquet", "sqlite")
 SQLITE_FILE = "study.sqlite"
 # The SQLite export's keys, for Datasette and for joins: primary keys, references, and the join keys indexed.
 SQLITE_PRIMARY_KEYS = {"assignments": "assignment_id", "answers": ("assignment_id", "question_key"),
-                       "drafts": "draft_id", "cases": "case_id", "readers": "reader_id", "events": "event_id"}
+                       "drafts": "draft_id", "cases": "case_id", "readers": "reader_id", "events": "event_id",
+                       "draft_errors": ("assignment_id", "segment"),
+                       "draft_error_counts": ("assignment_id", "category", "significant")}
 SQLITE_FOREIGN_KEYS = {
     "assignments": [("reader_id", "readers", "reader_id"), ("case_id", "cases", "case_id"),
                     ("draft_id", "drafts", "draft_id")],
     "answers": [("assignment_id", "assignments", "assignment_id")],
     "drafts": [("case_id", "cases", "case_id")],
     "events": [("assignment_id", "assignments", "assignment_id")],
+    "draft_errors": [("assignment_id", "assignments", "assignment_id"), ("draft_id", "drafts", "draft_id")],
+    "draft_error_counts": [("assignment_id", "assignments", "assignment_id")],
 }
 SQLITE_FULL_TEXT = {"assignments": ["shown_text", "final_text"], "drafts": ["report", "reasoning"]}
 
@@ -56,8 +65,9 @@ ASSIGNMENT_COLUMNS = [
     "preferred", "preferred_source", "opened_at", "first_shown_at", "submitted_at", "completed_at",
     "duration_s", "active_s", "hidden_s", "idle_s", "sessions", "shown_text", "final_text",
     "edit_chars", "edit_words", "unchanged",
-    # Additions to the dictionary's columns (allowed by the contract): the reading session (1 without [sessions]).
-    "reading_session",
+    # Additions to the dictionary's columns (allowed by the contract): the reading session (1 without [sessions]);
+    # whether the read annotated the errors of its draft (draft_errors; null for a read not yet finished).
+    "reading_session", "errors_annotated",
 ]
 ANSWER_COLUMNS = ["assignment_id", "question_key", "label", "value", "answered_at"]
 DRAFT_COLUMNS = [
@@ -82,6 +92,8 @@ INT_COLUMNS = {
     "cases": ["n_images"],
     "readers": [],
     "events": ["event_id", "assignment_id"],
+    "draft_errors": ["assignment_id", "draft_id", "segment"],
+    "draft_error_counts": ["assignment_id", "draft_id", "n_errors"],
 }
 
 
@@ -125,6 +137,9 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
             )
         )
         events = list(session.scalars(select(Event).where(Event.study_id == study_id).order_by(Event.id)))
+        annotations = list(session.scalars(
+            select(ErrorAnnotation).join(Assignment, ErrorAnnotation.assignment_id == Assignment.id)
+            .where(Assignment.study_id == study_id).order_by(ErrorAnnotation.assignment_id, ErrorAnnotation.segment)))
         mc_keys = {
             item.id: item.item_key
             for item in session.scalars(select(MCItem).join(Case, MCItem.case_id == Case.id).where(Case.study_id == study_id))
@@ -178,6 +193,8 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
             "edit_words": None,
             "unchanged": None,
             "reading_session": a.reading_session,
+            # Marks are saved with the answers: an annotating arm's read has them once it is completed.
+            "errors_annotated": (a.status == "completed") if arm.annotate_errors else None,
         }
         if arm.task == "compare" and arm.draft_sources and a.a_source_index is not None:
             # Known from the allocation even before the drafts are bound.
@@ -264,13 +281,25 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
         }
         for e in events
     ]
+    draft_of = {a.id: a.draft_id for a in assignments}
+    error_records = [
+        {"assignment_id": e.assignment_id, "draft_id": draft_of[e.assignment_id], "segment": e.segment,
+         "edit_kind": e.edit_kind, "draft_text": e.draft_text, "final_text": e.final_text, "category": e.category,
+         "significant": e.significant, "annotated_at": iso(e.annotated_at)}
+        for e in annotations
+    ]
+    assignment_frame = pd.DataFrame(assignment_records, columns=ASSIGNMENT_COLUMNS)
+    error_frame = pd.DataFrame(error_records, columns=DRAFT_ERROR_COLUMNS)
     frames = {
-        "assignments": pd.DataFrame(assignment_records, columns=ASSIGNMENT_COLUMNS),
+        "assignments": assignment_frame,
         "answers": pd.DataFrame(answer_records, columns=ANSWER_COLUMNS),
         "drafts": pd.DataFrame(draft_records, columns=DRAFT_COLUMNS),
         "cases": pd.DataFrame(case_records, columns=CASE_COLUMNS),
         "readers": pd.DataFrame(reader_records, columns=READER_COLUMNS),
         "events": pd.DataFrame(event_records, columns=EVENT_COLUMNS),
+        "draft_errors": error_frame,
+        # The per-read counts by category and significance, by the analysis's own definition.
+        "draft_error_counts": draft_error_counts(assignment_frame, error_frame),
     }
     for name, frame in frames.items():
         for column in INT_COLUMNS[name]:
@@ -278,7 +307,7 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
         for column in ("duration_s", "active_s", "hidden_s", "idle_s", "latency_s"):
             if column in frame:
                 frames[name][column] = frame[column].astype("Float64")
-        for column in ("unchanged", "has_prior"):
+        for column in ("unchanged", "has_prior", "errors_annotated", "significant"):
             if column in frame:
                 frames[name][column] = frame[column].astype("boolean")
     return frames

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from study_app.services.actors import Actor
 from study_app.services.database import Database
 from study_app.services.draft_records import new_draft
+from study_app.services.error_annotation import segments_of, validate_error_marks
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
 from study_app.services.release import NextSession, next_session_of, session_schedule, sync_reader_rounds
@@ -29,6 +30,7 @@ from study_app.store.models import (
     Autosave,
     Case,
     Draft,
+    ErrorAnnotation,
     Event,
     Image,
     MCItem,
@@ -155,6 +157,11 @@ class CaseView:
     draft_text: str | None = None
     # The study's reading-desk settings (the design's [study.desk]): the same for every case of the study.
     desk: dict = field(default_factory=dict)
+    # Error annotation (an edit arm's ``annotate_errors``): after SUBMIT, the edits of the draft-to-final diff to
+    # mark (analysis.draft_errors.edit_segments), and the marks saved, by edit number.
+    annotate_errors: bool = False
+    error_segments: list[dict] = field(default_factory=list)
+    error_marks: dict[int, dict] = field(default_factory=dict)
 
 
 DESK_DEFAULTS = {"hanging": ["frontal_lateral", "current_prior", "single"], "default_window": "file",
@@ -290,6 +297,14 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
             view.editor_text = latest.text if latest else (_draft_text(session, assignment.draft_id) or "")
         if arm.task == "edit":
             view.draft_text = _draft_text(session, assignment.draft_id) or ""
+            view.annotate_errors = bool(arm.annotate_errors)
+            if arm.annotate_errors and response is not None:
+                view.error_segments = segments_of(response.shown_text, response.final_text)
+                view.error_marks = {
+                    row.segment: {"category": row.category, "significant": row.significant}
+                    for row in session.scalars(select(ErrorAnnotation).where(
+                        ErrorAnnotation.assignment_id == assignment.id).order_by(ErrorAnnotation.segment))
+                }
     elif arm.task == "compare":
         view.report_a = _draft_text(session, assignment.a_draft_id)
         view.report_b = _draft_text(session, assignment.b_draft_id)
@@ -541,7 +556,7 @@ def submit(
             if arm.task in ("write", "edit"):
                 _release_report(session, actor, assignment, final, now)
             questions = session.scalars(select(Question.id).where(Question.arm_id == arm.id)).all()
-            if not questions:
+            if not questions and not arm.annotate_errors:
                 _complete(session, actor, assignment, now)
             return SubmitResult(assignment.case_ref, at, duration, assignment.status)
     except IntegrityError:
@@ -626,8 +641,14 @@ def _scale_mark(raw: object, scale: dict) -> str | None:
     return score_text(round(low + round(steps) * step, 6))
 
 
-def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, object]) -> datetime:
-    """Save the feedback after SUBMIT (all at once; required ones enforced) and complete the case."""
+def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, object],
+                 errors: dict[object, object] | None = None) -> datetime:
+    """Save the feedback after SUBMIT (all at once; required ones enforced) and complete the case.
+
+    ``errors`` are the reader's marks of the draft's edits when the arm annotates errors
+    (:func:`study_app.services.error_annotation.validate_error_marks`); they are saved with the answers, in the
+    same transaction, or nothing is.
+    """
     try:
         with db.transaction() as session:
             assignment = reader_case(session, actor, case_ref, for_update=True)
@@ -635,18 +656,45 @@ def save_answers(db: Database, actor: Actor, case_ref: str, answers: dict[str, o
                 raise AlreadySubmitted("the answers of this case are already saved")
             if assignment.status != "submitted":
                 raise Conflict("submit the case before answering its questions")
+            arm = session.get(Arm, assignment.arm_id)
             questions = list(
                 session.scalars(select(Question).where(Question.arm_id == assignment.arm_id).order_by(Question.ordinal))
             )
-            accepted = validate_answers(questions, answers)
+            problems = []
+            try:
+                accepted = validate_answers(questions, answers)
+            except InvalidInput as error:
+                problems.append(str(error))
+            marks = []
+            if arm.annotate_errors:
+                response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).one()
+                try:
+                    marks = validate_error_marks(segments_of(response.shown_text, response.final_text), errors)
+                except InvalidInput as error:
+                    problems.append(str(error))
+            elif errors:
+                problems.append("this case asks for no error annotation")
+            if problems:
+                raise InvalidInput("; ".join(problems))
             now = db.now()
             for question, value, label in accepted.values():
                 session.add(
                     Answer(assignment_id=assignment.id, question_id=question.id, label=label, value=value, answered_at=now)
                 )
+            for mark in marks:
+                session.add(ErrorAnnotation(
+                    assignment_id=assignment.id, segment=mark.segment, edit_kind=mark.edit_kind,
+                    draft_text=mark.draft_text, final_text=mark.final_text, category=mark.category,
+                    significant=mark.significant, annotated_at=now))
+            payload = {k: v[1] for k, v in accepted.items()}
+            if arm.annotate_errors:
+                # The marks by edit number ("1": "wrong_severity/significant"): the audit log holds what was saved.
+                payload["errors"] = {str(m.segment): m.category + ("" if m.significant is None else
+                                                                   "/significant" if m.significant else "/minor")
+                                     for m in marks}
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="answers_saved",
-                assignment_id=assignment.id, at=now, payload={k: v[1] for k, v in accepted.items()},
+                assignment_id=assignment.id, at=now, payload=payload,
             )
             _complete(session, actor, assignment, now)
             return now

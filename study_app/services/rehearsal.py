@@ -283,9 +283,19 @@ def _read_one(db: Database, actor: Actor, case_ref: str, rng: random.Random, clo
                             idle_s=round(seconds * 0.1, 1))
     if result.status == "submitted":
         clock.advance(rng.uniform(5.0, 20.0))  # the questions after SUBMIT are not timed
+        marks = None
+        if view.annotate_errors:  # the edits to mark exist once the text is submitted
+            marks = {s["segment"]: _error_mark(rng) for s in reading.case_view(db, actor, case_ref).error_segments}
         reading.save_answers(db, actor, case_ref, {q.key: _answer(q, rng, unchanged) for q in view.questions
-                                                   if q.required or rng.random() < 0.8})
+                                                   if q.required or rng.random() < 0.8}, marks)
     clock.advance(rng.uniform(5.0, 30.0))  # to the next case
+
+
+def _error_mark(rng: random.Random) -> dict:
+    """A simulated reader's mark of one edit: a ReXVal category (or not an error) and a significance, at random."""
+    from analysis.draft_errors import ANNOTATION_CHOICES
+
+    return {"category": rng.choice(list(ANNOTATION_CHOICES)), "significant": rng.random() < 0.4}
 
 
 def _answer(question, rng: random.Random, unchanged: bool) -> str:

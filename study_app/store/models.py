@@ -21,10 +21,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from analysis.draft_errors import ANNOTATION_CHOICES
 from study_app.designs.design import ARM_TASKS
+
+ANNOTATION_CATEGORIES = tuple(ANNOTATION_CHOICES)
 
 # Named constraints, so migrations can refer to them on every backend.
 NAMING = {
@@ -365,6 +369,8 @@ class Arm(Base):
     reading_round: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     readers_per_case: Mapped[int] = mapped_column(Integer)
     instructions: Mapped[str] = mapped_column(Text, default="")
+    # After SUBMIT the reader annotates the errors of the draft (the design's ``annotate_errors``).
+    annotate_errors: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     study: Mapped[Study] = relationship(back_populates="arms")
     questions: Mapped[list[Question]] = relationship(order_by="Question.ordinal")
@@ -460,6 +466,29 @@ class Answer(Base):
     label: Mapped[str] = mapped_column(Text)
     value: Mapped[str] = mapped_column(String(64))
     answered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ErrorAnnotation(Base):
+    """A reader's judgement of one edit of a draft (ReXVal): its error category, or not an error, and whether the
+    error is clinically significant. The edit is numbered as ``analysis.draft_errors.edit_segments`` numbers it, and
+    its words are kept, so the row stands on its own."""
+
+    __tablename__ = "error_annotation"
+    __table_args__ = (
+        UniqueConstraint("assignment_id", "segment"),
+        CheckConstraint(_in("category", ANNOTATION_CATEGORIES), name="category"),
+        CheckConstraint("(category = 'not_an_error') = (significant IS NULL)", name="significance"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="RESTRICT"), index=True)
+    segment: Mapped[int] = mapped_column(Integer)
+    edit_kind: Mapped[str] = mapped_column(String(16))
+    draft_text: Mapped[str] = mapped_column(Text, default="")
+    final_text: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(32))
+    significant: Mapped[bool | None] = mapped_column(nullable=True)
+    annotated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Autosave(Base):

@@ -50,6 +50,9 @@ CANNOT_SEE = [
     "(reported as content, the study's subject, never as a leak)",
     "cases still held for a later round beyond their worklist entry: their pages are not sent until the "
     "round opens, so the audit sees them then",
+    "how many edits an error annotation lists: it follows the reader's own edits of the draft (content); the "
+    "audit tests the annotation page's presentation, with the edits' words as content, and its own test checks "
+    "that the same edit of a model and of a reader draft gives the same page",
 ]
 
 _WIDGET_ID = re.compile(r"\$\$ID-[0-9a-f]+-")
@@ -201,7 +204,10 @@ def _page_features(rows, token: str, reader: Actor, snapshot: Database, case: Bl
                                        view.reasoning, view.model_answer) if t],
                "{indication}": [view.indication] if view.indication else [],
                "{comparison}": [view.comparison] if view.comparison else [],
-               "{question}": [view.mc_question] if view.mc_question else []}
+               "{question}": [view.mc_question] if view.mc_question else [],
+               # The words of each edit the error annotation lists: pieces of the draft and of the reader's text.
+               "{edit}": [t for segment in view.error_segments
+                          for t in (segment["context"], segment["draft"], segment["final"]) if t]}
     at = AppTest.from_file(str(APP_SCRIPT), default_timeout=60)
     at.session_state[SESSION_TOKEN_KEY] = token
     at.query_params["case"] = case.case_ref

@@ -109,3 +109,37 @@ def test_a_launched_study_is_not_rehearsed(fresh_db, demo_cohort_dir, tmp_path, 
     monkeypatch.setenv("READERSTUDY_DB", fresh_db.url)
     result = CliRunner().invoke(main, ["study", "rehearse", "demo", "--out", str(tmp_path / "r")])
     assert result.exit_code == 4 and "a dress rehearsal is for a study before launch" in result.stderr
+
+
+def test_the_shipped_draft_errors_design_goes_from_design_file_to_a_report_with_the_errors_section(
+        fresh_db, demo_cohort_dir, tmp_path, monkeypatch):
+    """`study create --design draft_errors`, `drafts import`, `study rehearse`: the simulated attendings mark
+    every edit of every draft they edit, the export carries the marks and the report compares the sources."""
+    from study_app.demo import write_demo_readers
+
+    monkeypatch.setenv("READERSTUDY_DB", fresh_db.url)
+    readers = write_demo_readers(tmp_path / "readers.csv")
+    for args in (["study", "create", "errs", "--design", "draft_errors", "--cohort",
+                  str(demo_cohort_dir / "manifest.csv"), "--readers", str(readers)],
+                 ["drafts", "import", "errs"],
+                 ["study", "rehearse", "errs", "--out", str(tmp_path / "r")]):
+        result = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    export = tmp_path / "r" / "export"
+    reads = pd.read_csv(export / "assignments.csv")
+    annotated = reads.loc[reads["errors_annotated"].fillna(False).astype(bool)]
+    assert len(annotated) == reads["arm"].str.startswith("attending_edit").sum() > 0
+    errors = pd.read_csv(export / "draft_errors.csv")
+    assert set(errors["assignment_id"]) <= set(annotated["assignment_id"]) and len(errors) > 0
+    # Every edit of every annotated read is marked, numbered as the one segmentation numbers it.
+    from analysis.draft_errors import edit_segments
+
+    for row in annotated.itertuples():
+        n = len(edit_segments(row.shown_text if isinstance(row.shown_text, str) else "", row.final_text))
+        assert sorted(errors.loc[errors["assignment_id"] == row.assignment_id, "segment"]) == list(range(1, n + 1))
+    counts = pd.read_csv(export / "draft_error_counts.csv")
+    assert len(counts) == 12 * len(annotated)
+    results = json.loads((tmp_path / "r" / "report" / "results.json").read_text())
+    comparison = results["draft_errors"]["comparisons"][0]
+    assert comparison["role"] == "attending" and comparison["comparison"] == "edit_model - edit_reader"
+    assert "id='draft-errors'" in (tmp_path / "r" / "report" / "report.html").read_text()

@@ -171,7 +171,7 @@ def test_reading_sessions_migration_puts_every_existing_assignment_in_session_1(
 
 
 def test_sites_migration_leaves_existing_readers_and_cases_without_a_site(database_url):
-    """0007_sites is the head, follows 0006, and adds a site to readers and cases; the readers and cases of a study
+    """0007_sites follows 0006 and adds a site to readers and cases; the readers and cases of a study
     created before it have none (a study without sites is one site)."""
     from alembic.script import ScriptDirectory
 
@@ -179,7 +179,6 @@ def test_sites_migration_leaves_existing_readers_and_cases_without_a_site(databa
 
     engine = make_engine(database_url)
     script = ScriptDirectory.from_config(alembic_config(engine))
-    assert script.get_heads() == ["0007_sites"]
     assert script.get_revision("0007_sites").down_revision == "0006_reading_sessions"
     upgrade(engine, "0006_reading_sessions")
     assert "site" not in {c["name"] for c in inspect(engine).get_columns("reader")}
@@ -194,11 +193,55 @@ def test_sites_migration_leaves_existing_readers_and_cases_without_a_site(databa
                                 "VALUES ('s1', 'r1', 'resident', 'R', :at)"), {"at": at})
         connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
                                 "VALUES ('s1', 'c1', 2, '', '')"))
-    upgrade(engine)
+    upgrade(engine, "0007_sites")
     assert current_revision(engine) == "0007_sites"
     with engine.begin() as connection:
         assert connection.execute(text("SELECT site FROM reader")).scalars().all() == [None]
         assert connection.execute(text("SELECT site FROM \"case\"")).scalars().all() == [None]
         connection.execute(text("UPDATE reader SET site = 'site_a'"))
         assert connection.execute(text("SELECT site FROM reader")).scalars().all() == ["site_a"]
+    engine.dispose()
+
+
+def test_error_annotation_migration_leaves_existing_arms_unannotated_and_the_database_checks_marks(database_url):
+    """0008_draft_error_annotation is the head and follows 0007_sites: existing arms ask for no annotation,
+    and the database refuses a mark with an unknown category or an error without its significance."""
+    from alembic.script import ScriptDirectory
+
+    from study_app.store.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    assert script.get_heads() == ["0008_draft_error_annotation"]
+    assert script.get_revision("0008_draft_error_annotation").down_revision == "0007_sites"
+    upgrade(engine, "0007_sites")
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO study (id, name, seed, status, design_name, design_toml, design_sha256, cohort_manifest, "
+            "cohort_root, cohort_sha256, settings, created_at) VALUES ('s1', 'S', 1, 'open', 'd', '', :h, 'm.csv', "
+            "'.', :h, '{}', :at)"), {"h": "0" * 64, "at": at})
+        connection.execute(text("INSERT INTO reader (study_id, reader_key, role, label, created_at) "
+                                "VALUES ('s1', 'r1', 'attending', 'A', :at)"), {"at": at})
+        connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
+                                "VALUES ('s1', 'c1', 2, '', '')"))
+        connection.execute(text(
+            "INSERT INTO arm (study_id, key, ordinal, task, role, draft_sources, timed, readers_per_case, "
+            "instructions, reading_round) VALUES ('s1', 'edit', 0, 'edit', 'attending', '[]', true, 1, '', 1)"))
+        connection.execute(text(
+            "INSERT INTO assignment (study_id, reader_id, case_id, arm_id, case_ref, position, status, sessions) "
+            "SELECT 's1', reader.id, \"case\".id, arm.id, 'ref1', 1, 'submitted', 1 FROM reader, \"case\", arm"))
+    upgrade(engine)
+    insert = text("INSERT INTO error_annotation (assignment_id, segment, edit_kind, draft_text, final_text, category, "
+                  "significant, annotated_at) SELECT id, :segment, 'insert', '', 'x', :category, :significant, :at "
+                  "FROM assignment")
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT annotate_errors FROM arm")).scalars().all() == [False]
+        connection.execute(insert, {"segment": 1, "category": "omitted_finding", "significant": True, "at": at})
+        connection.execute(insert, {"segment": 2, "category": "not_an_error", "significant": None, "at": at})
+    for segment, category, significant in ((3, "typo", True), (3, "wrong_severity", None),
+                                           (3, "not_an_error", False), (1, "wrong_severity", True)):
+        with pytest.raises((IntegrityError, DBAPIError)), engine.begin() as connection:
+            connection.execute(insert, {"segment": segment, "category": category, "significant": significant,
+                                        "at": at})
     engine.dispose()

@@ -184,3 +184,27 @@ def test_the_snapshot_is_a_whole_copy_and_the_study_is_untouched(demo_study, tmp
         assert {c.case_ref for c in blinded_cases(copy, SYSTEM, "demo")} == {c.case_ref for c in blinded_cases(db, SYSTEM, "demo")}
     finally:
         copy.dispose()
+
+
+def test_the_error_annotation_page_sends_nothing_that_names_a_source(residents_done):
+    """Every attending edit submitted with the same edit (one added sentence) and open for its error annotation:
+    the pages, their widget keys, messages and sizes do not depend on the draft's source."""
+    study = residents_done
+    with study.db.transaction() as session:
+        for arm in session.scalars(select(Arm).where(Arm.key.in_(["attending_edit_model", "attending_edit_resident"]))):
+            arm.annotate_errors = True
+    submitted = 0
+    for key in ("att1", "att2", "att3", "att4"):
+        _, actor = study.sign_in(key)
+        for item in reading.worklist(study.db, actor).items:
+            if item.task != "edit" or item.status != "ready":
+                continue
+            view = reading.open_case(study.db, actor, item.case_ref)
+            reading.mark_image_shown(study.db, actor, item.case_ref)
+            reading.submit(study.db, actor, item.case_ref, view.editor_text + " Heart size is normal.")
+            submitted += 1
+    assert submitted >= 8
+    report = audit_blinding(study.db, SYSTEM, "demo", alpha=ALPHA)
+    assert not report.leaks, report.table()
+    submitted_pages = [v for v in report.verdicts if v.group == "attending/edit" and v.feature == "page.elements"]
+    assert submitted_pages, "the audit rendered the attendings' annotation pages"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from analysis.draft_errors import ANNOTATION_CHOICES, SIGNIFICANCE_LABELS
 from study_app.services import images as image_service
 from study_app.services import reading as reading_service
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, ServiceError
@@ -225,7 +226,7 @@ def _task(view: reading_service.CaseView, state: dict) -> None:
     editor = {"case_ref": view.case_ref, "text": view.editor_text,
               "mode": view.task if view.task in ("write", "edit") else "none",
               "placeholder": "Write the findings…" if view.task == "write" else "",
-              "submit_label": "Submit" if view.questions else "Submit and next"}
+              "submit_label": "Submit" if view.questions or view.annotate_errors else "Submit and next"}
     state["showing"] = editor
     with st.container(key="rs-editor"):
         report_editor(**editor, limit=MAX_REPORT_CHARS)
@@ -263,6 +264,13 @@ def _finished(view: reading_service.CaseView) -> None:
     if view.task in ("write", "edit"):
         st.markdown("**Your submitted findings** (locked)")
         _plain(view.editor_text)
+    for segment in view.error_segments if view.annotate_errors else []:
+        mark = view.error_marks.get(segment["segment"], {})
+        significance = mark.get("significant")
+        st.markdown(f"**Edit {segment['segment']} of {len(view.error_segments)}**")
+        _plain(f"Draft: {segment['draft'] or '(nothing)'} / Yours: {segment['final'] or '(deleted)'}: "
+               f"{ANNOTATION_CHOICES.get(mark.get('category'), '(not marked)')}"
+               + ("" if significance is None else f", {SIGNIFICANCE_LABELS[significance].lower()}"))
     for question in view.questions:
         labels = {o["value"]: o["label"] for o in question.options}
         st.markdown(f"**{question.label}**")
@@ -282,6 +290,47 @@ def _scale_field(view: reading_service.CaseView, question) -> None:
                     step=int(step) if whole else step, value=None, key=f"answer-{view.case_ref}-{question.key}")
 
 
+SIGNIFICANCE_CHOICES = {"significant": True, "not_significant": False}
+
+
+def _edit_marks(view: reading_service.CaseView) -> None:
+    """The error annotation of the draft: each edit of the draft-to-final diff, its words before and after, a
+    category (or not an error) and a significance. Laid out the same whatever the draft's source; widget keys
+    carry only the case's reference and the edit's number."""
+    segments = view.error_segments
+    with st.container(key="rs-errors"):
+        st.markdown("**The errors of the draft**")
+        if not segments:
+            st.caption("You made no edit to the draft: there is nothing to mark.")
+            return
+        st.caption(f"You made {len(segments)} edit{'s' if len(segments) != 1 else ''}. For each, say what the draft "
+                   "got wrong, or that it is not an error, and whether the error is clinically significant.")
+        for segment in segments:
+            n = segment["segment"]
+            with st.container(border=True, key=f"rs-edit-{n}"):
+                st.markdown(f"**Edit {n} of {len(segments)}**")
+                if segment["context"]:
+                    _plain(f"In: {segment['context']}")
+                _plain(f"Draft: {segment['draft'] or '(nothing)'}")
+                _plain(f"Yours: {segment['final'] or '(deleted)'}")
+                st.radio(f"Edit {n}: what the draft got wrong", options=list(ANNOTATION_CHOICES),
+                         format_func=ANNOTATION_CHOICES.get, index=None, key=f"error-{view.case_ref}-{n}-category")
+                st.radio(f"Edit {n}: clinical significance (of an error)", options=list(SIGNIFICANCE_CHOICES),
+                         format_func=lambda v: SIGNIFICANCE_LABELS[SIGNIFICANCE_CHOICES[v]], index=None,
+                         horizontal=True, key=f"error-{view.case_ref}-{n}-significance")
+
+
+def _collected_marks(view: reading_service.CaseView) -> dict[int, dict]:
+    """The marks as the page holds them (a widget's value survives every rerun), for the service to judge."""
+    marks = {}
+    for segment in view.error_segments:
+        n = segment["segment"]
+        category = st.session_state.get(f"error-{view.case_ref}-{n}-category")
+        significance = st.session_state.get(f"error-{view.case_ref}-{n}-significance")
+        marks[n] = {"category": category, "significant": SIGNIFICANCE_CHOICES.get(significance)}
+    return marks
+
+
 def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> None:
     """Submitted: the text is locked and the (untimed) questions appear; Save and next goes on in one step."""
     if view.task in ("write", "edit"):
@@ -293,6 +342,8 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
         _reasoning(view)
     st.info("Submitted; the clock has stopped. Please answer the questions below.")
     with st.container(key="rs-answers"), st.form(f"answers-{view.case_ref}"):
+        if view.annotate_errors:
+            _edit_marks(view)
         for question in view.questions:
             if question.kind == "vas":
                 _scale_field(view, question)
@@ -315,7 +366,8 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
             if value is not None:
                 answers[question.key] = value
         try:
-            reading_service.save_answers(db, actor, view.case_ref, answers)
+            reading_service.save_answers(db, actor, view.case_ref, answers,
+                                         _collected_marks(view) if view.annotate_errors else None)
         except AlreadySubmitted:
             state["notice"] = {"text": "The answers of this case were already saved (in another tab); they stand."}
             st.rerun()
