@@ -25,7 +25,6 @@ import asyncio
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too: `tests` is not installed
+
+from tests.browser_support import free_port, stop_process  # noqa: E402
 
 LEVELS = (10, 20, 30)
 CASES_PER_READER = 4
@@ -68,12 +71,6 @@ def _percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_load_study(folder: Path, n_readers: int, n_cases: int) -> tuple[str, list[str]]:
@@ -312,7 +309,7 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
     total = sum(levels)
     url, tokens = build_load_study(folder, total, cases_per_reader)
     keys = [f"r{i:03d}" for i in range(total)]
-    port = _free_port()
+    port = free_port()
     code = f"from study_app.serve import serve; serve({url!r}, port={port})"
     log = open(folder / "server.log", "w")
     from study_app.web.timing import RERUN_LOG_ENV, read_rerun_log
@@ -380,11 +377,7 @@ def main(levels: tuple[int, ...] = LEVELS, cases_per_reader: int = CASES_PER_REA
     finally:
         if browser_cpus:
             os.sched_setaffinity(0, all_cpus)
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
         shutil.rmtree(folder, ignore_errors=True)
     return {"cases_per_reader": cases_per_reader, "think_s": list(THINK_S), "levels": results}

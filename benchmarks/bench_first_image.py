@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.browser_support import free_port, stop_process  # noqa: E402
+
 RATES_MBIT = (100, 20, 5)
 LATENCY_MS = 20
 RUNS = int(os.environ.get("BENCH_RUNS", "2"))
@@ -38,14 +40,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 TARGET = "first image <= 1 s at 20 Mbit/s; full fidelity <= 3 s"
 READ_INSTRUCTIONS_S = 2.0  # a reader takes longer; the case's images are prepared on the server meanwhile
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _study(folder: Path):
@@ -99,7 +93,7 @@ def _serve(folder: Path, template: Path, invites: dict, name: str):
     url = f"sqlite:///{path}"
     db = open_database(url)
     tokens = {key: auth.exchange_invite(db, token)[0] for key, token in invites.items()}
-    port = _free_port()
+    port = free_port()
     log = open(folder / f"{name}.log", "w")
     server = subprocess.Popen([sys.executable, "-c", f"from study_app.serve import serve; serve({url!r}, port={port})"],
                               cwd=folder, stdout=log, stderr=subprocess.STDOUT)
@@ -115,11 +109,7 @@ def _serve(folder: Path, template: Path, invites: dict, name: str):
 
 
 def _stop(server) -> None:
-    server.terminate()
-    try:
-        server.wait(10)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    stop_process(server)
 
 
 def _throttle(context, page, mbit: float):

@@ -28,6 +28,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too: `tests` is not installed
+
+from tests.browser_support import free_port, stop_process  # noqa: E402
+
 ATTACK_S = 12.0
 GUESSERS = 50
 PASSWORD = "the right coordinator password"
@@ -41,14 +45,6 @@ def _percentile(values: list[float], q: float) -> float:
 def _latencies_ms(values: list[float]) -> dict:
     return {"n": len(values), "median_ms": round(statistics.median(values) * 1000, 1),
             "p95_ms": round(_percentile(values, 0.95) * 1000, 1), "max_ms": round(max(values) * 1000, 1)}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> dict:
@@ -73,7 +69,7 @@ def main() -> dict:
     with db.read() as session:
         case_id = session.get(Assignment, case).case_id
         image = session.scalars(select(Image.id).where(Image.case_id == case_id).order_by(Image.ordinal)).first()
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(folder / "server.log", "w")
     server = subprocess.Popen(
@@ -156,11 +152,7 @@ def main() -> dict:
         return {"attack_s": ATTACK_S, "guessers": GUESSERS, "baseline": baseline, "one_address": one_address,
                 "many_addresses": many_addresses}
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_process(server)
         log.close()
         db.dispose()
         shutil.rmtree(folder, ignore_errors=True)

@@ -136,6 +136,20 @@ def test_times_come_back_as_aware_utc_and_naive_times_are_refused(one_assignment
             s.get(Assignment, ids["assignment"]).opened_at = datetime(2026, 1, 1)
 
 
+def _one_study_reader_and_case(connection, role: str) -> None:
+    """A study 's1' with one reader 'r1' of ``role`` and one case 'c1', written as raw SQL: a migration test
+    fills a schema older than the models."""
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    connection.execute(text(
+        "INSERT INTO study (id, name, seed, status, design_name, design_toml, design_sha256, cohort_manifest, "
+        "cohort_root, cohort_sha256, settings, created_at) VALUES ('s1', 'S', 1, 'open', 'd', '', :h, 'm.csv', "
+        "'.', :h, '{}', :at)"), {"h": "0" * 64, "at": at})
+    connection.execute(text("INSERT INTO reader (study_id, reader_key, role, label, created_at) "
+                            "VALUES ('s1', 'r1', :role, 'R', :at)"), {"role": role, "at": at})
+    connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
+                            "VALUES ('s1', 'c1', 2, '', '')"))
+
+
 def test_reading_sessions_migration_puts_every_existing_assignment_in_session_1(database_url):
     """0006_reading_sessions follows 0005 in one line of migrations, and an assignment allocated before it (no
     [sessions]) is in reading session 1 afterwards."""
@@ -150,14 +164,7 @@ def test_reading_sessions_migration_puts_every_existing_assignment_in_session_1(
     upgrade(engine, "0005_draft_review_scales")
     assert "reading_session" not in {c["name"] for c in inspect(engine).get_columns("assignment")}
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO study (id, name, seed, status, design_name, design_toml, design_sha256, cohort_manifest, "
-            "cohort_root, cohort_sha256, settings, created_at) VALUES ('s1', 'S', 1, 'open', 'd', '', :h, 'm.csv', "
-            "'.', :h, '{}', :at)"), {"h": "0" * 64, "at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
-        connection.execute(text("INSERT INTO reader (study_id, reader_key, role, label, created_at) "
-                                "VALUES ('s1', 'r1', 'resident', 'R', :at)"), {"at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
-        connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
-                                "VALUES ('s1', 'c1', 2, '', '')"))
+        _one_study_reader_and_case(connection, "resident")
         connection.execute(text(
             "INSERT INTO arm (study_id, key, ordinal, task, role, draft_sources, timed, readers_per_case, "
             "instructions, reading_round) VALUES ('s1', 'scratch', 0, 'write', 'resident', '[]', true, 1, '', 1)"))
@@ -183,16 +190,8 @@ def test_sites_migration_leaves_existing_readers_and_cases_without_a_site(databa
     upgrade(engine, "0006_reading_sessions")
     assert "site" not in {c["name"] for c in inspect(engine).get_columns("reader")}
     assert "site" not in {c["name"] for c in inspect(engine).get_columns("case")}
-    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO study (id, name, seed, status, design_name, design_toml, design_sha256, cohort_manifest, "
-            "cohort_root, cohort_sha256, settings, created_at) VALUES ('s1', 'S', 1, 'open', 'd', '', :h, 'm.csv', "
-            "'.', :h, '{}', :at)"), {"h": "0" * 64, "at": at})
-        connection.execute(text("INSERT INTO reader (study_id, reader_key, role, label, created_at) "
-                                "VALUES ('s1', 'r1', 'resident', 'R', :at)"), {"at": at})
-        connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
-                                "VALUES ('s1', 'c1', 2, '', '')"))
+        _one_study_reader_and_case(connection, "resident")
     upgrade(engine, "0007_sites")
     assert current_revision(engine) == "0007_sites"
     with engine.begin() as connection:
@@ -217,14 +216,7 @@ def test_error_annotation_migration_leaves_existing_arms_unannotated_and_the_dat
     upgrade(engine, "0007_sites")
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO study (id, name, seed, status, design_name, design_toml, design_sha256, cohort_manifest, "
-            "cohort_root, cohort_sha256, settings, created_at) VALUES ('s1', 'S', 1, 'open', 'd', '', :h, 'm.csv', "
-            "'.', :h, '{}', :at)"), {"h": "0" * 64, "at": at})
-        connection.execute(text("INSERT INTO reader (study_id, reader_key, role, label, created_at) "
-                                "VALUES ('s1', 'r1', 'attending', 'A', :at)"), {"at": at})
-        connection.execute(text("INSERT INTO \"case\" (study_id, case_key, manifest_row, indication, comparison) "
-                                "VALUES ('s1', 'c1', 2, '', '')"))
+        _one_study_reader_and_case(connection, "attending")
         connection.execute(text(
             "INSERT INTO arm (study_id, key, ordinal, task, role, draft_sources, timed, readers_per_case, "
             "instructions, reading_round) VALUES ('s1', 'edit', 0, 'edit', 'attending', '[]', true, 1, '', 1)"))
