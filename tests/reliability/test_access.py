@@ -242,9 +242,13 @@ def collect_shown(page) -> dict[str, list[str]]:
 # Every element of the page, through shadow roots: tag, attributes (values with the case's reference and numbers
 # replaced), own text; plus the page's browser storage keys.
 PAGE_SHAPE = """(ref) => {
-    // (Streamlit gives each page load a random embedding id of its own.)
+    // (Streamlit gives each page load a random embedding id of its own. React's ids, ':r1a:', count the
+    // components mounted so far in this page, in base 32: how many re-renders the page's timing made, the same
+    // for both sources but not the same from one load to the next under load; react-aria prefixes a random number.)
     const norm = (v) => String(v).split(ref).join('{ref}').replace(/[0-9a-f]{32}/g, '{other}')
-        .replace(/stAppEmbeddingId-[a-z0-9]+/g, 'stAppEmbeddingId-{id}').replace(/\\d+/g, '#');
+        .replace(/stAppEmbeddingId-[a-z0-9]+/g, 'stAppEmbeddingId-{id}')
+        .replace(/react-aria\\d*-:r[0-9a-v]+:/g, 'react-aria-{id}').replace(/:r[0-9a-v]+:/g, ':r{id}:')
+        .replace(/\\d+/g, '#');
     const out = [];
     const walk = (root, depth) => {
         for (const el of root.children) {
@@ -343,7 +347,7 @@ def test_edit_pages_do_not_reveal_the_drafts_source(served_study, browser):
     assert shapes["model"]["api_calls"] == shapes["reader"]["api_calls"]
     model, reader = shapes["model"]["elements"], shapes["reader"]["elements"]
     differing = [(i, a, b) for i, (a, b) in enumerate(zip(model, reader)) if a != b]
-    assert len(model) == len(reader) and not differing, (views, differing[:5])
+    assert len(model) == len(reader) and not differing, f"{views}: {differing[:5]}"  # (a string: shown whole)
 
 
 @pytest.mark.browser
