@@ -1,6 +1,7 @@
-"""Case cohorts: manifest formats and validation, radiograph loading and rendering, and the demo cohort."""
+"""Case cohorts: manifest formats and validation, radiograph loading and rendering, findings labels, and the demo cohort."""
 
 from cohorts.demo import build_demo_cohort, synthetic_radiograph, write_dicom, write_manifest_csv
+from cohorts.findings import CHEXPERT_FINDINGS, check_labels, model_probabilities, reference_standard
 from cohorts.images import (
     ImageError,
     LoadedImage,
@@ -25,12 +26,14 @@ from cohorts.manifest import (
     MCItem,
     Problem,
     check_manifest,
+    finding_key,
     load_manifest,
     normalise_view,
     validate_manifest,
 )
 
 __all__ = [
+    "CHEXPERT_FINDINGS",
     "COLUMNS",
     "REQUIRED_COLUMNS",
     "VIEWS",
@@ -45,13 +48,17 @@ __all__ = [
     "ManifestError",
     "Problem",
     "build_demo_cohort",
+    "check_labels",
     "check_manifest",
     "downscale",
+    "finding_key",
     "image_fingerprint",
     "load_image",
     "load_manifest",
+    "model_probabilities",
     "normalise_view",
     "probe_image",
+    "reference_standard",
     "render",
     "render_png",
     "sniff_format",

@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import io
 import json
+import math
 import re
 import string
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ __all__ = [
     "COLUMNS",
     "REQUIRED_COLUMNS",
     "MANIFEST_EXTENSIONS",
+    "MAX_FINDING_NAME_LENGTH",
+    "finding_key",
 ]
 
 VIEWS = ("PA", "AP", "LATERAL")
@@ -78,6 +81,8 @@ COLUMNS = (
     "mc_image_view",
     "mc_items",
     "site",
+    "reference_labels",
+    "model_labels",
 )
 # A site is a short identifier (it labels the rows of the progress table and a stratum of the analysis).
 SITE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -89,6 +94,7 @@ MODEL_MODES = ("reasoning", "instruction")
 MIN_IMAGE_SIDE = 16
 MAX_IMAGE_SIDE = 20000
 MAX_CASE_ID_LENGTH = 64
+MAX_FINDING_NAME_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -185,6 +191,16 @@ class CaseRecord:
     # The site the case comes from (a multi-site study); None when the manifest has no site column or the cell is
     # empty: a cohort without sites is one site.
     site: str | None = None
+    # The reference standard per finding, names as the coordinator wrote them: 1 present, 0 absent, None not known.
+    # Empty when the manifest gives none. Which findings a study scores is the design's business, so the names are
+    # checked against its list later (cohorts.findings.check_labels), and read through
+    # cohorts.findings.reference_standard, which also expands the listed form.
+    reference_labels: dict[str, int | None] = field(default_factory=dict)
+    # True when reference_labels came as a list of the findings present ("Cardiomegaly; Edema"): every finding of the
+    # study's list that is not named is absent. The manifest cannot expand that itself, as it does not know the list.
+    reference_labels_listed: bool = False
+    # The model's probability per finding, in [0, 1]; empty when the manifest gives none.
+    model_labels: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -207,6 +223,17 @@ class Cohort:
             if record.case_id == case_id:
                 return record
         raise KeyError(case_id)
+
+
+def finding_key(name: str) -> str:
+    """The form in which two finding names are the same finding: case, spaces and underscores do not count.
+
+    Examples
+    --------
+    >>> finding_key(" Pleural  Effusion"), finding_key("pleural_effusion")
+    ('pleural effusion', 'pleural effusion')
+    """
+    return " ".join(str(name).replace("_", " ").split()).casefold()
 
 
 def normalise_view(text: str) -> str | None:
@@ -461,7 +488,7 @@ def _read_jsonl(text: str, checker: _Checker) -> list[tuple[int, dict[str, Any]]
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line, object_pairs_hook=_JSONObject.from_pairs)
         except json.JSONDecodeError as exc:
             checker.add(row, None, f"invalid JSON: {exc.msg} (character {exc.colno})")
             continue
@@ -473,6 +500,21 @@ def _read_jsonl(text: str, checker: _Checker) -> list[tuple[int, dict[str, Any]]
             continue
         records.append((row, {str(k).strip().lower(): v for k, v in value.items()}))
     return records
+
+
+class _JSONObject(dict):
+    """A JSON object that remembers the keys given more than once (json keeps the last silently): a finding
+    labelled twice must be refused, not resolved by whichever came last."""
+
+    repeated: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, Any]]) -> _JSONObject:
+        obj = cls(pairs)
+        if len(obj) != len(pairs):
+            keys = [key for key, _ in pairs]
+            obj.repeated = tuple(dict.fromkeys(key for key in keys if keys.count(key) > 1))
+        return obj
 
 
 def _check_columns(columns: list[str], row: int | None, checker: _Checker, *, file_level: bool) -> bool:
@@ -550,6 +592,8 @@ def _build_case(row: int, values: dict[str, Any], checker: _Checker) -> CaseReco
     views = {image.view for image in images}
     mc_items = _mc_items(row, values, case_id or "case", views, checker)
     site = _site(row, values, checker)
+    reference_labels, listed = _reference_labels(row, values, checker)
+    model_labels = _model_labels(row, values, checker)
 
     if len(checker.problems) != before or case_id is None:
         return None
@@ -564,6 +608,9 @@ def _build_case(row: int, values: dict[str, Any], checker: _Checker) -> CaseReco
         drafts=tuple(drafts),
         mc_items=tuple(mc_items),
         site=site,
+        reference_labels=reference_labels,
+        reference_labels_listed=listed,
+        model_labels=model_labels,
     )
 
 
@@ -573,6 +620,129 @@ def _site(row: int, values: dict[str, Any], checker: _Checker) -> str | None:
         checker.add(row, "site", f"site {site!r} must be letters, digits, '.', '_' or '-' (at most 64), e.g. site_a")
         return None
     return site
+
+
+_REFERENCE_EXAMPLE = '{"Cardiomegaly": 1, "Edema": 0}'
+_MODEL_EXAMPLE = '{"Cardiomegaly": 0.82, "Edema": 0.07}'
+
+
+def _label_object(row: int, column: str, value: Any, example: str, checker: _Checker) -> dict[str, Any] | str | None:
+    """A labels cell as an object (a JSON object, or one in a CSV cell), the text of a listed form, or None after
+    a problem or when the cell is empty."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        if text[:1] not in "{[":
+            return text
+        try:
+            value = json.loads(text, object_pairs_hook=_JSONObject.from_pairs)
+        except json.JSONDecodeError as exc:
+            checker.add(row, column, f"invalid JSON object: {exc.msg} (character {exc.colno}); write e.g. {example}")
+            return None
+    if not isinstance(value, dict):
+        checker.add(row, column, f"must be a JSON object of finding -> value, e.g. {example}; got {_type_name(value)}")
+        return None
+    return value
+
+
+def _finding_names(row: int, column: str, names: list[Any], repeated: tuple[str, ...], checker: _Checker) -> bool:
+    """Check the finding names of one cell; False after a problem."""
+    ok = True
+    first: dict[str, str] = {}
+    for name in repeated:
+        checker.add(row, column, f"finding {name!r} is given twice")
+        ok = False
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            checker.add(row, column, "a finding name is empty")
+            ok = False
+            continue
+        shown = name.strip()
+        if len(shown) > MAX_FINDING_NAME_LENGTH:
+            checker.add(
+                row, column, f"finding name {shown[:20]!r}... is {len(shown)} characters long; at most {MAX_FINDING_NAME_LENGTH}"
+            )
+            ok = False
+            continue
+        if not shown.isprintable():
+            checker.add(row, column, f"finding name {shown!r} contains non-printable characters")
+            ok = False
+            continue
+        key = finding_key(shown)
+        if key in first:
+            checker.add(row, column, f"finding {shown!r} is given twice (also as {first[key]!r}; case and spaces do not count)")
+            ok = False
+            continue
+        first[key] = shown
+    return ok
+
+
+def _reference_labels(row: int, values: dict[str, Any], checker: _Checker) -> tuple[dict[str, int | None], bool]:
+    """The reference_labels cell: (labels, listed). A JSON object gives 1/0/null per finding; a ';'-separated
+    list names the findings present (listed is then True: the others of the study's list are absent)."""
+    column = "reference_labels"
+    value = _label_object(row, column, values.get(column), _REFERENCE_EXAMPLE, checker)
+    if value is None:
+        return {}, False
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split(";") if part.strip()]
+        for name in names:
+            if ":" in name or "=" in name:
+                checker.add(
+                    row, column, f"{name!r} is not a finding name: list only the findings present, e.g. "
+                    f"Cardiomegaly; Edema, or give a JSON object, e.g. {_REFERENCE_EXAMPLE}",
+                )
+                return {}, False
+        if not _finding_names(row, column, names, (), checker):
+            return {}, False
+        return {name: 1 for name in names}, True
+    if not _finding_names(row, column, list(value), getattr(value, "repeated", ()), checker):
+        return {}, False
+    labels: dict[str, int | None] = {}
+    ok = True
+    for name, given in value.items():
+        name = name.strip()
+        if given is None or isinstance(given, bool):
+            labels[name] = None if given is None else int(given)
+        elif isinstance(given, (int, float)) and given in (0, 1):
+            labels[name] = int(given)  # 1.0 and 0.0, as spreadsheets and pandas write them
+        else:
+            shown = f"text {given!r} (write it without quotes)" if isinstance(given, str) else (
+                repr(given) if isinstance(given, (int, float)) else _type_name(given)
+            )
+            hint = "; map CheXpert's uncertain -1 to 1, 0 or null" if given == -1 and not isinstance(given, bool) else ""
+            checker.add(row, column, f"reference for {name!r} must be 1, 0, true, false or null (not known), got {shown}{hint}")
+            ok = False
+    return (labels, False) if ok else ({}, False)
+
+
+def _model_labels(row: int, values: dict[str, Any], checker: _Checker) -> dict[str, float]:
+    """The model_labels cell: the model's probability per finding, a JSON object of numbers in [0, 1]."""
+    column = "model_labels"
+    value = _label_object(row, column, values.get(column), _MODEL_EXAMPLE, checker)
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        checker.add(row, column, f"must be a JSON object of finding -> probability, e.g. {_MODEL_EXAMPLE}")
+        return {}
+    if not _finding_names(row, column, list(value), getattr(value, "repeated", ()), checker):
+        return {}
+    labels: dict[str, float] = {}
+    ok = True
+    for name, given in value.items():
+        name = name.strip()
+        if isinstance(given, (int, float)) and not isinstance(given, bool) and math.isfinite(given) and 0 <= given <= 1:
+            labels[name] = float(given)
+            continue
+        shown = f"text {given!r}" if isinstance(given, str) else (
+            repr(given) if isinstance(given, (int, float)) and not isinstance(given, bool) else _type_name(given)
+        )
+        checker.add(row, column, f"probability for {name!r} must be a number from 0 to 1, got {shown}")
+        ok = False
+    return labels if ok else {}
 
 
 def _check_case_id(row: int, values: dict[str, Any], checker: _Checker) -> str | None:

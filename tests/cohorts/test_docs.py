@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cohorts import COLUMNS, load_manifest, normalise_view, write_dicom
+from cohorts import CHEXPERT_FINDINGS, COLUMNS, check_labels, load_manifest, normalise_view, write_dicom
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cohorts.md"
 
@@ -48,3 +48,23 @@ def test_documented_examples_load(tmp_path, files, language, name):
     cohort = load_manifest(tmp_path / name)
     assert [c.case_id for c in cohort.cases] == ["c001", "c002"]
     assert cohort.cases[0].mc_items[0].answer == "B"
+    c001, c002 = cohort.cases
+    assert c001.reference_labels == {"Lung Opacity": 1, "Pneumonia": 1, "Pleural Effusion": 0, "Cardiomegaly": None}
+    assert c001.model_labels["Lung Opacity"] == 0.91 and not c001.reference_labels_listed
+    assert c002.reference_labels == {"Cardiomegaly": 1, "Pleural Effusion": 1} and c002.reference_labels_listed
+    assert check_labels(cohort, CHEXPERT_FINDINGS, need_reference=False, need_model=False) == []
+
+
+def test_documented_label_problems_are_the_messages_given(files):
+    # The findings section quotes check_labels' messages; they must stay what the function says.
+    text = DOC.read_text(encoding="utf-8")
+    rows = [
+        files.row("c001", reference_labels="Lung Opacity"),
+        files.row("c002"),
+        files.row("c003", reference_labels='{"Cardiomegally": 1}'),
+    ]
+    cohort = load_manifest(files.csv(rows))
+    (missing,) = [p for p in check_labels(cohort, CHEXPERT_FINDINGS, need_reference=False, need_model=True) if p.row == 2]
+    assert f"`{missing}`" in text
+    typo = check_labels(cohort, CHEXPERT_FINDINGS, need_reference=False, need_model=False)[0]
+    assert f"`{typo}`" in text
