@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from cohorts.findings import CHEXPERT_FINDINGS
 
 __all__ = [
     "build_demo_cohort",
@@ -247,6 +251,10 @@ class _Scenario:
     final_answer_header: bool
     prior: tuple[str, str | None] | None = None  # (encoding, finding on the prior)
     mc: tuple[str, dict[str, str], str, str] | None = None  # question, options, answer, reasoning
+    # The CheXpert findings the reference text reports (none: "No Finding"), and those it says cannot be assessed;
+    # every other finding is absent. Only what the text says: a nodule is a Lung Lesion, not also a Lung Opacity.
+    present: tuple[str, ...] = ()
+    not_known: tuple[str, ...] = ()
 
 
 _NORMAL = (
@@ -258,6 +266,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "dicom16"), ("LATERAL", "dicom16")),
         finding="opacity",
+        present=("Lung Opacity", "Pneumonia"),
         side="right",
         indication="Cough and fever for three days. Evaluate for pneumonia.",
         comparison="Chest radiograph two weeks prior.",
@@ -292,6 +301,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "png8"),),
         finding=None,
+        present=(),
         side="right",
         indication="Preoperative evaluation before knee replacement.",
         comparison="None.",
@@ -307,6 +317,8 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("AP", "dicom12_mono1"),),
         finding="effusion",
+        present=("Pleural Effusion", "Atelectasis"),
+        not_known=("Cardiomegaly",),  # "difficult to assess on this AP view",
         side="left",
         indication="Shortness of breath. Evaluate for pleural effusion.",
         comparison="None.",
@@ -331,6 +343,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "jpeg"),),
         finding=None,
+        present=(),
         side="right",
         indication="Atypical chest pain.",
         comparison="None.",
@@ -343,6 +356,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "png8"), ("LATERAL", "png8")),
         finding="cardiomegaly",
+        present=("Cardiomegaly",),
         side="left",
         indication="Lower extremity edema and dyspnea. Evaluate for heart failure.",
         comparison="None.",
@@ -365,6 +379,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("AP", "dicom16"),),
         finding="effusion",
+        present=("Pleural Effusion",),
         side="right",
         indication="Follow-up of known right pleural effusion.",
         comparison="Portable chest radiograph from three days prior.",
@@ -381,6 +396,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "png16"),),
         finding="nodule",
+        present=("Lung Lesion",),
         side="right",
         indication="Former smoker. Evaluate for lung nodule.",
         comparison="None.",
@@ -393,6 +409,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("AP", "dicom16"),),
         finding="opacity",
+        present=("Lung Opacity", "Consolidation", "Pneumonia"),
         side="left",
         indication="Fever and leukocytosis in the intensive care unit. Evaluate for pneumonia.",
         comparison="None.",
@@ -414,6 +431,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "png8"),),
         finding=None,
+        present=(),
         side="right",
         indication="Chronic cough.",
         comparison="None.",
@@ -426,6 +444,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "dicom12"), ("LATERAL", "dicom12")),
         finding=None,
+        present=(),
         side="right",
         indication="Routine screening before employment.",
         comparison="None.",
@@ -438,6 +457,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("AP", "png8"),),
         finding="edema",
+        present=("Lung Opacity", "Edema"),
         side="right",
         indication="Acute dyspnea after fluid resuscitation.",
         comparison="None.",
@@ -450,6 +470,7 @@ _SCENARIOS: tuple[_Scenario, ...] = (
     _Scenario(
         views=(("PA", "dicom16_mono1"),),
         finding="nodule",
+        present=("Lung Lesion",),
         side="left",
         indication="Weight loss. Evaluate for malignancy.",
         comparison="None.",
@@ -464,6 +485,33 @@ _SCENARIOS: tuple[_Scenario, ...] = (
 # Small images keep the demo quick to build; the first case stays full size because the
 # benchmarks need the platform's worst realistic case.
 _SMALL_SIZE = (600, 720)
+
+
+# The model's probabilities come from their own generator, seeded by the case's position only: the demo's texts and
+# labels are the same for every seed (only the pictures change), as the manifest always was.
+_LABEL_SEED = 14
+# Binormal scores: positives' mean sits this many standard deviations above the negatives', for an AUC of
+# Phi(d / sqrt 2) = 0.85 (d = sqrt 2 * Phi^-1(0.85)); over 12 cases the AUC drawn differs a little from that.
+_SEPARATION = math.sqrt(2.0) * 1.0364
+
+
+def _reference_labels(scenario: _Scenario) -> dict[str, int | None]:
+    """The scenario's reference over the CheXpert list: what its reference text reports, the rest absent."""
+    labels: dict[str, int | None] = {name: int(name in scenario.present) for name in CHEXPERT_FINDINGS}
+    labels["No Finding"] = int(not scenario.present)
+    labels.update({name: None for name in scenario.not_known})
+    return labels
+
+
+def _model_labels(reference: dict[str, int | None], index: int) -> dict[str, float]:
+    """Synthetic model probabilities, right more often than not: a binormal score per finding (a finding the
+    reference does not know sits halfway), through a logistic curve, to two decimals."""
+    rng = np.random.default_rng([_LABEL_SEED, index])
+    labels: dict[str, float] = {}
+    for name, truth in reference.items():
+        score = _SEPARATION * (0.5 if truth is None else truth) + rng.standard_normal() - _SEPARATION / 2
+        labels[name] = round(1.0 / (1.0 + math.exp(-1.7 * score)), 2)
+    return labels
 
 
 def _boxed(scenario: _Scenario) -> str:
@@ -588,6 +636,10 @@ def build_demo_cohort(
     Rescale Slope/Intercept and Window Center/Width), one- and two-view cases, cases with
     a prior, resident-style drafts, recorded CheXOne-style raw outputs (reasoning then the
     findings in ``\\boxed{}``, some with ``**Final Answer:**``) and multiple-choice items.
+    Every case has ``reference_labels`` over the 14 CheXpert findings, as its reference text
+    reports them (a finding the text calls difficult to assess is ``null``), and synthetic
+    ``model_labels``: binormal scores through a logistic curve, an AUC near 0.85 over the twelve
+    scenarios. The labels, like the texts, do not depend on ``seed``.
     Nothing comes from a patient.
 
     Examples
@@ -640,6 +692,9 @@ def build_demo_cohort(
             "mc_model_output": "",
             "mc_image_view": "",
         }
+        reference_labels = _reference_labels(scenario)
+        row["reference_labels"] = json.dumps(reference_labels)
+        row["model_labels"] = json.dumps(_model_labels(reference_labels, index))
         if scenario.mc is not None:
             question, options, answer, reasoning = scenario.mc
             row.update(

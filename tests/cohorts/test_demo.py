@@ -96,3 +96,69 @@ def test_full_size_demo_has_the_benchmark_case(tmp_path):
     first = load_manifest(manifest).cases[0]
     assert [(i.width, i.height, i.bits_stored) for i in first.images] == [(2500, 3000, 16)] * 2
     assert elapsed < 20  # brief: < 10 s on the 2-core machine; generous against noise
+
+
+# What a reference text says about each CheXpert finding, for checking the demo's labels against its texts: a
+# finding is reported when a word for it stands outside a negation ("No ...", "without ...") in some sentence.
+FINDING_WORDS = {
+    "Enlarged Cardiomediastinum": r"widened mediastinum|mediastinal widening|enlarged cardiomediastinal",
+    "Cardiomegaly": r"cardiomegaly|enlarged cardiac|heart is enlarged",
+    "Lung Lesion": r"nodule|mass\b|lesion",
+    "Lung Opacity": r"opacit|consolidation|haziness",
+    "Edema": r"edema",
+    "Consolidation": r"consolidation",
+    "Pneumonia": r"pneumonia",
+    "Atelectasis": r"atelectasis",
+    "Pneumothorax": r"pneumothorax",
+    "Pleural Effusion": r"effusion",
+    "Pleural Other": r"pleural thickening|fibrothorax",
+    "Fracture": r"fracture",
+    "Support Devices": r"\b(tube|catheter|pacemaker|device)",
+}
+
+
+def reported(text: str) -> set[str]:
+    import re
+
+    found = set()
+    for sentence in re.split(r"\.\s+", text.lower()):
+        affirmed = re.split(r"\b(?:no|without)\b", sentence)[0]
+        found |= {name for name, words in FINDING_WORDS.items() if re.search(words, affirmed)}
+    return found
+
+
+def test_reported_reads_negations():
+    assert reported("Left lower lobe consolidation, likely pneumonia. No large effusion.") == {
+        "Lung Opacity", "Consolidation", "Pneumonia"}
+    assert reported("The lungs are clear without focal consolidation, pleural effusion or pneumothorax.") == set()
+
+
+def test_demo_reference_labels_agree_with_its_texts(demo):
+    from cohorts import CHEXPERT_FINDINGS, reference_standard
+
+    for case in load_manifest(demo).cases:
+        labels = reference_standard(case, CHEXPERT_FINDINGS)
+        assert list(case.reference_labels) == list(CHEXPERT_FINDINGS) and not case.reference_labels_listed
+        present = {name for name, value in labels.items() if value == 1}
+        not_known = {name for name, value in labels.items() if value is None}
+        text = case.reference_findings
+        assert present - {"No Finding"} == reported(text) - not_known, (case.case_id, text)
+        assert (labels["No Finding"] == 1) == (present == {"No Finding"}), case.case_id
+        assert not_known <= {"Cardiomegaly"} and (not not_known or "difficult to assess" in text), case.case_id
+    assert sum(case.reference_labels["No Finding"] == 1 for case in load_manifest(demo).cases) == 4
+
+
+def test_demo_model_labels_are_imperfect_but_informative(demo):
+    from cohorts import CHEXPERT_FINDINGS, check_labels
+
+    cohort = load_manifest(demo)
+    assert check_labels(cohort, CHEXPERT_FINDINGS, need_reference=True, need_model=True) == []
+    pairs = [(case.reference_labels[name], case.model_labels[name]) for case in cohort.cases
+             for name in CHEXPERT_FINDINGS if case.reference_labels[name] is not None]
+    positives = [p for truth, p in pairs if truth == 1]
+    negatives = [p for truth, p in pairs if truth == 0]
+    # The AUC as the Mann-Whitney probability that a positive outscores a negative (ties count half).
+    auc = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives) / (len(positives) * len(negatives))
+    assert 0.8 <= auc <= 0.9, auc
+    assert all(0.0 <= p <= 1.0 for _, p in pairs)
+    assert any(p > 0.5 for p in negatives) and any(p < 0.5 for p in positives)  # a model that errs
