@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from analysis.plan import AnalysisPlan, check_plan_against_design, parse_plan
+from cohorts.findings import CHEXPERT_FINDINGS  # the detect task's default findings
 
 # What a reader does in an arm (not a prompt kind: model_runtime.prompts.PROMPT_KINDS).
-ARM_TASKS = ("write", "edit", "compare", "rate_reasoning")
+ARM_TASKS = ("write", "edit", "compare", "rate_reasoning", "detect")
 KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 LIKERT_OPTIONS = (
     (10, "Strongly agree"),
@@ -132,6 +133,8 @@ class ArmSpec:
     # After SUBMIT of an edit, the reader marks the errors of the draft in each edit of the draft-to-final diff
     # (ReXVal categories and clinical significance; docs/designs.md, "Error annotation of drafts").
     annotate_errors: bool = False
+    # A detect arm: what it shows of the AI's output (AI_SHOWN); "none" for every other task.
+    ai_shown: str = "none"
 
     @property
     def draft_origins(self) -> frozenset[str]:
@@ -230,6 +233,44 @@ def modality_sequences(m: int) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple((i + o) % m for o in offsets) for i in range(m))
 
 
+# What a detect arm shows of the AI's output beside the images: nothing (unaided), the model's label for each
+# finding (from the manifest's model_labels), the model's draft report, or both.
+AI_SHOWN = ("none", "labels", "draft", "labels_and_draft")
+DETECTION_KEYS = {"findings", "confidence", "model_threshold", "reader_threshold"}
+MAX_FINDINGS = 40
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """The [detection] table of a study with ``detect`` arms: the findings every detect read marks, in the order
+    they are listed on the page, and the confidence scale each mark carries.
+
+    For each finding the reader says whether it is present and how confident they are that it is present, from
+    ``confidence_min`` (surely absent) to ``confidence_max`` (surely present): the rating the ROC analysis ranks
+    (the empirical AUC). ``model_threshold``: the model's probability at or above which its label says present.
+    ``reader_threshold``: a confidence at or above which a read counts positive for sensitivity and specificity;
+    None: the reader's own presence mark decides.
+    """
+
+    findings: tuple[str, ...]
+    confidence_min: int
+    confidence_max: int
+    confidence_min_label: str
+    confidence_max_label: str
+    model_threshold: float = 0.5
+    reader_threshold: float | None = None
+
+    @property
+    def midpoint(self) -> float:
+        return (self.confidence_min + self.confidence_max) / 2
+
+    def to_json(self) -> dict[str, Any]:
+        return {"findings": list(self.findings),
+                "confidence": {"min": self.confidence_min, "max": self.confidence_max,
+                               "min_label": self.confidence_min_label, "max_label": self.confidence_max_label},
+                "model_threshold": self.model_threshold, "reader_threshold": self.reader_threshold}
+
+
 SITE_MODES = ("own", "crossed")
 
 
@@ -266,6 +307,7 @@ class StudyDesign:
     desk: DeskSpec = field(default_factory=DeskSpec)  # [study.desk]
     sessions: SessionPlan | None = None  # the [sessions] table; None: one session, no washout
     sites: SitePlan | None = None  # the [sites] table; None: sites (if any) are recorded, not allocated by
+    detection: DetectionPlan | None = None  # the [detection] table; a design has one exactly when it has detect arms
 
     def session_count(self) -> int:
         return self.sessions.count if self.sessions is not None else 1
@@ -456,7 +498,7 @@ def _parse_draft_source(raw: Any, where: str) -> DraftSourceSpec:
 
 ARM_KEYS = {
     "key", "task", "role", "draft", "drafts", "questions", "readers_per_case", "cases", "timed", "instructions",
-    "round", "same_cases_as", "disjoint_from", "annotate_errors",
+    "round", "same_cases_as", "disjoint_from", "annotate_errors", "ai",
 }
 
 
@@ -480,7 +522,22 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
     if not isinstance(raw_sources, list):
         raise DesignError(f"{where}.drafts: expected a list")
     sources = tuple(_parse_draft_source(s, f"{where}.drafts[{i}]") for i, s in enumerate(raw_sources, 1))
-    expected = {"write": 0, "edit": 1, "rate_reasoning": 1, "compare": 2}[task]
+    ai_shown = _optional(table, "ai", where, str, "none")
+    if "ai" in table and task != "detect":
+        raise DesignError(f"{where}.ai: only a 'detect' arm shows the AI's output beside its marks; this is a "
+                          f"'{task}' arm")
+    if ai_shown not in AI_SHOWN:
+        raise DesignError(f"{where}.ai: '{ai_shown}' is not one of {', '.join(AI_SHOWN)}")
+    expected = {"write": 0, "edit": 1, "rate_reasoning": 1, "compare": 2,
+                "detect": 1 if "draft" in ai_shown else 0}[task]
+    if task == "detect" and len(sources) != expected:
+        raise DesignError(
+            f"{where}: a 'detect' arm with ai = \"{ai_shown}\" "
+            + ("shows the model's draft: give draft = \"model\"" if expected else
+               "shows no draft: leave out 'draft' (or show one with ai = \"draft\" or \"labels_and_draft\")")
+        )
+    if task == "detect" and sources and sources[0].kind != "model":
+        raise DesignError(f"{where}.draft: a detect arm shows the AI's draft; its draft must be 'model'")
     if len(sources) != expected:
         raise DesignError(
             f"{where}: a '{task}' arm takes {expected} draft source(s), the design gives {len(sources)}"
@@ -538,6 +595,7 @@ def _parse_arm(index: int, table: Any, roles: dict[str, str], questions: dict[st
         same_cases_as=same,
         disjoint_from=disjoint,
         annotate_errors=annotate_errors,
+        ai_shown=ai_shown,
     )
 
 
@@ -641,6 +699,10 @@ def _check_blinded_groups(arms: tuple[ArmSpec, ...]) -> None:
         for other in arms[i + 1:]:
             if (other.role, other.task) != (arm.role, arm.task) or other.draft_origins == arm.draft_origins:
                 continue
+            if not arm.draft_origins or not other.draft_origins:
+                # A detect arm shown no draft beside one shown the model's: modalities the reader is told of
+                # (unaided, aided), not drafts of sources to hide.
+                continue
             for attribute, name in _PRESENTED.items():
                 if getattr(arm, attribute) != getattr(other, attribute):
                     raise DesignError(
@@ -669,7 +731,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
     except tomllib.TOMLDecodeError as error:
         raise DesignError(f"{source}: not valid TOML: {error}") from None
     _unknown_keys(data, {"study", "roles", "arms", "questions", "constraints", "analysis", "sessions",
-                         "sites"}, source)
+                         "sites", "detection"}, source)
 
     study = data.get("study", {})
     if not isinstance(study, dict):
@@ -749,6 +811,7 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
     allow_going_back = _optional(constraints, "allow_going_back", "constraints", bool, False)
     sessions = _parse_sessions(data.get("sessions"), arms, allow_going_back)
     sites = _parse_sites(data.get("sites"))
+    detection = _parse_detection(data.get("detection"), arms)
     plan = _parse_analysis_plan(data.get("analysis"), arms, questions)
     return StudyDesign(
         name=name,
@@ -766,7 +829,65 @@ def parse_design(text: str, *, source: str = "design") -> StudyDesign:
         desk=_parse_desk(study.get("desk")),
         sessions=sessions,
         sites=sites,
+        detection=detection,
     )
+
+
+def _parse_detection(raw: Any, arms: tuple[ArmSpec, ...]) -> DetectionPlan | None:
+    """The [detection] table: the findings and the confidence scale of the detect arms' marks.
+
+    A design with detect arms may leave the table out (the 14 CheXpert observations, confidence 1-5); one
+    without detect arms may not have it (it would configure nothing).
+    """
+    detect = [a.key for a in arms if a.task == "detect"]
+    where = "detection"
+    if raw is None:
+        return _detection_plan({}, where) if detect else None
+    if not detect:
+        raise DesignError(f"{where}: the design has no 'detect' arm for this table to configure")
+    if not isinstance(raw, dict):
+        raise DesignError(f"{where}: expected a table")
+    _unknown_keys(raw, DETECTION_KEYS, where)
+    return _detection_plan(raw, where)
+
+
+def _detection_plan(raw: dict, where: str) -> DetectionPlan:
+    findings = tuple(f.strip() for f in _require_list_of_str(raw.get("findings", list(CHEXPERT_FINDINGS)),
+                                                               f"{where}.findings"))
+    if not findings:
+        raise DesignError(f"{where}.findings: list at least one finding")
+    if len(findings) > MAX_FINDINGS:
+        raise DesignError(f"{where}.findings: at most {MAX_FINDINGS} findings per read, the design lists {len(findings)}")
+    seen: dict[str, str] = {}
+    for name in findings:
+        if not name or len(name) > 64:
+            raise DesignError(f"{where}.findings: a finding's name must have 1 to 64 characters, got {name!r}")
+        folded = " ".join(name.lower().split())
+        if folded in seen:
+            raise DesignError(f"{where}.findings: '{name}' is listed twice" +
+                              (f" (as '{seen[folded]}')" if seen[folded] != name else ""))
+        seen[folded] = name
+    scale = raw.get("confidence", {})
+    if not isinstance(scale, dict):
+        raise DesignError(f"{where}.confidence: expected a table, e.g. {{ min = 1, max = 5 }}")
+    _unknown_keys(scale, {"min", "max", "min_label", "max_label"}, f"{where}.confidence")
+    low = _optional(scale, "min", f"{where}.confidence", int, 1)
+    high = _optional(scale, "max", f"{where}.confidence", int, 5)
+    if not 0 <= low < high <= 100 or high - low < 2:
+        raise DesignError(f"{where}.confidence: expected whole numbers 0 <= min < max <= 100 with at least three "
+                          f"points (e.g. 1-5 or 0-100), got {low}-{high}")
+    min_label = _optional(scale, "min_label", f"{where}.confidence", str, "surely absent").strip()
+    max_label = _optional(scale, "max_label", f"{where}.confidence", str, "surely present").strip()
+    model_threshold = float(_optional(raw, "model_threshold", where, (int, float), 0.5))
+    if not 0 < model_threshold < 1:
+        raise DesignError(f"{where}.model_threshold: expected a probability between 0 and 1 (exclusive), "
+                          f"got {model_threshold:g}")
+    reader_threshold = _optional(raw, "reader_threshold", where, (int, float), None)
+    if reader_threshold is not None and not low < reader_threshold <= high:
+        raise DesignError(f"{where}.reader_threshold: expected a confidence above {low} and at most {high}, got "
+                          f"{reader_threshold:g}")
+    return DetectionPlan(findings, low, high, min_label or "surely absent", max_label or "surely present",
+                         model_threshold, None if reader_threshold is None else float(reader_threshold))
 
 
 def _parse_sites(raw: Any) -> SitePlan | None:
@@ -878,7 +999,10 @@ def _parse_sessions(raw: Any, arms: tuple[ArmSpec, ...], allow_going_back: bool)
 
 
 def arm_condition(arm: ArmSpec) -> str:
-    """The condition the analysis gives an arm's reads: the task, or edit_<origin of the draft>."""
+    """The condition the analysis gives an arm's reads: the task, edit_<origin of the draft>, or detect_<what of
+    the AI it shows> (detect_none: unaided)."""
+    if arm.task == "detect":
+        return f"detect_{arm.ai_shown}"
     return f"edit_{arm.draft_sources[0].origin}" if arm.task == "edit" else arm.task
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from cohorts.findings import check_labels, model_probabilities, reference_standard
 from cohorts.manifest import Cohort, ManifestError, load_manifest
 from study_app.allocation import Allocation, AllocationError, CaseSlot, ReaderSlot, allocate, seeded_rng
 from study_app.designs import DesignError, StudyDesign, load_design
@@ -20,7 +21,7 @@ from study_app.services.events import record_event
 from study_app.services.release import sync_reader_rounds
 from study_app.services.roster import RosterEntry, load_roster
 from study_app.services.studies import get_study, study_design, STUDY_ID, StudySummary, summarise
-from study_app.store.models import Arm, Assignment, Case, Image, MCItem, Question, Reader, Study
+from study_app.store.models import Arm, Assignment, Case, CaseLabel, Image, MCItem, Question, Reader, Study
 
 def create_study(
     db: Database,
@@ -56,6 +57,7 @@ def create_study(
         cohort = load_manifest(manifest_path)
     except ManifestError as error:
         raise InvalidInput(str(error)) from None
+    check_cohort_for_design(design, cohort)
     roster = load_roster(readers_path, roles=design.roles)
     if seed is None:
         seed = secrets.randbelow(2**31)
@@ -93,6 +95,8 @@ def create_study(
                 "desk": design.desk.to_json(),
                 # The reading sessions' schedule (washout), read by the release of rounds; absent: one session.
                 **({"sessions": design.sessions.to_json()} if design.sessions is not None else {}),
+                # The detect arms' findings and confidence scale ([detection]); absent: no detect arm.
+                **({"detection": design.detection.to_json()} if design.detection is not None else {}),
             },
         )
         session.add(study)
@@ -120,8 +124,22 @@ def create_study(
         return summarise(session, study)
 
 
+def check_cohort_for_design(design: StudyDesign, cohort: Cohort) -> None:
+    """What a design asks of its cohort beyond a valid manifest: a detection study needs every case's reference
+    standard for each of its findings, and, when an arm shows the model's labels, the model's probability for
+    each. Every problem is named by row and column; raises InvalidInput."""
+    if design.detection is None:
+        return
+    shows_labels = any(a.task == "detect" and "labels" in a.ai_shown for a in design.arms)
+    problems = check_labels(cohort, design.detection.findings, need_reference=True, need_model=shows_labels)
+    if problems:
+        where = cohort.manifest_path
+        raise InvalidInput(f"{where}: " + f"\n{where}: ".join(str(p) for p in problems))
+
+
 def _store_cohort(session: Session, study: Study, cohort: Cohort) -> dict[str, Case]:
     cases: dict[str, Case] = {}
+    detection = study.settings.get("detection")
     for record in cohort.cases:
         case = Case(
             study_id=study.id,
@@ -161,9 +179,21 @@ def _store_cohort(session: Session, study: Study, cohort: Cohort) -> dict[str, C
                     answer=item.answer,
                 )
             )
+        if detection:
+            _store_labels(session, case, record, detection["findings"])
         cases[record.case_id] = case
     session.flush()
     return cases
+
+
+def _store_labels(session: Session, case: Case, record, findings: list[str]) -> None:
+    """One row per finding of the study's list: the reference standard and the model's probability as the
+    manifest gives them (``check_cohort_for_design`` has checked the names)."""
+    reference = reference_standard(record, tuple(findings))
+    model = model_probabilities(record, tuple(findings))
+    for finding in findings:
+        session.add(CaseLabel(case_id=case.id, finding=finding, reference=reference.get(finding),
+                              model_probability=model.get(finding)))
 
 
 def store_readers(session: Session, study: Study, roster: list[RosterEntry]) -> dict[str, Reader]:
@@ -199,6 +229,7 @@ def _store_arms(session: Session, study: Study, design: StudyDesign) -> dict[str
             readers_per_case=spec.readers_per_case,
             instructions=spec.instructions,
             annotate_errors=spec.annotate_errors,
+            ai_shown=spec.ai_shown,
         )
         session.add(arm)
         session.flush()
@@ -303,6 +334,7 @@ def import_cohort(db: Database, actor: Actor, study_id: str, manifest_path: str 
                    if c.case_id in existing]
         if clashes:
             raise InvalidInput(f"{cohort.manifest_path}: " + f"\n{cohort.manifest_path}: ".join(clashes))
+        check_cohort_for_design(study_design(study), cohort)
         new_cases = _store_cohort(session, study, cohort)
         allocation = reallocate(session, study)
         readers = list(session.scalars(select(Reader).where(Reader.study_id == study_id)))

@@ -121,7 +121,9 @@ def needed_drafts(db: Database, study_id: str) -> list[NeededDraft]:
     with db.read() as session:
         get_study(session, study_id)
         arms = list(session.scalars(select(Arm).where(Arm.study_id == study_id)))
-        findings_arms = [a.id for a in arms if a.task in ("edit", "compare") and any(s["kind"] == "model" for s in a.draft_sources)]
+        # (A detect arm with a draft shows the model's findings beside its marks.)
+        findings_arms = [a.id for a in arms if a.task in ("edit", "compare", "detect")
+                         and any(s["kind"] == "model" for s in a.draft_sources)]
         reasoning_arms = [a.id for a in arms if a.task == "rate_reasoning"]
         findings_cases = set(
             session.scalars(select(Assignment.case_id).where(Assignment.arm_id.in_(findings_arms)).distinct())

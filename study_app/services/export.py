@@ -26,9 +26,11 @@ from study_app.store.models import (
     Arm,
     Assignment,
     Case,
+    CaseLabel,
     Draft,
     ErrorAnnotation,
     Event,
+    FindingMark,
     Image,
     MCItem,
     Question,
@@ -38,16 +40,17 @@ from study_app.store.models import (
 
 SCHEMA_VERSION = "1.0"
 # The data dictionary's six tables, then what this project adds to them (docs/export.md): issue #15's error
-# annotation of drafts. Every export writes them all.
+# annotation of drafts and its detection task. Every export writes them all.
 DICTIONARY_TABLES = ("assignments", "answers", "drafts", "cases", "readers", "events")
-TABLES = (*DICTIONARY_TABLES, "draft_errors", "draft_error_counts")
+TABLES = (*DICTIONARY_TABLES, "draft_errors", "draft_error_counts", "detection_marks", "case_labels")
 FORMATS = ("csv", "parquet", "sqlite")
 SQLITE_FILE = "study.sqlite"
 # The SQLite export's keys, for Datasette and for joins: primary keys, references, and the join keys indexed.
 SQLITE_PRIMARY_KEYS = {"assignments": "assignment_id", "answers": ("assignment_id", "question_key"),
                        "drafts": "draft_id", "cases": "case_id", "readers": "reader_id", "events": "event_id",
                        "draft_errors": ("assignment_id", "segment"),
-                       "draft_error_counts": ("assignment_id", "category", "significant")}
+                       "draft_error_counts": ("assignment_id", "category", "significant"),
+                       "detection_marks": ("assignment_id", "finding"), "case_labels": ("case_id", "finding")}
 SQLITE_FOREIGN_KEYS = {
     "assignments": [("reader_id", "readers", "reader_id"), ("case_id", "cases", "case_id"),
                     ("draft_id", "drafts", "draft_id")],
@@ -56,6 +59,8 @@ SQLITE_FOREIGN_KEYS = {
     "events": [("assignment_id", "assignments", "assignment_id")],
     "draft_errors": [("assignment_id", "assignments", "assignment_id"), ("draft_id", "drafts", "draft_id")],
     "draft_error_counts": [("assignment_id", "assignments", "assignment_id")],
+    "detection_marks": [("assignment_id", "assignments", "assignment_id")],
+    "case_labels": [("case_id", "cases", "case_id")],
 }
 SQLITE_FULL_TEXT = {"assignments": ["shown_text", "final_text"], "drafts": ["report", "reasoning"]}
 
@@ -68,7 +73,13 @@ ASSIGNMENT_COLUMNS = [
     # Additions to the dictionary's columns (allowed by the contract): the reading session (1 without [sessions]);
     # whether the read annotated the errors of its draft (draft_errors; null for a read not yet finished).
     "reading_session", "errors_annotated",
+    # (issue #15, detection) what a detect arm shows of the AI: none, labels, draft, labels_and_draft; else empty.
+    "ai_shown",
 ]
+# Issue #15's detection task: each submitted detect read's mark per finding, and each case's reference standard and
+# the model's output per finding (docs/export.md).
+DETECTION_MARK_COLUMNS = ["assignment_id", "finding", "present", "confidence", "marked_at"]
+CASE_LABEL_COLUMNS = ["case_id", "finding", "reference", "model_probability", "model_present"]
 ANSWER_COLUMNS = ["assignment_id", "question_key", "label", "value", "answered_at"]
 DRAFT_COLUMNS = [
     "draft_id", "case_id", "source_kind", "author_reader_id", "model_id", "model_revision", "backend", "mode",
@@ -94,6 +105,8 @@ INT_COLUMNS = {
     "events": ["event_id", "assignment_id"],
     "draft_errors": ["assignment_id", "draft_id", "segment"],
     "draft_error_counts": ["assignment_id", "draft_id", "n_errors"],
+    "detection_marks": ["assignment_id", "confidence"],
+    "case_labels": ["reference"],
 }
 
 
@@ -140,6 +153,14 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
         annotations = list(session.scalars(
             select(ErrorAnnotation).join(Assignment, ErrorAnnotation.assignment_id == Assignment.id)
             .where(Assignment.study_id == study_id).order_by(ErrorAnnotation.assignment_id, ErrorAnnotation.segment)))
+        marks = list(session.scalars(
+            select(FindingMark).join(Assignment, FindingMark.assignment_id == Assignment.id)
+            .where(Assignment.study_id == study_id, Assignment.status.in_(("submitted", "completed")))
+            .order_by(FindingMark.assignment_id, FindingMark.id)))
+        labels = list(session.scalars(
+            select(CaseLabel).join(Case, CaseLabel.case_id == Case.id).where(Case.study_id == study_id)
+            .order_by(CaseLabel.case_id, CaseLabel.id)))
+        detection = get_study(session, study_id).settings.get("detection")
         mc_keys = {
             item.id: item.item_key
             for item in session.scalars(select(MCItem).join(Case, MCItem.case_id == Case.id).where(Case.study_id == study_id))
@@ -195,6 +216,7 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
             "reading_session": a.reading_session,
             # Marks are saved with the answers: an annotating arm's read has them once it is completed.
             "errors_annotated": (a.status == "completed") if arm.annotate_errors else None,
+            "ai_shown": arm.ai_shown if arm.task == "detect" else None,
         }
         if arm.task == "compare" and arm.draft_sources and a.a_source_index is not None:
             # Known from the allocation even before the drafts are bound.
@@ -288,6 +310,20 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
          "significant": e.significant, "annotated_at": iso(e.annotated_at)}
         for e in annotations
     ]
+    # The findings in the design's order (the page's), marks of a read together.
+    order = {f: i for i, f in enumerate(detection["findings"])} if detection else {}
+    mark_records = [
+        {"assignment_id": m.assignment_id, "finding": m.finding, "present": m.present, "confidence": m.confidence,
+         "marked_at": iso(m.marked_at)}
+        for m in sorted(marks, key=lambda m: (m.assignment_id, order.get(m.finding, len(order))))
+    ]
+    threshold = detection["model_threshold"] if detection else None
+    label_records = [
+        {"case_id": cases[label.case_id].case_key, "finding": label.finding, "reference": label.reference,
+         "model_probability": label.model_probability,
+         "model_present": None if label.model_probability is None else label.model_probability >= threshold}
+        for label in sorted(labels, key=lambda row: (row.case_id, order.get(row.finding, len(order))))
+    ]
     assignment_frame = pd.DataFrame(assignment_records, columns=ASSIGNMENT_COLUMNS)
     error_frame = pd.DataFrame(error_records, columns=DRAFT_ERROR_COLUMNS)
     frames = {
@@ -300,14 +336,16 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
         "draft_errors": error_frame,
         # The per-read counts by category and significance, by the analysis's own definition.
         "draft_error_counts": draft_error_counts(assignment_frame, error_frame),
+        "detection_marks": pd.DataFrame(mark_records, columns=DETECTION_MARK_COLUMNS),
+        "case_labels": pd.DataFrame(label_records, columns=CASE_LABEL_COLUMNS),
     }
     for name, frame in frames.items():
         for column in INT_COLUMNS[name]:
             frames[name][column] = frame[column].astype("Int64")
-        for column in ("duration_s", "active_s", "hidden_s", "idle_s", "latency_s"):
+        for column in ("duration_s", "active_s", "hidden_s", "idle_s", "latency_s", "model_probability"):
             if column in frame:
                 frames[name][column] = frame[column].astype("Float64")
-        for column in ("unchanged", "has_prior", "errors_annotated", "significant"):
+        for column in ("unchanged", "has_prior", "errors_annotated", "significant", "present", "model_present"):
             if column in frame:
                 frames[name][column] = frame[column].astype("boolean")
     return frames
@@ -348,6 +386,8 @@ def export_meta(db: Database, actor: Actor, study_id: str, frames: dict[str, pd.
             "sessions": design.sessions.to_json() if design.sessions is not None else None,
             # The [sites] table (mode, balance) or null: sites are then only recorded, if the cohort has any.
             "sites": design.sites.to_json() if design.sites is not None else None,
+            # The [detection] table (findings, confidence scale, thresholds) or null: no detect arm.
+            "detection": design.detection.to_json() if design.detection is not None else None,
         }
     return meta
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from study_app.services.actors import Actor
 from study_app.services.database import Database
 from study_app.services.draft_records import new_draft
+from study_app.services.detection import check_complete, detection_view, save_mark
 from study_app.services.error_annotation import segments_of, validate_error_marks
 from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, PermissionDenied
 from study_app.services.events import record_event
@@ -162,6 +163,8 @@ class CaseView:
     annotate_errors: bool = False
     error_segments: list[dict] = field(default_factory=list)
     error_marks: dict[int, dict] = field(default_factory=dict)
+    # A detect read (study_app.services.detection.detection_view): findings, scale, the AI's labels, the marks.
+    detection: dict | None = None
 
 
 DESK_DEFAULTS = {"hanging": ["frontal_lateral", "current_prior", "single"], "default_window": "file",
@@ -305,6 +308,10 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
                     for row in session.scalars(select(ErrorAnnotation).where(
                         ErrorAnnotation.assignment_id == assignment.id).order_by(ErrorAnnotation.segment))
                 }
+    elif arm.task == "detect":
+        view.detection = detection_view(session, assignment, arm)
+        if view.detection["shows_draft"]:
+            view.draft_text = _draft_text(session, assignment.draft_id) or ""
     elif arm.task == "compare":
         view.report_a = _draft_text(session, assignment.a_draft_id)
         view.report_b = _draft_text(session, assignment.b_draft_id)
@@ -523,6 +530,7 @@ def submit(
             arm = session.get(Arm, assignment.arm_id)
             shown = ""
             final = ""
+            marks = check_complete(session, assignment) if arm.task == "detect" else None
             if arm.task in ("write", "edit"):
                 final = validate_report_text(text if text is not None else "")
                 if not final.strip():
@@ -548,6 +556,10 @@ def submit(
                 payload["press_id"] = press_id
             if age:
                 payload["age_s"] = round(age, 3)
+            if marks is not None:
+                # The marks SUBMIT locked ("present/4", "absent/1"): the audit log holds what was submitted.
+                payload["marks"] = {f: ("present" if m["present"] else "absent") + f"/{m['confidence']}"
+                                    for f, m in marks.items()}
             record_event(
                 session, study_id=assignment.study_id, actor=actor, kind="submitted",
                 assignment_id=assignment.id, at=at, payload=payload,
@@ -563,6 +575,24 @@ def submit(
         # Another request submitted the same case between our read and our write.
         raise AlreadySubmitted("this case was already submitted (in another tab or window); "
                                "the first submission stands") from None
+
+
+def mark_finding(db: Database, actor: Actor, case_ref: str, finding: object, *, present: object = None,
+                 confidence: object = None) -> None:
+    """Save one finding's mark of an open detect read, as the reader makes it (either half may come first).
+
+    SUBMIT locks the marks: a mark sent after it is refused, and the submitted marks stand.
+    """
+    with db.transaction() as session:
+        assignment = reader_case(session, actor, case_ref, for_update=True)
+        arm = session.get(Arm, assignment.arm_id)
+        if arm.task != "detect":
+            raise InvalidInput("this case has no findings to mark")
+        if assignment.status in ("submitted", "completed"):
+            raise AlreadySubmitted("this case is submitted; its marks are locked")
+        if assignment.status != "in_progress":
+            raise Conflict("open the case before marking it")
+        save_mark(session, assignment, finding, present, confidence, db.now())
 
 
 def _release_report(session: Session, actor: Actor, assignment: Assignment, final_text: str, now: datetime) -> None:

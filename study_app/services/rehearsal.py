@@ -28,7 +28,7 @@ from study_app.store.models import Reader, simulated_clock, utcnow
 SCRATCH_DB = "rehearsal.sqlite"
 # Median seconds a simulated read takes, by task; readers and reads vary around it. Simulated readers are as blind
 # as real ones: an edit takes as long whatever the draft's source (the rehearsal plants no effect of the source).
-MEDIAN_SECONDS = {"write": 150.0, "edit": 95.0, "compare": 60.0, "rate_reasoning": 45.0}
+MEDIAN_SECONDS = {"write": 150.0, "edit": 95.0, "compare": 60.0, "rate_reasoning": 45.0, "detect": 70.0}
 READER_SD, READ_SD = 0.25, 0.35  # log-scale spread of a reader's pace and of one read
 UNCHANGED_SHARE = 0.3  # edits submitted as shown
 PLACEHOLDER_DRAFT = ("Rehearsal placeholder draft (no model output yet): the lungs are clear. No pleural effusion "
@@ -277,6 +277,11 @@ def _read_one(db: Database, actor: Actor, case_ref: str, rng: random.Random, clo
         clock.advance(seconds / 2)
         reading.autosave(db, actor, case_ref, text[: len(text) // 2])
         clock.advance(seconds / 2)
+    elif view.task == "detect":
+        for finding in view.detection["findings"]:
+            clock.advance(seconds / len(view.detection["findings"]))
+            present, confidence = _finding_mark(view.detection["scale"], rng)
+            reading.mark_finding(db, actor, case_ref, finding, present=present, confidence=confidence)
     else:
         clock.advance(seconds)
     result = reading.submit(db, actor, case_ref, text, active_s=round(seconds * 0.9, 1), hidden_s=0.0,
@@ -289,6 +294,15 @@ def _read_one(db: Database, actor: Actor, case_ref: str, rng: random.Random, clo
         reading.save_answers(db, actor, case_ref, {q.key: _answer(q, rng, unchanged) for q in view.questions
                                                    if q.required or rng.random() < 0.8}, marks)
     clock.advance(rng.uniform(5.0, 30.0))  # to the next case
+
+
+def _finding_mark(scale: dict, rng: random.Random) -> tuple[bool, int]:
+    """A simulated reader's mark of one finding: present or absent at random, with a confidence on its side of the
+    scale's middle (the rehearsal plants no effect: its readers know nothing of the images)."""
+    present = rng.random() < 0.3
+    middle = (scale["min"] + scale["max"]) / 2
+    side = [p for p in range(scale["min"], scale["max"] + 1) if (p >= middle if present else p <= middle)]
+    return present, rng.choice(side)
 
 
 def _error_mark(rng: random.Random) -> dict:

@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from analysis.draft_errors import ANNOTATION_CHOICES
-from study_app.designs.design import ARM_TASKS
+from study_app.designs.design import AI_SHOWN, ARM_TASKS
 
 ANNOTATION_CATEGORIES = tuple(ANNOTATION_CHOICES)
 
@@ -354,6 +354,7 @@ class Arm(Base):
     __table_args__ = (
         UniqueConstraint("study_id", "key"),
         CheckConstraint(_in("task", ARM_TASKS), name="task"),
+        CheckConstraint(_in("ai_shown", AI_SHOWN), name="ai_shown"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -371,6 +372,8 @@ class Arm(Base):
     instructions: Mapped[str] = mapped_column(Text, default="")
     # After SUBMIT the reader annotates the errors of the draft (the design's ``annotate_errors``).
     annotate_errors: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    # A detect arm: what it shows of the AI's output beside the marks (the design's ``ai``); "none" otherwise.
+    ai_shown: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
 
     study: Mapped[Study] = relationship(back_populates="arms")
     questions: Mapped[list[Question]] = relationship(order_by="Question.ordinal")
@@ -489,6 +492,41 @@ class ErrorAnnotation(Base):
     category: Mapped[str] = mapped_column(String(32))
     significant: Mapped[bool | None] = mapped_column(nullable=True)
     annotated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CaseLabel(Base):
+    """A case's reference standard for one finding of the study's detection list, and the model's own output for
+    it, from the manifest (``reference_labels``, ``model_labels``). Readers are never shown the reference; an arm
+    with ``ai = "labels"`` shows the model's label."""
+
+    __tablename__ = "case_label"
+    __table_args__ = (
+        UniqueConstraint("case_id", "finding"),
+        CheckConstraint("reference IS NULL OR reference IN (0, 1)", name="reference"),
+        CheckConstraint("model_probability IS NULL OR (model_probability >= 0 AND model_probability <= 1)",
+                        name="model_probability"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("case.id", ondelete="RESTRICT"), index=True)
+    finding: Mapped[str] = mapped_column(String(64))
+    reference: Mapped[int | None] = mapped_column(Integer)  # 1 present, 0 absent, None not known
+    model_probability: Mapped[float | None] = mapped_column(Float)
+
+
+class FindingMark(Base):
+    """A detect read's mark for one finding: present or not, and the reader's confidence that it is present (on the
+    design's scale). Saved as the reader marks, locked by SUBMIT."""
+
+    __tablename__ = "finding_mark"
+    __table_args__ = (UniqueConstraint("assignment_id", "finding"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="RESTRICT"), index=True)
+    finding: Mapped[str] = mapped_column(String(64))
+    present: Mapped[bool | None] = mapped_column(nullable=True)
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Autosave(Base):

@@ -203,7 +203,7 @@ def test_sites_migration_leaves_existing_readers_and_cases_without_a_site(databa
 
 
 def test_error_annotation_migration_leaves_existing_arms_unannotated_and_the_database_checks_marks(database_url):
-    """0008_draft_error_annotation is the head and follows 0007_sites: existing arms ask for no annotation,
+    """0008_draft_error_annotation follows 0007_sites: existing arms ask for no annotation,
     and the database refuses a mark with an unknown category or an error without its significance."""
     from alembic.script import ScriptDirectory
 
@@ -211,7 +211,6 @@ def test_error_annotation_migration_leaves_existing_arms_unannotated_and_the_dat
 
     engine = make_engine(database_url)
     script = ScriptDirectory.from_config(alembic_config(engine))
-    assert script.get_heads() == ["0008_draft_error_annotation"]
     assert script.get_revision("0008_draft_error_annotation").down_revision == "0007_sites"
     upgrade(engine, "0007_sites")
     at = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -236,4 +235,59 @@ def test_error_annotation_migration_leaves_existing_arms_unannotated_and_the_dat
         with pytest.raises((IntegrityError, DBAPIError)), engine.begin() as connection:
             connection.execute(insert, {"segment": segment, "category": category, "significant": significant,
                                         "at": at})
+    engine.dispose()
+
+
+def test_detection_migration_keeps_every_arm_and_its_references_and_the_database_checks_labels(database_url):
+    """0009_detection is the head and follows 0008: the arm table is rebuilt (its task constraint widens to
+    'detect') with the assignments that refer to it intact and no foreign key broken; existing arms show no AI
+    output; the database refuses a label outside 0/1, a probability outside [0, 1], an unknown task, a second
+    mark of one finding."""
+    from alembic.script import ScriptDirectory
+
+    from study_app.store.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    assert script.get_heads() == ["0009_detection"]
+    assert script.get_revision("0009_detection").down_revision == "0008_draft_error_annotation"
+    upgrade(engine, "0008_draft_error_annotation")
+    with engine.begin() as connection:
+        _one_study_reader_and_case(connection, "reader")
+        connection.execute(text(
+            "INSERT INTO arm (study_id, key, ordinal, task, role, draft_sources, timed, readers_per_case, "
+            "instructions, reading_round, annotate_errors) "
+            "VALUES ('s1', 'edit', 0, 'edit', 'reader', '[]', true, 1, 'Edit it', 1, true)"))
+        connection.execute(text(
+            "INSERT INTO assignment (study_id, reader_id, case_id, arm_id, case_ref, position, status, sessions) "
+            "SELECT 's1', reader.id, \"case\".id, arm.id, 'ref1', 1, 'ready', 1 FROM reader, \"case\", arm"))
+        before = connection.execute(text("SELECT id, key, task, instructions, annotate_errors FROM arm")).all()
+    upgrade(engine)
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT id, key, task, instructions, annotate_errors FROM arm")).all() == before
+        assert connection.execute(text("SELECT ai_shown FROM arm")).scalars().all() == ["none"]
+        assert connection.execute(text("SELECT arm_id FROM assignment")).scalars().all() == [before[0][0]]
+        if engine.dialect.name == "sqlite":
+            assert connection.execute(text("PRAGMA foreign_key_check")).all() == []
+        connection.execute(text(
+            "INSERT INTO arm (study_id, key, ordinal, task, role, draft_sources, timed, readers_per_case, "
+            "instructions, reading_round, ai_shown) "
+            "VALUES ('s1', 'aided', 1, 'detect', 'reader', '[]', true, 1, '', 1, 'labels')"))
+        connection.execute(text("INSERT INTO case_label (case_id, finding, reference, model_probability) "
+                                "SELECT id, 'Edema', 1, 0.25 FROM \"case\""))
+        connection.execute(text("INSERT INTO finding_mark (assignment_id, finding, present, confidence, marked_at) "
+                                "SELECT id, 'Edema', true, 4, :at FROM assignment"),
+                           {"at": datetime(2026, 1, 1, tzinfo=timezone.utc)})
+    refused = [
+        ("INSERT INTO case_label (case_id, finding, reference) SELECT id, 'Fracture', 2 FROM \"case\"", {}),
+        ("INSERT INTO case_label (case_id, finding, model_probability) SELECT id, 'Fracture', 1.5 FROM \"case\"", {}),
+        ("INSERT INTO case_label (case_id, finding, reference) SELECT id, 'Edema', 0 FROM \"case\"", {}),
+        ("UPDATE arm SET task = 'segment' WHERE key = 'edit'", {}),
+        ("UPDATE arm SET ai_shown = 'everything' WHERE key = 'edit'", {}),
+        ("INSERT INTO finding_mark (assignment_id, finding, present, confidence, marked_at) "
+         "SELECT id, 'Edema', false, 1, :at FROM assignment", {"at": datetime(2026, 1, 1, tzinfo=timezone.utc)}),
+    ]
+    for statement, parameters in refused:
+        with pytest.raises((IntegrityError, DBAPIError)), engine.begin() as connection:
+            connection.execute(text(statement), parameters)
     engine.dispose()

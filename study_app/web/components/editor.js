@@ -236,7 +236,8 @@ class Editor {
     this.button.textContent = this.data.submit_label || "Submit";
     this.text.readOnly = false;
     this.saved.textContent = response
-      ? `Not submitted: ${answer.error || `the server answered ${response.status}`}. Your text is kept.`
+      ? `Not submitted: ${answer.error || `the server answered ${response.status}`}.`
+        + (this.withText ? " Your text is kept." : "")
       : "Not submitted: the server could not be reached for many minutes. Your text is kept; press Submit again.";
   }
   showNext(outcome) {

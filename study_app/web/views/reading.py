@@ -15,7 +15,11 @@ from study_app.web.components import image_viewer, report_editor
 from study_app.web.database import shared_database
 from study_app.web.markup import inert_markdown
 
-TASK_LABELS = {"write": "Write", "edit": "Edit", "compare": "Compare", "rate_reasoning": "Rate reasoning"}
+TASK_LABELS = {"write": "Write", "edit": "Edit", "compare": "Compare", "rate_reasoning": "Rate reasoning",
+               "detect": "Findings"}
+PRESENCE_CHOICES = {"absent": False, "present": True}
+# A scale of up to this many points is a row of buttons; a longer one (0-100) a number field that starts empty.
+MAX_BUTTON_POINTS = 11
 STATUS_LABELS = {
     # One label for every held case: a round opens whole, so nothing here depends on a case's draft.
     "pending": "opens with your next reading round",
@@ -183,7 +187,7 @@ def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
                     st.markdown("**Comparison**")
                     _plain(view.comparison or "None")
                 if view.status == "in_progress":
-                    _task(view, state)
+                    _task(db, actor, view, state)
                 elif view.status == "completed":
                     _finished(view)
                 else:
@@ -212,8 +216,97 @@ def _reasoning(view: reading_service.CaseView) -> None:
     _plain(flow.answer_text(view.model_answer, view.mc_options))
 
 
-def _task(view: reading_service.CaseView, state: dict) -> None:
-    if view.task == "compare":
+def _ai_draft(view: reading_service.CaseView) -> None:
+    with st.container(key="rs-draft"):
+        st.markdown("**The AI's draft report** (read-only)")
+        _plain(view.draft_text)
+
+
+def _mark_keys(view: reading_service.CaseView, number: int) -> tuple[str, str]:
+    # Keys carry the case's reference and the finding's place in the list, nothing else.
+    return f"mark-{view.case_ref}-{number}-present", f"mark-{view.case_ref}-{number}-confidence"
+
+
+def _save_mark(db, actor, view: reading_service.CaseView, number: int, finding: str, state: dict) -> None:
+    """A mark's widget changed: save both halves of the finding's mark at once (the callback runs before the page
+    does, so the mark is stored before anything else of the rerun)."""
+    present_key, confidence_key = _mark_keys(view, number)
+    present = PRESENCE_CHOICES.get(st.session_state.get(present_key))
+    confidence = st.session_state.get(confidence_key)
+    problems = state.setdefault("mark_problems", {})
+    try:
+        reading_service.mark_finding(db, actor, view.case_ref, finding, present=present,
+                                     confidence=int(confidence) if confidence is not None else None)
+    except InvalidInput as error:
+        problems[(view.case_ref, finding)] = str(error)
+        return
+    except AlreadySubmitted as error:
+        problems[(view.case_ref, finding)] = str(error)
+        return
+    problems.pop((view.case_ref, finding), None)
+
+
+def _finding_marks(db, actor, view: reading_service.CaseView, state: dict) -> None:
+    """Each finding of the study's list: present or absent, and the confidence that it is present; the AI's label
+    beside it when the arm shows labels. Each change is saved at once; SUBMIT needs every finding marked."""
+    detection = view.detection
+    scale, labels, marks = detection["scale"], detection["ai_labels"], detection["marks"]
+    low, high = scale["min"], scale["max"]
+    points = list(range(low, high + 1))
+    problems = state.setdefault("mark_problems", {})
+    with st.container(key="rs-marks"):
+        st.markdown("**Findings**")
+        st.caption(f"For each finding: present or absent, and how confident you are that it is present "
+                   f"({low} = {scale['min_label']}, {high} = {scale['max_label']}). Every finding needs both.")
+        for number, finding in enumerate(detection["findings"], 1):
+            present_key, confidence_key = _mark_keys(view, number)
+            saved = marks.get(finding, {})
+            with st.container(key=f"rs-finding-{number}"):
+                title = f"**{finding}**"
+                if labels is not None:
+                    label = labels[finding]
+                    title += (" · AI: " + ("present" if label["present"] else "absent")
+                              + (f" ({label['probability']:.2f})" if label["probability"] is not None else ""))
+                st.markdown(title)
+                with st.container(horizontal=True):
+                    saved_presence = {True: "present", False: "absent"}.get(saved.get("present"))
+                    st.radio(f"{finding}: present?", options=list(PRESENCE_CHOICES), format_func=str.capitalize,
+                             index=list(PRESENCE_CHOICES).index(saved_presence) if saved_presence else None,
+                             horizontal=True, label_visibility="collapsed", key=present_key,
+                             on_change=_save_mark, args=(db, actor, view, number, finding, state))
+                    if len(points) <= MAX_BUTTON_POINTS:
+                        st.radio(f"{finding}: confidence it is present", options=points,
+                                 index=points.index(saved["confidence"]) if saved.get("confidence") in points
+                                 else None, horizontal=True, label_visibility="collapsed", key=confidence_key,
+                                 on_change=_save_mark, args=(db, actor, view, number, finding, state))
+                    else:
+                        st.number_input(f"{finding}: confidence it is present ({low}-{high})", min_value=low,
+                                        max_value=high, step=1, value=saved.get("confidence"),
+                                        label_visibility="collapsed", placeholder=f"{low}-{high}",
+                                        key=confidence_key,
+                                        on_change=_save_mark, args=(db, actor, view, number, finding, state))
+                problem = problems.get((view.case_ref, finding))
+                if problem:
+                    st.warning(f"Not saved: {problem}")
+
+
+def _marks_summary(view: reading_service.CaseView) -> None:
+    """The marks as submitted, as text: the one renderer after SUBMIT and on a finished case."""
+    marks = view.detection["marks"]
+    high = view.detection["scale"]["max"]
+    st.markdown("**Your submitted marks** (locked)")
+    _plain("\n".join(
+        f"{finding}: " + ("present" if marks.get(finding, {}).get("present") else "absent")
+        + f", confidence {marks.get(finding, {}).get('confidence')} of {high}"
+        for finding in view.detection["findings"]))
+
+
+def _task(db, actor, view: reading_service.CaseView, state: dict) -> None:
+    if view.task == "detect":
+        if view.detection["shows_draft"]:
+            _ai_draft(view)
+        _finding_marks(db, actor, view, state)
+    elif view.task == "compare":
         _report_pair(view)
     elif view.task == "rate_reasoning":
         _reasoning(view)
@@ -261,6 +354,8 @@ def _after_press(worklist: reading_service.Worklist, state: dict) -> None:
 def _finished(view: reading_service.CaseView) -> None:
     """A finished case reopened because the design allows going back: everything shown, nothing editable."""
     st.info("This case is finished; its report and answers are locked.")
+    if view.task == "detect":
+        _marks_summary(view)
     if view.task in ("write", "edit"):
         st.markdown("**Your submitted findings** (locked)")
         _plain(view.editor_text)
@@ -340,6 +435,10 @@ def _after_submit(db, actor, view: reading_service.CaseView, state: dict) -> Non
         _report_pair(view)
     elif view.task == "rate_reasoning":
         _reasoning(view)
+    elif view.task == "detect":
+        if view.detection["shows_draft"]:
+            _ai_draft(view)
+        _marks_summary(view)
     st.info("Submitted; the clock has stopped. Please answer the questions below.")
     with st.container(key="rs-answers"), st.form(f"answers-{view.case_ref}"):
         if view.annotate_errors:
