@@ -34,34 +34,53 @@ class WebStudy:
         ]
 
 
-@pytest.fixture(scope="session")
-def demo_template(tmp_path_factory, demo_cohort_dir):
-    """The launched demo study, built once; tests get copies of its database file."""
+def _launched_template(tmp_path_factory, demo_cohort_dir, design: str):
     from study_app.demo import build_demo_study
 
-    out = tmp_path_factory.mktemp("web-demo")
+    out = tmp_path_factory.mktemp(f"web-{design}")
     cohort = out / "cohort"
     shutil.copytree(demo_cohort_dir, cohort)
     path = out / "template.sqlite"
     db = open_database(f"sqlite:///{path}")
-    result = build_demo_study(db, cohort_dir=cohort)
+    result = build_demo_study(db, cohort_dir=cohort, design=design)
     db.dispose()
     return path, {invite.reader_key: invite.token for invite in result.invites}
+
+
+def _private_copy(template, tmp_path, monkeypatch):
+    from study_app.web.database import DB_URL_ENV, close_shared_databases, shared_database
+
+    path_of_template, invites = template
+    path = tmp_path / "study.sqlite"
+    shutil.copyfile(path_of_template, path)
+    url = f"sqlite:///{path}"
+    monkeypatch.setenv(DB_URL_ENV, url)
+    yield WebStudy(shared_database(), url, path, dict(invites))
+    close_shared_databases()
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory, demo_cohort_dir):
+    """The launched demo study, built once; tests get copies of its database file."""
+    return _launched_template(tmp_path_factory, demo_cohort_dir, "chexone")
 
 
 @pytest.fixture
 def web_study(demo_template, tmp_path, monkeypatch) -> WebStudy:
     """A private copy of the demo study, made the web app's database for this test."""
-    from study_app.web.database import DB_URL_ENV, close_shared_databases, shared_database
+    yield from _private_copy(demo_template, tmp_path, monkeypatch)
 
-    template, invites = demo_template
-    path = tmp_path / "study.sqlite"
-    shutil.copyfile(template, path)
-    url = f"sqlite:///{path}"
-    monkeypatch.setenv(DB_URL_ENV, url)
-    study = WebStudy(shared_database(), url, path, dict(invites))
-    yield study
-    close_shared_databases()
+
+@pytest.fixture(scope="session")
+def detection_template(tmp_path_factory, demo_cohort_dir):
+    """The launched demo study of the shipped ai_detection design, built once."""
+    return _launched_template(tmp_path_factory, demo_cohort_dir, "ai_detection")
+
+
+@pytest.fixture
+def detection_study(detection_template, tmp_path, monkeypatch) -> WebStudy:
+    """A private copy of the ai_detection demo study, made the web app's database for this test."""
+    yield from _private_copy(detection_template, tmp_path, monkeypatch)
 
 
 def reader_page(session_token: str | None, **query):
