@@ -685,7 +685,8 @@ def _reference_labels(row: int, values: dict[str, Any], checker: _Checker) -> tu
     """The reference_labels cell: (labels, listed). A JSON object gives 1/0/null per finding; a ';'-separated
     list names the findings present (listed is then True: the others of the study's list are absent)."""
     column = "reference_labels"
-    value = _label_object(row, column, values.get(column), _REFERENCE_EXAMPLE, checker)
+    example = f"{_REFERENCE_EXAMPLE}, or the findings present separated by ';', e.g. Cardiomegaly; Edema"
+    value = _label_object(row, column, values.get(column), example, checker)
     if value is None:
         return {}, False
     if isinstance(value, str):

@@ -131,7 +131,7 @@ def test_model_refusals_in_csv(files, cell, words):
 @pytest.mark.parametrize(
     "column, value, words",
     [
-        ("reference_labels", ["Edema"], "got a list"),
+        ("reference_labels", ["Edema"], "or the findings present separated by ';', e.g. Cardiomegaly; Edema; got a list"),
         ("reference_labels", 1, "got a number"),
         ("reference_labels", {"Edema": "yes"}, "got text 'yes'"),
         ("model_labels", {"Edema": 2}, "got 2"),
