@@ -195,12 +195,13 @@ class CaseRecord:
     # Empty when the manifest gives none. Which findings a study scores is the design's business, so the names are
     # checked against its list later (cohorts.findings.check_labels), and read through
     # cohorts.findings.reference_standard, which also expands the listed form.
-    reference_labels: dict[str, int | None] = field(default_factory=dict)
+    # Left out of the hash (not of ==) so that a case without multiple-choice items stays hashable, as it was.
+    reference_labels: dict[str, int | None] = field(default_factory=dict, hash=False)
     # True when reference_labels came as a list of the findings present ("Cardiomegaly; Edema"): every finding of the
     # study's list that is not named is absent. The manifest cannot expand that itself, as it does not know the list.
     reference_labels_listed: bool = False
     # The model's probability per finding, in [0, 1]; empty when the manifest gives none.
-    model_labels: dict[str, float] = field(default_factory=dict)
+    model_labels: dict[str, float] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -684,7 +685,8 @@ def _reference_labels(row: int, values: dict[str, Any], checker: _Checker) -> tu
     """The reference_labels cell: (labels, listed). A JSON object gives 1/0/null per finding; a ';'-separated
     list names the findings present (listed is then True: the others of the study's list are absent)."""
     column = "reference_labels"
-    value = _label_object(row, column, values.get(column), _REFERENCE_EXAMPLE, checker)
+    example = f"{_REFERENCE_EXAMPLE}, or the findings present separated by ';', e.g. Cardiomegaly; Edema"
+    value = _label_object(row, column, values.get(column), example, checker)
     if value is None:
         return {}, False
     if isinstance(value, str):

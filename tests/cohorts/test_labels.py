@@ -64,6 +64,13 @@ def test_jsonl_takes_objects_and_the_listed_text(files):
     assert j3.reference_labels == {"Edema": 0} and j3.model_labels == {}
 
 
+def test_an_empty_object_is_no_labels_and_a_case_stays_hashable(files):
+    (case,) = load_manifest(files.csv([files.row("c1", reference_labels="{}", model_labels=" { } ")])).cases
+    assert (case.reference_labels, case.model_labels) == ({}, {})
+    labelled = load_manifest(files.csv([files.row("c1", reference_labels="Edema")], "other.csv")).cases[0]
+    assert hash(labelled) is not None and labelled != case
+
+
 def test_manifest_hash_is_the_files_bytes(files):
     # The new columns change nothing for a manifest without them: the hash is of the file as written.
     import hashlib
@@ -124,7 +131,7 @@ def test_model_refusals_in_csv(files, cell, words):
 @pytest.mark.parametrize(
     "column, value, words",
     [
-        ("reference_labels", ["Edema"], "got a list"),
+        ("reference_labels", ["Edema"], "or the findings present separated by ';', e.g. Cardiomegaly; Edema; got a list"),
         ("reference_labels", 1, "got a number"),
         ("reference_labels", {"Edema": "yes"}, "got text 'yes'"),
         ("model_labels", {"Edema": 2}, "got 2"),
