@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from analysis.plan import AnalysisPlan, check_plan_against_design, parse_plan
-from cohorts.findings import CHEXPERT_FINDINGS  # the detect task's default findings
 
 # What a reader does in an arm (not a prompt kind: model_runtime.prompts.PROMPT_KINDS).
 ARM_TASKS = ("write", "edit", "compare", "rate_reasoning", "detect")
@@ -852,6 +851,10 @@ def _parse_detection(raw: Any, arms: tuple[ArmSpec, ...]) -> DetectionPlan | Non
 
 
 def _detection_plan(raw: dict, where: str) -> DetectionPlan:
+    # The default findings' one home; imported here, not with the module: the store imports this module, and the
+    # cohorts package brings numpy, Pillow and pydicom with it.
+    from cohorts.findings import CHEXPERT_FINDINGS
+
     findings = tuple(f.strip() for f in _require_list_of_str(raw.get("findings", list(CHEXPERT_FINDINGS)),
                                                                f"{where}.findings"))
     if not findings:

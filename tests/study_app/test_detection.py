@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from study_app.designs import DesignError, load_design, parse_design, shipped_design_path
-from study_app.designs.design import CHEXPERT_FINDINGS, arm_condition
+from cohorts.findings import CHEXPERT_FINDINGS
+from study_app.designs.design import arm_condition
 
 DESIGN = """
 [study]
