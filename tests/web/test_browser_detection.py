@@ -12,7 +12,7 @@ from study_app.services.actors import reader_actor
 from study_app.store.models import FindingMark, Reader
 from tests.browser_support import CHROMIUM_ARGS, start_app_server, stop_process
 from tests.case_refs import assignment_of
-from tests.web.test_browser import answer, open_case, save_and_next
+from tests.web.test_browser import answer, open_case, save_and_next, shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -41,11 +41,13 @@ def test_a_reader_marks_every_finding_and_submits_them_in_chromium(detection_ser
         page.wait_for_url(f"{base}/**")
         open_case(page, base, case_ref)
         assert page.get_by_text("· AI:").count() == 14
+        shoot(page, "desk-detect-1366x768")
         for finding in CHEXPERT_FINDINGS[:-1]:
             present = finding in ("Cardiomegaly", "Support Devices")
             answer(page, f"{finding}: present?", "Present" if present else "Absent")
             answer(page, f"{finding}: confidence it is present", "4" if present else "1")
         page.wait_for_timeout(500)  # the last change's rerun stores its mark
+        shoot(page, "desk-detect-marked-1366x768")
         submit = page.locator("button.rs-submit")
         submit.click()
         page.get_by_text("still to mark").wait_for(timeout=20_000)

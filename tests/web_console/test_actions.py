@@ -209,10 +209,12 @@ def test_export_download_holds_every_table(console_study, console_page):
     from study_app.services.console import export_zip
 
     names = zipfile.ZipFile(io.BytesIO(export_zip(console_study.db, COORDINATOR, "demo"))).namelist()
-    # The data dictionary's six tables, the two of the error annotation (docs/export.md) and the metadata.
+    # The data dictionary's six tables, the two of the error annotation and the two of the detection task
+    # (docs/export.md), and the metadata.
     assert sorted(names) == sorted(f"demo/{n}" for n in ["assignments.csv", "answers.csv", "drafts.csv",
                                                          "cases.csv", "readers.csv", "events.csv",
                                                          "draft_errors.csv", "draft_error_counts.csv",
+                                                         "detection_marks.csv", "case_labels.csv",
                                                          "export_meta.json"])
 
 
