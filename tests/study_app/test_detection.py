@@ -270,3 +270,30 @@ def test_study_creation_names_every_label_problem_of_the_cohort_and_creates_noth
     assert "row 3, column model_labels" in message
     with sqlite_db.read() as s:
         assert s.scalar(select(func.count()).select_from(Assignment)) == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "sqlite"])
+def test_the_detection_tables_round_trip_through_every_export_format(detection, tmp_path, fmt):
+    import sqlite3
+
+    import pandas as pd
+
+    from study_app.services.export import SQLITE_FILE, write_export
+
+    actor = _actor(detection, "att1")
+    case_ref, view = _opened(detection, actor, "attending_unaided")
+    _mark_all(detection, actor, case_ref, view.detection["findings"])
+    reading.submit(detection, actor, case_ref)
+    frames = build_tables(detection, SYSTEM, "det")
+    out = write_export(detection, SYSTEM, "det", tmp_path / "export", fmt=fmt)
+    for name in ("detection_marks", "case_labels"):
+        if fmt == "sqlite":
+            with sqlite3.connect(out / SQLITE_FILE) as connection:
+                back = pd.read_sql_query(f"SELECT * FROM {name}", connection)
+        elif fmt == "parquet":
+            back = pd.read_parquet(out / f"{name}.parquet")
+        else:
+            back = pd.read_csv(out / f"{name}.csv")
+        assert len(back) == len(frames[name]) > 0
+        assert list(back.columns) == list(frames[name].columns)
+        assert back["finding"].tolist() == frames[name]["finding"].tolist()
