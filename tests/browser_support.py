@@ -1,4 +1,5 @@
-"""What the browser tests share: Debian's Chromium and its flags, a free loopback port, starting and stopping a server."""
+"""What the browser tests share: Debian's Chromium and its flags, a free loopback port, starting and stopping a server,
+following a reader's personal link."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -68,3 +71,20 @@ def start_app_server(db_url: str, log_path: Path, *, port: int | None = None, cw
                 stop_process(process)
                 raise RuntimeError(f"the server did not start:\n{Path(log_path).read_text()}") from None
             time.sleep(0.2)
+
+
+@contextmanager
+def serving(db_url: str, tmp_path: Path) -> Iterator[str]:
+    """The app on ``db_url`` in a child process (:func:`start_app_server`), its base URL, stopped on every path."""
+    server, port = start_app_server(db_url, tmp_path / "server.log", cwd=tmp_path)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(server)
+
+
+def sign_in(page, base: str, token: str) -> None:
+    """Follow the personal link and press the confirm button, as a reader does."""
+    page.goto(f"{base}/signin?token={token}")
+    page.click("#signin")
+    page.wait_for_url(f"{base}/**")

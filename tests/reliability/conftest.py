@@ -195,11 +195,6 @@ def browser(chromium):
         instance.close()
 
 
-def sign_in(page, base: str, token: str) -> None:
-    """Follow the personal link and press the confirm button, as a reader does."""
-    page.goto(f"{base}/signin?token={token}")
-    page.click("#signin")
-    page.wait_for_url(f"{base}/**")
 
 
 def open_case(page, base: str, case_ref: str, timeout_ms: int = 30_000) -> None:

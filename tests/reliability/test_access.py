@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from study_app.services import auth
 from study_app.store.models import Draft, Event, Image, Study
 from tests.case_refs import assignment_of
-from tests.reliability.conftest import HOSTILE_REPORT, open_case, sign_in
+from tests.browser_support import sign_in
+from tests.reliability.conftest import HOSTILE_REPORT, open_case
 
 # Words that would tell a reader where a draft came from (the arm keys, the model, the replay backend).
 SOURCE_TOKENS = ("model", "resident", "chexone", "replay")

@@ -21,8 +21,7 @@ from study_app.services import auth, throttle
 from study_app.services.actors import SYSTEM
 from study_app.store.models import Event, SignInThrottle, WebSession
 from study_app.web.guard import SECURITY_HEADERS
-from tests.browser_support import free_port
-from tests.reliability.conftest import sign_in
+from tests.browser_support import free_port, sign_in
 
 PASSWORD = "a long coordinator password"
 UPLOAD_MB = 100

@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from study_app.services import auth
 from study_app.store.models import Arm, Autosave
 from tests.case_refs import assignment_of
-from tests.reliability.conftest import finish_residents, sign_in, wait_clock
+from tests.browser_support import sign_in
+from tests.reliability.conftest import finish_residents, wait_clock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -17,7 +17,8 @@ from sqlalchemy import text
 from study_app.services import auth, reading
 from study_app.services.database import fault_message, open_database
 from tests.fault_support import fill, small_disk
-from tests.reliability.conftest import ServerProcess, open_case, sign_in
+from tests.browser_support import sign_in
+from tests.reliability.conftest import ServerProcess, open_case
 
 BEACON = {"X-Readerstudy-Client": "1"}
 

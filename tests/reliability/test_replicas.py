@@ -20,9 +20,9 @@ from study_app.services import auth, reading
 from study_app.services.actors import reader_actor
 from study_app.services.database import open_database
 from study_app.store.models import Reader, Response
-from tests.browser_support import free_port, stop_process
+from tests.browser_support import free_port, sign_in, stop_process
 from tests.case_refs import assignment_of
-from tests.reliability.conftest import ServerProcess, open_case, sign_in
+from tests.reliability.conftest import ServerProcess, open_case
 from tests.reliability.test_server_crash import ACKNOWLEDGED
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from study_app.services import auth
 from study_app.store.models import Response
 from tests.case_refs import assignment_of
-from tests.reliability.conftest import open_case, sign_in, wait_clock
+from tests.browser_support import sign_in
+from tests.reliability.conftest import open_case, wait_clock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from study_app.services import auth, reading
 from study_app.store.models import Response
 from tests.case_refs import assignment_of
-from tests.reliability.conftest import open_case, sign_in
+from tests.browser_support import sign_in
+from tests.reliability.conftest import open_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

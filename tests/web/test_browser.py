@@ -13,7 +13,7 @@ from study_app.services import reading
 from study_app.services.actors import reader_actor
 from study_app.store.models import Answer, Event, Question, Reader, Response
 from tests.case_refs import assignment_of
-from tests.browser_support import CHROMIUM_ARGS, start_app_server, stop_process
+from tests.browser_support import CHROMIUM_ARGS, serving, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,11 +24,8 @@ SCREENSHOTS = Path(os.environ.get("READERSTUDY_SCREENSHOTS", "")) if os.environ.
 @pytest.fixture
 def live_server(residents_done, tmp_path):
     """`readerstudy serve` on a free loopback port, against the study's SQLite file."""
-    server, port = start_app_server(residents_done.url, tmp_path / "server.log", cwd=tmp_path)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:  # stopped on every path
-        stop_process(server)
+    with serving(residents_done.url, tmp_path) as base:  # stopped on every path
+        yield base
 
 
 def wait_clock(page, case_ref: str) -> float:
@@ -183,9 +180,7 @@ def test_hidden_and_idle_time_reach_the_submission(residents_done, live_server, 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 950})
-        page.goto(f"{base}/signin?token={study.invites['rad1']}")
-        page.click("#signin")
-        page.wait_for_url(f"{base}/**")
+        sign_in(page, base, study.invites["rad1"])
         open_case(page, base, case)
         shoot(page, "4-reasoning")
         page.evaluate(hide % "true")

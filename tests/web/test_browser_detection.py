@@ -10,7 +10,7 @@ from sqlalchemy import select
 from cohorts.findings import CHEXPERT_FINDINGS
 from study_app.services.actors import reader_actor
 from study_app.store.models import FindingMark, Reader
-from tests.browser_support import CHROMIUM_ARGS, start_app_server, stop_process
+from tests.browser_support import CHROMIUM_ARGS, serving, sign_in
 from tests.case_refs import assignment_of
 from tests.web.test_browser import answer, open_case, save_and_next, shoot
 
@@ -19,11 +19,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 @pytest.fixture
 def detection_server(detection_study, tmp_path):
-    server, port = start_app_server(detection_study.url, tmp_path / "server.log", cwd=tmp_path)
-    try:
-        yield detection_study, f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(server)
+    with serving(detection_study.url, tmp_path) as base:
+        yield detection_study, base
 
 
 def test_a_reader_marks_every_finding_and_submits_them_in_chromium(detection_server, chromium):
@@ -36,9 +33,7 @@ def test_a_reader_marks_every_finding_and_submits_them_in_chromium(detection_ser
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1366, "height": 768})
-        page.goto(f"{base}/signin?token={study.invites['res1']}")
-        page.click("#signin")
-        page.wait_for_url(f"{base}/**")
+        sign_in(page, base, study.invites["res1"])
         open_case(page, base, case_ref)
         assert page.get_by_text("· AI:").count() == 14
         shoot(page, "desk-detect-1366x768")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from study_app.store.models import Arm, ErrorAnnotation, Reader
 from study_app.services.actors import reader_actor
-from tests.browser_support import CHROMIUM_ARGS, start_app_server, stop_process
+from tests.browser_support import CHROMIUM_ARGS, serving, sign_in
 from tests.case_refs import assignment_of
 from tests.web.test_browser import answer, edit_answers, open_case, save_and_next
 
@@ -21,11 +21,8 @@ def annotating_server(residents_done, tmp_path):
     with residents_done.db.transaction() as session:
         for arm in session.scalars(select(Arm).where(Arm.key.in_(["attending_edit_model", "attending_edit_resident"]))):
             arm.annotate_errors = True
-    server, port = start_app_server(residents_done.url, tmp_path / "server.log", cwd=tmp_path)
-    try:
-        yield residents_done, f"http://127.0.0.1:{port}"
-    finally:
-        stop_process(server)
+    with serving(residents_done.url, tmp_path) as base:
+        yield residents_done, base
 
 
 def test_an_attending_marks_the_error_of_an_edit_and_saves_it_with_the_answers(annotating_server, chromium):
@@ -38,9 +35,7 @@ def test_an_attending_marks_the_error_of_an_edit_and_saves_it_with_the_answers(a
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 950})
-        page.goto(f"{base}/signin?token={study.invites['att1']}")
-        page.click("#signin")
-        page.wait_for_url(f"{base}/**")
+        sign_in(page, base, study.invites["att1"])
         open_case(page, base, case_ref)
         editor = page.locator("textarea.rs-text")
         editor.fill(editor.input_value() + " Heart size is normal.")
