@@ -1,5 +1,5 @@
 """What the browser tests share: Debian's Chromium and its flags, a free loopback port, starting and stopping a server,
-following a reader's personal link."""
+following a reader's personal link, and axe-core's accessibility audit of a page."""
 
 from __future__ import annotations
 
@@ -88,3 +88,17 @@ def sign_in(page, base: str, token: str) -> None:
     page.goto(f"{base}/signin?token={token}")
     page.click("#signin")
     page.wait_for_url(f"{base}/**")
+
+
+AXE = Path(__file__).parent / "a11y" / "axe.min.js"  # axe-core, vendored (tests/a11y/README.md)
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's serious and critical WCAG 2.1 A/AA violations on the page as it stands (the page's context needs
+    ``bypass_csp=True``: the app's policy forbids the inline script axe goes in as)."""
+    page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    return page.evaluate("""async () => {
+        const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
+        return r.violations.filter(v => ['serious', 'critical'].includes(v.impact))
+            .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
+    }""")

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from study_app.services import auth, images, reading
 from study_app.store.models import Image, Response, Study
+from tests.browser_support import axe_violations
 from tests.case_refs import assignment_of
 from tests.reliability.conftest import ServerProcess, open_case, wait_clock
 
@@ -25,7 +26,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SIZES = [(1280, 720), (1366, 768), (1920, 1080), (2560, 1440)]
 DOC_SHOTS = Path(os.environ["READERSTUDY_DOC_SHOTS"]) if os.environ.get("READERSTUDY_DOC_SHOTS") else None
-AXE = Path(__file__).resolve().parents[1] / "a11y" / "axe.min.js"
 
 
 @pytest.fixture(scope="module")
@@ -368,19 +368,12 @@ def test_back_and_forward_stay_in_the_app(desk, browser):
 
 def test_axe_finds_no_serious_accessibility_violation(desk, browser):
     desk.finish_residents()
-    source = AXE.read_text(encoding="utf-8")
     # The page's own policy forbids inline scripts, so axe goes in with the policy bypassed for the test only.
     page = desk.page(browser, "att1", (1366, 768), bypass_csp=True)
     found = {}
 
     def audit(name):
-        page.add_script_tag(content=source)
-        result = page.evaluate("""async () => {
-            const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
-            return r.violations.filter(v => ['serious', 'critical'].includes(v.impact))
-                .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
-        }""")
-        found[name] = result
+        found[name] = axe_violations(page)
 
     edit = desk.items("att1", task="edit")[0].case_ref
     open_case(page, desk.base, edit)
