@@ -43,9 +43,11 @@ def detection_reads(tables: StudyTables) -> pd.DataFrame:
                "confidence", "call", "reference", "model_probability", "model_call"]
     marks, labels = tables.detection_marks, tables.case_labels
     a = tables.assignments
+    if design is None or marks is None or "ai_shown" not in a.columns:
+        return pd.DataFrame(columns=columns)
     reads = a.loc[a["task"].eq("detect") & a["status"].isin(COUNTED_STATUSES),
                   ["assignment_id", "reader_id", "case_id", "arm", "ai_shown"]]
-    if design is None or marks is None or reads.empty:
+    if reads.empty:
         return pd.DataFrame(columns=columns)
     # A condition is what the model showed; two arms showing the same thing stay apart, named by their arm.
     arms_per_shown = reads.groupby("ai_shown")["arm"].nunique()

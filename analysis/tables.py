@@ -562,7 +562,8 @@ def _check_detection(tables: dict, a: pd.DataFrame, meta: dict) -> None:
         if clash.any():
             i = int(np.flatnonzero(clash.to_numpy())[0])
             raise AnalysisInputError(
-                f"{_where(labels, clash, 'case_labels')}: column model_present {labels['model_present'].iloc[i]!r} "
+                f"{_where(labels, clash, 'case_labels')}: column model_present "
+                f"{'empty' if pd.isna(labels['model_present'].iloc[i]) else str(bool(labels['model_present'].iloc[i])).lower()} "
                 f"disagrees with model_probability {labels['model_probability'].iloc[i]:g} at the design's model "
                 f"threshold {design.model_threshold:g}")
         orphan = labels["model_probability"].isna() & labels["model_present"].notna()
