@@ -206,10 +206,10 @@ def analyse_detection(tables: StudyTables, *, confidence: float = 0.95) -> dict:
         "conditions": [], "differences": [], "readers": [], "model": [], "readers_vs_model": [],
         "not_estimable": [], "or": {}}
     known = data.loc[data["reference"].notna()].assign(reference=lambda d: d["reference"].astype(int))
-    scopes = [(s["finding"], [s["finding"]], s["reasons"]) for s in status]
-    if averaged:
-        scopes.append((MEAN_SCOPE, averaged, {}))
-    else:
+    # The study-level figure first, then each finding in the design's order.
+    scopes = [(MEAN_SCOPE, averaged, {})] if averaged else []
+    scopes += [(s["finding"], [s["finding"]], s["reasons"]) for s in status]
+    if not averaged:
         out["not_estimable"].append({"scope": MEAN_SCOPE, "fom": "all", "analysis": "all",
                                      "reason": "no finding has 2 positive and 2 negative reference cases"})
     for scope, members, reasons in scopes:

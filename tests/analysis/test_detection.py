@@ -353,3 +353,12 @@ def test_an_export_without_the_two_tables_still_loads(tmp_path):
     write_export(simulate_study(seed=2), tmp_path)
     t = load_tables(tmp_path)
     assert t.detection_marks is None and t.case_labels is None and t.detection is None
+
+
+def test_every_aided_condition_is_compared_with_the_unaided_one():
+    t = simulate_detection_study(n_readers=3, n_cases=40, seed=9, conditions=("none", "labels", "draft",
+                                                                             "labels_and_draft"))
+    out = analyse_detection(t)
+    pairs = {(r["first"], r["second"]) for r in out["differences"]}
+    assert pairs == {("draft", "none"), ("labels", "none"), ("labels_and_draft", "none")}
+    assert out["conditions"][0]["scope"] == MEAN_SCOPE  # the study-level figure comes first
