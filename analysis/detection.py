@@ -144,7 +144,7 @@ def analyse_detection(tables: StudyTables, *, confidence: float = 0.95) -> dict:
           ``estimate``, ``se``, ``df``, ``ci_low``, ``ci_high``, ``n_readers``, ``n_cases``, ``note``
         * ``differences``: ``scope``, ``fom``, ``first`` (aided), ``second`` (unaided), ``conclusion``,
           ``estimate`` (first - second), ``se``, ``df``, ``ci_low``, ``ci_high``, ``statistic``, ``p_val``,
-          ``note``, ``n_readers``, ``n_cases``
+          ``note``, ``n_readers``, ``n_cases``, ``readers_dropped`` (readers without both conditions, in words)
         * ``readers``: ``scope``, ``fom``, ``condition``, ``reader``, ``estimate``, ``n_cases``, ``se``,
           ``ci_low``, ``ci_high`` (fixed-reader case-sampling interval)
         * ``model``: the model alone on the cases read: ``scope``, ``fom``, ``estimate``, ``se``, ``ci_low``,
@@ -212,6 +212,10 @@ def analyse_detection(tables: StudyTables, *, confidence: float = 0.95) -> dict:
     if not averaged:
         out["not_estimable"].append({"scope": MEAN_SCOPE, "fom": "all", "analysis": "all",
                                      "reason": "no finding has 2 positive and 2 negative reference cases"})
+    if not unaided or not aided:
+        out["not_estimable"].append({"scope": "all", "fom": "all", "analysis": "aided minus unaided",
+                                     "reason": "the study has no " + ("unaided (ai_shown none)" if not unaided
+                                                                      else "aided") + " condition"})
     for scope, members, reasons in scopes:
         sub = known.loc[known["finding"].isin(members)]
         for fom in FOMS:
@@ -269,7 +273,9 @@ def _scope_fom(out, sub, scope, members, fom, unaided, aided, confidence) -> Non
             except ValueError as exc:
                 out["not_estimable"].append({**tag, "analysis": f"{first} - {second}", "reason": str(exc)})
                 continue
-            out["differences"] += _records(res.differences, **tag, n_readers=res.n_readers, n_cases=res.n_cases)
+            dropped = f"{res.n_readers_dropped} reader(s) without both conditions left out" if res.n_readers_dropped else ""
+            out["differences"] += _records(res.differences, **tag, n_readers=res.n_readers, n_cases=res.n_cases,
+                                           readers_dropped=dropped)
             if scope == MEAN_SCOPE and fom == "auc" and not out["or"]:
                 out["or"] = {"first": first, "second": second, "design": res.design,
                              "variance_components": res.variance_components.to_dict(orient="records")}

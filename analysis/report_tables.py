@@ -218,7 +218,8 @@ def _detection_tables(det: dict) -> dict[str, pd.DataFrame]:
                      "df": r.get("df"), "p_val": r.get("p_val"), "fixed_readers_ci_low": f.get("ci_low"),
                      "fixed_readers_ci_high": f.get("ci_high"), "fixed_readers_p_val": f.get("p_val"),
                      "fixed_cases_p_val": c.get("p_val"), "n_readers": r.get("n_readers"),
-                     "n_cases": r.get("n_cases"), "note": r.get("note") or ""})
+                     "n_cases": r.get("n_cases"),
+                     "note": "; ".join(x for x in (r.get("note"), r.get("readers_dropped")) if x)})
     t["detection_differences"] = pd.DataFrame(rows)
     readers = {(r["scope"], r["fom"], r["condition"]): r for r in det["conditions"] if r["conclusion"] == RRRC}
     vs = _by_conclusion(det["readers_vs_model"], ("scope", "fom", "condition"))

@@ -362,3 +362,23 @@ def test_every_aided_condition_is_compared_with_the_unaided_one():
     pairs = {(r["first"], r["second"]) for r in out["differences"]}
     assert pairs == {("draft", "none"), ("labels", "none"), ("labels_and_draft", "none")}
     assert out["conditions"][0]["scope"] == MEAN_SCOPE  # the study-level figure comes first
+
+
+def test_a_study_with_one_condition_says_there_is_no_difference_to_estimate():
+    t = simulate_detection_study(n_readers=3, n_cases=40, seed=10, conditions=("labels",))
+    out = analyse_detection(t)
+    assert out["differences"] == [] and out["conditions"]
+    assert pick(out["not_estimable"], analysis="aided minus unaided")["reason"] == \
+        "the study has no unaided (ai_shown none) condition"
+
+
+def test_a_reader_without_the_unaided_condition_is_left_out_of_the_difference_and_said_so():
+    t = simulate_detection_study(n_readers=4, n_cases=40, seed=11)
+    a = t.assignments
+    gone = a.loc[a["reader_id"].eq("R01") & a["ai_shown"].eq("none"), "assignment_id"]
+    frames = {n: getattr(t, n) for n in ("answers", "drafts", "cases", "readers", "case_labels")}
+    frames["assignments"] = a.loc[~a["assignment_id"].isin(gone)]
+    frames["detection_marks"] = t.detection_marks.loc[~t.detection_marks["assignment_id"].isin(gone)]
+    out = analyse_detection(tables_from_frames(frames, t.meta))
+    row = pick(out["differences"], scope=MEAN_SCOPE, fom="auc", conclusion=RRRC)
+    assert row["n_readers"] == 3 and row["readers_dropped"] == "1 reader(s) without both conditions left out"
