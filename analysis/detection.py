@@ -205,6 +205,9 @@ def analyse_detection(tables: StudyTables, *, confidence: float = 0.95) -> dict:
                               if not s["estimable"]],
         "conditions": [], "differences": [], "readers": [], "model": [], "readers_vs_model": [],
         "not_estimable": [], "or": {}}
+    if tables.case_labels is None:
+        out["not_estimable"].append({"scope": "all", "fom": "all", "analysis": "all",
+                                     "reason": "the export has no case_labels: no reference standard, no model output"})
     known = data.loc[data["reference"].notna()].assign(reference=lambda d: d["reference"].astype(int))
     # The study-level figure first, then each finding in the design's order.
     scopes = [(MEAN_SCOPE, averaged, {})] if averaged else []

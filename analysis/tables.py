@@ -531,12 +531,15 @@ def _check_detection(tables: dict, a: pd.DataFrame, meta: dict) -> None:
                                      "says yes or no")
         marks["confidence"] = _numeric_at(marks, "confidence", "detection_marks")
         low, high = design.confidence_min, design.confidence_max
+        empty = marks["confidence"].isna()
+        if empty.any():
+            raise AnalysisInputError(f"{_where(marks, empty, 'detection_marks')}: column confidence is empty; a mark "
+                                     f"has a confidence on the design's scale ({low:g} to {high:g})")
         off = ~marks["confidence"].between(low, high)
         if off.any():
             raise AnalysisInputError(
                 f"{_where(marks, off, 'detection_marks')}: column confidence "
-                f"{marks.loc[off, 'confidence'].iloc[0]:g} is outside the design's scale ({low:g} to {high:g}; empty "
-                "is not a mark)")
+                f"{marks.loc[off, 'confidence'].iloc[0]:g} is outside the design's scale ({low:g} to {high:g})")
     if labels is not None:
         labels["case_id"] = labels["case_id"].astype(str)
         labels["finding"] = labels["finding"].astype(str)

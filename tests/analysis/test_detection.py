@@ -301,6 +301,7 @@ BAD = [
     ("detection_marks", _set("confidence", "high"), "detection_marks row 3 (assignment_id A2): column confidence 'high' is not a number"),
     ("detection_marks", _set("present", "maybe"), "detection_marks row 3 (assignment_id A2): column present 'maybe' is not true/false"),
     ("detection_marks", _set("present", None), "column present is empty"),
+    ("detection_marks", _set("confidence", None), "detection_marks row 3 (assignment_id A2): column confidence is empty"),
     ("case_labels", _set("reference", 2), "case_labels row 3 (case_id c3): column reference 2 is not true/false"),
     ("case_labels", _set("model_probability", 1.5), "case_labels row 3 (case_id c3): column model_probability 1.5 is not a probability"),
     ("case_labels", _set("model_present", False), "case_labels row 3 (case_id c3): column model_present false disagrees with model_probability 0.6"),
@@ -382,3 +383,12 @@ def test_a_reader_without_the_unaided_condition_is_left_out_of_the_difference_an
     out = analyse_detection(tables_from_frames(frames, t.meta))
     row = pick(out["differences"], scope=MEAN_SCOPE, fom="auc", conclusion=RRRC)
     assert row["n_readers"] == 3 and row["readers_dropped"] == "1 reader(s) without both conditions left out"
+
+
+def test_marks_without_case_labels_say_there_is_no_reference():
+    d, *_ = small_study()
+    frames, meta = detection_frames(d, ["F1", "F2"])
+    del frames["case_labels"]
+    out = analyse_detection(tables_from_frames(frames, meta))
+    assert out["averaged_findings"] == [] and out["conditions"] == [] and out["model"] == []
+    assert any("no case_labels" in r["reason"] for r in out["not_estimable"])
