@@ -392,3 +392,25 @@ def test_marks_without_case_labels_say_there_is_no_reference():
     out = analyse_detection(tables_from_frames(frames, meta))
     assert out["averaged_findings"] == [] and out["conditions"] == [] and out["model"] == []
     assert any("no case_labels" in r["reason"] for r in out["not_estimable"])
+
+
+def test_run_analysis_reports_the_detection_section_with_its_figure_methods_and_references(tmp_path):
+    import json
+
+    from analysis import run_analysis, write_report
+    from analysis.methods_text import cited
+
+    result = run_analysis(simulate_detection_study(n_readers=4, n_cases=60, seed=12))
+    det = result.results["detection"]
+    assert det["averaged_findings"] and det["differences"]
+    for name in ("detection_findings", "detection_conditions", "detection_differences", "detection_model",
+                 "detection_readers"):
+        assert not result.tables[name].empty, name
+    assert result.tables["detection_differences"].iloc[0]["scope"] == MEAN_SCOPE
+    page = write_report(result, tmp_path).read_text()
+    assert page.index("id='detection'") < page.index('id="fig-detection_readers"')
+    assert "Aided minus unaided" in page and "The model alone on the same cases" in page
+    assert "Chakraborty 2017" in result.methods and "Hanley & McNeil 1982" in result.methods
+    refs = " ".join(cited(result.results))
+    assert "Standalone CAD vs. radiologists" in refs and "Obuchowski, N. A., & Rockette" in refs
+    json.loads((tmp_path / "results.json").read_text())  # every number JSON-safe
