@@ -414,3 +414,19 @@ def test_run_analysis_reports_the_detection_section_with_its_figure_methods_and_
     refs = " ".join(cited(result.results))
     assert "Standalone CAD vs. radiologists" in refs and "Obuchowski, N. A., & Rockette" in refs
     json.loads((tmp_path / "results.json").read_text())  # every number JSON-safe
+
+
+def test_the_models_jackknife_interval_of_one_finding_is_delongs_to_within_two_percent():
+    """The model alone uses the jackknife (it also serves the mean over findings); for one finding's AUC it is
+    DeLong's variance (checked against MRMCaov in test_mrmc.py) to about 1% at 100 cases."""
+    t = simulate_detection_study(n_readers=2, n_cases=100, seed=13)
+    out = analyse_detection(t)
+    reads = detection_reads(t)
+    for finding in t.detection.findings:
+        one = reads.loc[reads["finding"].eq(finding)].drop_duplicates("case_id").assign(
+            reader_id="model", condition="model", reference=lambda x: x["reference"].astype(int))
+        delong = or_hillis(one, "model_probability", "condition", "reader_id", "case_id", fom="auc",
+                           truth="reference", cov="delong").readers.iloc[0]
+        jack = pick(out["model"], scope=finding, fom="auc")
+        assert jack["estimate"] == pytest.approx(delong["estimate"])
+        assert jack["se"] == pytest.approx(delong["se"], rel=0.02)
