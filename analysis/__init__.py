@@ -13,6 +13,7 @@ _HOMES = {
     "AnalysisResult": "analysis.reader_study", "run_analysis": "analysis.reader_study",
     "write_report": "analysis.report",
     "simulate_study": "analysis.simulate", "write_export": "analysis.simulate",
+    "simulate_detection_study": "analysis.simulate", "analyse_detection": "analysis.detection",
     "AnalysisInputError": "analysis.tables", "StudyTables": "analysis.tables", "load_tables": "analysis.tables",
     "tables_from_frames": "analysis.tables",
 }

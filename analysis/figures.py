@@ -117,8 +117,8 @@ def build_figures(results: dict, reads: pd.DataFrame, answers: pd.DataFrame) -> 
     -------
     dict of str to plotly.graph_objects.Figure
         ``forest_primary``, ``drafting_time``, ``editing_time``, ``edit_reasons``,
-        ``applicability``, ``efficiency``, ``preference``, ``reasoning`` (those with
-        data). Every interval is the random-reader, random-case 95% CI of the
+        ``applicability``, ``efficiency``, ``preference``, ``reasoning``, ``detection_readers`` (each reader's
+        averaged AUC unaided vs aided) (those with data). Every interval is the random-reader, random-case 95% CI of the
         OR/Hillis analysis; n (reads and readers) is on every bar or box.
     """
     figs: dict[str, go.Figure] = {}
@@ -183,7 +183,41 @@ def build_figures(results: dict, reads: pd.DataFrame, answers: pd.DataFrame) -> 
         for r in rows:
             r["x"] = f"{r['item']} ({r['x'].split(':')[0]})"
         figs["reasoning"] = _bars(rows, "Reasoning review: factuality and causal support", "mean score")
+    detection = _detection_readers(results.get("detection") or {})
+    if detection is not None:
+        figs["detection_readers"] = detection
     return figs
+
+
+def _detection_readers(det: dict) -> go.Figure | None:
+    """Each reader's AUC (mean over findings) unaided against each aided condition, with the diagonal."""
+    if not det:
+        return None
+    from analysis.detection import MEAN_SCOPE
+
+    design = det["design"]
+    rows = pd.DataFrame([r for r in det.get("readers", []) if r["scope"] == MEAN_SCOPE and r["fom"] == "auc"])
+    if rows.empty or not design["unaided"] or not design["aided"]:
+        return None
+    unaided = rows.loc[rows["condition"] == design["unaided"][0]].set_index("reader")
+    fig = go.Figure()
+    for cond in design["aided"]:
+        aided = rows.loc[rows["condition"] == cond].set_index("reader")
+        both = unaided.index.intersection(aided.index)
+        if both.empty:
+            continue
+        fig.add_trace(go.Scatter(x=unaided.loc[both, "estimate"], y=aided.loc[both, "estimate"], mode="markers",
+                                 text=list(both), name=f"{cond} (n = {both.size} readers)",
+                                 hovertemplate="%{text}: %{x:.3f} unaided, %{y:.3f} aided<extra></extra>"))
+    if not fig.data:
+        return None
+    low = float(min(rows["estimate"].min(), 0.5))
+    fig.add_trace(go.Scatter(x=[low, 1], y=[low, 1], mode="lines", line=dict(dash="dot", color="grey"),
+                             name="no change", hoverinfo="skip"))
+    fig.update_layout(title="Readers' AUC, mean over findings: unaided vs aided<br><sup>one point per reader; above "
+                      "the diagonal the AI helped</sup>", xaxis_title=f"AUC, {design['unaided'][0]} (unaided)",
+                      yaxis_title="AUC, aided", template="plotly_white")
+    return fig
 
 
 def _n_reads(digest: dict, test: str) -> int:

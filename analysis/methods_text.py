@@ -28,6 +28,10 @@ REFERENCES = {
     "Levenshtein 1966": "Levenshtein, V. I. (1966). Binary codes capable of correcting deletions, insertions, and reversals. Soviet Physics Doklady, 10(8), 707-710.",
     "Papineni et al. 2002": "Papineni, K., Roukos, S., Ward, T., & Zhu, W.-J. (2002). BLEU: a method for automatic evaluation of machine translation. Proceedings of the 40th Annual Meeting of the Association for Computational Linguistics, 311-318.",
     "Post 2018": "Post, M. (2018). A call for clarity in reporting BLEU scores. Proceedings of the Third Conference on Machine Translation: Research Papers, 186-191.",
+    "Hanley & McNeil 1982": "Hanley, J. A., & McNeil, B. J. (1982). The meaning and use of the area under a receiver operating characteristic (ROC) curve. Radiology, 143(1), 29-36.",
+    "Bamber 1975": "Bamber, D. (1975). The area above the ordinal dominance graph and the area below the receiver operating characteristic graph. Journal of Mathematical Psychology, 12(4), 387-415.",
+    "Chakraborty 2017": "Chakraborty, D. P. (2017). Observer Performance Methods for Diagnostic Imaging: Foundations, Modeling, and Applications with R-Based Examples. Boca Raton: CRC Press (chapter: Standalone CAD vs. radiologists).",
+    "Irvin et al. 2019": "Irvin, J., Rajpurkar, P., Ko, M., et al. (2019). CheXpert: a large chest radiograph dataset with uncertainty labels and expert comparison. Proceedings of the AAAI Conference on Artificial Intelligence, 33(1), 590-597.",
     "Lin 2004": "Lin, C.-Y. (2004). ROUGE: a package for automatic evaluation of summaries. Text Summarization Branches Out (ACL-04 Workshop), 74-81.",
 }
 
@@ -64,7 +68,8 @@ def methods_paragraph(results: dict) -> str:
     str
         Paragraphs (separated by a blank line): the data and exclusions; the
         pre-specified plan, its primary analysis and multiplicity; the random-reader
-        methods for every endpoint; the paper's per-read statistics; reliability; the report-text metrics.
+        methods for every endpoint; the paper's per-read statistics; reliability; the report-text metrics; the
+        detection analysis.
         Each method carries its citation (full references: :data:`REFERENCES`).
     """
     d = results["design"]
@@ -149,7 +154,40 @@ def methods_paragraph(results: dict) -> str:
         paper.append("Inter-reader reliability: " + icc["reason"] + " (Shrout & Fleiss 1979; McGraw & Wong 1996; "
                      "Donner 1986). Duplicate ratings of a draft by one reader were refused.")
     text = _text_metrics_sentences(results)
-    return "\n\n".join(" ".join(p) for p in (data, pre, mrmc, paper, text) if p)
+    detection = _detection_sentences(results)
+    return "\n\n".join(" ".join(p) for p in (data, pre, mrmc, paper, text, detection) if p)
+
+
+def _detection_sentences(results: dict) -> list[str]:
+    det = results.get("detection") or {}
+    if not det:
+        return []
+    d = det["design"]
+    findings = d["findings"]
+    chexpert = " (the CheXpert observations, Irvin et al. 2019)" if len(findings) == 14 else ""
+    scale = d["confidence_scale"]
+    excluded = det.get("averaged_excluded", [])
+    out = [
+        f"Detection: {d['n_readers']} readers marked each of {len(findings)} findings{chexpert} on {d['n_cases']} "
+        f"cases as present or absent with a confidence from {scale['min']:g} to {scale['max']:g}, in "
+        f"{len(d['conditions'])} conditions ({', '.join(c['condition'] + ': AI output ' + c['ai_shown'] for c in d['conditions'])}). "
+        "For each reader, condition and finding, accuracy was the empirical (trapezoidal) area under the ROC curve of "
+        "the confidence against the reference standard, the Mann-Whitney statistic with ties counted one half "
+        "(Bamber 1975; Hanley & McNeil 1982), and the sensitivity and specificity of the binary call "
+        f"({d['binary_call']}). The study-level figure of merit was each reader's mean of the per-finding AUCs "
+        "(and sensitivities, specificities), with leave-one-case-out jackknife covariances that remove a case from "
+        "every finding at once (Efron 1982), since cases, not findings, are sampled.",
+        "Conditions were compared, aided minus unaided, with the Obuchowski-Rockette model (Obuchowski & Rockette "
+        "1995) and Hillis's degrees of freedom (Hillis 2007; Hillis et al. 2008) for random readers and random "
+        "cases, with the fixed-reader and fixed-case conclusions beside. The model alone was scored with the same "
+        "figures of merit on the same cases (its call: probability >= "
+        f"{d['model_threshold']:g}), with a jackknife normal interval; readers were compared with the model by the "
+        "single-test Obuchowski-Rockette analysis of each reader's figure of merit minus the model's on the same "
+        "cases, treating the model as a fixed reader (Chakraborty 2017)."]
+    if excluded:
+        out.append("Not estimable, and left out of the mean over findings (fewer than 2 positive or 2 negative "
+                   "reference cases): " + "; ".join(f"{e['finding']} ({e['reason']})" for e in excluded) + ".")
+    return out
 
 
 def _text_metrics_sentences(results: dict) -> list[str]:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import study_seed
+from analysis.detection import analyse_detection
 from analysis.draft_errors import analyse_draft_errors, errors_per_read
 from analysis.endpoints import analyse_endpoint, endpoint_frame, or_digest
 from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
@@ -195,6 +196,8 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     results["sites"] = _sites(reads, timed)
     # The errors readers annotated in the drafts (ReXVal), model vs reader drafts, random readers and cases.
     results["draft_errors"] = analyse_draft_errors(reads, tables.draft_errors, tables.answers)
+    # The detect task: readers' AUC, sensitivity and specificity by what the AI showed, and the model alone.
+    results["detection"] = analyse_detection(tables, confidence=plan.confidence)
     results["caveats"] = _caveats(results, plan)
     results["provenance"] = provenance(tables.meta)
     results = _clean(results)
@@ -726,6 +729,16 @@ def _caveats(results: dict, plan: AnalysisPlan) -> list:
         elif r.get("n_readers") is not None and r["n_readers"] < 4 and r.get("method") == "or_hillis":
             out.append(f"{r['name']}: only {r['n_readers']} readers; random-reader intervals are wide and their "
                        "degrees of freedom few.")
+    det = results.get("detection") or {}
+    for f in det.get("averaged_excluded", []):
+        out.append(f"detection: {f['finding']} is not estimable ({f['reason']}) and is left out of the mean over "
+                   "findings.")
+    if det and det["design"]["n_readers"] < 4:
+        out.append(f"detection: only {det['design']['n_readers']} readers; random-reader intervals are wide and their "
+                   "degrees of freedom few.")
+    if det.get("design", {}).get("n_reads_without_marks"):
+        out.append(f"detection: {det['design']['n_reads_without_marks']} counted detect read(s) have no mark and are "
+                   "not in the detection analysis.")
     n_zero = results["design"].get("n_reads_zero_duration_excluded", 0)
     if n_zero:
         out.append(f"{n_zero} read(s) with a zero duration were excluded from every time analysis "

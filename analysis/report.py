@@ -47,6 +47,15 @@ _TABLE_TITLES = {
     "draft_errors_by_category": "Clinically significant errors per draft by ReXVal category",
     "draft_errors_by_edit_reason": "Errors per draft by the reader's edit reason",
     "draft_errors_by_time": "Reading time by the draft's number of clinically significant errors",
+    "detection_findings": "Findings: reference cases per finding, and which enter the mean over findings",
+    "detection_conditions": "Readers' AUC, sensitivity and specificity by condition (random readers and cases, 95% CI; "
+                            "fixed-reader CI beside)",
+    "detection_differences": "Aided minus unaided (OR/Hillis, random readers and cases; fixed-reader and fixed-case "
+                             "conclusions beside)",
+    "detection_model": "The model alone on the same cases (jackknife 95% CI), beside the readers, and readers minus "
+                       "the model (random readers and cases)",
+    "detection_readers": "Per reader (fixed-reader case-sampling 95% CI)",
+    "detection_not_estimable": "Not estimable, and why",
 }
 _DRAFT_ERRORS_INTRO = (
     "After each edit the reader marked every edit of the draft-to-final diff (analysis.draft_errors.edit_segments: "
@@ -67,6 +76,16 @@ _TEXT_METRICS_INTRO = (
     "right: dropping the 'no' of 'no pleural effusion' reverses the finding for three characters, one word and a "
     "ROUGE-L of 0.8 left, while a rephrasing that says the same thing costs many. Read them beside the edit "
     "reasons and ratings, never as accuracy.")
+_DETECTION_INTRO = (
+    "Each reader marked every finding of the study's list present or absent, with a confidence that it is present, "
+    "unaided or with the AI's output shown (its labels, its draft report, or both). For each finding and reader x "
+    "condition: the empirical AUC of the confidence against the reference (Mann-Whitney, ties one half), and the "
+    "sensitivity and specificity of the binary call; the study-level figure of merit is each reader's mean over the "
+    "estimable findings, its jackknife leaving a whole case (all its findings) out. Every figure is an "
+    "Obuchowski-Rockette/Hillis analysis for random readers and random cases; the model alone is the same figure "
+    "with the model as the only reader, and readers minus the model is the single-test OR analysis of the "
+    "difference (each reader against the model on the same cases). A finding without 2 positive and 2 negative "
+    "reference cases is not estimable and is left out of the mean.")
 _EXPLORATORY = ("questions", "duration", "duration_tests", "edit_reasons", "no_edit_mcnemar", "likert", "likert_tests",
                 "reasoning", "choices", "preference", "icc", "edit_metrics", "sites", "site_strata", "site_ratios", "mrmc")
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1150px;margin:2em auto;color:#222}
@@ -206,7 +225,7 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
                  "as the paper reports them; every interval shown is clustering-aware (random readers and cases) "
                  "unless its column says otherwise.</p>")
     for name, fig in result.figures.items():
-        if name != "forest_primary":
+        if name not in ("forest_primary", "detection_readers"):
             parts.append(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"fig-{name}"))
     for name in _EXPLORATORY:
         if name in result.tables:
@@ -232,6 +251,26 @@ def write_report(result: AnalysisResult, out_dir: str | Path) -> Path:
                      "draft_errors_by_edit_reason", "draft_errors_by_time"):
             parts.append(f"<h3>{esc(_TABLE_TITLES[name])}</h3>{_table_html(result.tables.get(name))}")
         parts.append(f"<p>Reference: {esc(errors.get('reference', ''))}</p>")
+    det = res.get("detection") or {}
+    if det:
+        d = det["design"]
+        conditions = "; ".join(f"{c['condition']} ({c['ai_shown']}: {c['n_readers']} readers, {c['n_reads']} reads)"
+                               for c in d["conditions"])
+        parts.append("<h2 id='detection'>AI-assisted detection</h2>"
+                     f"<p>{esc(_DETECTION_INTRO)} Conditions: {esc(conditions)}. {d['n_cases']} cases; binary call: "
+                     f"{esc(d['binary_call'])}; the model calls a finding present at probability >= "
+                     f"{d['model_threshold']:g}. Mean over findings: {esc(', '.join(det['averaged_findings']) or 'none')}."
+                     "</p>")
+        for name in ("detection_differences", "detection_conditions", "detection_model", "detection_findings",
+                     "detection_not_estimable"):
+            if name == "detection_not_estimable" and result.tables.get(name, pd.DataFrame()).empty:
+                continue
+            parts.append(f"<h3>{esc(_TABLE_TITLES[name])}</h3>{_table_html(result.tables.get(name))}")
+        if "detection_readers" in result.figures:
+            parts.append(pio.to_html(result.figures["detection_readers"], include_plotlyjs=False, full_html=False,
+                                     div_id="fig-detection_readers"))
+        parts.append(f"<h3>{esc(_TABLE_TITLES['detection_readers'])}</h3>"
+                     f"{_table_html(result.tables.get('detection_readers'))}")
     parts.append("</body></html>")
     path = out / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

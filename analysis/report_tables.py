@@ -178,6 +178,76 @@ def _rrrc_mean(results, path, test):
     return mean.get("estimate"), mean.get("ci_low"), mean.get("ci_high")
 
 
+FOM_LABELS = {"auc": "AUC", "sensitivity": "sensitivity", "specificity": "specificity"}
+RRRC, FRRC, RRFC = CONCLUSIONS
+
+
+def _by_conclusion(rows: list[dict], keys: tuple[str, ...]) -> dict:
+    """Rows of one analysis, keyed by ``keys`` and then by conclusion."""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(tuple(r.get(k) for k in keys), {})[r["conclusion"]] = r
+    return out
+
+
+def _detection_tables(det: dict) -> dict[str, pd.DataFrame]:
+    """The detect task's tables: findings, each condition, aided minus unaided, the model beside the readers."""
+    if not det:
+        return {}
+    t = {}
+    t["detection_findings"] = pd.DataFrame([
+        {"finding": f["finding"], "n_cases": f["n_cases"], "n_positive": f["n_positive"],
+         "n_negative": f["n_negative"], "n_reference_unknown": f["n_unknown"],
+         "in_mean_over_findings": "yes" if f["estimable"] else "no",
+         "not_estimable": "; ".join(f"{FOM_LABELS[k]}: {v}" for k, v in f["reasons"].items()
+                                    if k != "auc" or len(f["reasons"]) == 1)} for f in det["findings"]])
+    rows = []
+    for (scope, fom, cond), by in _by_conclusion(det["conditions"], ("scope", "fom", "condition")).items():
+        r, f = by.get(RRRC, {}), by.get(FRRC, {})
+        rows.append({"scope": scope, "fom": FOM_LABELS[fom], "condition": cond, "estimate": r.get("estimate"),
+                     "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"), "df": r.get("df"),
+                     "fixed_readers_ci_low": f.get("ci_low"), "fixed_readers_ci_high": f.get("ci_high"),
+                     "n_readers": r.get("n_readers"), "n_cases": r.get("n_cases"), "note": r.get("note") or ""})
+    t["detection_conditions"] = pd.DataFrame(rows)
+    rows = []
+    for (scope, fom, first, second), by in _by_conclusion(det["differences"],
+                                                          ("scope", "fom", "first", "second")).items():
+        r, f, c = by.get(RRRC, {}), by.get(FRRC, {}), by.get(RRFC, {})
+        rows.append({"scope": scope, "fom": FOM_LABELS[fom], "comparison": f"{first} - {second}",
+                     "estimate": r.get("estimate"), "ci_low": r.get("ci_low"), "ci_high": r.get("ci_high"),
+                     "df": r.get("df"), "p_val": r.get("p_val"), "fixed_readers_ci_low": f.get("ci_low"),
+                     "fixed_readers_ci_high": f.get("ci_high"), "fixed_readers_p_val": f.get("p_val"),
+                     "fixed_cases_p_val": c.get("p_val"), "n_readers": r.get("n_readers"),
+                     "n_cases": r.get("n_cases"),
+                     "note": "; ".join(x for x in (r.get("note"), r.get("readers_dropped")) if x)})
+    t["detection_differences"] = pd.DataFrame(rows)
+    readers = {(r["scope"], r["fom"], r["condition"]): r for r in det["conditions"] if r["conclusion"] == RRRC}
+    vs = _by_conclusion(det["readers_vs_model"], ("scope", "fom", "condition"))
+    rows = []
+    for m in det["model"]:
+        row = {"scope": m["scope"], "fom": FOM_LABELS[m["fom"]], "model": m["estimate"], "model_ci_low": m["ci_low"],
+               "model_ci_high": m["ci_high"], "model_n_cases": m["n_cases"]}
+        for (scope, fom, cond), by in vs.items():
+            if (scope, fom) != (m["scope"], m["fom"]):
+                continue
+            r = by.get(RRRC, {})
+            rows.append({**row, "condition": cond, "readers": readers.get((scope, fom, cond), {}).get("estimate"),
+                         "readers_minus_model": r.get("estimate"), "ci_low": r.get("ci_low"),
+                         "ci_high": r.get("ci_high"), "df": r.get("df"), "p_val": r.get("p_val"),
+                         "fixed_readers_p_val": by.get(FRRC, {}).get("p_val"), "note": r.get("note") or m["note"]})
+        if not any(k[:2] == (m["scope"], m["fom"]) for k in vs):
+            rows.append({**row, "note": m["note"]})
+    t["detection_model"] = pd.DataFrame(rows)
+    t["detection_readers"] = pd.DataFrame([
+        {"scope": r["scope"], "fom": FOM_LABELS[r["fom"]], "condition": r["condition"], "reader": r["reader"],
+         "estimate": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n_cases": r["n_cases"]}
+        for r in det["readers"]])
+    t["detection_not_estimable"] = pd.DataFrame(
+        [{"scope": r["scope"], "fom": FOM_LABELS.get(r["fom"], r["fom"]), "analysis": r["analysis"],
+          "reason": r["reason"]} for r in det["not_estimable"]], columns=["scope", "fom", "analysis", "reason"])
+    return t
+
+
 def build_tables(results: dict) -> dict[str, pd.DataFrame]:
     """Build the report tables from a results dict.
 
@@ -197,7 +267,10 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
         ``edit_metrics``. Report-text surface metrics: ``text_metrics`` (per read and random-reader mean by pair,
         role and condition; drafts against the reference per draft) and ``text_metrics_differences`` (the
         model-draft condition minus each other condition, random readers). Exploratory: ``mrmc`` (OR/Hillis for
-        every endpoint).
+        every endpoint). Detection (the detect task, when the study has it): ``detection_findings``,
+        ``detection_conditions``, ``detection_differences`` (aided minus unaided, the three conclusions),
+        ``detection_model`` (the model alone beside the readers, and readers minus the model),
+        ``detection_readers`` (per reader), ``detection_not_estimable``.
     """
     t: dict[str, pd.DataFrame] = {}
     endpoint_rows = _endpoint_rows(results)
@@ -383,4 +456,5 @@ def build_tables(results: dict) -> dict[str, pd.DataFrame]:
         if errors:
             t[f"draft_errors_{key}"] = pd.DataFrame(errors.get(key, []))
     t["mrmc"] = pd.DataFrame(_mrmc_rows(results))
+    t.update(_detection_tables(results.get("detection") or {}))
     return t

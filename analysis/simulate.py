@@ -424,7 +424,8 @@ def write_export(tables: StudyTables, folder, fmt: str = "csv") -> None:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("assignments", "answers", "drafts", "cases", "readers", "events", "draft_errors"):
+    for name in ("assignments", "answers", "drafts", "cases", "readers", "events", "draft_errors", "detection_marks",
+                 "case_labels"):
         frame = getattr(tables, name)
         if frame is None:
             continue
@@ -493,3 +494,176 @@ def simulate_timed_reads(n_readers: int = 6, n_cases: int = 80, *, time_ratio: f
     return pd.DataFrame({"reader_id": [f"R{r + 1:0{width}d}" for r in reader], "reader_role": "resident",
                          "case_id": [f"C{c + 1:0{width}d}" for c in case],
                          "condition": np.asarray(conditions)[cond], "duration_s": np.exp(log_y)})
+
+
+#: The findings of a simulated detection study unless told otherwise: few, so a calibration run stays quick.
+SIMULATED_FINDINGS = ("Cardiomegaly", "Edema", "Pleural Effusion")
+
+
+def simulate_detection_reads(n_readers: int = 5, n_cases: int = 100, *, findings: tuple[str, ...] = SIMULATED_FINDINGS,
+                             conditions: tuple[str, ...] = ("none", "labels"), auc: dict | None = None,
+                             prevalence: float = 0.35, reader_sd: float = 0.3, reader_condition_sd: float = 0.15,
+                             case_sd: float = 0.6, case_finding_sd: float = 0.6, case_condition_sd: float = 0.3,
+                             noise_sd: float = 0.6, model_auc: float = 0.85, seed: int = 0) -> pd.DataFrame:
+    """The reads of a fully crossed detection study drawn from a Roe-Metz model, one row per read x finding, fast.
+
+    Parameters
+    ----------
+    n_readers, n_cases : int
+        Every reader reads every case in every condition.
+    findings : tuple of str
+    conditions : tuple of str
+        The ``ai_shown`` of each condition; the first is the unaided one.
+    auc : dict, optional
+        True AUC of each condition ``{ai_shown: AUC}``, the mean over the population of readers of a reader's AUC
+        for each finding (default 0.80 unaided, 0.85 for every aided condition).
+    prevalence : float
+        Probability that a case has a finding (drawn per case and finding).
+    reader_sd, reader_condition_sd : float
+        SDs of each reader's and reader x condition's shift of the separation between positive and negative cases
+        (readers differ in skill, and in how much the AI helps them).
+    case_sd, case_finding_sd, case_condition_sd, noise_sd : float
+        SDs of the latent rating's case effect (shared by a case's findings, so they are correlated), case x finding
+        effect, case x finding x condition effect and read-level noise.
+    model_auc : float
+        True AUC of the model's probabilities for every finding; the model shares the case x finding effect with the
+        readers (both find the same images hard).
+    seed : int
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``reader_id``, ``case_id``, ``ai_shown``, ``finding``, ``reference`` (0/1), ``latent`` (the reader's latent
+        rating), ``confidence`` (0-100, one decimal: 100 times the normal CDF of the standardised latent rating),
+        ``present`` (confidence >= 50), ``model_probability`` (three decimals) and ``model_present``
+        (probability >= 0.5).
+
+    Notes
+    -----
+    The latent rating of reader :math:`j` in condition :math:`i` of case :math:`k` and finding :math:`f` is
+    :math:`X = (\\mu_i + R_j + (TR)_{ij}) D_{kf} + C_k + C_{kf} + (TC)_{ikf} + \\epsilon_{ijkf}` (Roe & Metz 1997,
+    with the reader effects on the separation so readers differ in accuracy). A reader's AUC of a finding is
+    :math:`\\Phi((\\mu_i + R_j + (TR)_{ij})/\\sqrt{2\\sigma^2})` with :math:`\\sigma^2` the sum of the case and noise
+    variances, so the readers' mean is :math:`\\Phi(\\mu_i/\\sqrt{2\\sigma^2 + \\sigma^2_R + \\sigma^2_{TR}})`, which
+    fixes :math:`\\mu_i` from the condition's true AUC. Two conditions with the same AUC have a true difference of
+    exactly 0, whatever the other parameters.
+
+    References
+    ----------
+    Roe, C. A., & Metz, C. E. (1997). Dorfman-Berbaum-Metz method for statistical analysis of multireader,
+    multimodality receiver operating characteristic data: validation with computer simulation. Academic
+    Radiology, 4(4), 298-303.
+
+    Examples
+    --------
+    >>> from analysis.simulate import simulate_detection_reads
+    >>> d = simulate_detection_reads(n_readers=2, n_cases=10, seed=1)
+    >>> len(d), sorted(d["ai_shown"].unique())
+    (120, ['labels', 'none'])
+    """
+    from scipy import stats
+
+    auc = auc or {c: (0.80 if k == 0 else 0.85) for k, c in enumerate(conditions)}
+    rng = np.random.default_rng(seed)
+    t, r, n, f = len(conditions), n_readers, n_cases, len(findings)
+    sigma2 = case_sd ** 2 + case_finding_sd ** 2 + case_condition_sd ** 2 + noise_sd ** 2
+    spread = np.sqrt(2 * sigma2 + reader_sd ** 2 + reader_condition_sd ** 2)
+    mu = np.array([stats.norm.ppf(auc[c]) * spread for c in conditions])
+    truth = (rng.random((n, f)) < prevalence).astype(int)
+    skill = mu[:, None] + rng.normal(0, reader_sd, r)[None, :] + rng.normal(0, reader_condition_sd, (t, r))
+    c_k = rng.normal(0, case_sd, n)
+    c_kf = rng.normal(0, case_finding_sd, (n, f))
+    c_ikf = rng.normal(0, case_condition_sd, (t, n, f))
+    latent = (skill[:, :, None, None] * truth[None, None] + c_k[None, None, :, None] + c_kf[None, None]
+              + c_ikf[:, None] + rng.normal(0, noise_sd, (t, r, n, f)))
+    scale = np.sqrt(sigma2 + (mu.mean() / 2) ** 2)
+    confidence = np.round(100 * stats.norm.cdf((latent - mu.mean() / 2) / scale), 1)
+    # The model: its own separation, the readers' case x finding effect plus its own noise of the same size.
+    model_sigma2 = case_finding_sd ** 2 + noise_sd ** 2
+    model_mu = stats.norm.ppf(model_auc) * np.sqrt(2 * model_sigma2)
+    model_latent = model_mu * truth + c_kf + rng.normal(0, noise_sd, (n, f))
+    probability = np.round(stats.norm.cdf((model_latent - model_mu / 2) / np.sqrt(model_sigma2)), 3)
+    ti, ri, ki, fi = (a.ravel() for a in np.meshgrid(np.arange(t), np.arange(r), np.arange(n), np.arange(f),
+                                                     indexing="ij"))
+    width = max(2, len(str(max(n_readers, n_cases))))
+    return pd.DataFrame({
+        "reader_id": [f"R{j + 1:0{width}d}" for j in ri], "case_id": [f"C{k + 1:0{width}d}" for k in ki],
+        "ai_shown": np.asarray(conditions)[ti], "finding": np.asarray(findings)[fi], "reference": truth[ki, fi],
+        "latent": latent.ravel(), "confidence": confidence.ravel(), "present": confidence.ravel() >= 50,
+        "model_probability": probability[ki, fi], "model_present": probability[ki, fi] >= 0.5})
+
+
+def simulate_detection_study(n_readers: int = 5, n_cases: int = 100, seed: int = 0, *,
+                             findings: tuple[str, ...] = SIMULATED_FINDINGS, conditions: tuple[str, ...] = ("none", "labels"),
+                             auc: dict | None = None, model_auc: float = 0.85, prevalence: float = 0.35,
+                             unknown_reference: float = 0.0, study_id: str = "simulated-detection",
+                             **effects) -> StudyTables:
+    """A detection study (the ``detect`` task) with known AUCs, as the export's tables, validated like an export.
+
+    Parameters
+    ----------
+    n_readers, n_cases, seed : int
+    findings, conditions, auc, model_auc, prevalence
+        As :func:`simulate_detection_reads`; one arm per condition, named ``detect_<ai_shown>``.
+    unknown_reference : float
+        Share of case x finding references left empty (not known: that case leaves that finding's analysis).
+    study_id : str
+    **effects
+        The variance parameters of :func:`simulate_detection_reads` (``reader_sd``, ``case_sd``, ...).
+
+    Returns
+    -------
+    StudyTables
+        ``assignments`` (task ``detect``, ``ai_shown``), ``detection_marks``, ``case_labels``, ``cases``,
+        ``readers`` and empty ``answers`` and ``drafts``; ``meta['detection']`` is a 0-100 scale with the model
+        threshold 0.5 and the readers' own presence marks, ``meta['simulation']`` every true parameter.
+
+    Examples
+    --------
+    >>> from analysis.simulate import simulate_detection_study
+    >>> t = simulate_detection_study(n_readers=2, n_cases=10, seed=1)
+    >>> len(t.detection_marks), len(t.case_labels), t.detection.findings[0]
+    (120, 30, 'Cardiomegaly')
+    """
+    reads = simulate_detection_reads(n_readers, n_cases, findings=findings, conditions=conditions, auc=auc,
+                                     model_auc=model_auc, prevalence=prevalence, seed=seed, **effects)
+    one = reads.drop_duplicates(["reader_id", "case_id", "ai_shown"])[["reader_id", "case_id", "ai_shown"]]
+    rng = np.random.default_rng([seed, 16])
+    n = len(one)
+    a = pd.DataFrame({
+        "assignment_id": [f"A{k + 1:06d}" for k in range(n)], "reader_id": one["reader_id"].to_numpy(),
+        "reader_role": "radiologist", "case_id": one["case_id"].to_numpy(),
+        "arm": "detect_" + one["ai_shown"].to_numpy().astype(object), "task": "detect", "status": "submitted",
+        "ai_shown": one["ai_shown"].to_numpy(), "draft_id": None, "draft_source": None, "a_source": None,
+        "b_source": None, "preferred": None, "preferred_source": None,
+        "duration_s": np.round(np.exp(rng.normal(np.log(60), 0.4, n)), 3), "shown_text": None, "final_text": None,
+        "reading_session": 1, "submitted_at": "2024-06-01T10:00:00.000Z"})
+    ids = a.set_index(["reader_id", "case_id", "ai_shown"])["assignment_id"]
+    marks = pd.DataFrame({
+        "assignment_id": ids.loc[list(zip(reads["reader_id"], reads["case_id"], reads["ai_shown"]))].to_numpy(),
+        "finding": reads["finding"].to_numpy(), "present": reads["present"].to_numpy(),
+        "confidence": reads["confidence"].to_numpy(), "marked_at": "2024-06-01T10:00:00.000Z"})
+    labels = reads.drop_duplicates(["case_id", "finding"])[["case_id", "finding", "reference", "model_probability",
+                                                             "model_present"]].reset_index(drop=True)
+    labels["reference"] = labels["reference"].astype("Int64")
+    if unknown_reference:
+        labels.loc[rng.random(len(labels)) < unknown_reference, "reference"] = pd.NA
+    case_ids = sorted(reads["case_id"].unique())
+    reader_ids = sorted(reads["reader_id"].unique())
+    cases = pd.DataFrame({"case_id": case_ids})
+    readers = pd.DataFrame({"reader_id": reader_ids, "role": "radiologist",
+                            "label": [f"Radiologist {k + 1}" for k in range(len(reader_ids))]})
+    answers = pd.DataFrame(columns=["assignment_id", "question_key", "label", "value"])
+    drafts = pd.DataFrame(columns=["draft_id", "case_id", "source_kind"])
+    truth = {"auc": auc or {c: (0.80 if k == 0 else 0.85) for k, c in enumerate(conditions)}, "model_auc": model_auc,
+             "prevalence": prevalence, "unknown_reference": unknown_reference, **effects}
+    meta = {"schema_version": 1, "study_id": study_id, "seed": seed,
+            "exported_at": "2024-07-01T00:00:00.000Z", "package_version": "simulated",
+            "detection": {"findings": list(findings),
+                          "confidence": {"min": 0, "max": 100, "min_label": "Certainly absent",
+                                         "max_label": "Certainly present"},
+                          "model_threshold": 0.5, "reader_threshold": None},
+            "simulation": {"n_readers": n_readers, "n_cases": n_cases, **truth}}
+    frames = {"assignments": a, "answers": answers, "drafts": drafts, "cases": cases, "readers": readers,
+              "detection_marks": marks, "case_labels": labels}
+    return tables_from_frames(frames, meta)

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-TABLE_NAMES = ("assignments", "answers", "drafts", "cases", "readers", "events", "draft_errors")
+TABLE_NAMES = ("assignments", "answers", "drafts", "cases", "readers", "events", "draft_errors", "detection_marks",
+               "case_labels")
 # draft_errors: the error annotation of drafts (issue #15), present in every export of this version, absent from
-# older ones and from studies whose designs ask for none.
-OPTIONAL_TABLES = ("events", "draft_errors")
+# older ones and from studies whose designs ask for none. detection_marks and case_labels (issue #15's detect task):
+# only a study with detect arms has them.
+OPTIONAL_TABLES = ("events", "draft_errors", "detection_marks", "case_labels")
 
 # The columns each statistic needs. The contract lists more; extra or absent
 # non-essential columns are tolerated so an older export still analyses, but a
@@ -29,6 +31,8 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "readers": ("reader_id", "role"),
     "events": ("event_id", "at", "reader_id", "assignment_id", "kind"),
     "draft_errors": ("assignment_id", "segment", "category", "significant"),
+    "detection_marks": ("assignment_id", "finding", "present", "confidence"),
+    "case_labels": ("case_id", "finding", "reference", "model_probability", "model_present"),
 }
 
 #: Statuses whose reads count. ``submitted`` reads have a locked text and a
@@ -37,7 +41,14 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 #: reads have no measurement and never count.
 COUNTED_STATUSES = ("submitted", "completed")
 
-TASKS = ("write", "edit", "compare", "rate_reasoning")
+TASKS = ("write", "edit", "compare", "rate_reasoning", "detect")
+#: What a detect arm shows of the model (``assignments.ai_shown``): nothing, its per-finding labels, its draft report,
+#: or both.
+AI_SHOWN = ("none", "labels", "draft", "labels_and_draft")
+#: The 14 CheXpert observations (Irvin et al. 2019), the findings of a detect arm when the design names none.
+CHEXPERT_FINDINGS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity", "Edema",
+                     "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
+                     "Fracture", "Support Devices")
 STATUSES = ("pending", "ready", "in_progress", "submitted", "completed")
 DRAFT_SOURCES = ("model", "reader")
 PREFERRED_SOURCES = ("model", "reader", "equivalent")
@@ -115,10 +126,64 @@ def question_scales(meta: dict) -> dict[str, ItemScale]:
             low=None if low is None else float(low), high=None if high is None else float(high),
             neutral=None if neutral is None else float(neutral))
     return scales
+
+
+@dataclass(frozen=True)
+class DetectionDesign:
+    """The detect task's settings, as ``export_meta.json`` ``detection`` records them.
+
+    Attributes
+    ----------
+    findings : tuple of str
+        The study-wide findings, in the design's order.
+    confidence_min, confidence_max : float
+        The ends of the confidence scale (higher = more likely present).
+    min_label, max_label : str
+        What the reader saw at the scale's ends.
+    model_threshold : float
+        The model calls a finding present when its probability is at least this.
+    reader_threshold : float or None
+        A read counts positive for sensitivity and specificity when its confidence is at least this; None: the
+        reader's own presence mark.
+    """
+
+    findings: tuple[str, ...]
+    confidence_min: float
+    confidence_max: float
+    min_label: str = ""
+    max_label: str = ""
+    model_threshold: float = 0.5
+    reader_threshold: float | None = None
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "DetectionDesign | None":
+        """The design of ``meta['detection']``, or None when the export has none (a study without detect arms)."""
+        spec = meta.get("detection")
+        if not spec:
+            return None
+        scale = spec.get("confidence") or {}
+        try:
+            low, high = float(scale.get("min", 1)), float(scale.get("max", 5))
+            model = float(spec.get("model_threshold", 0.5))
+            reader = spec.get("reader_threshold")
+            reader = None if reader is None else float(reader)
+        except (TypeError, ValueError) as exc:
+            raise AnalysisInputError(f"export_meta.json detection: a scale end or threshold is not a number ({exc})") from None
+        findings = tuple(str(f) for f in (spec.get("findings") or CHEXPERT_FINDINGS))
+        if not low < high:
+            raise AnalysisInputError(f"export_meta.json detection.confidence: min {low:g} is not below max {high:g}")
+        if len(set(findings)) != len(findings):
+            raise AnalysisInputError("export_meta.json detection.findings names a finding twice")
+        return cls(findings=findings, confidence_min=low, confidence_max=high,
+                   min_label=str(scale.get("min_label") or ""), max_label=str(scale.get("max_label") or ""),
+                   model_threshold=model, reader_threshold=reader)
+
+
 # Columns that identify a read: an empty one would silently drop or merge reads.
 KEY_COLUMNS = {"assignments": ("assignment_id", "reader_id", "reader_role", "case_id", "arm", "task", "status"),
                "answers": ("assignment_id", "question_key"), "readers": ("reader_id", "role"),
-               "cases": ("case_id",)}
+               "cases": ("case_id",), "detection_marks": ("assignment_id", "finding"),
+               "case_labels": ("case_id", "finding")}
 
 
 class AnalysisInputError(ValueError):
@@ -138,6 +203,12 @@ class StudyTables:
         The audit log, when exported.
     draft_errors : pandas.DataFrame or None
         The error annotation of drafts (one row per annotated edit), when exported.
+    detection_marks : pandas.DataFrame or None
+        A detect read's mark of each finding (``present`` boolean, ``confidence`` float), when the study has
+        detect arms.
+    case_labels : pandas.DataFrame or None
+        Each case's reference (``reference`` 1/0, missing when unknown) and the model's ``model_probability`` and
+        ``model_present`` for each finding, when the study has detect arms.
     meta : dict
         Content of ``export_meta.json`` (schema_version, study id, seed, ...).
     exclusions : dict
@@ -153,6 +224,8 @@ class StudyTables:
     readers: pd.DataFrame
     events: pd.DataFrame | None = None
     draft_errors: pd.DataFrame | None = None
+    detection_marks: pd.DataFrame | None = None
+    case_labels: pd.DataFrame | None = None
     meta: dict = field(default_factory=dict)
     exclusions: dict = field(default_factory=dict)
 
@@ -161,18 +234,25 @@ class StudyTables:
         """Each question's scoring (:func:`question_scales` of the export's metadata)."""
         return question_scales(self.meta)
 
+    @property
+    def detection(self) -> DetectionDesign | None:
+        """The detect task's findings, scale and thresholds (None for a study without detect arms)."""
+        return DetectionDesign.from_meta(self.meta)
+
     def counted_reads(self) -> pd.DataFrame:
         """Assignments whose status is in :data:`COUNTED_STATUSES`, with a ``condition`` column.
 
-        ``condition`` is ``task`` for write/compare/rate_reasoning and
-        ``edit_<draft_source>`` for edits, so comparisons are found by columns,
-        never by arm names.
+        ``condition`` is ``task`` for write/compare/rate_reasoning,
+        ``edit_<draft_source>`` for edits and ``detect_<ai_shown>`` for detection reads, so comparisons are
+        found by columns, never by arm names.
         """
         a = self.assignments
         reads = a.loc[a["status"].isin(COUNTED_STATUSES)].copy()
+        shown = reads["ai_shown"] if "ai_shown" in reads.columns else pd.Series(pd.NA, index=reads.index)
         reads["condition"] = np.where(
             reads["task"].eq("edit"), "edit_" + reads["draft_source"].astype("string").fillna("unknown"),
-            reads["task"].astype("string"))
+            np.where(reads["task"].eq("detect"), "detect_" + shown.astype("string").fillna("unknown"),
+                     reads["task"].astype("string")))
         reads["condition"] = reads["condition"].astype(str)
         # Multi-site studies: the read's case's site (``site``, the analysis's stratum) and its reader's
         # (``reader_site``); missing when the export has no sites (a study without sites is one site).
@@ -256,7 +336,7 @@ def _load_sqlite(path: Path) -> StudyTables:
     except sqlite3.DatabaseError as exc:
         raise AnalysisInputError(f"{path} is not a readable SQLite export: {exc}") from exc
     for frame in frames.values():  # SQLite keeps booleans as 0/1
-        for column in ("unchanged", "has_prior", "errors_annotated", "significant"):
+        for column in ("unchanged", "has_prior", "errors_annotated", "significant", "present", "model_present"):
             if column in frame:
                 frame[column] = frame[column].map({1: True, 0: False}).astype("boolean")
     return tables_from_frames(frames, meta)
@@ -310,7 +390,8 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
         tables[name] = frame.copy()
 
     for name, cols in KEY_COLUMNS.items():
-        _check_keys(tables[name], name, cols)
+        if name in tables:
+            _check_keys(tables[name], name, cols)
     a = tables["assignments"]
     for col in ("assignment_id", "reader_id", "case_id"):
         a[col] = a[col].astype(str)
@@ -331,6 +412,13 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
     _check_vocabulary(a, "b_source", DRAFT_SOURCES)
     _check_vocabulary(a, "preferred_source", PREFERRED_SOURCES)
     _check_vocabulary(a, "preferred", ("A", "B", "equivalent"))
+    if "ai_shown" in a.columns:
+        _check_vocabulary(a, "ai_shown", AI_SHOWN)
+    detect = a["task"].eq("detect")
+    unshown = detect & (a["ai_shown"].isna() if "ai_shown" in a.columns else True)
+    if np.asarray(unshown).any():
+        raise AnalysisInputError(f"{_where(a, pd.Series(unshown, index=a.index), 'assignments')}: a detect read "
+                                 "without ai_shown; its condition (what the model showed) cannot be known")
     a["duration_s"] = _numeric(a["duration_s"], "assignments.duration_s")
     bad = a["duration_s"].notna() & ~np.isfinite(a["duration_s"].fillna(0))
     if bad.any():
@@ -379,6 +467,7 @@ def tables_from_frames(frames: dict[str, pd.DataFrame], meta: dict) -> StudyTabl
         a["errors_annotated"] = _boolean(a["errors_annotated"], "assignments.errors_annotated")
     if tables.get("draft_errors") is not None:
         _check_draft_errors(tables["draft_errors"], a)
+    _check_detection(tables, a, meta)
     zero = counted & a["duration_s"].eq(0)
     exclusions = {"zero_duration": a.loc[zero, "assignment_id"].tolist()}
     return StudyTables(meta=dict(meta), exclusions=exclusions, **{n: tables.get(n) for n in TABLE_NAMES})
@@ -403,6 +492,117 @@ def _check_draft_errors(errors: pd.DataFrame, a: pd.DataFrame) -> None:
     if missing.any():
         raise AnalysisInputError(f"{_where(errors, missing, 'draft_errors')}: an error without its clinical "
                                  "significance")
+
+
+def _check_detection(tables: dict, a: pd.DataFrame, meta: dict) -> None:
+    """The detect task's tables: known reads and cases, the design's findings, one mark per read and finding and
+    one label per case and finding, marks on the design's scale, references 0/1, model probabilities in 0..1
+    agreeing with the model's calls."""
+    marks, labels = tables.get("detection_marks"), tables.get("case_labels")
+    if marks is None and labels is None:
+        return
+    design = DetectionDesign.from_meta(meta)
+    if design is None:
+        present = "detection_marks" if marks is not None else "case_labels"
+        raise AnalysisInputError(f"{present} is exported but export_meta.json has no detection block (findings, "
+                                 "confidence scale, thresholds): the marks cannot be read without it")
+    findings = set(design.findings)
+    if marks is not None:
+        marks["assignment_id"] = marks["assignment_id"].astype(str)
+        marks["finding"] = marks["finding"].astype(str)
+        unknown = ~marks["assignment_id"].isin(a["assignment_id"])
+        if unknown.any():
+            raise AnalysisInputError(f"{_where(marks, unknown, 'detection_marks')}: unknown assignment_id "
+                                     f"{marks.loc[unknown, 'assignment_id'].iloc[0]} (column assignment_id)")
+        task = marks["assignment_id"].map(a.set_index("assignment_id")["task"])
+        other = task.ne("detect")
+        if other.any():
+            raise AnalysisInputError(f"{_where(marks, other, 'detection_marks')}: column assignment_id names a "
+                                     f"{task[other].iloc[0]} read; only detect reads mark findings")
+        _check_findings(marks, "detection_marks", findings)
+        dup = marks.duplicated(["assignment_id", "finding"], keep=False)
+        if dup.any():
+            raise AnalysisInputError(f"{_where(marks, dup, 'detection_marks')}: finding "
+                                     f"{marks.loc[dup, 'finding'].iloc[0]!r} is marked more than once in one read")
+        marks["present"] = _boolean_at(marks, "present", "detection_marks")
+        empty = marks["present"].isna()
+        if empty.any():
+            raise AnalysisInputError(f"{_where(marks, empty, 'detection_marks')}: column present is empty; a mark "
+                                     "says yes or no")
+        marks["confidence"] = _numeric_at(marks, "confidence", "detection_marks")
+        low, high = design.confidence_min, design.confidence_max
+        empty = marks["confidence"].isna()
+        if empty.any():
+            raise AnalysisInputError(f"{_where(marks, empty, 'detection_marks')}: column confidence is empty; a mark "
+                                     f"has a confidence on the design's scale ({low:g} to {high:g})")
+        off = ~marks["confidence"].between(low, high)
+        if off.any():
+            raise AnalysisInputError(
+                f"{_where(marks, off, 'detection_marks')}: column confidence "
+                f"{marks.loc[off, 'confidence'].iloc[0]:g} is outside the design's scale ({low:g} to {high:g})")
+    if labels is not None:
+        labels["case_id"] = labels["case_id"].astype(str)
+        labels["finding"] = labels["finding"].astype(str)
+        unknown = ~labels["case_id"].isin(tables["cases"]["case_id"])
+        if unknown.any():
+            raise AnalysisInputError(f"{_where(labels, unknown, 'case_labels')}: column case_id "
+                                     f"{labels.loc[unknown, 'case_id'].iloc[0]} is not in cases")
+        _check_findings(labels, "case_labels", findings)
+        dup = labels.duplicated(["case_id", "finding"], keep=False)
+        if dup.any():
+            raise AnalysisInputError(f"{_where(labels, dup, 'case_labels')}: finding "
+                                     f"{labels.loc[dup, 'finding'].iloc[0]!r} is labelled more than once for one case")
+        labels["reference"] = _boolean_at(labels, "reference", "case_labels").astype("Int64")
+        labels["model_probability"] = _numeric_at(labels, "model_probability", "case_labels")
+        off = labels["model_probability"].notna() & ~labels["model_probability"].between(0, 1)
+        if off.any():
+            raise AnalysisInputError(f"{_where(labels, off, 'case_labels')}: column model_probability "
+                                     f"{labels.loc[off, 'model_probability'].iloc[0]:g} is not a probability (0 to 1)")
+        labels["model_present"] = _boolean_at(labels, "model_present", "case_labels")
+        called = labels["model_probability"] >= design.model_threshold
+        clash = labels["model_probability"].notna() & (labels["model_present"].isna()
+                                                       | labels["model_present"].ne(called))
+        if clash.any():
+            i = int(np.flatnonzero(clash.to_numpy())[0])
+            raise AnalysisInputError(
+                f"{_where(labels, clash, 'case_labels')}: column model_present "
+                f"{'empty' if pd.isna(labels['model_present'].iloc[i]) else str(bool(labels['model_present'].iloc[i])).lower()} "
+                f"disagrees with model_probability {labels['model_probability'].iloc[i]:g} at the design's model "
+                f"threshold {design.model_threshold:g}")
+        orphan = labels["model_probability"].isna() & labels["model_present"].notna()
+        if orphan.any():
+            raise AnalysisInputError(f"{_where(labels, orphan, 'case_labels')}: column model_present without "
+                                     "model_probability (the call is the probability at the threshold)")
+
+
+def _boolean_at(frame: pd.DataFrame, column: str, table: str) -> pd.Series:
+    """:func:`_boolean`, naming the first row whose value is not true/false/1/0."""
+    try:
+        return _boolean(frame[column], f"{table}.{column}")
+    except AnalysisInputError:
+        text = frame[column].astype("string").str.strip().str.lower()
+        bad = text.notna() & ~text.isin(["true", "false", "1", "0", "1.0", "0.0"])
+        raise AnalysisInputError(f"{_where(frame, bad, table)}: column {column} {frame.loc[bad, column].iloc[0]!r} "
+                                 "is not true/false (1/0; missing must be empty)") from None
+
+
+def _numeric_at(frame: pd.DataFrame, column: str, table: str) -> pd.Series:
+    """:func:`_numeric`, naming the first row whose value is not a number."""
+    try:
+        return _numeric(frame[column], f"{table}.{column}")
+    except AnalysisInputError:
+        text = frame[column].astype("string").str.strip()
+        bad = text.notna() & pd.to_numeric(text, errors="coerce").isna()
+        raise AnalysisInputError(f"{_where(frame, bad, table)}: column {column} {frame.loc[bad, column].iloc[0]!r} "
+                                 "is not a number (missing must be empty)") from None
+
+
+def _check_findings(frame: pd.DataFrame, table: str, findings: set) -> None:
+    unknown = ~frame["finding"].isin(findings)
+    if unknown.any():
+        raise AnalysisInputError(
+            f"{_where(frame, unknown, table)}: column finding {frame.loc[unknown, 'finding'].iloc[0]!r} is not one "
+            "of the design's findings (export_meta.json detection.findings)")
 
 
 def _where(frame: pd.DataFrame, mask: pd.Series, table: str) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 
 N = int(os.environ.get("BENCH_CALIBRATION_N", "2000"))
 N_MIXED = int(os.environ.get("BENCH_CALIBRATION_N_MIXED", "1000"))
+N_DETECTION = int(os.environ.get("BENCH_CALIBRATION_N_DETECTION", "1000"))
 
 
 def _rate(hits: int, n: int) -> dict:
@@ -92,11 +93,54 @@ def icc_scenarios() -> dict:
     return out
 
 
+def detection_scenarios() -> dict:
+    """The detect task's averaged-over-findings AUC (5 readers, 60 cases, 3 findings; simulate_detection_reads):
+    the aided-minus-unaided difference's type-I error and coverage, readers minus the model, the model alone."""
+    from analysis.simulate import simulate_detection_reads
+    from analysis.stats import or_hillis
+
+    def fit(d, levels, **kw):
+        return or_hillis(d, kw.pop("value", "confidence"), "ai_shown", "reader_id", "case_id", fom="auc",
+                         truth="reference", stratum="finding", levels=levels, **kw)
+
+    out = {}
+    for rc in (0.0, 0.15):
+        reject = cover = 0
+        for s in range(N_DETECTION):
+            null = simulate_detection_reads(n_readers=5, n_cases=60, seed=50_000 + s, reader_condition_sd=rc,
+                                            auc={"none": 0.8, "labels": 0.8})
+            reject += fit(null, ("labels", "none")).differences.set_index("conclusion").loc[
+                "random_readers_random_cases", "p_val"] < 0.05
+            alt = simulate_detection_reads(n_readers=5, n_cases=60, seed=60_000 + s, reader_condition_sd=rc,
+                                           auc={"none": 0.8, "labels": 0.85})
+            row = fit(alt, ("labels", "none")).differences.set_index("conclusion").loc["random_readers_random_cases"]
+            cover += row["ci_low"] < 0.05 < row["ci_high"]
+        out[f"auc_difference_reader_condition_sd_{rc:g}"] = {"type_i": _rate(int(reject), N_DETECTION),
+                                                             "coverage_at_0.05": _rate(int(cover), N_DETECTION)}
+    cover_vs = reject_vs = cover_model = 0
+    for s in range(N_DETECTION):
+        d = simulate_detection_reads(n_readers=5, n_cases=60, seed=90_000 + s, auc={"none": 0.8, "labels": 0.85},
+                                     model_auc=0.85)
+        unaided, aided = d.loc[d["ai_shown"] == "none"], d.loc[d["ai_shown"] == "labels"]
+        m = fit(unaided, ("none",), versus="model_probability", null=0.0).means.set_index("conclusion").loc[
+            "random_readers_random_cases"]
+        cover_vs += m["ci_low"] < -0.05 < m["ci_high"]
+        reject_vs += fit(aided, ("labels",), versus="model_probability", null=0.0).means.set_index("conclusion").loc[
+            "random_readers_random_cases", "p_val"] < 0.05
+        model = unaided.drop_duplicates(["case_id", "finding"]).assign(reader_id="model")
+        r = fit(model, ("none",), value="model_probability").readers.iloc[0]
+        cover_model += r["ci_low"] < 0.85 < r["ci_high"]
+    out["readers_minus_model"] = {"coverage_at_-0.05": _rate(cover_vs, N_DETECTION),
+                                  "type_i": _rate(int(reject_vs), N_DETECTION)}
+    out["model_alone_coverage_at_0.85"] = _rate(int(cover_model), N_DETECTION)
+    return out
+
+
 def main() -> dict:
     """Run every scenario; returns the rates with their Monte-Carlo SEs."""
     started = time.perf_counter()
     figures = {"replications": N, "replications_mixed": N_MIXED, "time_ratio": time_scenarios(),
-               "icc": icc_scenarios()}
+               "icc": icc_scenarios(), "detection": detection_scenarios()}
     figures["seconds"] = round(time.perf_counter() - started, 1)
     return figures
 

@@ -181,7 +181,7 @@ def _classify_design(shared: np.ndarray, g: np.ndarray, t: int, r: int) -> str:
 def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str, *, fom: str = "mean",
               truth: str | None = None, cov: str = "jackknife", levels: tuple | None = None,
               null: float | None = None, bounds: tuple[float, float] | None = None,
-              confidence: float = 0.95) -> ORResult:
+              confidence: float = 0.95, stratum: str | None = None, versus: str | None = None) -> ORResult:
     """Obuchowski-Rockette analysis of a per-reader figure of merit with Hillis degrees of freedom.
 
     One call gives the three conclusions side by side: random readers and random
@@ -219,6 +219,16 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
         Range of the FOM (default (0, 1) for AUC, sensitivity, specificity); CIs of
         test means and single readers are truncated to it, as in MRMCaov.
     confidence : float
+    stratum : str, optional
+        Column naming a stratum of the reads (a finding of a detection study: one rating per case and finding).
+        With it, a cell's FOM is the mean over strata of the FOM computed within each stratum (e.g. the mean of a
+        reader's per-finding AUCs), each stratum on its own cases (a case without a row in a stratum is left out of
+        it), and the jackknife leaves a case out of every stratum at once. ROC FOMs only, jackknife only.
+    versus : str, optional
+        Column holding a fixed comparator's value on each read (a model's probability or its 0/1 call, repeated on
+        every reader's row of the case): a cell's FOM is then the reader's FOM minus the comparator's on the same
+        cases (and strata), with leave-one-case-out values differenced alike, so ``means`` tests readers minus
+        comparator in each test (with ``null=0``). Jackknife only; bounds default to (-1, 1) for ROC FOMs.
 
     Returns
     -------
@@ -248,8 +258,9 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
     ------
     ValueError
         Missing columns, missing values, unknown ``fom``/``cov``, fewer than two
-        cases in a cell, a case read twice in a cell for an ROC FOM, no reader with
-        every test, or no variation at all.
+        cases in a cell, a case read twice in a cell (in a stratum) for an ROC FOM, no reader with
+        every test, a stratum missing from a cell, ``stratum`` or ``versus`` with the DeLong covariance, or no
+        variation at all.
 
     Notes
     -----
@@ -270,6 +281,17 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
     (Efron 1982); when two cells share no case their covariance is exactly 0, so
     split-plot and nested designs need no special coding. DeLong:
     :math:`S_{10}/m + S_{01}/n` from the AUC's structural components.
+
+    *Strata* (``stratum``): with :math:`S` strata the cell FOM is
+    :math:`\\hat\\theta_a = S^{-1}\\sum_s \\hat\\theta_{as}` and its leave-case-:math:`k`-out value
+    :math:`S^{-1}\\sum_s \\hat\\theta_{as(k)}`, with :math:`\\hat\\theta_{as(k)} = \\hat\\theta_{as}` when case
+    :math:`k` has no row in stratum :math:`s`; the cell's cases are those of any of its strata. The case, not
+    the case x stratum, is the unit of case sampling, so the findings of one image are correlated as they
+    should be. With one stratum this is exactly the unstratified analysis.
+    *Comparator* (``versus``): :math:`\\hat\\theta_a = \\hat\\theta_a^{reader} - \\hat\\theta_a^{comparator}`
+    and :math:`\\hat\\theta_{a(k)}` alike, the comparator computed on cell :math:`a`'s cases. With one test,
+    ``means`` is then the single-test OR analysis of the reader-minus-comparator FOM, the "1T-RRRC" comparison
+    of readers with a stand-alone algorithm (Chakraborty 2017; RJafroc ``StSignificanceTestingCadVsRad``).
 
     *Random readers, random cases* (Obuchowski & Rockette 1995; Hillis 2007, 2008):
     :math:`F = MS(T) / [MS(T{:}R) + r\\max(Cov_2 - Cov_3, 0)]` on :math:`t-1` and
@@ -320,6 +342,9 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
     variance software for diagnostic performance comparison of imaging modalities.
     Proceedings of SPIE 11316, 113160K (the MRMCaov R package).
 
+    Chakraborty, D. P. (2017). Observer Performance Methods for Diagnostic Imaging: Foundations, Modeling, and
+    Applications with R-Based Examples. Boca Raton: CRC Press (chapter "Standalone CAD vs. radiologists").
+
     Examples
     --------
     >>> import pandas as pd
@@ -337,7 +362,12 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
         raise ValueError(f"cov must be one of {', '.join(COV_METHODS)}, got {cov!r}")
     if cov == "delong" and fom != "auc":
         raise ValueError("the DeLong covariance applies to the empirical AUC only")
-    needed = [value, test, reader, case] + ([truth] if fom != "mean" else [])
+    if cov == "delong" and (stratum is not None or versus is not None):
+        raise ValueError("stratum and versus need the jackknife covariance (cov='jackknife')")
+    if stratum is not None and fom == "mean":
+        raise ValueError("stratum applies to the ROC FOMs (auc, sensitivity, specificity)")
+    needed = ([value, test, reader, case] + ([truth] if fom != "mean" else []) + ([stratum] if stratum else [])
+              + ([versus] if versus else []))
     if fom != "mean" and truth is None:
         raise ValueError(f"fom={fom!r} needs the reference standard column (truth=...)")
     missing = [c for c in needed if c not in data.columns]
@@ -350,11 +380,12 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
     if na.any():
         col = sub.columns[sub.loc[na].isna().any()].tolist()
         raise ValueError(f"{int(na.sum())} read(s) have missing {', '.join(col)}; filter them before the analysis")
-    y = pd.to_numeric(sub[value], errors="coerce")
-    if y.isna().any() or not np.isfinite(y.to_numpy(dtype=float)).all():
-        raise ValueError(f"{value} must be finite numbers")
-    sub[value] = y.astype(float)
-    for col in (test, reader, case):
+    for col in (value,) + ((versus,) if versus else ()):
+        y = pd.to_numeric(sub[col], errors="coerce")
+        if y.isna().any() or not np.isfinite(y.to_numpy(dtype=float)).all():
+            raise ValueError(f"{col} must be finite numbers")
+        sub[col] = y.astype(float)
+    for col in (test, reader, case) + ((stratum,) if stratum else ()):
         sub[col] = sub[col].astype(str)
     if levels is None:
         levels = tuple(sorted(sub[test].unique()))
@@ -370,17 +401,21 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
         if not tr.isin([0, 1, True, False]).all():
             raise ValueError(f"{truth} must be 0/1")
         sub[truth] = tr.astype(int)
-        if sub.groupby(case)[truth].nunique().max() > 1:
-            raise ValueError(f"{truth} differs between reads of one case; the reference standard is a case property")
+        if sub.groupby([case] + ([stratum] if stratum else []))[truth].nunique().max() > 1:
+            raise ValueError(f"{truth} differs between reads of one case; the reference standard is a case property"
+                             + (" (of each stratum)" if stratum else ""))
         if fom in ("sensitivity", "specificity"):
-            if not sub[value].isin([0.0, 1.0]).all():
-                raise ValueError(f"{fom} needs 0/1 decisions in {value}")
+            for col in (value,) + ((versus,) if versus else ()):
+                if not sub[col].isin([0.0, 1.0]).all():
+                    raise ValueError(f"{fom} needs 0/1 decisions in {col}")
             keep = 1 if fom == "sensitivity" else 0
             sub = sub.loc[sub[truth] == keep]
             if fom == "specificity":
                 sub[value] = 1.0 - sub[value]
+                if versus:
+                    sub[versus] = 1.0 - sub[versus]
     if bounds is None and fom != "mean":
-        bounds = (0.0, 1.0)
+        bounds = (-1.0, 1.0) if versus else (0.0, 1.0)
 
     # Readers need every test: the OR model compares tests within readers.
     per_reader = sub.groupby(reader)[test].nunique()
@@ -400,12 +435,21 @@ def or_hillis(data: pd.DataFrame, value: str, test: str, reader: str, case: str,
     n_cell, n_case = t * r, len(case_levels)
     cell = t_idx.astype(np.int64) * r + r_idx
     yv = sub[value].to_numpy(dtype=float)
+    s_idx, s_levels = pd.factorize(sub[stratum], sort=True) if stratum else (None, None)
 
-    if fom == "mean":
-        theta, pc_cell, pc_case, loo = _loo_mean(yv, cell, c_idx, n_cell, n_case)
-        v_deltas = None
-    else:
-        theta, pc_cell, pc_case, loo, v_deltas = _loo_auc(yv, sub[truth].to_numpy(), cell, c_idx, n_cell, fom)
+    def cell_values(ratings):
+        if fom == "mean":
+            return (*_loo_mean(ratings, cell, c_idx, n_cell, n_case), None)
+        if stratum:
+            return (*_loo_stratified(ratings, sub[truth].to_numpy(), s_idx, cell, c_idx, n_cell, n_case, fom,
+                                     (levels, reader_levels, tuple(s_levels))), None)
+        return _loo_auc(ratings, sub[truth].to_numpy(), cell, c_idx, n_cell, fom)
+
+    theta, pc_cell, pc_case, loo, v_deltas = cell_values(yv)
+    if versus:
+        # The same cells, cases and order (only the ratings differ), so the two sets of values pair up.
+        theta_c, _, _, loo_c, _ = cell_values(sub[versus].to_numpy(dtype=float))
+        theta, loo = theta - theta_c, loo - loo_c
     g = np.bincount(pc_cell, minlength=n_cell).astype(float)
     if (g < 2).any():
         bad = int(np.flatnonzero(g < 2)[0])
@@ -481,6 +525,32 @@ def _loo_auc(rating, truth, cell, case, n_cell, fom):
     order_cell = np.concatenate(pcs)
     order_case = np.concatenate(pks)
     return thetas, order_cell, order_case, np.concatenate(loos), deltas
+
+
+def _loo_stratified(rating, truth, stratum, cell, case, n_cell, n_case, fom, names):
+    """The mean over strata of each cell's per-stratum FOM, and its value with each case left out of every stratum."""
+    levels, reader_levels, strata = names
+    total = np.zeros(n_cell)
+    member = np.zeros((n_cell, n_case), dtype=bool)
+    loo_sum = np.zeros((n_cell, n_case))
+    for s, name in enumerate(strata):
+        sel = stratum == s
+        counts = np.bincount(cell[sel], minlength=n_cell)
+        if (counts < 2).any():
+            bad = int(np.flatnonzero(counts < 2)[0])
+            r = len(reader_levels)
+            raise ValueError(f"reader {reader_levels[bad % r]} has {counts[bad]} case(s) of stratum {name} in test "
+                             f"{levels[bad // r]}; each cell needs at least 2 in every stratum")
+        theta_s, pc, pk, loo_s, _ = _loo_auc(rating[sel], truth[sel], cell[sel], case[sel], n_cell, fom)
+        total += theta_s
+        # A case outside this stratum leaves its FOM as it is: the deviation is added where the case is.
+        loo_sum[pc, pk] += loo_s - theta_s[pc]
+        member[pc, pk] = True
+    n_strata = len(strata)
+    theta = total / n_strata
+    pc_cell, pc_case = np.nonzero(member)
+    loo = theta[pc_cell] + loo_sum[pc_cell, pc_case] / n_strata
+    return theta, pc_cell, pc_case, loo
 
 
 def _delong_cov(deltas, n_cell):

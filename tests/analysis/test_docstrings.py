@@ -11,7 +11,7 @@ import analysis.stats as stats_pkg
 MODULES = ["analysis.stats.descriptive", "analysis.stats.paired", "analysis.stats.proportions",
            "analysis.stats.agreement", "analysis.stats.bootstrap", "analysis.stats.text",
            "analysis.stats.mixed", "analysis.stats.lmm", "analysis.stats.mrmc", "analysis.stats.multiplicity",
-           "analysis.simulate", "analysis.power", "analysis.report", "analysis.draft_errors"]
+           "analysis.simulate", "analysis.power", "analysis.report", "analysis.draft_errors", "analysis.detection"]
 SECTIONS = ("Parameters", "Returns", "Notes", "References", "Examples")
 
 

@@ -261,3 +261,25 @@ def test_degenerate_input_is_refused_or_gets_no_p_value():
     same["score"] = np.where(same["test"] == "x", same["case"], same["case"] + 1.0)
     res = or_hillis(same, "score", "test", "reader", "case")
     assert np.isnan(row(res.tests, RRRC)["p_val"]) and "MS(T:R) = 0" in row(res.tests, RRRC)["note"]
+
+
+def test_stratum_and_versus_need_the_jackknife_and_an_roc_fom(vandyke):
+    d = vandyke.assign(f="x", model=vandyke["rating"])
+    with pytest.raises(ValueError, match="need the jackknife"):
+        vd(d, cov="delong", stratum="f")
+    with pytest.raises(ValueError, match="need the jackknife"):
+        vd(d, cov="delong", versus="model")
+    with pytest.raises(ValueError, match="stratum applies to the ROC FOMs"):
+        or_hillis(d, "rating", "treatment", "reader", "case", stratum="f")
+
+
+def test_a_stratum_a_cell_lacks_is_refused_by_name(vandyke):
+    d = pd.concat([vandyke.assign(f="x"), vandyke.assign(f="y")])
+    d = d.loc[~((d["f"] == "y") & (d["reader"] == "2") & (d["treatment"] == "1"))]
+    with pytest.raises(ValueError, match="reader 2 has 0 case"):
+        vd(d, stratum="f")
+
+
+def test_versus_a_comparator_equal_to_the_reader_gives_zero_and_no_interval(vandyke):
+    res = vd(vandyke.assign(model=vandyke["rating"]), versus="model", null=0.0)
+    assert np.allclose(res.readers["estimate"], 0) and np.allclose(res.readers["se"], 0)
