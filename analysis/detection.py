@@ -68,7 +68,7 @@ def detection_reads(tables: StudyTables) -> pd.DataFrame:
     return data[columns].reset_index(drop=True)
 
 
-def _estimability(data: pd.DataFrame, findings: tuple[str, ...]) -> list[dict]:
+def finding_estimability(data: pd.DataFrame, findings: tuple[str, ...]) -> list[dict]:
     """Each finding's reference counts over the cases read, and whether an AUC, a sensitivity, a specificity can
     be estimated (at least :data:`MIN_CASES` positive and negative cases), with the reason when not."""
     rows = []
@@ -195,7 +195,7 @@ def analyse_detection(tables: StudyTables, *, confidence: float = 0.95) -> dict:
     a = tables.assignments
     detect_ids = a.loc[a["task"].eq("detect") & a["status"].isin(COUNTED_STATUSES), "assignment_id"]
     findings = [f for f in design.findings if f in set(data["finding"])]
-    status = _estimability(data, findings)
+    status = finding_estimability(data, findings)
     averaged = [s["finding"] for s in status if s["estimable"]]
     unaided, aided = _levels(data)
     out: dict = {

@@ -159,10 +159,67 @@ def _levels(endpoint: Endpoint, scale=None):
     return (endpoint.condition,), endpoint.null
 
 
+def detection_frame(endpoint: Endpoint, reads: pd.DataFrame, detection: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
+    """The marks a ``detection_auc`` endpoint ranks, and the findings it averages.
+
+    One row per mark of the role's detect reads in the two conditions (``test``: ``detect_<ai_shown>``, as the design
+    names them) with a known reference, on the findings with at least :data:`analysis.detection.MIN_CASES` positive
+    and negative reference cases among the cases read (the detection block's own rule,
+    :func:`analysis.detection.finding_estimability`).
+    """
+    from analysis.detection import finding_estimability
+
+    cols = ["value", "truth", "finding", "test", "reader_id", "case_id"]
+    if detection is None or detection.empty:
+        return pd.DataFrame(columns=cols), []
+    role = reads.loc[reads["reader_role"].eq(endpoint.role), "assignment_id"].astype(str)
+    sub = detection.loc[detection["assignment_id"].astype(str).isin(set(role)) & detection["reference"].notna()]
+    sub = sub.assign(test="detect_" + sub["ai_shown"].astype(str))
+    sub = sub.loc[sub["test"].isin([endpoint.reference, endpoint.comparison])]
+    findings = list(dict.fromkeys(sub["finding"]))
+    estimable = [row["finding"] for row in finding_estimability(sub, tuple(findings)) if row["estimable"]]
+    sub = sub.loc[sub["finding"].isin(estimable)]
+    return pd.DataFrame({"value": sub["confidence"].to_numpy(dtype=float), "truth": sub["reference"].to_numpy(dtype=int),
+                         "finding": sub["finding"].to_numpy(), "test": sub["test"].to_numpy(),
+                         "reader_id": sub["reader_id"].to_numpy(), "case_id": sub["case_id"].to_numpy()})[cols], estimable
+
+
+def _detection_auc(endpoint: Endpoint, out: dict, reads: pd.DataFrame, detection: pd.DataFrame | None,
+                   conclusion: str, confidence: float) -> dict:
+    """A ``detection_auc`` endpoint: comparison minus reference of the readers' empirical AUC averaged over the
+    findings (OR with Hillis df; a case is left out of every finding at once)."""
+    from analysis.detection import MIN_CASES
+
+    frame, findings = detection_frame(endpoint, reads, detection)
+    out.update(scale="difference", n_reads=int(frame[["reader_id", "case_id", "test"]].drop_duplicates().shape[0]),
+               findings=findings)
+    levels = (endpoint.comparison, endpoint.reference)
+    missing = [lv for lv in levels if not frame["test"].eq(lv).any()]
+    if frame.empty or missing:
+        out["error"] = (f"no {endpoint.role} detect marks with a known reference in condition(s) "
+                        f"{', '.join(missing or levels)} on a finding with {MIN_CASES} positive and negative cases: the "
+                        "endpoint cannot be estimated from this export")
+        return out
+    try:
+        res = or_hillis(frame, "value", "test", "reader_id", "case_id", fom="auc", truth="truth", levels=levels,
+                        stratum="finding" if len(findings) > 1 else None, confidence=confidence)
+    except ValueError as exc:
+        out["error"] = str(exc)
+        return out
+    digest = or_summary(res, n_reads=out["n_reads"], label=endpoint.describe())
+    chosen = digest["conclusions"][conclusion]
+    out.update(estimate=chosen["estimate"], ci_low=chosen["ci_low"], ci_high=chosen["ci_high"], df=chosen["df"],
+               statistic=chosen["statistic"], p_val=chosen["p_val"], n_readers=res.n_readers,
+               n_cases=res.n_cases, note=chosen["note"], **{"or": digest})
+    if chosen["p_val"] is None and chosen["note"]:
+        out["error"] = chosen["note"]
+    return out
+
+
 def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFrame, *, conclusion: str,
                      confidence: float = 0.95, seed: int = DEFAULT_SEED,
                      mixed_max_reads: int | None = DEFAULT_MAX_READS, mixed_result: dict | None = None,
-                     scale=None) -> dict:
+                     scale=None, detection: pd.DataFrame | None = None) -> dict:
     """Analyse one pre-specified endpoint by its method; never raises for data that cannot support it.
 
     Parameters
@@ -180,6 +237,8 @@ def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFr
     scale : analysis.tables.ItemScale, optional
         The scoring of a ``likert_mean``'s item: its ends bound the intervals, its neutral
         point is the null of a single-condition test (default: CheXOne's +10..-10, neutral 0).
+    detection : pandas.DataFrame, optional
+        The detect reads' marks (:func:`analysis.detection.detection_reads`), for a ``detection_auc``.
 
     Returns
     -------
@@ -195,6 +254,8 @@ def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFr
            "role": endpoint.role, "method": endpoint.method, "conclusion": conclusion,
            "reference": endpoint.reference, "comparison": endpoint.comparison, "condition": endpoint.condition,
            "item": endpoint.item, "null": endpoint.null, "error": None}
+    if endpoint.endpoint == "detection_auc":
+        return _detection_auc(endpoint, out, reads, detection, conclusion, confidence)
     frame = endpoint_frame(endpoint, reads, answers)
     levels, null = _levels(endpoint, scale)
     if endpoint.endpoint == "likert_mean" and len(levels) == 1:

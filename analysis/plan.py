@@ -16,6 +16,7 @@ ENDPOINTS = {
     "no_edit_share": "share of edits answered 'no editing needed'",
     "preference_share": "share of blinded comparisons preferring the model draft minus the share preferring the reader draft",
     "significant_errors": "clinically significant errors per draft, as readers annotated them (ReXVal)",
+    "detection_auc": "readers' empirical AUC of their detect marks, averaged over the study's findings",
 }
 METHODS = ("or_hillis", "mixed_model")
 MULTIPLICITY = ("holm", "bonferroni", "none")
@@ -193,8 +194,8 @@ def _parse_endpoint(table, where: str) -> Endpoint:
     else:
         if condition is None:
             raise ValueError(f"{where}: give reference and comparison (two conditions) or condition (one)")
-        if endpoint == "time_ratio":
-            raise ValueError(f"{where}: a time_ratio compares two conditions (reference and comparison)")
+        if endpoint in ("time_ratio", "detection_auc"):
+            raise ValueError(f"{where}: a {endpoint} compares two conditions (reference and comparison)")
         # A rating item without a null is tested against its scale's neutral point, which the export's question
         # scoring gives (analysis.endpoints._levels); the plan says only what the design stated.
         if null is None and endpoint != "likert_mean":
@@ -322,6 +323,10 @@ def check_plan_against_design(plan: AnalysisPlan, conditions_by_role: dict[str, 
             for cond in (e.reference, e.comparison, e.condition):
                 if cond is not None and not cond.startswith("edit_"):
                     raise ValueError(f"{where}: errors are annotated in the drafts of edits; '{cond}' is not an edit")
+        if e.endpoint == "detection_auc":
+            for cond in (e.reference, e.comparison):
+                if cond is not None and not cond.startswith("detect_"):
+                    raise ValueError(f"{where}: an AUC is of detect reads' marks; '{cond}' is not a detect condition")
 
 
 def _numbered(plan):

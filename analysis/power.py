@@ -279,11 +279,19 @@ def _pilot_components(plan: AnalysisPlan, pilot, sds: dict):
     reads = reads.loc[~reads["assignment_id"].isin(zero)]
     answers = pilot.answers.merge(reads[["assignment_id", "reader_id", "reader_role", "case_id", "task",
                                          "draft_source", "condition"]], on="assignment_id")
-    frame = endpoint_frame(e, reads, answers)
     levels = ("model_preferred", "reader_preferred") if e.endpoint == "preference_share" else (e.comparison, e.reference)
     if None in levels:
         raise ValueError("power is planned for a two-condition primary endpoint")
-    res = or_hillis(frame, "value", "test", "reader_id", "case_id", levels=levels)
+    if e.endpoint == "detection_auc":
+        # The pilot's averaged-over-findings AUC difference, as the endpoint computes it (analysis.endpoints).
+        from analysis.detection import detection_reads
+        from analysis.endpoints import detection_frame
+
+        frame, findings = detection_frame(e, reads, detection_reads(pilot))
+        res = or_hillis(frame, "value", "test", "reader_id", "case_id", fom="auc", truth="truth", levels=levels,
+                        stratum="finding" if len(findings) > 1 else None)
+    else:
+        res = or_hillis(endpoint_frame(e, reads, answers), "value", "test", "reader_id", "case_id", levels=levels)
     comps = components_from_or(res)
     if e.endpoint == "time_ratio":
         sub = reads.loc[reads["reader_role"].eq(e.role) & reads["duration_s"].gt(0)]

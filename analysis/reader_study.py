@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.defaults import study_seed
-from analysis.detection import analyse_detection
+from analysis.detection import analyse_detection, detection_reads
 from analysis.draft_errors import analyse_draft_errors, errors_per_read
 from analysis.endpoints import analyse_endpoint, endpoint_frame, or_digest
 from analysis.plan import AnalysisPlan, Endpoint, plan_from_meta
@@ -169,7 +169,8 @@ def run_analysis(tables: StudyTables, *, seed: int | None = None, n_boot: int = 
     counts["assignment_id"] = counts["assignment_id"].astype(str)
     timed = timed.merge(counts, on="assignment_id", how="left")
     results["plan"] = _plan_block(plan)
-    results["endpoints"] = _endpoints(plan, timed, answers, seed, mixed_max_reads, mixed_cache, tables.scales)
+    results["endpoints"] = _endpoints(plan, timed, answers, seed, mixed_max_reads, mixed_cache, tables.scales,
+                                      detection_reads(tables))
     results["multiplicity"] = _multiplicity_statement(plan, results["endpoints"])
     # Every question of the design reaches the analysis, each scored on its own scale: numeric items (Likert of
     # any length, visual-analogue) by their scores against the scale's neutral point, other choice questions by
@@ -594,12 +595,13 @@ def _plan_block(plan: AnalysisPlan) -> dict:
             "endpoints": [{"family": fam, "name": e.name, "description": e.describe()} for fam, e in plan.endpoints()]}
 
 
-def _endpoints(plan: AnalysisPlan, reads, answers, seed, mixed_max_reads, mixed_cache, scales) -> list:
+def _endpoints(plan: AnalysisPlan, reads, answers, seed, mixed_max_reads, mixed_cache, scales, detection) -> list:
     out = []
     for family, e in plan.endpoints():
         cached = mixed_cache.get((e.role, (e.reference, e.comparison))) if e.method == "mixed_model" else None
         r = analyse_endpoint(e, reads, answers, conclusion=plan.conclusion, confidence=plan.confidence, seed=seed,
-                             mixed_max_reads=mixed_max_reads, mixed_result=cached, scale=scales.get(e.item or ""))
+                             mixed_max_reads=mixed_max_reads, mixed_result=cached, scale=scales.get(e.item or ""),
+                             detection=detection)
         r["family"] = family
         out.append(r)
     secondary = [r for r in out if r["family"] == "secondary"]

@@ -173,6 +173,30 @@ def test_a_known_auc_difference_is_recovered_within_its_interval():
     assert out["or"]["design"] == "factorial"
 
 
+def test_the_plans_detection_auc_endpoint_is_the_detection_blocks_averaged_difference():
+    """A pre-specified detection_auc (detect_labels vs detect_none, the design's conditions) gives the detection
+    block's mean-over-findings AUC difference for random readers and cases, to the digit, and recovers a planted
+    0.10 within its interval; the report's primary endpoint says so."""
+    from analysis.plan import parse_plan
+    from analysis.reader_study import run_analysis
+
+    t = simulate_detection_study(n_readers=6, n_cases=120, seed=7, auc={"none": 0.75, "labels": 0.85})
+    plan = parse_plan({"primary": {"name": "detection", "endpoint": "detection_auc", "role": "radiologist",
+                                   "reference": "detect_none", "comparison": "detect_labels"}})
+    result = run_analysis(t, seed=1, n_boot=50, plan=plan).results
+    [primary] = [e for e in result["endpoints"] if e["family"] == "primary"]
+    block = pick(result["detection"]["differences"], scope=MEAN_SCOPE, fom="auc", conclusion=RRRC)
+    assert primary["error"] is None and primary["scale"] == "difference"
+    for key in ("estimate", "ci_low", "ci_high", "p_val", "df"):
+        assert primary[key] == pytest.approx(block[key], rel=1e-12), key
+    assert primary["ci_low"] < 0.10 < primary["ci_high"] and primary["n_readers"] == 6
+    assert primary["findings"] == list(t.detection.findings)
+    other_role = parse_plan({"primary": {**plan.primary.to_dict(), "role": "attending"}})
+    [missing] = [e for e in run_analysis(t, seed=1, n_boot=50, plan=other_role).results["endpoints"]
+                 if e["family"] == "primary"]
+    assert "no attending detect marks" in missing["error"]
+
+
 def test_the_fast_simulation_is_the_exported_one():
     """simulate_detection_reads (used by the calibration) and simulate_detection_study (through tables_from_frames)
     draw the same study: their averaged-AUC differences agree."""

@@ -52,6 +52,8 @@ def edit(**primary):
      "analysis.secondary[1].method: the mixed model is for time_ratio"),
     ({**DEFAULT_PLAN_TABLE, "secondary": [DEFAULT_PLAN_TABLE["primary"]]}, "endpoint name(s) used twice"),
     ({**DEFAULT_PLAN_TABLE, "power": {"readers": [1, 4]}}, "analysis.power.readers: expected a list of whole numbers"),
+    (edit(endpoint="detection_auc", reference=None, comparison=None, condition="detect_labels", null=0.5),
+     "analysis.primary: a detection_auc compares two conditions (reference and comparison)"),
 ])
 def test_bad_plans_are_refused_with_the_key_path(table, message):
     table = {k: v for k, v in table.items() if v is not None}
@@ -83,6 +85,19 @@ def test_plan_is_checked_against_the_designs_roles_conditions_and_items():
                                   {"indication_applicability"})
     with pytest.raises(ValueError, match=r"analysis.secondary\[3\].item"):
         check_plan_against_design(plan, conditions, set())
+
+
+def test_a_detection_auc_names_two_detect_conditions_of_the_design():
+    primary = {"name": "auc", "endpoint": "detection_auc", "role": "attending", "reference": "detect_none",
+               "comparison": "detect_labels"}
+    plan = parse_plan({"primary": primary})
+    assert "readers' empirical AUC of their detect marks, averaged over the study's findings" in plan.primary.describe()
+    conditions = {"resident": {"write", "edit_model"}, "attending": {"detect_none", "detect_labels"}}
+    check_plan_against_design(plan, conditions, set())
+    with pytest.raises(ValueError, match=r"analysis.primary: an AUC is of detect reads' marks; 'edit_model' is not a "
+                                         "detect condition"):
+        check_plan_against_design(parse_plan({"primary": {**primary, "reference": "edit_model"}}),
+                                  {"attending": {"edit_model", "detect_labels"}}, set())
 
 
 def test_plan_from_meta_verifies_the_frozen_hash():

@@ -64,3 +64,21 @@ def test_non_time_primary_without_pilot_is_refused():
 
     with pytest.raises(ValueError, match="needs a pilot export"):
         power_grid(parse_plan({**table, "secondary": []}))
+
+
+def test_a_detection_auc_primary_is_planned_from_a_pilot_detection_study():
+    """The pilot's averaged-over-findings AUC difference gives the OR components; the grid's power grows with
+    readers and cases, and a larger planted difference needs fewer of them."""
+    from analysis.plan import parse_plan
+    from analysis.simulate import simulate_detection_study
+
+    plan = parse_plan({"primary": {"name": "auc", "endpoint": "detection_auc", "role": "radiologist",
+                                   "reference": "detect_none", "comparison": "detect_labels"}})
+    pilot = simulate_detection_study(n_readers=5, n_cases=60, seed=9, auc={"none": 0.75, "labels": 0.80})
+    # (Every reader reads every case in both modalities: the factorial allocation.)
+    grid = power_grid(plan, pilot=pilot, readers=[5, 10], cases=[60, 240], effect=0.05, allocation="factorial")
+    assert grid.attrs["source"] == "pilot" and grid.attrs["components"]["r"] == 5
+    by = grid.set_index(["n_readers", "n_cases"])["power"]
+    assert by[(10, 240)] > by[(10, 60)] > 0.05 and by[(10, 240)] > by[(5, 240)]
+    assert (power_grid(plan, pilot=pilot, readers=[5], cases=[60], effect=0.10, allocation="factorial")["power"].iloc[0]
+            > by[(5, 60)])

@@ -45,6 +45,9 @@ def test_the_shipped_design_crosses_unaided_and_aided_detection_with_a_washout()
     assert (design.detection.confidence_min, design.detection.confidence_max) == (1, 5)
     assert design.sessions.washout_days == 28
     assert {arm_condition(a) for a in design.arms} == {"detect_none", "detect_labels"}
+    primary = design.analysis_plan.primary
+    assert (primary.endpoint, primary.role, primary.reference, primary.comparison) == (
+        "detection_auc", "attending", "detect_none", "detect_labels")
 
 
 def test_a_design_without_the_table_gets_the_chexpert_findings_on_a_five_point_scale():
