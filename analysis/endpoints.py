@@ -206,14 +206,7 @@ def _detection_auc(endpoint: Endpoint, out: dict, reads: pd.DataFrame, detection
     except ValueError as exc:
         out["error"] = str(exc)
         return out
-    digest = or_summary(res, n_reads=out["n_reads"], label=endpoint.describe())
-    chosen = digest["conclusions"][conclusion]
-    out.update(estimate=chosen["estimate"], ci_low=chosen["ci_low"], ci_high=chosen["ci_high"], df=chosen["df"],
-               statistic=chosen["statistic"], p_val=chosen["p_val"], n_readers=res.n_readers,
-               n_cases=res.n_cases, note=chosen["note"], **{"or": digest})
-    if chosen["p_val"] is None and chosen["note"]:
-        out["error"] = chosen["note"]
-    return out
+    return _concluded(out, res, or_summary(res, n_reads=out["n_reads"], label=endpoint.describe()), conclusion)
 
 
 def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFrame, *, conclusion: str,
@@ -294,7 +287,13 @@ def analyse_endpoint(endpoint: Endpoint, reads: pd.DataFrame, answers: pd.DataFr
     except ValueError as exc:
         out["error"] = str(exc)
         return out
-    digest = or_summary(res, ratio=ratio, n_reads=out["n_reads"], label=endpoint.describe())
+    return _concluded(out, res, or_summary(res, ratio=ratio, n_reads=out["n_reads"], label=endpoint.describe()),
+                      conclusion)
+
+
+def _concluded(out: dict, res, digest: dict, conclusion: str) -> dict:
+    """An endpoint's result from its OR analysis: the plan's conclusion's estimate, interval and test, the digest
+    beside; a missing p-value's reason becomes the endpoint's error."""
     chosen = digest["conclusions"][conclusion]
     out.update(estimate=chosen["estimate"], ci_low=chosen["ci_low"], ci_high=chosen["ci_high"], df=chosen["df"],
                statistic=chosen["statistic"], p_val=chosen["p_val"], n_readers=res.n_readers,

@@ -502,8 +502,12 @@ def _check_detection(tables: dict, a: pd.DataFrame, meta: dict) -> None:
     if marks is None and labels is None:
         return
     design = DetectionDesign.from_meta(meta)
+    if design is None and all(t is None or t.empty for t in (marks, labels)):
+        # Every export writes both tables; a study without detect arms writes them empty: as good as absent.
+        tables["detection_marks"] = tables["case_labels"] = None
+        return
     if design is None:
-        present = "detection_marks" if marks is not None else "case_labels"
+        present = "detection_marks" if marks is not None and not marks.empty else "case_labels"
         raise AnalysisInputError(f"{present} is exported but export_meta.json has no detection block (findings, "
                                  "confidence scale, thresholds): the marks cannot be read without it")
     findings = set(design.findings)

@@ -1045,10 +1045,19 @@ def load_design(path: str | Path) -> StudyDesign:
 SHIPPED = Path(__file__).parent
 
 
-def shipped_design_path(name: str = "chexone") -> Path:
+DEFAULT_DESIGN = "chexone"
+
+
+def shipped_design_names() -> list[str]:
+    """The designs that ship with the package: the CheXOne reader study first (the default wherever one is
+    offered), then the others by name."""
+    others = sorted(p.stem for p in SHIPPED.glob("*.toml") if p.stem != DEFAULT_DESIGN)
+    return [DEFAULT_DESIGN, *others]
+
+
+def shipped_design_path(name: str = DEFAULT_DESIGN) -> Path:
     """Path of a design that ships with the package (`chexone`: the CheXOne reader study)."""
     path = SHIPPED / f"{name}.toml"
     if not path.is_file():
-        available = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.toml")))
-        raise DesignError(f"no shipped design named '{name}' (available: {available})")
+        raise DesignError(f"no shipped design named '{name}' (available: {', '.join(shipped_design_names())})")
     return path

@@ -168,10 +168,10 @@ def vllm_server_backend(url: str, *, served_model_name: str | None = None, model
 
 
 def shipped_designs() -> list[str]:
-    """Names of the designs that ship with the platform (``chexone``, ...)."""
-    from study_app.designs.design import SHIPPED
+    """Names of the designs that ship with the platform, ``chexone`` (the default) first."""
+    from study_app.designs.design import shipped_design_names
 
-    return sorted(p.stem for p in Path(SHIPPED).glob("*.toml"))
+    return shipped_design_names()
 
 
 def design_roles(db: Database, actor: Actor, study_id: str) -> dict[str, str]:

@@ -379,6 +379,16 @@ def test_an_export_without_the_two_tables_still_loads(tmp_path):
     t = load_tables(tmp_path)
     assert t.detection_marks is None and t.case_labels is None and t.detection is None
 
+    # The platform's export writes both tables for every study: empty, with no detection block, they are absent.
+    import pandas as pd
+
+    pd.DataFrame(columns=["assignment_id", "finding", "present", "confidence", "marked_at"]).to_csv(
+        tmp_path / "detection_marks.csv", index=False)
+    pd.DataFrame(columns=["case_id", "finding", "reference", "model_probability", "model_present"]).to_csv(
+        tmp_path / "case_labels.csv", index=False)
+    t = load_tables(tmp_path)
+    assert t.detection_marks is None and t.case_labels is None and t.detection is None
+
 
 def test_every_aided_condition_is_compared_with_the_unaided_one():
     t = simulate_detection_study(n_readers=3, n_cases=40, seed=9, conditions=("none", "labels", "draft",

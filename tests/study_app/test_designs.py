@@ -172,7 +172,7 @@ def test_unreadable_and_non_utf8_design_files(tmp_path):
 
 
 def test_unknown_shipped_design_lists_the_available_ones():
-    with pytest.raises(DesignError, match=r"available: ai_detection, chexone, crossed, crossover_washout, "):
+    with pytest.raises(DesignError, match=r"available: chexone, ai_detection, crossed, crossover_washout, "):
         shipped_design_path("nope")
 
 

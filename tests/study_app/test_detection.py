@@ -300,3 +300,12 @@ def test_the_detection_tables_round_trip_through_every_export_format(detection, 
         assert len(back) == len(frames[name]) > 0
         assert list(back.columns) == list(frames[name].columns)
         assert back["finding"].tolist() == frames[name]["finding"].tolist()
+
+
+def test_the_console_and_the_refusal_offer_the_chexone_design_first():
+    from study_app.designs.design import shipped_design_names
+    from study_app.services.console import shipped_designs
+
+    assert shipped_designs() == shipped_design_names()
+    assert shipped_design_names()[:2] == ["chexone", "ai_detection"]
+    assert set(shipped_design_names()) >= {"crossed", "crossover_washout", "draft_errors", "two_site"}
