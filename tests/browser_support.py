@@ -4,6 +4,7 @@ following a reader's personal link, and axe-core's accessibility audit of a page
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -102,3 +103,9 @@ def axe_violations(page) -> list[dict]:
         return r.violations.filter(v => ['serious', 'critical'].includes(v.impact))
             .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}));
     }""")
+
+
+def wait_saved(page, timeout_ms: float = 20_000) -> None:
+    """Wait until the editor says its text reached the server ("Saved 10:42:07"). Not ``:has-text('Saved')``:
+    that matches case-insensitively, so "Not saved yet…", shown at the first keystroke, satisfied it at once."""
+    page.locator(".rs-saved", has_text=re.compile(r"^Saved \d")).wait_for(timeout=timeout_ms)

@@ -20,7 +20,7 @@ from study_app.services import auth, reading
 from study_app.services.actors import reader_actor
 from study_app.services.database import open_database
 from study_app.store.models import Reader, Response
-from tests.browser_support import free_port, sign_in, stop_process
+from tests.browser_support import free_port, sign_in, stop_process, wait_saved
 from tests.case_refs import assignment_of
 from tests.reliability.conftest import ServerProcess, open_case
 from tests.reliability.test_server_crash import ACKNOWLEDGED
@@ -104,7 +104,7 @@ def test_a_replica_killed_mid_case_loses_nothing(replicated_study, browser):
     open_case(page, base, first)
     typed = "Typed on the replica that dies: small right effusion."
     page.locator("textarea.rs-text").fill(typed)
-    page.wait_for_selector(".rs-saved:has-text('Saved')", timeout=20_000)
+    wait_saved(page, timeout_ms=20_000)
     with db.read() as session:
         shown_at = assignment_of(session, first).first_shown_at
     doomed = next(r for r in replicas if r.port == served_by(base, cookie))

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from study_app.services import auth
 from study_app.store.models import Response
 from tests.case_refs import assignment_of
-from tests.browser_support import sign_in
+from tests.browser_support import sign_in, wait_saved
 from tests.reliability.conftest import open_case, wait_clock
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -45,7 +45,7 @@ def test_killed_server_restarts_with_sign_in_autosaved_text_and_clock(killable_s
     open_case(page, study.base, case)
     typed = "Typed before the crash: no pneumothorax, mild cardiomegaly."
     page.locator("textarea.rs-text").fill(typed)
-    page.wait_for_selector(".rs-saved:has-text('Saved')", timeout=20_000)
+    wait_saved(page, timeout_ms=20_000)
     _, shown_at, _ = assignment_state(study, case)
     assert shown_at is not None
 
@@ -140,7 +140,7 @@ def test_a_restart_adds_nothing_to_the_reading_time(killable_study, browser, ser
     open_case(page, study.base, case)
     shown_at_ms = float(page.get_attribute(".rs-viewer", "data-shown-at"))
     page.locator("textarea.rs-text").fill("Read across a server restart.")
-    page.wait_for_selector(".rs-saved:has-text('Saved')", timeout=20_000)
+    wait_saved(page, timeout_ms=20_000)
     study.server.kill()
     if server_down_at_press:
         pressed_at_ms = page.locator("button.rs-submit").evaluate(PRESS)

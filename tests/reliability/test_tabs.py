@@ -11,7 +11,7 @@ from sqlalchemy import select
 from study_app.services import auth, reading
 from study_app.store.models import Response
 from tests.case_refs import assignment_of
-from tests.browser_support import sign_in
+from tests.browser_support import sign_in, wait_saved
 from tests.reliability.conftest import open_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -34,7 +34,7 @@ def test_a_second_tab_on_the_case_is_told_at_once_and_read_only_until_it_is_the_
     assert second.locator("button.rs-submit").is_disabled()
     assert first.locator(".rs-tab-notice").is_hidden() and first.locator("button.rs-submit").is_enabled()
     first.locator("textarea.rs-text").fill("Typed in the first tab.")
-    first.wait_for_selector(".rs-saved:has-text('Saved')", timeout=20_000)
+    wait_saved(first, timeout_ms=20_000)
     first.close()  # the only tab left takes the case over, with what the first one saved
     second.wait_for_selector(".rs-editor[data-tab='holder']", timeout=20_000)
     assert second.locator(".rs-tab-notice").is_hidden()

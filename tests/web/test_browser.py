@@ -13,7 +13,7 @@ from study_app.services import reading
 from study_app.services.actors import reader_actor
 from study_app.store.models import Answer, Event, Question, Reader, Response
 from tests.case_refs import assignment_of
-from tests.browser_support import CHROMIUM_ARGS, serving, sign_in
+from tests.browser_support import CHROMIUM_ARGS, serving, sign_in, wait_saved
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -105,7 +105,7 @@ def test_reader_signs_in_edits_refreshes_and_compares(residents_done, live_serve
         # Case 2: type, let autosave run, refresh, check the text and the clock survived, finish.
         open_case(page, base, second)
         editor.fill("Typed before the refresh.")
-        page.wait_for_selector(".rs-saved:has-text('Saved')", timeout=15_000)
+        wait_saved(page, timeout_ms=15_000)
         before = reading.case_view(study.db, actor, second).first_shown_at
         page.reload()
         wait_clock(page, second)
