@@ -38,8 +38,21 @@ def test_a_second_tab_on_the_case_is_told_at_once_and_read_only_until_it_is_the_
     first.close()  # the only tab left takes the case over, with what the first one saved
     second.wait_for_selector(".rs-editor[data-tab='holder']", timeout=20_000)
     assert second.locator(".rs-tab-notice").is_hidden()
-    assert second.locator("textarea.rs-text").input_value() == "Typed in the first tab."
-    second.locator("textarea.rs-text").fill("Finished in the second tab.")
+    box = second.locator("textarea.rs-text")
+    assert box.input_value() == "Typed in the first tab."
+    # The closed tab's last save arrives late (a keepalive request outlives its page): the tab that took over looks
+    # again and takes it, as nothing was typed there since.
+    reading.autosave(study.db, actor, case, "Typed in the first tab. Its last words.")
+    from playwright.sync_api import expect
+
+    expect(box).to_have_value("Typed in the first tab. Its last words.", timeout=10_000)
+    assert second.locator(".rs-saved").inner_text() == "Updated with the other tab's last save."
+    # Once the reader types here, nothing from the server replaces the box.
+    box.fill("Typed in the second tab.")
+    reading.autosave(study.db, actor, case, "A stale save that must not replace the box.")
+    second.wait_for_timeout(3500)  # past the last look (TAKEOVER_RECHECK_MS)
+    assert box.input_value() == "Typed in the second tab."
+    box.fill("Finished in the second tab.")
     second.locator("button.rs-submit").click()
     second.get_by_text("Submitted; the clock has stopped").wait_for(timeout=30_000)
     with study.db.read() as session:

@@ -8,7 +8,9 @@
 //
 // One tab per case edits: the case is held with a Web Lock named after it. A second tab of the same browser on
 // the same case is told at once and stays read-only until it is the only one (the lock passes to it when the
-// other tab closes or leaves the case); it then takes the text the server has, which the other tab autosaved.
+// other tab closes or leaves the case); it then takes the text the server has, which the other tab autosaved. The
+// closing tab's last save may still be on its way (a keepalive request outlives its page), so the tab taking over
+// looks again after TAKEOVER_RECHECK_MS and takes a newer text, while nothing has been typed in it since.
 
 // The viewer keeps the reading clock; this asks it, by a DOM event, for the case's totals (or to forget them
 // once they are stored). null when no clock runs for the case.
@@ -18,6 +20,7 @@ function askClock(caseRef, forget) {
   return detail.answer;
 }
 
+const TAKEOVER_RECHECK_MS = [1000, 3000];
 const OTHER_TAB = "This case is open in another tab of this browser. This tab is read-only until that one is closed "
   + "or has left the case; your text there is saved as usual.";
 
@@ -128,11 +131,14 @@ class Editor {
       return navigator.locks.request(name, (lock) => (this.gone ? null : take(lock)));
     });
   }
+  fetchText() {
+    return fetch(`/api/reading/${this.data.case_ref}/text`,
+                 { headers: BEACON_HEADERS, credentials: "same-origin", cache: "no-store" });
+  }
   async takeOver() {
     // The other tab has gone: take the text the server has now (it autosaved there), then edit.
     try {
-      const response = await fetch(`/api/reading/${this.data.case_ref}/text`,
-                                   { headers: BEACON_HEADERS, credentials: "same-origin", cache: "no-store" });
+      const response = await this.fetchText();
       const answer = await response.json();
       if (!response.ok || answer.status !== "in_progress") {
         this.notice.textContent = "This case was submitted in another tab; the first submission stands.";
@@ -145,8 +151,29 @@ class Editor {
       this.saved.textContent = "This tab is the only one on the case now; you can edit.";
       this.setEditable(true);
       this.root.dataset.tab = "holder";
+      if (this.withText) this.lookAgain(answer.text, TAKEOVER_RECHECK_MS);
     } catch (error) {
       this.saved.textContent = "Could not fetch the latest text; reload the page to edit here.";
+    }
+  }
+  lookAgain(taken, delays) {
+    // A closing tab's last save is a keepalive request that may reach the server after this tab fetched the text:
+    // look again a little later, and take the newer text as long as nothing has been typed here since.
+    for (const ms of delays) {
+      setTimeout(async () => {
+        if (this.gone || this.locked || this.text.value !== taken) return;
+        try {
+          const response = await this.fetchText();
+          const answer = await response.json();
+          if (!response.ok || answer.status !== "in_progress" || typeof answer.text !== "string") return;
+          if (answer.text === taken || this.gone || this.locked || this.text.value !== taken) return;
+          this.text.value = answer.text;
+          this.lastSaved = answer.text;
+          taken = answer.text;
+          this.counter();
+          this.saved.textContent = "Updated with the other tab's last save.";
+        } catch (error) { /* the next look, or the reader's own typing, decides */ }
+      }, ms);
     }
   }
   async save(leaving = false) {
