@@ -41,6 +41,12 @@ class Scale:
                    float(settings["model_threshold"]))
 
 
+def model_says_present(probability: float | None, threshold: float) -> bool | None:
+    """The model's call on a finding: present at or above the design's ``model_threshold``; None without a
+    probability. The one rule the page's AI labels and the export's ``model_present`` follow."""
+    return None if probability is None else probability >= threshold
+
+
 def detection_settings(study: Study) -> dict:
     """The study's frozen ``[detection]`` table (study creation stores it); a study without one has no detect arm."""
     settings = study.settings.get("detection")
@@ -117,7 +123,7 @@ def detection_view(session: Session, assignment: Assignment, arm: Arm) -> dict:
     if "labels" in arm.ai_shown:
         probabilities = {row.finding: row.model_probability for row in session.scalars(
             select(CaseLabel).where(CaseLabel.case_id == assignment.case_id))}
-        labels = {f: {"present": probabilities.get(f) is not None and probabilities[f] >= scale.model_threshold,
+        labels = {f: {"present": bool(model_says_present(probabilities.get(f), scale.model_threshold)),
                       "probability": probabilities.get(f)} for f in settings["findings"]}
     return {"findings": list(settings["findings"]),
             "scale": {"min": scale.low, "max": scale.high, "min_label": scale.low_label,

@@ -19,6 +19,7 @@ from analysis.stats.text import edit_distances
 from study_app.designs import draft_origin
 from study_app.services.actors import Actor, require_coordinator
 from study_app.services.database import Database
+from study_app.services.detection import model_says_present
 from study_app.services.errors import InvalidInput
 from study_app.services.studies import get_study
 from study_app.store.models import (
@@ -321,7 +322,7 @@ def build_tables(db: Database, actor: Actor, study_id: str) -> dict[str, pd.Data
     label_records = [
         {"case_id": cases[label.case_id].case_key, "finding": label.finding, "reference": label.reference,
          "model_probability": label.model_probability,
-         "model_present": None if label.model_probability is None else label.model_probability >= threshold}
+         "model_present": model_says_present(label.model_probability, threshold)}
         for label in sorted(labels, key=lambda row: (row.case_id, order.get(row.finding, len(order))))
     ]
     assignment_frame = pd.DataFrame(assignment_records, columns=ASSIGNMENT_COLUMNS)
