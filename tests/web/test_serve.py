@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from study_app import serve as serve_module
 from study_app.web.database import DB_URL_ENV
 
@@ -85,3 +87,24 @@ def test_rerun_timer_logs_each_run_even_when_the_script_stops_early(tmp_path, mo
     durations = read_rerun_log(log, since=before)
     assert len(durations) == 2 and durations[0] >= 0.05 and durations[1] < 0.05
     assert read_rerun_log(log, since=time.time() + 1) == []
+
+
+def test_the_served_app_parses_http_with_httptools_on_uvloops_event_loop(tmp_path):
+    """uvicorn takes both only when they are installed (pyproject lists them: P8's CPU per request and rerun);
+    a lost dependency would fall back to h11 and asyncio's loop silently, so the running server is looked at."""
+    import sys
+
+    import httpx
+    import pytest
+
+    from tests.browser_support import start_app_server, stop_process
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads the server's memory map from /proc")
+    server, port = start_app_server(f"sqlite:///{tmp_path / 'study.sqlite'}", tmp_path / "server.log", cwd=tmp_path)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=30).status_code == 200
+        loaded = (Path("/proc") / str(server.pid) / "maps").read_text()
+    finally:
+        stop_process(server)
+    assert "/uvloop/" in loaded and "/httptools/" in loaded
