@@ -237,9 +237,13 @@ class SecurityMiddleware:
     """ASGI middleware in front of Streamlit and our routes; see the module docstring for the rules."""
 
     def __init__(self, app, guard: Guard, *, body_limits: dict[str, int] | None = None, database=None,
-                 streamlit_upload_bytes: int | None = None):
+                 streamlit_upload_bytes: int | None = None, direct: tuple | None = None):
         self.app = app
         self.guard = guard
+        # (compiled path pattern, ASGI app): requests whose whole path matches go to that app once the checks
+        # here have passed, instead of through Streamlit's own middleware (path patterns, its session cookie,
+        # gzip) that a reader's image or beacon has no use for; everything else takes the usual way (P8).
+        self.direct_paths, self.direct_app = direct or (None, None)
         # Path prefix -> largest body it takes (the cohort upload route streams its own, larger, bodies).
         self.body_limits = dict(body_limits or {})
         self._database = database
@@ -276,6 +280,9 @@ class SecurityMiddleware:
             if not await self._is_coordinator(scope):
                 await self._refuse(scope, receive, send, 403, "only a signed-in coordinator may upload files")
                 return
+        if self.direct_paths is not None and self.direct_paths.fullmatch(path):
+            await self.direct_app(scope, receive, self._with_headers(send))
+            return
         await self.app(scope, receive, self._with_headers(send))
 
     def _body_problem(self, scope, path: str) -> tuple[int, str] | None:

@@ -9,7 +9,7 @@ then read the cookie through ``st.context.cookies`` on every rerun.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -286,9 +286,22 @@ async def ready(request: Request) -> Response:
                         status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "30"})
 
 
-async def _reader(request: Request) -> Actor | None:
-    actor = await run_in_threadpool(auth.actor_for_session, shared_database(), request.cookies.get(auth.SESSION_COOKIE))
-    return actor if actor is not None and actor.kind == "reader" else None
+NOT_SIGNED_IN = object()  # what a reader route's work returns when the cookie's session is not a reader's
+
+
+def _as_reader(request: Request, work):
+    """Run ``work(actor)`` for the reader the request's session cookie belongs to, in a worker thread: the session
+    check and the service share one trip to the thread pool (each trip costs the event loop; P8). Returns
+    :data:`NOT_SIGNED_IN` when the cookie is no reader's session."""
+    token = request.cookies.get(auth.SESSION_COOKIE)
+
+    def run():
+        actor = auth.actor_for_session(shared_database(), token)
+        if actor is None or actor.kind != "reader":
+            return NOT_SIGNED_IN
+        return work(actor)
+
+    return run_in_threadpool(run)
 
 
 def _same_origin(request: Request) -> bool:
@@ -306,23 +319,25 @@ def _error(error: ServiceError) -> JSONResponse:
     return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=_status_of(error))
 
 
+def _not_signed_in() -> JSONResponse:
+    return JSONResponse({"error": "not signed in"}, status_code=401)
+
+
 IMAGE_TYPES = {"full": "image/webp", "preview": "image/jpeg"}
 
 
 async def case_image(request: Request) -> Response:
     """GET /api/image/{case_ref}/{ordinal}[/preview]: the full copy (lossless packed WebP) or the quick windowed
     preview (JPEG) of one image, only for the reader's own open case."""
-    actor = await _reader(request)
-    if actor is None:
-        return JSONResponse({"error": "not signed in"}, status_code=401)
     kind = request.path_params.get("kind", "full")
+    case_ref, ordinal = request.path_params["case_ref"], request.path_params["ordinal"]
     try:
-        body = await run_in_threadpool(
-            images.case_image_bytes, shared_database(), actor, request.path_params["case_ref"],
-            request.path_params["ordinal"], kind,
-        )
+        body = await _as_reader(request, lambda actor: images.case_image_bytes(
+            shared_database(), actor, case_ref, ordinal, kind))
     except ServiceError as error:
         return _error(error)
+    if body is NOT_SIGNED_IN:
+        return _not_signed_in()
     # Cacheable for a day: the browser fetches the next case's images ahead, and a case's pictures never change.
     return Response(body, media_type=IMAGE_TYPES[kind], headers={"Cache-Control": "private, max-age=86400"})
 
@@ -332,38 +347,28 @@ async def case_text(request: Request) -> Response:
     draft) and the case's status: what a tab that was read-only (the case open in another tab) takes over."""
     if request.headers.get(CLIENT_HEADER) != "1":
         return JSONResponse({"error": "cross-site request refused"}, status_code=403)
-    actor = await _reader(request)
-    if actor is None:
-        return JSONResponse({"error": "not signed in"}, status_code=401)
+    case_ref = request.path_params["case_ref"]
     try:
-        view = await run_in_threadpool(reading.case_view, shared_database(), actor, request.path_params["case_ref"])
+        view = await _as_reader(request, lambda actor: reading.case_view(shared_database(), actor, case_ref))
     except ServiceError as error:
         return _error(error)
+    if view is NOT_SIGNED_IN:
+        return _not_signed_in()
     return JSONResponse({"text": view.editor_text, "status": view.status}, headers={"Cache-Control": "no-store"})
 
 
-@dataclass(frozen=True)
-class ReaderPost:
-    """A reader's POST to one of the reading routes: who sent it and its body, or why it is refused."""
-
-    actor: Actor | None = None
-    body: bytes = b""
-    refusal: Response | None = None
-
-
-async def _reader_post(request: Request) -> ReaderPost:
+async def _reader_body(request: Request) -> tuple[bytes, Response | None]:
+    """A reader's POST to one of the reading routes: its body, or the response refusing it (another site, too
+    large). Who sent it is checked with the work itself (:func:`_as_reader`), before the body is parsed."""
     if not _same_origin(request):
-        return ReaderPost(refusal=JSONResponse({"error": "cross-site request refused"}, status_code=403))
-    actor = await _reader(request)
-    if actor is None:
-        return ReaderPost(refusal=JSONResponse({"error": "not signed in"}, status_code=401))
+        return b"", JSONResponse({"error": "cross-site request refused"}, status_code=403)
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        return ReaderPost(refusal=JSONResponse({"error": "request too large"}, status_code=413))
-    return ReaderPost(actor=actor, body=body)
+        return b"", JSONResponse({"error": "request too large"}, status_code=413)
+    return body, None
 
 
-async def _json(body: bytes) -> dict:
+def _json(body: bytes) -> dict:
     import json
 
     try:
@@ -375,22 +380,37 @@ async def _json(body: bytes) -> dict:
     return data
 
 
+async def _reader_post(request: Request, work) -> Response:
+    """The shape of every reading POST: the body checked, then ``work(actor, data)`` for the signed-in reader in
+    one trip to a worker thread, its result (a dict) answered as JSON and a ServiceError as its plain sentence."""
+    body, refusal = await _reader_body(request)
+    if refusal is not None:
+        return refusal
+    try:
+        result = await _as_reader(request, lambda actor: work(actor, _json(body)))
+    except ServiceError as error:
+        return _error(error)
+    if result is NOT_SIGNED_IN:
+        return _not_signed_in()
+    return JSONResponse(result)
+
+
 async def image_shown(request: Request) -> Response:
     """POST /api/reading/{case_ref}/shown: the first image is on screen; the server clock starts (once)."""
     received_at = datetime.now(timezone.utc)  # on arrival: queueing for a thread or the database must not move the clock
-    post = await _reader_post(request)
-    if post.refusal is not None:
-        return post.refusal
-    actor, body = post.actor, post.body
-    try:
-        data = await _json(body)
-        at = await run_in_threadpool(
-            lambda: reading.mark_image_shown(shared_database(), actor, request.path_params["case_ref"],
-                                             age_s=data.get("age_s"), received_at=received_at)
-        )
-    except ServiceError as error:
-        return _error(error)
-    return JSONResponse({"first_shown_at": at.isoformat()})
+    case_ref = request.path_params["case_ref"]
+
+    def work(actor: Actor, data: dict) -> dict:
+        at = reading.mark_image_shown(shared_database(), actor, case_ref, age_s=data.get("age_s"),
+                                      received_at=received_at)
+        return {"first_shown_at": at.isoformat()}
+
+    return await _reader_post(request, work)
+
+
+def _seconds(data: dict, name: str) -> float | None:
+    value = data.get(name)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 async def submit(request: Request) -> Response:
@@ -400,63 +420,56 @@ async def submit(request: Request) -> Response:
     rerun (which waits for the websocket, seconds after a server restart); the read's clock stops at it.
     """
     received_at = datetime.now(timezone.utc)  # on arrival: queueing for a thread or the database must not move the clock
-    post = await _reader_post(request)
-    if post.refusal is not None:
-        return post.refusal
-    actor, body = post.actor, post.body
-    try:
-        data = await _json(body)
+    case_ref = request.path_params["case_ref"]
 
-        def seconds(name: str):
-            value = data.get(name)
-            return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-        result = await run_in_threadpool(
-            lambda: reading.submit(
-                shared_database(), actor, request.path_params["case_ref"], data.get("text"),
-                active_s=seconds("active_s"), hidden_s=seconds("hidden_s"), idle_s=seconds("idle_s"),
-                press_id=data.get("press_id"), age_s=data.get("age_s"), received_at=received_at,
-            )
+    def work(actor: Actor, data: dict) -> dict:
+        result = reading.submit(
+            shared_database(), actor, case_ref, data.get("text"), active_s=_seconds(data, "active_s"),
+            hidden_s=_seconds(data, "hidden_s"), idle_s=_seconds(data, "idle_s"), press_id=data.get("press_id"),
+            age_s=data.get("age_s"), received_at=received_at,
         )
-    except ServiceError as error:
-        return _error(error)
-    return JSONResponse({"submitted_at": result.submitted_at.isoformat(), "status": result.status})
+        return {"submitted_at": result.submitted_at.isoformat(), "status": result.status}
+
+    return await _reader_post(request, work)
 
 
 async def client_event(request: Request) -> Response:
     """POST /api/reading/{case_ref}/event: a hidden/visible/idle stretch measured in the browser."""
-    post = await _reader_post(request)
-    if post.refusal is not None:
-        return post.refusal
-    actor, body = post.actor, post.body
-    try:
-        data = await _json(body)
-        await run_in_threadpool(
-            lambda: reading.record_client_event(
-                shared_database(), actor, request.path_params["case_ref"], str(data.get("kind", "")),
-                duration_s=data.get("duration_s"), client_at=data.get("client_at"),
-            )
-        )
-    except ServiceError as error:
-        return _error(error)
-    return JSONResponse({"ok": True})
+    case_ref = request.path_params["case_ref"]
+
+    def work(actor: Actor, data: dict) -> dict:
+        reading.record_client_event(shared_database(), actor, case_ref, str(data.get("kind", "")),
+                                    duration_s=data.get("duration_s"), client_at=data.get("client_at"))
+        return {"ok": True}
+
+    return await _reader_post(request, work)
 
 
 async def autosave(request: Request) -> Response:
     """POST /api/reading/{case_ref}/autosave: a snapshot of the editor text."""
-    post = await _reader_post(request)
-    if post.refusal is not None:
-        return post.refusal
-    actor, body = post.actor, post.body
-    try:
-        data = await _json(body)
-        at = await run_in_threadpool(
-            reading.autosave, shared_database(), actor, request.path_params["case_ref"], data.get("text")
-        )
-    except ServiceError as error:
-        return _error(error)
-    return JSONResponse({"saved_at": at.isoformat()})
+    case_ref = request.path_params["case_ref"]
 
+    def work(actor: Actor, data: dict) -> dict:
+        return {"saved_at": reading.autosave(shared_database(), actor, case_ref, data.get("text")).isoformat()}
+
+    return await _reader_post(request, work)
+
+
+# A case is named by its case_ref (opaque, random), never by an assignment id. These are every reader's images and
+# beacons, most of a reading's requests (P8): the security middleware sends them straight here (READER_PATHS).
+READER_ROUTES = [
+    Route("/api/image/{case_ref}/{ordinal:int}", case_image, methods=["GET"]),
+    Route("/api/image/{case_ref}/{ordinal:int}/{kind:str}", case_image, methods=["GET"]),
+    Route("/api/reading/{case_ref}/text", case_text, methods=["GET"]),
+    Route("/api/reading/{case_ref}/shown", image_shown, methods=["POST"]),
+    Route("/api/reading/{case_ref}/submit", submit, methods=["POST"]),
+    Route("/api/reading/{case_ref}/event", client_event, methods=["POST"]),
+    Route("/api/reading/{case_ref}/autosave", autosave, methods=["POST"]),
+]
+# Only well-formed addresses of those routes take the short way; anything else (another shape of case_ref, a
+# path with dots or slashes) goes through Streamlit's whole stack and its path checks, and its router.
+READER_PATHS = re.compile(r"/api/(?:image/[0-9a-f]{16,64}/[0-9]{1,6}(?:/[a-z]{1,16})?"
+                          r"|reading/[0-9a-f]{16,64}/(?:text|shown|submit|event|autosave))")
 
 ROUTES = [
     Route("/signin", signin_form, methods=["GET"]),
@@ -467,14 +480,7 @@ ROUTES = [
     Route("/ready", ready, methods=["GET"]),
     *UPLOAD_ROUTES,
     *REPORT_ROUTES,
-    # A case is named by its case_ref (opaque, random), never by an assignment id.
-    Route("/api/image/{case_ref}/{ordinal:int}", case_image, methods=["GET"]),
-    Route("/api/image/{case_ref}/{ordinal:int}/{kind:str}", case_image, methods=["GET"]),
-    Route("/api/reading/{case_ref}/text", case_text, methods=["GET"]),
-    Route("/api/reading/{case_ref}/shown", image_shown, methods=["POST"]),
-    Route("/api/reading/{case_ref}/submit", submit, methods=["POST"]),
-    Route("/api/reading/{case_ref}/event", client_event, methods=["POST"]),
-    Route("/api/reading/{case_ref}/autosave", autosave, methods=["POST"]),
+    *READER_ROUTES,
 ]
 
 
@@ -504,13 +510,17 @@ def build_app(guard: Guard | None = None):
     """
     import streamlit as st
     from starlette.middleware import Middleware
+    from starlette.middleware.exceptions import ExceptionMiddleware
+    from starlette.routing import Router
 
     from study_app.web.errors import show_script_error
 
     guard = guard or Guard.for_serving("127.0.0.1", 8501)
+    handlers = {ServiceError: service_error}
+    reader_api = ExceptionMiddleware(Router(routes=READER_ROUTES), handlers=handlers)
     app = st.App(
-        str(ENTRY_SCRIPT), routes=ROUTES, on_script_error=show_script_error,
-        exception_handlers={ServiceError: service_error},
-        middleware=[Middleware(SecurityMiddleware, guard=guard, body_limits=UPLOAD_BODY_LIMITS)],
+        str(ENTRY_SCRIPT), routes=ROUTES, on_script_error=show_script_error, exception_handlers=handlers,
+        middleware=[Middleware(SecurityMiddleware, guard=guard, body_limits=UPLOAD_BODY_LIMITS,
+                               direct=(READER_PATHS, reader_api))],
     )
     return app

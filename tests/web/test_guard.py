@@ -132,6 +132,39 @@ def test_every_response_carries_the_security_headers(client):
     assert "'unsafe-inline'" not in policy["script-src"]
 
 
+def test_a_readers_images_and_beacons_take_the_short_way_only_after_the_same_checks():
+    from study_app.web.server import READER_PATHS
+
+    reached = []
+
+    async def short_way(scope, receive, send):
+        reached.append(scope["path"])
+        await PlainTextResponse("short")(scope, receive, send)
+
+    app = Starlette(routes=[Route("/{rest:path}", ok, methods=["GET", "POST"])], middleware=[
+        Middleware(SecurityMiddleware, guard=GUARD, database=object(), direct=(READER_PATHS, short_way))])
+    ref = "0a" * 16
+    own = {"Origin": OWN}
+    with TestClient(app, base_url=OWN) as test_client:
+        for method, path in (("GET", f"/api/image/{ref}/0"), ("GET", f"/api/image/{ref}/1/preview"),
+                             ("GET", f"/api/reading/{ref}/text"), ("POST", f"/api/reading/{ref}/autosave"),
+                             ("POST", f"/api/reading/{ref}/submit"), ("POST", f"/api/reading/{ref}/shown")):
+            response = test_client.request(method, path, headers=own)
+            assert response.text == "short", path
+            assert all(response.headers.get(k) == v for k, v in SECURITY_HEADERS.items()), path
+        assert len(reached) == 6
+        # The checks in front come first: another site, a foreign host name, a body too large.
+        assert test_client.post(f"/api/reading/{ref}/autosave", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert test_client.get(f"/api/image/{ref}/0", headers={"Host": "evil.example"}).status_code == 403
+        assert test_client.post(f"/api/reading/{ref}/autosave", content=b"x" * (1024**2 + 1), headers=own).status_code == 413
+        assert len(reached) == 6
+        # Any other shape of address takes the usual way (Streamlit's stack and its path checks).
+        for path in (f"/api/image/{ref.upper()}/0", f"/api/reading/{ref}/autosave/more", "/api/reading/x/autosave",
+                     f"/api/image/{ref}/0/preview/", f"/api/reading/{ref}/delete"):
+            assert test_client.get(path).text == "ok", path
+        assert len(reached) == 6
+
+
 def test_origins_and_proxies_are_parsed_strictly():
     assert normalise_origin("HTTPS://Study.Example.org:443/") == "https://study.example.org"
     assert normalise_origin("http://[::1]:8501") == "http://[::1]:8501"
