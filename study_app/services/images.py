@@ -28,8 +28,8 @@ from cohorts.images import LoadedImage, downscale, load_image, render, sniff_for
 from study_app.services.actors import Actor
 from study_app.services.database import Database
 from study_app.services.errors import NotFound, ServiceError
-from study_app.services.reading import reader_case
-from study_app.store.models import Assignment, Image, Study
+from study_app.services.reading import CaseImage, case_image_files, default_window, reader_case
+from study_app.store.models import Assignment, Study
 
 # Long side of the display copy: a 2500 x 3000 film becomes about 1700 x 2048, enough to zoom 2x on a
 # large monitor, and small enough to decode, window and send quickly.
@@ -421,17 +421,6 @@ def default_cache() -> DisplayCache:
     return _default_cache
 
 
-@dataclass(frozen=True)
-class CaseImage:
-    """An image of a case as the page lists it (no pixels); ``ordinal`` is its place in the case."""
-
-    ordinal: int
-    view: str
-    is_prior: bool
-    path: str
-    sha256: str
-
-
 def _case_images(db: Database, actor: Actor, case_ref: str) -> tuple[list[CaseImage], str]:
     """The case's images and the study's default window."""
     with db.read() as session:
@@ -439,14 +428,7 @@ def _case_images(db: Database, actor: Actor, case_ref: str) -> tuple[list[CaseIm
         # (a paused or closed study serves no image), and the case open to look at.
         assignment = reader_case(session, actor, case_ref, viewing=True)
         study = session.get(Study, assignment.study_id)
-        root = Path(study.cohort_root or ".")
-        rows = session.scalars(select(Image).where(Image.case_id == assignment.case_id).order_by(Image.ordinal)).all()
-        window = str((study.settings.get("desk") or {}).get("default_window", "file"))
-        return [
-            CaseImage(row.ordinal, row.view, row.is_prior,
-                      row.path if Path(row.path).is_file() else str(root / row.relpath), row.sha256)
-            for row in rows
-        ], window
+        return case_image_files(session, assignment, study), default_window(study)
 
 
 def case_display_images(
@@ -470,8 +452,14 @@ def case_display_images(
         In the case's image order (current views first, priors as the manifest lists them). The full copies
         may still be encoding in the background.
     """
+    return display_images(*_case_images(db, actor, case_ref), cache=cache)
+
+
+def display_images(case_images: list[CaseImage], window: str, *, cache: DisplayCache | None = None
+                   ) -> list[tuple[CaseImage, DisplayImage]]:
+    """Images already looked up (a case view's ``image_files``, its access checked) at display size, as
+    :func:`case_display_images`: the case page's rerun reads the case once (P8)."""
     cache = cache or default_cache()
-    case_images, window = _case_images(db, actor, case_ref)
     get = lambda image: cache.get(image.path, image.sha256, window=window)  # noqa: E731
     if len(case_images) == 1:
         return [(case_images[0], get(case_images[0]))]

@@ -9,6 +9,7 @@ string): assignment ids are sequential and never reach a browser.
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -128,6 +129,32 @@ class ImageView:
     is_prior: bool
 
 
+@dataclass(frozen=True)
+class CaseImage:
+    """An image of a case as the page lists it (no pixels); ``ordinal`` is its place in the case."""
+
+    ordinal: int
+    view: str
+    is_prior: bool
+    path: str
+    sha256: str
+
+
+def case_image_files(session: Session, assignment: Assignment, study: Study) -> list[CaseImage]:
+    """The images of an assignment's case in their order, with where each file is (the manifest's path, else the
+    cohort folder's copy): what the image routes and the viewer read."""
+    root = Path(study.cohort_root or ".")
+    rows = session.scalars(select(Image).where(Image.case_id == assignment.case_id).order_by(Image.ordinal)).all()
+    return [CaseImage(row.ordinal, row.view, row.is_prior,
+                      row.path if Path(row.path).is_file() else str(root / row.relpath), row.sha256)
+            for row in rows]
+
+
+def default_window(study: Study) -> str:
+    """The study's first window of every image (the design's [study.desk] default_window)."""
+    return str((study.settings.get("desk") or {}).get("default_window", DESK_DEFAULTS["default_window"]))
+
+
 @dataclass
 class CaseView:
     """Everything the case page shows; deliberately nothing that says where a draft came from (no arm)."""
@@ -165,6 +192,9 @@ class CaseView:
     error_marks: dict[int, dict] = field(default_factory=dict)
     # A detect read (study_app.services.detection.detection_view): findings, scale, the AI's labels, the marks.
     detection: dict | None = None
+    # Where the images' files are, for the server's display cache (the viewer's rerun needs no second lookup);
+    # never sent to the browser, which knows an image only by its place in the case.
+    image_files: list[CaseImage] = field(default_factory=list, repr=False)
 
 
 DESK_DEFAULTS = {"hanging": ["frontal_lateral", "current_prior", "single"], "default_window": "file",
@@ -254,10 +284,8 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
     case = session.get(Case, assignment.case_id)
     study = session.get(Study, assignment.study_id)
     total = len(session.scalars(select(Assignment.id).where(Assignment.reader_id == assignment.reader_id)).all())
-    images = [
-        ImageView(image.ordinal, image.view, image.is_prior)
-        for image in session.scalars(select(Image).where(Image.case_id == case.id).order_by(Image.ordinal))
-    ]
+    files = case_image_files(session, assignment, study)
+    images = [ImageView(image.ordinal, image.view, image.is_prior) for image in files]
     questions = [
         QuestionView(q.key, q.kind, q.label, list(q.options), q.required, dict(q.scale) if q.scale else None)
         for q in session.scalars(select(Question).where(Question.arm_id == arm.id).order_by(Question.ordinal))
@@ -280,7 +308,7 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
         instructions=arm.instructions,
         indication=case.indication,
         comparison=case.comparison,
-        images=images,
+        images=images, image_files=files,
         questions=questions,
         answers=answers,
         first_shown_at=assignment.first_shown_at,

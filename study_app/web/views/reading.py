@@ -136,7 +136,8 @@ def render() -> None:
 
 def _viewer(db, actor, view: reading_service.CaseView, state: dict) -> None:
     try:
-        shown = image_service.case_display_images(db, actor, view.case_ref)
+        # The view read the case's images with its access check: no second lookup on every rerun.
+        shown = image_service.display_images(view.image_files, view.desk["default_window"])
     except (ServiceError, ValueError, OSError) as error:
         shown = []
         st.error(f"The images of this case cannot be shown: {error}")
