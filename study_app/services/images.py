@@ -488,49 +488,48 @@ def case_image_bytes(
     raise NotFound("no such image in this case")
 
 
-def next_case_after(db: Database, actor: Actor, case_ref: str) -> str | None:
-    """The reader's next openable case after this one in worklist order, or None."""
+@dataclass(frozen=True)
+class CaseAhead:
+    """The reader's next case, for the browser to fetch ahead: its reference, its images' places, and the
+    background preparation of its display copies (a Future of :func:`display_images`' list)."""
+
+    case_ref: str
+    ordinals: list[int]
+    prepared: Future
+
+
+def next_case_ahead(db: Database, actor: Actor, case_ref: str, *, cache: DisplayCache | None = None
+                    ) -> CaseAhead | None:
+    """The reader's next openable case after this one in worklist order, its images looked up once (with the
+    access rule) and prepared in a background thread, so its first view is a cache hit; None at the end.
+
+    Errors of the preparation stay in the Future: a failed prefetch only means the case is prepared when it opens.
+    """
     if actor.kind != "reader" or actor.reader_id is None:
         return None
     with db.read() as session:
         current = session.scalars(select(Assignment).where(Assignment.case_ref == case_ref)).first()
         if current is None or current.reader_id != actor.reader_id:
             return None
-        return session.scalars(
+        following = session.scalars(
             select(Assignment.case_ref)
             .where(Assignment.reader_id == actor.reader_id, Assignment.position > current.position,
                    Assignment.status.in_(("ready", "in_progress")))
             .order_by(Assignment.position)
             .limit(1)
         ).first()
-
-
-def next_case_images(db: Database, actor: Actor, case_ref: str) -> tuple[str, list[int]] | None:
-    """The next case (its reference) and its images' places, for the browser to fetch ahead; None at the end."""
-    following = next_case_after(db, actor, case_ref)
-    if following is None:
-        return None
-    try:
-        case_images, _ = _case_images(db, actor, following)
-    except ServiceError:
-        return None
-    return following, [image.ordinal for image in case_images]
+        if following is None:
+            return None
+        try:
+            assignment = reader_case(session, actor, following, viewing=True)
+        except ServiceError:
+            return None
+        study = session.get(Study, assignment.study_id)
+        files, window = case_image_files(session, assignment, study), default_window(study)
+    prepared = _prefetcher.submit(display_images, files, window, cache=cache)
+    return CaseAhead(following, [image.ordinal for image in files], prepared)
 
 
 def prefetch_case(db: Database, actor: Actor, case_ref: str, *, cache: DisplayCache | None = None) -> Future:
     """Prepare one case's images in a background thread (the case whose instructions the reader is reading)."""
     return _prefetcher.submit(case_display_images, db, actor, case_ref, cache=cache)
-
-
-def prefetch_next_case(
-    db: Database, actor: Actor, case_ref: str, *, cache: DisplayCache | None = None
-) -> Future | None:
-    """Prepare the next case's images in a background thread, so its first view is a cache hit.
-
-    Returns the Future (None when there is no next case); errors stay in the Future, since a failed
-    prefetch only means the next case is prepared when it opens.
-    """
-    following = next_case_after(db, actor, case_ref)
-    if following is None:
-        return None
-    return _prefetcher.submit(case_display_images, db, actor, following, cache=cache)

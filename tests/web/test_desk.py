@@ -289,7 +289,8 @@ def test_the_next_case_is_fetched_ahead_and_save_and_next_opens_it_from_memory(d
     desk.finish_residents()
     actor = desk.actor("att2")
     first = reading.worklist(desk.db, actor).next_item()
-    ahead, ordinals = images.next_case_images(desk.db, actor, first.case_ref)
+    following = images.next_case_ahead(desk.db, actor, first.case_ref)
+    ahead, ordinals = following.case_ref, following.ordinals
     page = desk.page(browser, "att2")
     requests = []
     page.on("requestfinished", lambda r: requests.append(r.url))

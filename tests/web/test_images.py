@@ -157,16 +157,18 @@ def test_next_case_is_prepared_in_the_background_and_named_for_the_browser(web_s
     _, actor = web_study.sign_in("res1")
     first, second = web_study.items(actor)[:2]
     cache = images.DisplayCache(None)
-    future = images.prefetch_next_case(web_study.db, actor, first.case_ref, cache=cache)
-    assert future is not None
-    prepared = future.result(timeout=30)
+    ahead = images.next_case_ahead(web_study.db, actor, first.case_ref, cache=cache)
+    assert ahead is not None
+    prepared = ahead.prepared.result(timeout=30)
     ordinals = [v.ordinal for v in reading.case_view(web_study.db, actor, second.case_ref).images]
     assert [img.ordinal for img, _ in prepared] == ordinals
     assert len(cache._memory) == len(prepared)
-    assert images.next_case_images(web_study.db, actor, first.case_ref) == (second.case_ref, ordinals)
+    assert (ahead.case_ref, ahead.ordinals) == (second.case_ref, ordinals)
     last = web_study.items(actor)[-1]
-    assert images.prefetch_next_case(web_study.db, actor, last.case_ref, cache=cache) is None
-    assert images.next_case_images(web_study.db, actor, last.case_ref) is None
+    assert images.next_case_ahead(web_study.db, actor, last.case_ref, cache=cache) is None
+    # Another reader's case names nothing ahead.
+    _, other = web_study.sign_in("res2")
+    assert images.next_case_ahead(web_study.db, other, first.case_ref, cache=cache) is None
 
 
 def test_memory_cache_is_bounded_by_bytes(web_study):

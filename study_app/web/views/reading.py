@@ -143,12 +143,8 @@ def _viewer(db, actor, view: reading_service.CaseView, state: dict) -> None:
         st.error(f"The images of this case cannot be shown: {error}")
     following = None
     if view.status in ("in_progress", "submitted"):
-        # Looked up once per case in this tab, not on every rerun (P1): it is only what the browser fetches ahead.
-        ahead = state.setdefault("ahead", {})
-        if view.case_ref not in ahead:
-            ahead.clear()
-            ahead[view.case_ref] = image_service.next_case_images(db, actor, view.case_ref)
-        following = ahead[view.case_ref]
+        # The next case, looked up once per case in this tab (_case): only what the browser fetches ahead.
+        following = state.get("ahead", {}).get(view.case_ref)
     image_viewer(
         view.case_ref,
         [
@@ -163,15 +159,17 @@ def _viewer(db, actor, view: reading_service.CaseView, state: dict) -> None:
         hanging=list(view.desk["hanging"]),
         # The next case's images, fetched by the browser while the reader works on this one (previews first).
         prefetch=[] if following is None else
-        [f"/api/image/{following[0]}/{o}/preview" for o in following[1]]
-        + [f"/api/image/{following[0]}/{o}" for o in following[1]],
+        [f"/api/image/{following.case_ref}/{o}/preview" for o in following.ordinals]
+        + [f"/api/image/{following.case_ref}/{o}" for o in following.ordinals],
     )
 
 
 def _case(db, actor, view: reading_service.CaseView, state: dict) -> None:
     if view.case_ref not in state["prefetched"]:
+        # Once per case in this tab, not on every rerun (P1, P8): the server prepares the next case's images in
+        # the background and the browser is told their addresses to fetch ahead.
         state["prefetched"].add(view.case_ref)
-        image_service.prefetch_next_case(db, actor, view.case_ref)
+        state["ahead"] = {view.case_ref: image_service.next_case_ahead(db, actor, view.case_ref)}
     with st.container(key="rs-desk"):
         left, right = st.columns([3, 2], gap="small")
         with left:
