@@ -356,7 +356,7 @@ class VLLMServerBackend:
             raise _status_error(response)
         answer = response.json()  # a broken body raises ValueError: the request's failure, not retried
         if not isinstance(answer, dict):
-            raise ValueError(f"the server answered {type(answer).__name__}, not a JSON object")
+            raise TypeError(f"the server answered {type(answer).__name__}, not a JSON object")
         return answer
 
     def _results(self, request: DraftRequest, response: dict, latency: float) -> list[DraftResult]:
