@@ -149,6 +149,9 @@ class _LoopbackServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+    # TCP_NODELAY, as uvicorn (vLLM's server) sets it. Without it the body, written after the headers, waits
+    # for the client's delayed ACK of the headers: every answer came ~44 ms late on loopback.
+    disable_nagle_algorithm = True
     fake: FakeServer
 
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr
