@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from study_app.services.actors import Actor
@@ -23,11 +24,16 @@ def record_event(
     reader_id: int | None = None,
     assignment_id: int | None = None,
     at=None,
-) -> Event:
+) -> None:
+    """Append one event in the session's transaction (it commits or rolls back with the work it records).
+
+    Written as one INSERT at once rather than an object for the session's unit of work: the log is append-only
+    (nothing reads the row back in the transaction) and it is written on every autosave and beacon (P8).
+    """
     payload = dict(payload or {})
     if len(payload) > MAX_PAYLOAD_KEYS:
         raise ValueError("event payload too large")
-    event = Event(
+    session.execute(insert(Event).values(
         study_id=study_id,
         at=at or utcnow(),
         actor=actor.audit_name(),
@@ -35,6 +41,4 @@ def record_event(
         assignment_id=assignment_id,
         kind=kind,
         payload=payload,
-    )
-    session.add(event)
-    return event
+    ))
