@@ -39,6 +39,7 @@ LEVELS = (10, 50, 100, 200, 500)
 LEVEL_S = float(os.environ.get("BENCH_LEVEL_S", "60"))     # how long each level drives its readers
 RAMP_S = float(os.environ.get("BENCH_RAMP_S", "15"))       # readers arrive over this many seconds
 CASE_S = float(os.environ.get("BENCH_CASE_S", "20"))       # a simulated reader spends this long per case
+STEADY_FROM_S = 10.0  # after the ramp, when the steady CPU per case starts being counted
 AUTOSAVE_S = 3.0                                          # the editor's autosave period
 N_CASES = 12
 CASE_IN_VIEWER = re.compile(rb"/api/image/([0-9a-f]{16,64})/")
@@ -234,6 +235,7 @@ async def _read_one_case(session: Session, page: Page, rng: random.Random, recor
         answers = [_choice(widget_id, rng.choice(options)) for widget_id, options in page.radios.values()]
         page = await session.rerun(query, [*answers, _trigger(page.submitters[SAVE_AND_NEXT])])
     record["cases"] += 1
+    record["case_done_at"].append(time.monotonic())
     return page  # the next case (or its instructions), or the end of the worklist
 
 
@@ -348,6 +350,21 @@ def _limit(samples: dict) -> str:
     return "none saturated"
 
 
+def _steady_cpu_per_case(cpu_at: list[tuple[float, float]], done_at: list[float]) -> float | None:
+    """The servers' CPU seconds per completed case once every reader is in (from ``STEADY_FROM_S`` after the first
+    sample to the last): without the sign-ins and first pages of the ramp, which a real reader pays once per
+    sitting of dozens of cases, not once per six as here."""
+    if len(cpu_at) < 3:
+        return None
+    start = cpu_at[0][0] + RAMP_S + STEADY_FROM_S
+    inside = [(t, c) for t, c in cpu_at if t >= start]
+    if len(inside) < 2:
+        return None
+    (t0, c0), (t1, c1) = inside[0], inside[-1]
+    cases = sum(1 for t in done_at if t0 < t <= t1)
+    return round((c1 - c0) / cases, 3) if cases else None
+
+
 def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) -> dict:
     """One level: a fresh study of ``n_sessions`` readers, ``servers`` server processes, the readers driven for
     ``level_s`` seconds; returns its figures."""
@@ -357,7 +374,10 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
     from tests.postgres_server import start_postgres
 
     folder = Path(tempfile.mkdtemp(prefix="bench-protocol-"))
-    postgres = start_postgres() if servers > 1 or os.environ.get("BENCH_POSTGRES") == "1" else None
+    # Several processes share PostgreSQL by default (the documented replicas); BENCH_POSTGRES=0 puts them on one
+    # SQLite file (one machine: SQLite's own locks between processes).
+    use_postgres = os.environ.get("BENCH_POSTGRES", "1" if servers > 1 else "0") == "1"
+    postgres = start_postgres() if use_postgres else None
     db_url = postgres.create_database() if postgres else f"sqlite:///{folder / 'study.sqlite'}"
     processes, nginx = [], None
     try:
@@ -381,8 +401,10 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         cpu_before = sum(p.cpu_times().user + p.cpu_times().system for p in watched)
         record = {"interaction": [], "route": [], "image": [], "acknowledged": [], "errors": [], "cases": 0, "open": 0,
+                  "case_done_at": [],
                   "peak_open": 0}
-        samples = {"rss": [], "threads": [], "server_busy": [], "client_busy": [], "machine_busy": []}
+        samples = {"rss": [], "threads": [], "server_busy": [], "client_busy": [], "machine_busy": [],
+                   "server_cpu_at": []}  # (monotonic time, the servers' CPU seconds so far)
         me = psutil.Process()
 
         async def drive() -> None:
@@ -404,6 +426,7 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
                 while any(not r.done() for r in readers):
                     await asyncio.sleep(1.0)
                     samples["rss"].append(sum(p.memory_info().rss for p in watched))
+                    samples["server_cpu_at"].append((time.monotonic(), sum(cpu(p) for p in watched)))
                     samples["threads"].append(sum(p.num_threads() for p in watched))
                     now = [cpu(p) for p in watched], cpu(me), time.perf_counter(), machine()
                     elapsed = now[2] - last[2]
@@ -435,6 +458,7 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
             if path.is_file():
                 server_reruns += [float(line.split("\t")[1]) for line in path.read_text().splitlines() if "\t" in line]
         cpu_share = cpu / wall / len(processes)
+        steady = _steady_cpu_per_case(samples["server_cpu_at"], record["case_done_at"])
         figures = {
             "sessions": n_sessions, "servers": servers, "peak_open": record["peak_open"], "cases": record["cases"],
             "interaction_p50_ms": round(_percentile(record["interaction"], 0.5) * 1000, 1),
@@ -446,6 +470,7 @@ def run_level(n_sessions: int, *, servers: int = 1, level_s: float = LEVEL_S) ->
             "route_p95_ms": round(_percentile(record["route"], 0.95) * 1000, 1),
             "image_p95_ms": round(_percentile(record["image"], 0.95) * 1000, 1),
             "server_cpu_s_per_case": round(cpu / max(1, record["cases"]), 3),
+            "server_cpu_s_per_case_steady": steady,
             "server_cpu_share_per_process": round(cpu_share, 2),
             "server_rss_mb_peak": round(max(samples["rss"] or [0]) / 2**20),
             "server_rss_mb_per_session": round((max(samples["rss"] or [0]) - min(samples["rss"] or [0])) / 2**20
