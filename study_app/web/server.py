@@ -315,10 +315,6 @@ def _same_origin(request: Request) -> bool:
     return origin.split("://", 1)[-1] in hosts
 
 
-def _error(error: ServiceError) -> JSONResponse:
-    return JSONResponse({"error": str(error), "kind": type(error).__name__}, status_code=_status_of(error))
-
-
 def _not_signed_in() -> JSONResponse:
     return JSONResponse({"error": "not signed in"}, status_code=401)
 
@@ -334,8 +330,8 @@ async def case_image(request: Request) -> Response:
     try:
         body = await _as_reader(request, lambda actor: images.case_image_bytes(
             shared_database(), actor, case_ref, ordinal, kind))
-    except ServiceError as error:
-        return _error(error)
+    except ServiceError as error:  # the session check's faults too: said as service_error says them
+        return await service_error(request, error)
     if body is NOT_SIGNED_IN:
         return _not_signed_in()
     # Cacheable for a day: the browser fetches the next case's images ahead, and a case's pictures never change.
@@ -350,8 +346,8 @@ async def case_text(request: Request) -> Response:
     case_ref = request.path_params["case_ref"]
     try:
         view = await _as_reader(request, lambda actor: reading.case_view(shared_database(), actor, case_ref))
-    except ServiceError as error:
-        return _error(error)
+    except ServiceError as error:  # the session check's faults too: said as service_error says them
+        return await service_error(request, error)
     if view is NOT_SIGNED_IN:
         return _not_signed_in()
     return JSONResponse({"text": view.editor_text, "status": view.status}, headers={"Cache-Control": "no-store"})
@@ -388,8 +384,8 @@ async def _reader_post(request: Request, work) -> Response:
         return refusal
     try:
         result = await _as_reader(request, lambda actor: work(actor, _json(body)))
-    except ServiceError as error:
-        return _error(error)
+    except ServiceError as error:  # the session check's faults too: said as service_error says them
+        return await service_error(request, error)
     if result is NOT_SIGNED_IN:
         return _not_signed_in()
     return JSONResponse(result)
