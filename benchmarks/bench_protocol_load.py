@@ -42,6 +42,7 @@ CASE_S = float(os.environ.get("BENCH_CASE_S", "20"))       # a simulated reader 
 STEADY_FROM_S = 10.0  # after the ramp, when the steady CPU per case starts being counted
 AUTOSAVE_S = 3.0                                          # the editor's autosave period
 N_CASES = 12
+MAX_CACHED_MESSAGE_AGE = 2  # Streamlit's global.maxCachedMessageAge, the frontend's cache of large messages
 CASE_IN_VIEWER = re.compile(rb"/api/image/([0-9a-f]{16,64})/")
 
 DESIGN = """
@@ -84,13 +85,17 @@ def _percentile(values: list[float], q: float) -> float:
 # --- the Streamlit protocol --------------------------------------------------------------------------------
 
 
-def _rerun_message(query: str, widgets: list | None = None) -> bytes:
+def _rerun_message(query: str, widgets: list | None = None, cached: list[str] | None = None) -> bytes:
+    """A rerun request as the frontend sends it: the query string, the widgets' states and the hashes of the
+    large messages it keeps (Streamlit's forward-message cache), which the server then sends as references."""
     from streamlit.proto.BackMsg_pb2 import BackMsg
 
     message = BackMsg()
     message.rerun_script.query_string = query
     if widgets:
         message.rerun_script.widget_states.widgets.extend(widgets)
+    if cached:
+        message.rerun_script.cached_message_hashes.extend(cached)
     return message.SerializeToString()
 
 
@@ -127,6 +132,11 @@ class Session:
         self.base, self.origin, self.record = base, origin, record
         self.http = None
         self.ws = None
+        # The frontend's message cache: a large element (the viewer's and the editor's modules) arrives whole once,
+        # then as a reference to its hash, as long as the browser says it has it.
+        self.cache: dict[str, bytes] = {}
+        self.last_used: dict[str, int] = {}  # hash -> the script run that last drew it
+        self.runs = 0
 
     async def sign_in(self, invite: str) -> None:
         import httpx
@@ -151,23 +161,42 @@ class Session:
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
         started = time.perf_counter()
-        await self.ws.send(_rerun_message(query, widgets))
+        await self.ws.send(_rerun_message(query, widgets, list(self.cache)))
         page = Page()
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), timeout=120)
             message = ForwardMsg()
             message.ParseFromString(raw)
             kind = message.WhichOneof("type")
+            if kind == "ref_hash":
+                raw = self.cache[message.ref_hash]
+                message = ForwardMsg()
+                message.ParseFromString(raw)
+                kind = message.WhichOneof("type")
+                self.last_used[message.hash] = self.runs
+            elif message.metadata.cacheable:
+                self.cache[message.hash] = raw
+                self.last_used[message.hash] = self.runs
             if kind == "delta" and message.delta.WhichOneof("type") == "new_element":
                 page.add(message.delta.new_element)
                 page.see(raw)
             elif kind == "script_finished":
                 if message.script_finished == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                     page = Page()  # st.rerun(): the script starts again at once; what counts is that run's page
+                    self._forget_old()
                     continue
+                self._forget_old()
                 break
         self.record["interaction"].append(time.perf_counter() - started)
         return page
+
+    def _forget_old(self) -> None:
+        # As the frontend does (global.maxCachedMessageAge, 2 by default): a message no script run has drawn for
+        # two runs leaves the cache, and the server then sends it whole again.
+        self.runs += 1
+        for key in [key for key, run in self.last_used.items() if self.runs - run > MAX_CACHED_MESSAGE_AGE]:
+            self.cache.pop(key, None)
+            del self.last_used[key]
 
     async def get(self, path: str) -> int:
         started = time.perf_counter()

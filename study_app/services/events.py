@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session
 
 from study_app.services.actors import Actor
@@ -14,8 +14,12 @@ from study_app.store.models import Event, utcnow
 MAX_PAYLOAD_KEYS = 32
 
 
+# Built once; its rows come as parameters (P8).
+_EVENT_ROW = insert(Event.__table__)
+
+
 def record_event(
-    session: Session,
+    session: Session | Connection,
     *,
     study_id: str | None,
     actor: Actor,
@@ -25,20 +29,21 @@ def record_event(
     assignment_id: int | None = None,
     at=None,
 ) -> None:
-    """Append one event in the session's transaction (it commits or rolls back with the work it records).
+    """Append one event in the transaction of ``session`` (an ORM session or a Core connection): it commits or
+    rolls back with the work it records.
 
-    Written as one INSERT at once rather than an object for the session's unit of work: the log is append-only
+    Written as one prepared INSERT rather than an object for the session's unit of work: the log is append-only
     (nothing reads the row back in the transaction) and it is written on every autosave and beacon (P8).
     """
     payload = dict(payload or {})
     if len(payload) > MAX_PAYLOAD_KEYS:
         raise ValueError("event payload too large")
-    session.execute(insert(Event).values(
-        study_id=study_id,
-        at=at or utcnow(),
-        actor=actor.audit_name(),
-        reader_id=reader_id if reader_id is not None else actor.reader_id,
-        assignment_id=assignment_id,
-        kind=kind,
-        payload=payload,
-    ))
+    session.execute(_EVENT_ROW, {
+        "study_id": study_id,
+        "at": at or utcnow(),
+        "actor": actor.audit_name(),
+        "reader_id": reader_id if reader_id is not None else actor.reader_id,
+        "assignment_id": assignment_id,
+        "kind": kind,
+        "payload": payload,
+    })
