@@ -8,8 +8,11 @@ then read the cookie through ``st.context.cookies`` on every rerun.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import html
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -301,7 +304,12 @@ def _as_reader(request: Request, work):
             return NOT_SIGNED_IN
         return work(actor)
 
-    return run_in_threadpool(run)
+    return asyncio.get_running_loop().run_in_executor(_READER_THREADS, contextvars.copy_context().run, run)
+
+
+# The reader routes' worker threads: a plain executor instead of anyio's to_thread (its capacity limiter, cancel
+# scope and event-loop detection were a fifth of an autosave's CPU; P8). As many threads as anyio's default limit.
+_READER_THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="reader-route")
 
 
 def _same_origin(request: Request) -> bool:
