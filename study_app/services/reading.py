@@ -8,12 +8,13 @@ string): assignment ids are sequential and never reach a browser.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -140,11 +141,30 @@ class CaseImage:
     sha256: str
 
 
+# What every rerun of a case page reads, built once (constructing a statement cost about as much as running it: P8).
+_CASE_IMAGES = (select(Image.ordinal, Image.view, Image.is_prior, Image.path, Image.relpath, Image.sha256)
+                .where(Image.case_id == bindparam("case_id")).order_by(Image.ordinal))
+_CASE_FACTS = (select(Arm.task, Arm.timed, Arm.instructions, Arm.annotate_errors, Case.indication, Case.comparison)
+               .select_from(Assignment).join(Arm, Arm.id == Assignment.arm_id).join(Case, Case.id == Assignment.case_id)
+               .where(Assignment.id == bindparam("assignment_id")))
+_READER_CASE_COUNT = select(func.count(Assignment.id)).where(Assignment.reader_id == bindparam("reader_id"))
+_ARM_QUESTIONS = (select(Question.key, Question.kind, Question.label, Question.options, Question.required,
+                         Question.scale)
+                  .where(Question.arm_id == bindparam("arm_id")).order_by(Question.ordinal))
+_CASE_ANSWERS = (select(Question.key, Answer.value).join(Question, Answer.question_id == Question.id)
+                 .where(Answer.assignment_id == bindparam("assignment_id")))
+_CASE_RESPONSE = (select(Response.final_text, Response.shown_text)
+                  .where(Response.assignment_id == bindparam("assignment_id")).limit(1))
+_LATEST_AUTOSAVE = (select(Autosave.text).where(Autosave.assignment_id == bindparam("assignment_id"))
+                    .order_by(Autosave.id.desc()).limit(1))
+_DRAFT_REPORT = select(Draft.report).where(Draft.id == bindparam("draft_id"))
+
+
 def case_image_files(session: Session, assignment: Assignment, study: Study) -> list[CaseImage]:
     """The images of an assignment's case in their order, with where each file is (the manifest's path, else the
     cohort folder's copy): what the image routes and the viewer read."""
     root = Path(study.cohort_root or ".")
-    rows = session.scalars(select(Image).where(Image.case_id == assignment.case_id).order_by(Image.ordinal)).all()
+    rows = session.execute(_CASE_IMAGES, {"case_id": assignment.case_id}).all()
     return [CaseImage(row.ordinal, row.view, row.is_prior,
                       row.path if Path(row.path).is_file() else str(root / row.relpath), row.sha256)
             for row in rows]
@@ -214,10 +234,7 @@ def reader_case(
     ref = _reader_ref(actor, case_ref)
     row = None
     if ref is not None:  # the case and its study in one query: every reader request and rerun runs it
-        query = select(Assignment, Study).join(Study, Study.id == Assignment.study_id).where(Assignment.case_ref == ref)
-        if for_update:
-            query = query.with_for_update(of=Assignment)
-        row = session.execute(query).first()
+        row = session.execute(_READER_CASE_FOR_UPDATE if for_update else _READER_CASE, {"case_ref": ref}).first()
     if row is None:
         raise NotFound(NOT_YOURS)
     assignment, study = row
@@ -227,6 +244,10 @@ def reader_case(
 
 
 NOT_YOURS = "no such case in your worklist"
+# reader_case's query, built once (P8).
+_READER_CASE = (select(Assignment, Study).join(Study, Study.id == Assignment.study_id)
+                .where(Assignment.case_ref == bindparam("case_ref")))
+_READER_CASE_FOR_UPDATE = _READER_CASE.with_for_update(of=Assignment)
 
 
 def _reader_ref(actor: Actor, case_ref: object) -> str | None:
@@ -265,10 +286,7 @@ def worklist(db: Database, actor: Actor) -> Worklist:
     if actor.kind != "reader" or actor.reader_id is None:
         raise PermissionDenied("only a signed-in reader has a worklist")
     with db.read() as session:
-        reader = session.execute(
-            select(Reader.reader_key, Study.status, Study.settings).join(Study, Study.id == Reader.study_id)
-            .where(Reader.id == actor.reader_id)
-        ).first()
+        reader = session.execute(_WORKLIST_READER, {"reader_id": actor.reader_id}).first()
         if reader is None:
             raise NotFound("unknown reader")
         rows = _worklist_rows(session, actor.reader_id)
@@ -290,51 +308,49 @@ def worklist(db: Database, actor: Actor) -> Worklist:
                     can_go_back=bool(reader.settings.get("allow_going_back", False)), next_session=next_session)
 
 
+# The worklist's two queries, built once: every page run of a reader reads the worklist (P8).
+_WORKLIST_READER = (select(Reader.reader_key, Study.status, Study.settings).join(Study, Study.id == Reader.study_id)
+                    .where(Reader.id == bindparam("reader_id")))
+_WORKLIST_ROWS = (
+    select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round,
+           Assignment.reading_session, Assignment.completed_at)
+    .join(Arm, Assignment.arm_id == Arm.id)
+    .where(Assignment.reader_id == bindparam("reader_id"))
+    .order_by(Assignment.position)
+)
+
+
 def _worklist_rows(session: Session, reader_id: int) -> list:
-    return session.execute(
-        select(Assignment.case_ref, Assignment.position, Arm.key, Arm.task, Assignment.status, Arm.reading_round,
-               Assignment.reading_session, Assignment.completed_at)
-        .join(Arm, Assignment.arm_id == Arm.id)
-        .where(Assignment.reader_id == reader_id)
-        .order_by(Assignment.position)
-    ).all()
+    return session.execute(_WORKLIST_ROWS, {"reader_id": reader_id}).all()
 
 
 def _draft_text(session: Session, draft_id: int | None) -> str | None:
     if draft_id is None:
         return None
-    return session.get(Draft, draft_id).report
+    return session.execute(_DRAFT_REPORT, {"draft_id": draft_id}).scalar_one()
 
 
 def _case_view(session: Session, assignment: Assignment) -> CaseView:
-    arm = session.get(Arm, assignment.arm_id)
-    case = session.get(Case, assignment.case_id)
-    study = session.get(Study, assignment.study_id)
-    total = len(session.scalars(select(Assignment.id).where(Assignment.reader_id == assignment.reader_id)).all())
+    facts = session.execute(_CASE_FACTS, {"assignment_id": assignment.id}).one()
+    study = session.get(Study, assignment.study_id)  # loaded with the case by reader_case: no query
+    total = session.execute(_READER_CASE_COUNT, {"reader_id": assignment.reader_id}).scalar_one()
     files = case_image_files(session, assignment, study)
     images = [ImageView(image.ordinal, image.view, image.is_prior) for image in files]
     questions = [
         QuestionView(q.key, q.kind, q.label, list(q.options), q.required, dict(q.scale) if q.scale else None)
-        for q in session.scalars(select(Question).where(Question.arm_id == arm.id).order_by(Question.ordinal))
+        for q in session.execute(_ARM_QUESTIONS, {"arm_id": assignment.arm_id})
     ]
-    answers = {
-        key: value
-        for key, value in session.execute(
-            select(Question.key, Answer.value)
-            .join(Question, Answer.question_id == Question.id)
-            .where(Answer.assignment_id == assignment.id)
-        )
-    }
+    answers = {key: value for key, value in session.execute(_CASE_ANSWERS, {"assignment_id": assignment.id})}
     view = CaseView(
         case_ref=assignment.case_ref,
         position=assignment.position,
         total=total,
-        task=arm.task,
+        task=facts.task,
         status=assignment.status,
-        timed=arm.timed,
-        instructions=arm.instructions,
-        indication=case.indication,
-        comparison=case.comparison,
+        timed=facts.timed,
+        instructions=facts.instructions,
+        indication=facts.indication,
+        comparison=facts.comparison,
         images=images, image_files=files,
         questions=questions,
         answers=answers,
@@ -344,33 +360,33 @@ def _case_view(session: Session, assignment: Assignment) -> CaseView:
         # Studies created before the setting existed get the defaults.
         desk={**DESK_DEFAULTS, **(study.settings.get("desk") or {})},
     )
-    response = session.scalars(select(Response).where(Response.assignment_id == assignment.id)).first()
-    if arm.task in ("write", "edit"):
+    response = session.execute(_CASE_RESPONSE, {"assignment_id": assignment.id}).first()
+    draft = functools.cache(lambda: _draft_text(session, assignment.draft_id))  # read at most once
+
+    if facts.task in ("write", "edit"):
         if response is not None:
             view.editor_text = response.final_text
         else:
-            latest = session.scalars(
-                select(Autosave).where(Autosave.assignment_id == assignment.id).order_by(Autosave.id.desc()).limit(1)
-            ).first()
-            view.editor_text = latest.text if latest else (_draft_text(session, assignment.draft_id) or "")
-        if arm.task == "edit":
-            view.draft_text = _draft_text(session, assignment.draft_id) or ""
-            view.annotate_errors = bool(arm.annotate_errors)
-            if arm.annotate_errors and response is not None:
+            latest = session.execute(_LATEST_AUTOSAVE, {"assignment_id": assignment.id}).scalar()
+            view.editor_text = latest if latest is not None else (draft() or "")
+        if facts.task == "edit":
+            view.draft_text = draft() or ""
+            view.annotate_errors = bool(facts.annotate_errors)
+            if facts.annotate_errors and response is not None:
                 view.error_segments = segments_of(response.shown_text, response.final_text)
                 view.error_marks = {
                     row.segment: {"category": row.category, "significant": row.significant}
                     for row in session.scalars(select(ErrorAnnotation).where(
                         ErrorAnnotation.assignment_id == assignment.id).order_by(ErrorAnnotation.segment))
                 }
-    elif arm.task == "detect":
-        view.detection = detection_view(session, assignment, arm)
+    elif facts.task == "detect":
+        view.detection = detection_view(session, assignment, session.get(Arm, assignment.arm_id))
         if view.detection["shows_draft"]:
             view.draft_text = _draft_text(session, assignment.draft_id) or ""
-    elif arm.task == "compare":
+    elif facts.task == "compare":
         view.report_a = _draft_text(session, assignment.a_draft_id)
         view.report_b = _draft_text(session, assignment.b_draft_id)
-    elif arm.task == "rate_reasoning":
+    elif facts.task == "rate_reasoning":
         item = session.get(MCItem, assignment.mc_item_id)
         draft = session.get(Draft, assignment.draft_id)
         view.mc_question = item.question
