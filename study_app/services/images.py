@@ -322,18 +322,27 @@ class DisplayCache:
         # The preview is drawn in the study's default window, so that is part of the key.
         return f"{sha256}-{max_size[0]}x{max_size[1]}-{window}"
 
+    def in_memory(self, sha256: str, max_size: tuple[int, int] = DISPLAY_MAX, window: str = "file"
+                  ) -> DisplayImage | None:
+        """The display copy when it is in memory already (nothing read or prepared), else None."""
+        key = self._key(sha256, max_size, window)
+        with self._lock:
+            hit = self._memory.get(key)
+            if hit is not None:
+                self._memory.move_to_end(key)
+            return hit
+
     def get(self, path: str | Path, sha256: str, max_size: tuple[int, int] = DISPLAY_MAX,
             window: str = "file") -> DisplayImage:
         """The display copy of one file, prepared on first use; concurrent callers wait for one preparation.
 
         Returns as soon as the preview is ready; the full copy may still be encoding (``.full`` waits).
         """
+        hit = self.in_memory(sha256, max_size, window)
+        if hit is not None:
+            return hit
         key = self._key(sha256, max_size, window)
         with self._lock:
-            hit = self._memory.get(key)
-            if hit is not None:
-                self._memory.move_to_end(key)
-                return hit
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
@@ -460,6 +469,9 @@ def display_images(case_images: list[CaseImage], window: str, *, cache: DisplayC
     """Images already looked up (a case view's ``image_files``, its access checked) at display size, as
     :func:`case_display_images`: the case page's rerun reads the case once (P8)."""
     cache = cache or default_cache()
+    shown = [cache.in_memory(image.sha256, window=window) for image in case_images]
+    if all(display is not None for display in shown):  # every rerun after the first: no trip to the preparers
+        return list(zip(case_images, shown))
     get = lambda image: cache.get(image.path, image.sha256, window=window)  # noqa: E731
     if len(case_images) == 1:
         return [(case_images[0], get(case_images[0]))]

@@ -79,6 +79,7 @@ SECURITY_HEADERS = {
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
+_SECURITY_HEADER_BYTES = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]  # added to every answer
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
@@ -329,7 +330,7 @@ class SecurityMiddleware:
                 headers = list(message.get("headers", []))
                 present = {key.lower() for key, _ in headers}
                 # A route that set its own (a sign-in form's Referrer-Policy, say) keeps it.
-                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present]
+                headers += [(k, v) for k, v in _SECURITY_HEADER_BYTES if k not in present]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -344,6 +345,6 @@ class SecurityMiddleware:
         body = json.dumps({"error": message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"cache-control", b"no-store"), (b"connection", b"close")]
-        headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        headers += _SECURITY_HEADER_BYTES
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

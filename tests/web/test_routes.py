@@ -15,16 +15,35 @@ from starlette.testclient import TestClient
 from study_app.services import reading
 from study_app.services.auth import SESSION_COOKIE
 from study_app.store.models import Event
-from study_app.web.server import CLIENT_HEADER, ROUTES
+from study_app.services.errors import ServiceError
+from study_app.web.server import CLIENT_HEADER, READER_PATHS, ROUTES, ReaderRoutes, service_error
 from tests.case_refs import assignment_id_of
 
 BEACON = {CLIENT_HEADER: "1"}
 
 
-@pytest.fixture
-def client(web_study):
-    with TestClient(Starlette(routes=ROUTES), base_url="http://testserver", follow_redirects=False) as c:
+def _short_way(app):
+    """The reader addresses as the server sends them, past the routes straight to ReaderRoutes (READER_PATHS)."""
+    readers = ReaderRoutes({ServiceError: service_error})
+
+    async def asgi(scope, receive, send):
+        if scope["type"] == "http" and READER_PATHS.fullmatch(scope["path"]):
+            await readers(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return asgi
+
+
+@pytest.fixture(params=["routes", "short way"])
+def client(request, web_study):
+    # Every test below runs twice: through the routes, and as the server answers a well-formed reader address.
+    app = Starlette(routes=ROUTES)
+    with TestClient(app if request.param == "routes" else _short_way(app), base_url="http://testserver",
+                    follow_redirects=False) as c:
         yield c
+
+
 
 
 def signed_in(client, web_study, reader_key: str):
@@ -97,6 +116,14 @@ def _first_case(web_study, client, reader_key: str):
     item = web_study.items(actor)[0]
     view = reading.open_case(web_study.db, actor, item.case_ref)
     return actor, view
+
+
+def test_another_method_is_refused_both_ways(client, web_study):
+    _actor, view = _first_case(web_study, client, "res1")
+    assert client.get(f"/api/reading/{view.case_ref}/autosave", headers=BEACON).status_code == 405
+    assert client.post(f"/api/image/{view.case_ref}/0", headers=BEACON).status_code == 405
+    assert client.post(f"/api/reading/{view.case_ref}/autosave", headers=BEACON,
+                       json={"text": "saved"}).status_code == 200
 
 
 def test_images_only_for_their_reader(client, web_study):
