@@ -217,3 +217,31 @@ def test_a_visual_analogue_answer_is_a_mark_on_its_scale():
             reading.validate_answers([vas, seven], {"quality": bad})
     with pytest.raises(InvalidInput, match="please answer: Image quality"):
         reading.validate_answers([vas, seven], {"confidence": "6"})
+
+
+def test_autosave_keeps_the_one_rule_of_access(demo_study):
+    """The autosave reads its case with its own column query (P8), through the same rule as reader_case."""
+    from study_app.services.lifecycle import change_status
+    from study_app.store.models import Autosave
+
+    db, _ = demo_study
+    res1, res2 = actor_for(db, "res1"), actor_for(db, "res2")
+    case = first_of_arm(db, res1, "resident_scratch").case_ref
+    reading.open_case(db, res1, case)
+    reading.autosave(db, res1, case, "my words")
+    with pytest.raises(NotFound) as other:
+        reading.autosave(db, res2, case, "not mine")
+    with pytest.raises(NotFound) as unknown:
+        reading.autosave(db, res2, "f" * 32, "nobody's")
+    assert str(other.value) == str(unknown.value)  # someone else's case reads as an unknown one
+    with pytest.raises(NotFound):
+        reading.autosave(db, res1, ["not", "a", "reference"], "x")
+    with pytest.raises(PermissionDenied):
+        reading.autosave(db, SYSTEM, case, "x")
+    change_status(db, SYSTEM, "demo", "pause", reason="maintenance")
+    with pytest.raises(Conflict, match="paused"):
+        reading.autosave(db, res1, case, "while paused")
+    with db.read() as session:  # only the reader's own save, made while the study was open, was kept
+        kept = session.scalars(select(Autosave.text).join(Assignment, Assignment.id == Autosave.assignment_id)
+                               .where(Assignment.case_ref == case)).all()
+    assert kept == ["my words"]
