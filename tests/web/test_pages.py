@@ -170,6 +170,32 @@ def test_submitted_case_locks_the_text_and_requires_answers(web_study, open_page
     assert "Next case" not in [b.label for b in at.button]
 
 
+def test_a_database_fault_at_save_and_next_is_said_under_the_form_and_keeps_the_answers(web_study, open_page,
+                                                                                        monkeypatch):
+    from study_app.services.errors import DatabaseUnavailable
+
+    at, token, actor, item = _edit_submitted(web_study, open_page)
+    view = reading.case_view(web_study.db, actor, item.case_ref)
+    chosen = [question.options[0]["value"] for question in view.questions]
+    for radio, value in zip(at.radio, chosen):
+        radio.set_value(value)
+    saved = reading.save_answers
+
+    def busy(*args, **kwargs):
+        raise DatabaseUnavailable("The study database is busy; nothing was saved. Try again.", reason="busy")
+
+    monkeypatch.setattr(reading, "save_answers", busy)
+    at = next(b for b in at.button if b.label == "Save and next").click().run()
+    assert not at.exception
+    assert "nothing was saved" in at.error[0].value
+    assert [r.value for r in at.radio][:len(chosen)] == chosen  # every answer chosen is still there
+    assert reading.case_view(web_study.db, actor, item.case_ref).status == "submitted"
+    monkeypatch.setattr(reading, "save_answers", saved)
+    at = next(b for b in at.button if b.label == "Save and next").click().run()
+    assert not at.exception and not at.error
+    assert reading.worklist(web_study.db, actor).item(item.case_ref).status == "completed"
+
+
 def test_save_then_the_worklist_pauses_between_cases(web_study, open_page):
     at, token, actor, item = _edit_submitted(web_study, open_page)
     view = reading.case_view(web_study.db, actor, item.case_ref)

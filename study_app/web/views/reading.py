@@ -8,7 +8,8 @@ import streamlit as st
 from analysis.draft_errors import ANNOTATION_CHOICES, SIGNIFICANCE_LABELS
 from study_app.services import images as image_service
 from study_app.services import reading as reading_service
-from study_app.services.errors import AlreadySubmitted, Conflict, InvalidInput, NotFound, ServiceError
+from study_app.services.errors import (AlreadySubmitted, Conflict, DatabaseUnavailable, InvalidInput, NotFound,
+                                      ServiceError)
 from study_app.services.reading import MAX_REPORT_CHARS
 from study_app.web import flow
 from study_app.web.components import image_viewer, report_editor
@@ -482,8 +483,9 @@ def _answers_pressed(db, actor, view: reading_service.CaseView, state: dict, pau
     except AlreadySubmitted:
         state["notice"] = {"text": "The answers of this case were already saved (in another tab); they stand."}
         return
-    except InvalidInput as error:
-        # Said under the form, which keeps every answer chosen.
+    except (InvalidInput, DatabaseUnavailable) as error:
+        # Said under the form, which keeps every answer chosen (a fault raised from the callback would end the run
+        # before the form is drawn, and Streamlit would then forget the answers' widgets).
         state["answers_problem"] = {"case_ref": view.case_ref, "text": str(error)}
         return
     if pause:
