@@ -461,22 +461,21 @@ async def autosave(request: Request) -> Response:
 
 # A case is named by its case_ref (opaque, random), never by an assignment id. These are every reader's images and
 # beacons, most of a reading's requests (P8): the security middleware sends them straight here (READER_PATHS).
+# The reading routes, (method, action) -> endpoint: the one list both the routes and the short way are made from.
+_READING_ENDPOINTS = {("GET", "text"): case_text, ("POST", "shown"): image_shown, ("POST", "submit"): submit,
+                      ("POST", "event"): client_event, ("POST", "autosave"): autosave}
 READER_ROUTES = [
     Route("/api/image/{case_ref}/{ordinal:int}", case_image, methods=["GET"]),
     Route("/api/image/{case_ref}/{ordinal:int}/{kind:str}", case_image, methods=["GET"]),
-    Route("/api/reading/{case_ref}/text", case_text, methods=["GET"]),
-    Route("/api/reading/{case_ref}/shown", image_shown, methods=["POST"]),
-    Route("/api/reading/{case_ref}/submit", submit, methods=["POST"]),
-    Route("/api/reading/{case_ref}/event", client_event, methods=["POST"]),
-    Route("/api/reading/{case_ref}/autosave", autosave, methods=["POST"]),
+    *(Route(f"/api/reading/{{case_ref}}/{action}", endpoint, methods=[method])
+      for (method, action), endpoint in _READING_ENDPOINTS.items()),
 ]
 # Only well-formed addresses of those routes take the short way; anything else (another shape of case_ref, a
 # path with dots or slashes) goes through Streamlit's whole stack and its path checks, and its router.
 READER_PATHS = re.compile(r"/api/(?:image/(?P<image_ref>[0-9a-f]{16,64})/(?P<ordinal>[0-9]{1,6})"
                           r"(?:/(?P<kind>[a-z]{1,16}))?"
-                          r"|reading/(?P<case_ref>[0-9a-f]{16,64})/(?P<action>text|shown|submit|event|autosave))")
-_READING_ENDPOINTS = {("GET", "text"): case_text, ("POST", "shown"): image_shown, ("POST", "submit"): submit,
-                      ("POST", "event"): client_event, ("POST", "autosave"): autosave}
+                          rf"|reading/(?P<case_ref>[0-9a-f]{{16,64}})/(?P<action>"
+                          rf"{'|'.join(sorted({action for _, action in _READING_ENDPOINTS}))}))")
 
 
 class ReaderRoutes:
